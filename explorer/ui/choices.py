@@ -1,0 +1,119 @@
+"""The shared model selection: drawn once in the sidebar by app.py, read by every page from session_state."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import streamlit as st
+
+from explorer.models import ARCHS, SHORTCUTS, VARIANTS
+
+__all__ = ["DEFAULTS", "MIN_INPUT", "MAX_INPUT", "ModelChoice", "model_choice", "sidebar"]
+
+MIN_INPUT, MAX_INPUT = 32, 1024
+WEIGHTS = ("pretrained", "random", "checkpoint")
+DEFAULTS: dict[str, object] = {
+    "arch": "resnet50",
+    "variant": "v1.5",
+    "shortcut": "B",
+    "plain": False,
+    "input_size": 224,
+    "weights": "pretrained",
+}
+_SHORTCUT_HELP = {
+    "B": "B — projection (1x1 conv + BN) only where the shape changes (torchvision, the paper's default)",
+    "A": "A — zero-padded identity: no parameters at all",
+    "C": "C — projection on every block",
+}
+_WEIGHTS_HELP = {
+    "pretrained": "ImageNet (pretrained)",
+    "random": "Random (untrained)",
+    "checkpoint": "My checkpoint (.pth / .safetensors)",
+}
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the user picked; hashable, so it keys the caches."""
+
+    arch: str = "resnet50"
+    variant: str = "v1.5"
+    shortcut: str = "B"
+    plain: bool = False
+    input_size: int = 224
+    weights: str = "pretrained"
+    checkpoint: str | None = None  # sha256 of an uploaded checkpoint, when weights == "checkpoint"
+
+    @property
+    def pretrained_possible(self) -> bool:
+        """ImageNet weights exist only for torchvision's configuration: v1.5, option B, with shortcuts."""
+        return self.variant == "v1.5" and self.shortcut == "B" and not self.plain
+
+    @property
+    def title(self) -> str:
+        """Short description for headers, e.g. ``"resnet50 (v1, option A, plain)"``."""
+        extras = [x for x in (self.variant != "v1.5" and self.variant, self.shortcut != "B" and
+                              f"option {self.shortcut}", self.plain and "plain") if x]
+        return f"{self.arch} ({', '.join(extras)})" if extras else self.arch
+
+
+def _defaults() -> None:
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+    st.session_state.setdefault("checkpoints", {})
+
+
+def model_choice() -> ModelChoice:
+    """The current selection from session_state (defaults filled in, so a page runs on its own).
+
+    Shows a clear error and stops the page when the input size is outside 32..1024 px.
+    """
+    _defaults()
+    s = st.session_state
+    size = s["input_size"]
+    if not isinstance(size, int) or not MIN_INPUT <= size <= MAX_INPUT:
+        st.error(f"The input size must be a whole number of pixels from {MIN_INPUT} to {MAX_INPUT}: "
+                 f"five stride-2 steps shrink the image 32-fold, so a smaller image has nothing left "
+                 f"to look at by layer4. You chose {size}.")
+        st.stop()
+    if s["arch"] not in ARCHS:
+        st.error(f"Unknown architecture {s['arch']!r}; choose one of: {', '.join(ARCHS)}.")
+        st.stop()
+    checkpoint = s.get("checkpoint") if s["weights"] == "checkpoint" else None
+    return ModelChoice(s["arch"], s["variant"], s["shortcut"], bool(s["plain"]), int(size), s["weights"], checkpoint)
+
+
+def _remember_checkpoint() -> None:
+    upload = st.session_state.get("checkpoint_upload")
+    if upload is None:
+        st.session_state["checkpoint"] = None
+        return
+    data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    st.session_state["checkpoints"] = {digest: (upload.name, data)}  # keep one: memory is shared
+    st.session_state["checkpoint"] = digest
+
+
+def sidebar() -> None:
+    """Draw the model selection widgets (called once, by app.py, so they keep their state across pages)."""
+    _defaults()
+    with st.sidebar:
+        st.subheader("Model")
+        st.selectbox("Architecture", ARCHS, key="arch")
+        st.radio(
+            "Stride placement", VARIANTS, key="variant", horizontal=True,
+            help="v1.5 (torchvision): a downsampling bottleneck strides in its 3x3 conv. "
+                 "v1 (the paper): in its first 1x1 conv.",
+        )
+        st.radio("Shortcut option", SHORTCUTS, key="shortcut", format_func=_SHORTCUT_HELP.get)
+        st.toggle("Plain network (no shortcuts)", key="plain")
+        st.number_input("Input size (px)", min_value=1, max_value=4096, step=32, key="input_size")
+        st.radio("Weights", WEIGHTS, key="weights", format_func=_WEIGHTS_HELP.get)
+        if st.session_state["weights"] == "checkpoint":
+            st.file_uploader(
+                "Checkpoint for this architecture", type=["pth", "pt", "ckpt", "safetensors"],
+                key="checkpoint_upload", on_change=_remember_checkpoint,
+                help="A state dict saved with torch.save or safetensors. Loaded with weights_only=True: "
+                     "a file that would run code is refused.",
+            )

@@ -1,0 +1,153 @@
+"""Architecture: Table 1 of the paper for the chosen model, every layer, where the cost is, and two archs compared."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from explorer import summary
+from explorer.errors import ExplorerError
+from explorer.models import ARCHS
+from explorer.plots import architecture as plots
+from explorer.ui import cached, choices
+from explorer.ui.choices import ModelChoice
+
+LAYER_COLUMNS = {
+    "name": "layer", "type": "type", "depth": "depth", "input_shape": "input shape", "output_shape": "output shape",
+    "params": "params", "mult_adds": "mult-adds", "kernel": "kernel", "stride": "stride", "groups": "groups",
+}
+COUNT = st.column_config.NumberColumn(format="localized")
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _architecture(key: ModelChoice, _loaded: cached.LoadedModel) -> summary.Architecture:
+    """One torchinfo pass per model configuration and input size (``key``; the weights do not matter)."""
+    return summary.architecture(_loaded.model, key.input_size)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _comparison_row(arch: str, input_size: int, variant: str, shortcut: str, plain: bool) -> dict[str, object]:
+    """The comparison figures of another arch, in the sidebar's configuration and input size."""
+    data = summary.architecture_of(arch, input_size, variant=variant, shortcut=shortcut, plain=plain)
+    return summary.comparison_row(arch, data)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _charts(key: ModelChoice, _data: summary.Architecture) -> tuple[go.Figure, ...]:
+    """The page's figures for ``key``, built once: plotly's validation makes building them the slow part of a
+    re-render. Shared across sessions and never modified (st.plotly_chart only serialises them)."""
+    return plots.cost_per_stage(_data.stages), plots.shape_flow(_data), plots.activation_sizes(_data.layers)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _comparison_chart(key: ModelChoice, other: str, _table: pd.DataFrame) -> go.Figure:
+    """The comparison figure of ``key``'s arch and ``other``, built once (shared, never modified)."""
+    return plots.compare_archs(_table)
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return " x ".join(map(str, shape))
+
+
+def _show_header(choice: ModelChoice, loaded: cached.LoadedModel, data: summary.Architecture) -> None:
+    t = data.totals
+    st.header(f"{choice.title} — {t.params:,} parameters")
+    st.caption(f"Weights: {loaded.label}. Shapes, parameters and costs do not depend on the weights. "
+               f"Input: {_shape_text(data.input_size)} (batch x channels x height x width).")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Parameters", f"{t.params:,}", help=f"{t.trainable_params:,} trainable")
+    c2.metric("Mult-adds", f"{t.mult_adds / 1e9:.2f} G", help=f"{t.mult_adds:,} multiply-accumulates per image")
+    c3.metric("Activation memory", f"{t.activation_bytes / 1e6:.1f} MB",
+              help="torchinfo's forward/backward pass size: outputs of layers with parameters, x2 for gradients")
+    c4.metric("Parameter memory", f"{t.param_bytes / 1e6:.1f} MB", help="float32 weights")
+
+
+def _show_stages(data: summary.Architecture) -> None:
+    st.markdown("The model's version of **Table 1** of He et al. (2015): each stage halves the image and "
+                "repeats its block. The conv1 row includes the max pool that follows it.")
+    stages = data.stages
+    table = pd.DataFrame({
+        "output size": stages["output_size"].to_numpy(),
+        "recipe": stages["recipe"].to_numpy(),
+        "blocks": ["" if pd.isna(b) else str(b) for b in stages["blocks"]],
+        "params": [f"{p:,}" for p in stages["params"]],
+        "mult-adds (G)": [f"{m / 1e9:.2f}" for m in stages["mult_adds"]],
+    }, index=pd.Index(stages["stage"].to_numpy(), name="stage"))
+    st.table(table)  # plain HTML: large, readable text on a projector, and findable in a browser
+
+
+def _show_layers(choice: ModelChoice, data: summary.Architecture) -> None:
+    st.session_state.setdefault("layer_depth", min(2, data.max_depth))
+    if st.session_state["layer_depth"] > data.max_depth:  # e.g. a plain net has no downsample layers: stay deepest
+        st.session_state["layer_depth"] = data.max_depth
+    depth = st.slider("Depth (1 = stem, stages and head; deeper = blocks, then their layers)", 1, data.max_depth,
+                      key="layer_depth")
+    layers = data.layers_at(depth)
+    view = layers.rename(columns=LAYER_COLUMNS)[list(LAYER_COLUMNS.values())]
+    view["input shape"] = view["input shape"].map(_shape_text)
+    view["output shape"] = view["output shape"].map(_shape_text)
+    st.caption(f"{len(layers)} rows down to depth {depth}. A container's params and mult-adds cover everything "
+               "inside it.")
+    st.dataframe(view, hide_index=True, width="stretch", height=420,
+                 column_config={"params": COUNT, "mult-adds": COUNT})
+    st.download_button("Layer table (CSV)", layers.to_csv(index=False), f"{choice.arch}-layers-depth{depth}.csv",
+                       mime="text/csv", key="layers_csv")
+
+
+def _show_charts(key: ModelChoice, data: summary.Architecture) -> None:
+    for figure in _charts(key, data):
+        st.plotly_chart(figure, width="stretch")
+
+
+def _show_comparison(choice: ModelChoice, key: ModelChoice, data: summary.Architecture) -> None:
+    others = [a for a in ARCHS if a != choice.arch]
+    st.session_state.setdefault("compare_arch", "resnet18" if choice.arch != "resnet18" else "resnet50")
+    other = st.selectbox("Compare with", ARCHS, key="compare_arch",
+                         help="Same stride placement, shortcut option and input size as the sidebar.")
+    if other == choice.arch:
+        st.info(f"Pick another architecture than {choice.arch} to compare; e.g. {others[0]}.")
+        return
+    rows = [summary.comparison_row(choice.arch, data),
+            _comparison_row(other, choice.input_size, choice.variant, choice.shortcut, choice.plain)]
+    table = pd.DataFrame(rows)
+    view = pd.DataFrame({
+        "": ["block type", "blocks per stage", "depth (weighted layers)", "parameters", "mult-adds (G)",
+             "ImageNet acc@1 (%)"],
+        **{row.arch: [row.block, ", ".join(map(str, row.blocks)), str(row.depth), f"{row.params:,}",
+                      f"{row.mult_adds / 1e9:.2f}", "n/a" if pd.isna(row.acc1) else f"{row.acc1:.2f}"]
+           for row in table.itertuples()},
+    })
+    st.dataframe(view, hide_index=True, width="stretch")
+    st.caption("Accuracy: torchvision's published figures for its default ImageNet weights (v1.5, option B, "
+               "224 px); costs are for your configuration and input size.")
+    st.plotly_chart(_comparison_chart(key, other, table), width="stretch")
+
+
+choice = choices.model_choice()
+key = replace(choice, weights="random", checkpoint=None)  # the architecture does not depend on the weights
+loaded = cached.model(choice)
+try:
+    with st.spinner("Tracing the network with torchinfo…"):
+        data = _architecture(key, loaded)
+except ExplorerError as err:
+    st.error(str(err))
+    data = None
+
+if data is not None:
+    _show_header(choice, loaded, data)
+    cached.weights_notice(loaded)
+    tab_stages, tab_layers, tab_charts, tab_compare = st.tabs(["Stages (Table 1)", "Layers", "Charts", "Compare"])
+    with tab_stages:
+        _show_stages(data)
+    with tab_layers:
+        _show_layers(choice, data)
+    with tab_charts:
+        _show_charts(key, data)
+    with tab_compare:
+        try:
+            _show_comparison(choice, key, data)
+        except ExplorerError as err:
+            st.error(str(err))

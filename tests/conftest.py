@@ -1,0 +1,37 @@
+"""Shared fixtures: an AppTest of the whole app with caches cleared, and offline defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+import torch
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _small_cpu() -> None:
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(autouse=True)
+def _offline_torch_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see a real hub cache nor the network: pretrained weights are 'unavailable' unless a test
+    places a checkpoint itself."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
+    monkeypatch.setenv("EXPLORER_OFFLINE", "1")
+
+
+@pytest.fixture
+def app() -> Iterator[AppTest]:
+    """The whole app (app.py with its navigation), caches cleared before and after."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    yield at
+    st.cache_resource.clear()
+    st.cache_data.clear()
