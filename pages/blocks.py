@@ -1,0 +1,372 @@
+"""Blocks & shortcuts: every residual block of the chosen model, its two paths, and why its shortcut is an
+identity or a projection. UI only: computation in explorer.blocks, figures in explorer.plots.blocks."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from explorer import blocks
+from explorer.errors import ExplorerError
+from explorer.models import arch_spec
+from explorer.plots import blocks as plots
+from explorer.plots.blocks import si
+from explorer.ui import cached, choices
+from explorer.ui.choices import ModelChoice
+
+LIVE_LIMIT = 5e9  # mult-adds a tensor run may cost before it waits for a click
+COUNT = st.column_config.NumberColumn(format="localized")
+INVENTORY_COLUMNS = {
+    "name": "block", "block_type": "type", "input_shape": "input", "output_shape": "output", "stride": "stride",
+    "shortcut": "shortcut", "reason": "why", "branch_params": "F(x) params", "shortcut_params": "shortcut params",
+    "shortcut_mult_adds": "shortcut mult-adds",
+}
+
+
+# ----------------------------------------------------------------------------------------------- cached work
+
+
+@st.cache_data(max_entries=16, show_spinner="Tracing every block…")
+def _inventory(arch: str, variant: str, shortcut: str, plain: bool, size: int) -> pd.DataFrame:
+    """The block inventory of one configuration; built on the meta device, so the weights do not matter."""
+    net = blocks.meta_model(arch, variant=variant, shortcut=shortcut, plain=plain)
+    return blocks.block_inventory(net, (1, 3, size, size))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _shape_trace(arch: str, variant: str, shortcut: str, plain: bool, size: int, name: str) -> blocks.BlockTrace:
+    """Shapes after every op of block ``name`` (meta device: no weights, no arithmetic)."""
+    net = blocks.meta_model(arch, variant=variant, shortcut=shortcut, plain=plain)
+    return blocks.run_block(net, name, torch.zeros(1, 3, size, size, device="meta"))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _live_trace(model_key: str, name: str, image_key: str, _loaded: cached.LoadedModel,
+                _image: torch.Tensor) -> blocks.BlockTrace:
+    """A real tensor through the shared model up to block ``name``, then through the block op by op."""
+    with _loaded.lock:
+        return blocks.run_block(_loaded.model, name, _image)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _block_types(stage: int, size: tuple[int, int], groups: int, width: int) -> pd.DataFrame:
+    return blocks.block_type_comparison(stage, size, groups=groups, width_per_group=width)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _stride_placement(arch: str, name: str, size: int) -> blocks.StridePlacement:
+    return blocks.stride_placement(arch, name, size)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _shortcut_options(arch: str, variant: str, size: int) -> pd.DataFrame:
+    return blocks.shortcut_options(arch, variant, size)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _check(in_ch: int, out_ch: int, stride: int, downsample: bool, mistake: str | None, size: int) -> blocks.BlockCheck:
+    return blocks.check_block(in_ch, out_ch, stride, downsample, mistake, size)
+
+
+# ---------------------------------------------------------------------------------------------------- pieces
+
+
+def _config(choice: ModelChoice) -> tuple[str, str, str, bool, int]:
+    return choice.arch, choice.variant, choice.shortcut, choice.plain, choice.input_size
+
+
+def _pick_block(inv: pd.DataFrame) -> pd.Series:
+    """Stage and index pickers (keys ``block_stage``, ``block_index``), kept valid when the model changes."""
+    stages = list(dict.fromkeys(inv["stage"]))
+    if st.session_state.get("block_stage") not in stages:
+        st.session_state["block_stage"] = stages[0]
+    left, right = st.columns(2)
+    stage = left.selectbox("Stage", stages, key="block_stage")
+    indices = [int(i) for i in inv.loc[inv["stage"] == stage, "index"]]
+    if st.session_state.get("block_index") not in indices:
+        st.session_state["block_index"] = indices[0]
+    right.selectbox("Block in the stage", indices, key="block_index", format_func=lambda i: f"{stage}.{i}")
+    return inv[inv["name"] == f"{stage}.{st.session_state['block_index']}"].iloc[0]
+
+
+def _show_header(choice: ModelChoice, inv: pd.DataFrame) -> None:
+    st.title("Blocks & shortcuts")
+    st.caption(f"{choice.title} at {choice.input_size}x{choice.input_size} px. Every residual block computes "
+               "**relu(F(x) + shortcut(x))**: the shortcut is an identity when F(x) keeps the shape of x, and a "
+               "1x1 projection (option B) when the channels or the size change.")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Residual blocks", len(inv))
+    c2.metric("Projection shortcuts", int((inv["shortcut"] == "projection").sum()))
+    c3.metric("Shortcut parameters", f"{int(inv['shortcut_params'].sum()):,}")
+    c4.metric("Share of all parameters", f"{100 * inv['shortcut_share'].sum():.2f} %",
+              help="Parameters in projection shortcuts (1x1 conv + BN) / all the model's parameters.")
+
+
+def _show_block(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None:
+    trace = _shape_trace(*_config(choice), row["name"])
+    st.markdown(f"#### {row['name']}: `{row['reason']}`")
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(plots.block_diagram(trace), width="stretch", theme=None, key="block_diagram")
+    with right:
+        st.metric("F(x) parameters", f"{int(row['branch_params']):,}")
+        st.metric("F(x) mult-adds", si(int(row["branch_mult_adds"])))
+        st.metric("Shortcut parameters", f"{int(row['shortcut_params']):,}")
+        st.metric("Shortcut mult-adds", si(int(row["shortcut_mult_adds"])),
+                  help="A 1x1 conv costs C_out x C_in x H_out x W_out; a BN 2 x C (torchinfo's convention).")
+        if row["block_type"] == "Bottleneck":
+            st.caption("A bottleneck's output has expansion = 4 times the channels of its 3x3 conv.")
+    with st.expander("All blocks of this model", expanded=False):
+        table = inv.rename(columns=INVENTORY_COLUMNS)[list(INVENTORY_COLUMNS.values())]
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            "F(x) params": COUNT, "shortcut params": COUNT, "shortcut mult-adds": COUNT})
+        st.download_button("Block table (CSV)", inv.to_csv(index=False), f"{choice.arch}-blocks.csv",
+                           mime="text/csv", key="blocks_csv")
+        st.plotly_chart(plots.shortcut_bars(inv), width="stretch", theme=None, key="shortcut_bars")
+
+
+def _current_image() -> torch.Tensor | None:
+    """The (1, 3, H, W) image another page stored, if it is one; never required."""
+    image = st.session_state.get("image_tensor")
+    if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[:2] == (1, 3):
+        return image
+    return None
+
+
+def _show_run(choice: ModelChoice, row: pd.Series) -> None:
+    loaded = cached.model(choice)
+    cached.weights_notice(loaded)
+    image = _current_image()
+    sources = ["random image"] + (["the current image"] if image is not None else [])
+    if st.session_state.get("block_source") not in sources:
+        st.session_state["block_source"] = sources[0]
+    source = st.radio("Input", sources, key="block_source", horizontal=True,
+                      help="An image goes through the stem and the earlier blocks; this block gets what they make.")
+    if source == "random image":
+        seed = int(st.columns(4)[0].number_input("Seed", min_value=0, max_value=10_000, value=0, key="block_seed"))
+        size = choice.input_size
+        image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
+        image_key = f"random-{seed}-{size}"
+    else:
+        image_key = hashlib.sha256(image.detach().cpu().numpy().tobytes()).hexdigest()
+        st.caption(f"The current image, {image.shape[-2]}x{image.shape[-1]} px.")
+    # the inventory's cost is for the sidebar's input size; convolution cost scales with the image's area
+    cost = int(row["mult_adds_so_far"] * image.shape[-2] * image.shape[-1] / choice.input_size**2)
+    st.caption(f"Running up to and through {row['name']} costs about {si(cost)} mult-adds.")
+    model_key = repr(replace(choice, input_size=0)) + loaded.label
+    run_key = (model_key, row["name"], image_key)
+    confirmed = st.session_state.setdefault("block_runs", set())
+    if cost > LIVE_LIMIT and run_key not in confirmed:
+        st.info(f"That is more than {si(LIVE_LIMIT)} mult-adds, a few seconds on a CPU: run it when you are ready.")
+        if not st.button("Run the tensor", key="block_run"):
+            return
+        confirmed.add(run_key)
+    with st.spinner(f"Running the network up to {row['name']}…"):
+        trace = _live_trace(model_key, row["name"], image_key, loaded, image)
+    steps = [("input", "x", trace.input_shape), *[("F(x)", s.op, s.shape) for s in trace.branch],
+             *[("shortcut", s.op, s.shape) for s in trace.shortcut], ("output", "ReLU(F(x) + shortcut)",
+                                                                        trace.output_shape)]
+    left, right = st.columns([2, 3])
+    left.dataframe(pd.DataFrame(steps, columns=["path", "op", "shape"]).assign(
+        shape=lambda d: d["shape"].map(blocks.fmt_shape)), hide_index=True, width="stretch",
+        height=36 * (len(steps) + 1) + 10)
+    right.plotly_chart(plots.magnitude_bars(trace), width="stretch", theme=None, key="magnitudes")
+    if trace.ratio is not None:
+        st.markdown(f"‖F(x)‖ is **{trace.ratio:.2f}x** ‖shortcut(x)‖: "
+                    + ("the block mostly passes its input on and adds a correction." if trace.ratio < 1 else
+                       "the residual branch outweighs what the shortcut carries."))
+    else:
+        st.markdown("A plain network has no shortcut: everything the block passes on goes through F(x).")
+
+
+def _show_block_types(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None:
+    spec = arch_spec(choice.arch)
+    stage = list(dict.fromkeys(inv["stage"])).index(row["stage"])
+    size = tuple(int(s) for s in row["output_shape"].split("x")[1:])
+    table = _block_types(stage, size, spec.groups, spec.width_per_group)
+    st.markdown(f"Blocks of **{row['stage']}** at {size[0]}x{size[1]}, stride 1, identity shortcut. The "
+                "bottleneck squeezes its wide input with a 1x1 conv, runs the expensive 3x3 on the squeezed channels "
+                "and expands back with another 1x1, so it carries 4x the channels for about the cost of a "
+                "basic block.")
+    st.dataframe(table.rename(columns={"mult_adds": "mult-adds", "params_vs_bottleneck": "params / bottleneck's"}),
+                 hide_index=True, width="stretch", column_config={"params": COUNT, "mult-adds": COUNT,
+                 "params / bottleneck's": st.column_config.NumberColumn(format="%.2fx")})
+    figure = plots.cost_bars(table["block"], table["params"], table["mult_adds"],
+                             f"BasicBlock vs Bottleneck in {row['stage']}")
+    st.plotly_chart(figure, width="stretch", theme=None, key="types")
+    wide = table.iloc[2]
+    st.caption(f"Two 3x3 convs at {wide['channels'].split(' -> ')[0]} channels would cost "
+               f"{wide['params_vs_bottleneck']:.1f}x the bottleneck's parameters: that is why resnet50/101/152 "
+               "use bottlenecks.")
+
+
+def _show_stride(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None:
+    if arch_spec(choice.arch).block != "bottleneck":
+        st.info(f"{choice.arch} is built from basic blocks, which stride in their first 3x3 in both versions: v1 "
+                "and v1.5 differ only in bottleneck blocks (resnet50 and deeper). Pick one in the sidebar.")
+        return
+    name = blocks.downsampling_block(inv, row["name"])
+    if name != row["name"]:
+        st.caption(f"{row['name']} does not downsample; showing {name}, the nearest block that does.")
+    with st.spinner("Building both versions…"):
+        placement = _stride_placement(choice.arch, name, choice.input_size)
+    v1, v15 = placement.block_mult_adds["v1"], placement.block_mult_adds["v1.5"]
+    st.markdown(f"In **v1** (the paper) {name} strides in its first 1x1 conv: that conv reads only every other "
+                "pixel, so 3/4 of its input positions are never looked at. In **v1.5** (torchvision) the 3x3 "
+                "strides instead: every position is read, and the first 1x1 runs at full resolution.")
+    c1, c2, c3 = st.columns(3)
+    c1.metric(f"{name} in v1", f"{si(v1)} mult-adds")
+    c2.metric(f"{name} in v1.5", f"{si(v15)} mult-adds", delta=f"{100 * (v15 / v1 - 1):+.1f} %",
+              delta_color="off")
+    m1, m15 = placement.model_mult_adds["v1"], placement.model_mult_adds["v1.5"]
+    c3.metric("Whole model, v1.5 vs v1", f"{si(m15)}", delta=f"{100 * (m15 / m1 - 1):+.1f} %", delta_color="off")
+    st.plotly_chart(plots.stride_bars(placement.convs), width="stretch", theme=None, key="stride")
+    st.dataframe(placement.convs.rename(columns={"mult_adds": "mult-adds"}), hide_index=True, width="stretch",
+                 column_config={"mult-adds": COUNT})
+
+
+def _show_options(choice: ModelChoice) -> None:
+    with st.spinner("Building options A, B and C…"):
+        table = _shortcut_options(choice.arch, choice.variant, choice.input_size)
+    st.markdown("The paper's three ways to handle a shortcut whose shape changes (He et al. 2015, section 3.3 "
+                "and Table 3). Your sidebar choice is option **" + choice.shortcut + "**.")
+    view = table.rename(columns={"shortcut_params": "shortcut params", "mult_adds": "mult-adds",
+                                 "params_vs_B": "params vs B", "params_vs_B_pct": "vs B (%)"})
+    st.dataframe(view, hide_index=True, width="stretch", column_config={
+        "what it does": st.column_config.TextColumn(width="large"), "shortcut params": COUNT, "params": COUNT,
+        "mult-adds": COUNT, "params vs B": COUNT, "vs B (%)": st.column_config.NumberColumn(format="%+.2f")})
+    st.plotly_chart(plots.cost_bars(table["option"], table["params"], table["mult_adds"],
+                                    f"{choice.arch}: shortcut options"), width="stretch", theme=None, key="options")
+    st.caption("The paper found the three close (for ResNet-34 on ImageNet, C slightly ahead of B, B of A) and "
+               "kept B: the projections everywhere of C cost parameters and time for a marginal gain.")
+
+
+def _show_calculator() -> None:
+    presets = ["custom", *blocks.CONV_PRESETS]
+    for key, value in {"calc_size": 224, "calc_kernel": 7, "calc_stride": 2, "calc_padding": 3,
+                       "calc_dilation": 1}.items():
+        st.session_state.setdefault(key, value)
+
+    def apply_preset() -> None:
+        pick = st.session_state["calc_preset"]
+        if pick in blocks.CONV_PRESETS:
+            k, s, p = blocks.CONV_PRESETS[pick]
+            st.session_state.update(calc_kernel=k, calc_stride=s, calc_padding=p, calc_dilation=1)
+
+    st.selectbox("Preset", presets, key="calc_preset", on_change=apply_preset)
+    cols = st.columns(5)
+    size = cols[0].number_input("Input size I (px)", min_value=1, max_value=4096, key="calc_size")
+    kernel = cols[1].number_input("Kernel K", min_value=1, max_value=64, key="calc_kernel")
+    stride = cols[2].number_input("Stride S", min_value=1, max_value=64, key="calc_stride")
+    padding = cols[3].number_input("Padding P", min_value=0, max_value=64, key="calc_padding")
+    dilation = cols[4].number_input("Dilation D", min_value=1, max_value=16, key="calc_dilation")
+    try:
+        out = blocks.conv_output_size(size, kernel, stride, padding, dilation)
+        st.metric("Output size O", f"{out} x {out}")
+        st.code(blocks.conv_arithmetic(size, kernel, stride, padding, dilation), language=None)
+    except ExplorerError as err:
+        st.error(str(err))
+    st.markdown("**The whole network by the formula alone**, from this input size:")
+    try:
+        st.dataframe(blocks.size_walk(size), hide_index=True, width="stretch")
+    except ExplorerError as err:
+        st.error(str(err))
+
+
+def _show_merge(choice: ModelChoice, row: pd.Series) -> None:
+    trace = _shape_trace(*_config(choice), row["name"])
+    branch = trace.branch[-1].shape
+    shortcut = trace.shortcut[-1].shape if trace.shortcut else None
+    st.markdown("A ResNet **adds** F(x) and the shortcut element by element (the shape stays); a DenseNet "
+                "**concatenates** along the channels (channels add up, so the next conv gets wider).")
+    cases = [("F(x) with x itself, no projection", branch, trace.input_shape)]
+    if shortcut is not None and shortcut != trace.input_shape:
+        cases.insert(0, ("F(x) with the shortcut's output", branch, shortcut))
+    elif shortcut is not None:
+        cases = [("F(x) with the identity shortcut", branch, shortcut)]
+    rows = []
+    for label, a, b in cases:
+        for rule in blocks.merge_rules(a, b):
+            rows.append({"case": label, "merge": rule.op, "result": blocks.fmt_shape(rule.shape) if rule.shape
+                         else "not possible", "rule": rule.rule})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    c = branch[0]
+    st.caption(f"A following 3x3 conv to {c} channels needs {9 * c * c:,} weights after an add and "
+               f"{9 * 2 * c * c:,} after a concat of two {c}-channel tensors.")
+
+
+def _show_mistakes() -> None:
+    st.markdown("Write a basic block by hand, switch on a classic mistake, and push a tensor through it.")
+    labels = {None: "none: written correctly", **blocks.MISTAKES}
+    cols = st.columns(4)
+    in_ch = cols[0].number_input("Input channels", min_value=1, max_value=blocks.MAX_CHANNELS, value=64,
+                                 key="mistake_in")
+    out_ch = cols[1].number_input("Output channels", min_value=1, max_value=blocks.MAX_CHANNELS, value=128,
+                                  key="mistake_out")
+    stride = cols[2].number_input("Stride", min_value=1, max_value=4, value=2, key="mistake_stride")
+    size = cols[3].number_input("Input size (px)", min_value=1, max_value=blocks.MAX_SIZE, value=56,
+                                key="mistake_size")
+    left, right = st.columns(2)
+    downsample = left.checkbox("The shortcut has a projection (downsample)", value=True, key="mistake_downsample")
+    mistake = right.selectbox("Mistake", list(labels), format_func=labels.get, key="mistake_kind")
+    try:
+        with st.spinner("Running the block…"):
+            result = _check(int(in_ch), int(out_ch), int(stride), bool(downsample), mistake, int(size))
+    except ExplorerError as err:
+        st.error(str(err))
+        return
+    if result.error:
+        st.error(f"PyTorch raised: {result.error}")
+    elif result.ok:
+        st.success(f"It runs: {blocks.fmt_shape((in_ch, size, size))} -> {blocks.fmt_shape(result.output_shape)}.")
+    else:
+        st.warning("It runs, but something is silently wrong.")
+    st.markdown(result.explanation)
+    if result.fix:
+        st.info(f"**Fix:** {result.fix}")
+    if result.evidence:
+        st.dataframe(pd.DataFrame([{"measure": e.measure, "this block": e.this_block,
+                                    "written correctly": e.correct_block} for e in result.evidence]),
+                     hide_index=True, width="stretch", column_config={
+                         "this block": st.column_config.NumberColumn(format="%.3f"),
+                         "written correctly": st.column_config.NumberColumn(format="%.3f")})
+    left, right = st.columns([2, 3])
+    left.dataframe(pd.DataFrame([{"path": s.path, "op": f"{s.name}: {s.op}", "shape": blocks.fmt_shape(s.shape)}
+                                 for s in result.steps]), hide_index=True, width="stretch")
+    right.code(result.code, language="python", wrap_lines=True)
+
+
+# ------------------------------------------------------------------------------------------------------ page
+
+choice = choices.model_choice()
+try:
+    inventory = _inventory(*_config(choice))
+except ExplorerError as err:
+    st.error(str(err))
+    st.stop()
+
+_show_header(choice, inventory)
+picked = _pick_block(inventory)
+SECTIONS = {
+    "The block": lambda: _show_block(choice, inventory, picked),
+    "Run a tensor": lambda: _show_run(choice, picked),
+    "Basic vs bottleneck": lambda: _show_block_types(choice, inventory, picked),
+    "v1 vs v1.5": lambda: _show_stride(choice, inventory, picked),
+    "Options A / B / C": lambda: _show_options(choice),
+    "Output size": _show_calculator,
+    "Add vs concat": lambda: _show_merge(choice, picked),
+    "Common mistakes": _show_mistakes,
+}
+# Tabs that track state (key + on_change): only the open tab runs, so hidden sections cost nothing.
+tabs = st.tabs(list(SECTIONS), key="block_tab", on_change="rerun")
+for tab, section in zip(tabs, SECTIONS.values(), strict=True):
+    if tab.open:
+        with tab:
+            try:
+                section()
+            except ExplorerError as err:
+                st.error(str(err))

@@ -1,0 +1,170 @@
+"""AppTest of pages/blocks.py: the block picker, every section, the calculator and the mistake checker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+import torch
+from streamlit.testing.v1 import AppTest
+
+PAGE = Path(__file__).resolve().parents[1] / "pages" / "blocks.py"
+SECTIONS = ["The block", "Run a tensor", "Basic vs bottleneck", "v1 vs v1.5", "Options A / B / C", "Output size",
+            "Add vs concat", "Common mistakes"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Small tensors on a shared CPU: one thread avoids OpenMP barrier waits (see tests/test_blocks.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def blocks_page() -> Iterator[AppTest]:
+    """The page on its own, on resnet18 at 64 px (small and fast); caches cleared before and after."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(PAGE), default_timeout=180)
+    at.session_state["arch"] = "resnet18"
+    at.session_state["input_size"] = 64
+    at.session_state["weights"] = "random"
+    yield at
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def _open(at: AppTest, section: str) -> AppTest:
+    at.session_state["block_tab"] = section
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_default_page_through_the_app_shows_resnet50_blocks(app: AppTest) -> None:
+    app.run()
+    app.switch_page("pages/blocks.py").run()
+    assert not app.exception
+    assert not app.error
+    assert _metrics(app)["Projection shortcuts"] == "4"  # resnet50, option B
+    assert any("64x56x56 -> 256x56x56: channels differ -> 1x1 conv + BN" in m.value for m in app.markdown)
+    assert app.get("plotly_chart")
+
+
+def test_pick_a_block_then_switch_to_a_bottleneck_arch(blocks_page: AppTest) -> None:
+    blocks_page.run()
+    assert not blocks_page.exception
+    assert _metrics(blocks_page)["Projection shortcuts"] == "3"
+    blocks_page.selectbox(key="block_stage").select("layer2").run()
+    blocks_page.selectbox(key="block_index").select(0).run()
+    assert any("layer2.0: `64x16x16 -> 128x8x8: channels differ and stride 2 -> 1x1 conv stride 2 + BN`" in m.value
+               for m in blocks_page.markdown)
+    blocks_page.selectbox(key="block_stage").select("layer3").run()
+    blocks_page.selectbox(key="block_index").select(1).run()
+    blocks_page.session_state["arch"] = "resnet50"  # layer3 has 6 bottlenecks: layer3.1 still exists
+    blocks_page.run()
+    assert not blocks_page.exception
+    assert _metrics(blocks_page)["Projection shortcuts"] == "4"
+    assert any("layer3.1: `1024x4x4 -> 1024x4x4: same shape -> identity`" in m.value for m in blocks_page.markdown)
+    blocks_page.selectbox(key="block_index").select(5).run()
+    blocks_page.session_state["arch"] = "resnet18"  # layer3.5 does not exist in resnet18: the picker falls back
+    blocks_page.run()
+    assert not blocks_page.exception
+    assert blocks_page.selectbox(key="block_index").value == 0
+
+
+def test_every_section_renders_for_a_bottleneck_arch(blocks_page: AppTest) -> None:
+    blocks_page.session_state["arch"] = "resnet50"  # resnet18 goes through every section in test_bad_input_...
+    for section in SECTIONS:
+        _open(blocks_page, section)
+        assert not blocks_page.error, (section, [e.value for e in blocks_page.error])
+
+
+def test_v1_vs_v15_on_a_bottleneck(blocks_page: AppTest) -> None:
+    blocks_page.session_state["arch"] = "resnet50"
+    _open(blocks_page, "v1 vs v1.5")
+    metrics = _metrics(blocks_page)
+    assert "layer2.0 in v1" in metrics and "layer2.0 in v1.5" in metrics
+    assert any("does not downsample" in c.value for c in blocks_page.caption)  # layer1.0 was picked
+    blocks_page.session_state["arch"] = "resnet18"
+    blocks_page.run()
+    assert any("basic blocks" in i.value for i in blocks_page.info)
+
+
+def test_run_a_tensor_random_and_the_current_image(blocks_page: AppTest) -> None:
+    _open(blocks_page, "Run a tensor")
+    assert blocks_page.radio(key="block_source").options == ["random image"]
+    steps = blocks_page.dataframe[0].value
+    assert list(steps["shape"])[-1] == "64x16x16"
+    assert any("‖F(x)‖ is" in m.value for m in blocks_page.markdown)
+    blocks_page.session_state["image_tensor"] = torch.randn(1, 3, 80, 80)  # what the feature-maps page stores
+    blocks_page.run()
+    blocks_page.radio(key="block_source").set_value("the current image").run()
+    assert not blocks_page.exception
+    assert blocks_page.dataframe[0].value["shape"].iloc[0] == "64x20x20"
+    blocks_page.session_state["image_tensor"] = torch.randn(3, 80)  # not an image: ignored, never a crash
+    blocks_page.run()
+    assert not blocks_page.exception
+    assert blocks_page.radio(key="block_source").options == ["random image"]
+
+
+def test_an_expensive_run_waits_for_a_click(blocks_page: AppTest) -> None:
+    blocks_page.session_state["arch"] = "resnet50"
+    blocks_page.session_state["input_size"] = 512
+    blocks_page.session_state["block_stage"] = "layer4"
+    _open(blocks_page, "Run a tensor")
+    assert blocks_page.button(key="block_run")
+    assert not blocks_page.dataframe  # nothing ran yet
+
+
+def test_calculator_presets_and_a_kernel_too_large(blocks_page: AppTest) -> None:
+    _open(blocks_page, "Output size")
+    blocks_page.selectbox(key="calc_preset").select("stem max-pool: 3x3, stride 2, pad 1").run()
+    blocks_page.number_input(key="calc_size").set_value(112).run()
+    assert _metrics(blocks_page)["Output size O"] == "56 x 56"
+    assert "floor(111 / 2) + 1" in blocks_page.code[0].value
+    blocks_page.number_input(key="calc_size").set_value(2).run()
+    blocks_page.number_input(key="calc_kernel").set_value(9).run()
+    assert not blocks_page.exception
+    assert any("kernel is too large" in e.value for e in blocks_page.error)
+
+
+def test_mistake_checker_error_path_and_silent_mistake(blocks_page: AppTest) -> None:
+    _open(blocks_page, "Common mistakes")
+    assert any("It runs" in s.value for s in blocks_page.success)  # the defaults are a correct downsampling block
+    blocks_page.checkbox(key="mistake_downsample").uncheck().run()
+    assert not blocks_page.exception
+    assert any("must match the size of tensor" in e.value for e in blocks_page.error)
+    assert any("nn.Conv2d(64, 128, kernel_size=1, stride=2" in i.value for i in blocks_page.info)
+    blocks_page.checkbox(key="mistake_downsample").check().run()
+    blocks_page.selectbox(key="mistake_kind").select("relu_before_add").run()
+    assert any("silently wrong" in w.value for w in blocks_page.warning)
+    evidence = blocks_page.dataframe[0].value.set_index("measure")
+    assert evidence.loc["share of F(x) values below zero (%)", "this block"] == 0
+
+
+def test_bad_input_never_raises(blocks_page: AppTest) -> None:
+    _open(blocks_page, "Common mistakes")
+    blocks_page.number_input(key="mistake_in").set_value(512).run()
+    blocks_page.number_input(key="mistake_out").set_value(512).run()
+    blocks_page.number_input(key="mistake_size").set_value(128).run()
+    blocks_page.number_input(key="mistake_stride").set_value(1).run()
+    assert not blocks_page.exception
+    assert any("mult-adds" in e.value for e in blocks_page.error)
+    blocks_page.session_state["input_size"] = 8  # outside 32..1024: the shared choice stops with a message
+    blocks_page.run()
+    assert not blocks_page.exception and blocks_page.error
+    blocks_page.session_state["input_size"] = 32
+    blocks_page.session_state["block_stage"] = "layer9"  # stale state from another model: reset, not a crash
+    for section in SECTIONS:
+        _open(blocks_page, section)
+        if section != "Common mistakes":  # the 512-channel block above is still (rightly) refused there
+            assert not blocks_page.error, (section, [e.value for e in blocks_page.error])
