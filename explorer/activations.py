@@ -1,0 +1,363 @@
+"""Feature maps out: capture intermediate outputs, the residual stream, channel statistics, memory estimates.
+
+Hooks are registered by context managers and removed in ``finally``, also when the forward raises, so a shared
+model never keeps a hook. Nothing here changes a model's parameters or mode.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from explorer.errors import ExplorerError
+from explorer.models import Bottleneck, ResidualBlock, residual_blocks
+
+__all__ = [
+    "BlockStream",
+    "Capture",
+    "LayerError",
+    "MemoryEstimate",
+    "capture",
+    "capture_with_stream",
+    "channel_stats",
+    "estimate_memory",
+    "output_shapes",
+    "record",
+    "record_residual_stream",
+    "residual_stream",
+    "stage_end_layers",
+    "stream_frame",
+    "top_channels",
+    "upsample",
+]
+
+
+class LayerError(ExplorerError):
+    """A layer name that the model does not have."""
+
+
+# --------------------------------------------------------------------------------------------------- capture
+
+
+def _resolve(model: nn.Module, layers: Iterable[str]) -> dict[str, nn.Module]:
+    """Dotted name -> module, in the order given; unknown names raise ``LayerError`` with suggestions."""
+    modules = dict(model.named_modules())
+    resolved: dict[str, nn.Module] = {}
+    for name in layers:
+        if not name or name not in modules:
+            names = [n for n in modules if n]
+            close = difflib.get_close_matches(str(name), names, n=5, cutoff=0.5) or names[:5]
+            raise LayerError(
+                f"The model has no layer called {name!r}. Layer names look like: {', '.join(close)} "
+                f"({len(names)} in all)."
+            )
+        resolved[name] = modules[name]
+    return resolved
+
+
+@contextmanager
+def _hooks(handles: list[torch.utils.hooks.RemovableHandle]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def record(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, Tensor]]:
+    """Context manager: while open, every forward of ``model`` stores each named layer's output (detached)
+    in the yielded dict. Hooks are removed on exit, whatever happens inside.
+
+    Outputs are stored by reference, not copied: this is exact for ``explorer`` models, whose ReLUs are all
+    non-inplace; a model that modifies a tensor in place after a hooked layer would change what was stored.
+    """
+    modules = _resolve(model, layers)
+    out: dict[str, Tensor] = {}
+
+    def hook_for(name: str):
+        def hook(_module: nn.Module, _inputs: tuple, output: object) -> None:
+            if not isinstance(output, Tensor):
+                raise LayerError(f"Layer {name!r} does not output a single tensor, so it cannot be shown.")
+            out[name] = output.detach()
+
+        return hook
+
+    handles = [module.register_forward_hook(hook_for(name)) for name, module in modules.items()]
+    with _hooks(handles):
+        yield out
+
+
+def capture(model: nn.Module, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+    """Run ``model(x)`` once and return ``{layer name: output}`` for the dotted ``layers`` (e.g. ``"layer2.1"``).
+
+    ``x`` is (N, 3, H, W); each output keeps the layer's shape, e.g. (N, C, H', W'), detached, on x's device.
+    Runs under ``torch.no_grad()``: no autograd graph is built or kept.
+
+    Raises:
+        LayerError: for a name the model does not have (the message lists similar valid names), or a layer
+            the forward never reached.
+    """
+    with record(model, layers) as out, torch.no_grad():
+        model(x)
+    return _in_order(out, layers)
+
+
+def _in_order(out: dict[str, Tensor], layers: Sequence[str]) -> dict[str, Tensor]:
+    """``out`` in the order the layers were asked for; a layer the forward never reached is an error."""
+    missing = [name for name in layers if name not in out]
+    if missing:
+        raise LayerError(f"Layer {missing[0]!r} did not run in this model's forward pass, so it has no output.")
+    return {name: out[name] for name in layers}
+
+
+def stage_end_layers(model: nn.Module) -> list[str]:
+    """The stem's output (``"relu"`` after conv1/BN) and the output of every stage: the filmstrip's layers."""
+    stages = [name for name in getattr(model, "stage_names", ()) if hasattr(model, name)]
+    return ["relu", *stages]
+
+
+# --------------------------------------------------------------------------------------------------- residual stream
+
+
+@dataclass(frozen=True)
+class BlockStream:
+    """One block's residual branch against its shortcut, as L2 norms over (C, H, W), averaged over the batch.
+
+    ``ratio`` = ||F(x)|| / ||shortcut(x)||: small means the block nudges the stream, large means it rewrites it.
+    For a plain block (no shortcut) ``shortcut_norm`` is the norm of the block's input x and the ratio compares
+    against that.
+    """
+
+    name: str
+    stage: str
+    index: int
+    shortcut_kind: str
+    residual_norm: float
+    shortcut_norm: float
+    ratio: float
+
+
+def _branch_end(block: ResidualBlock) -> nn.Module:
+    """The last module of the residual branch F: its output is F(x) exactly (bn3 in a bottleneck, else bn2)."""
+    return block.bn3 if isinstance(block, Bottleneck) else block.bn2
+
+
+def _norm(t: Tensor) -> Tensor:
+    """Mean over the batch of each sample's L2 norm: (N, ...) -> scalar tensor."""
+    return torch.linalg.vector_norm(t.detach().flatten(1), dim=1, dtype=torch.float32).mean()
+
+
+class StreamRecorder:
+    """Collects, during a forward, ||F(x)|| and ||shortcut(x)|| of every residual block. Use via
+    :func:`record_residual_stream`; call :meth:`rows` after the forward."""
+
+    def __init__(self, blocks: list[tuple[str, ResidualBlock]]) -> None:
+        self.blocks = blocks
+        self.residual: dict[str, Tensor] = {}
+        self.shortcut: dict[str, Tensor] = {}
+
+    def hooks(self) -> list[torch.utils.hooks.RemovableHandle]:
+        handles = []
+        for name, block in self.blocks:
+            handles.append(_branch_end(block).register_forward_hook(self._store(self.residual, name)))
+            if block.downsample is not None:  # projection or zero-padding: its output is the shortcut
+                handles.append(block.downsample.register_forward_hook(self._store(self.shortcut, name)))
+            else:  # identity (or plain): the shortcut is the block's input itself
+                handles.append(block.register_forward_pre_hook(self._store_input(self.shortcut, name)))
+        return handles
+
+    @staticmethod
+    def _store(target: dict[str, Tensor], name: str):
+        def hook(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
+            target[name] = _norm(output)
+
+        return hook
+
+    @staticmethod
+    def _store_input(target: dict[str, Tensor], name: str):
+        def hook(_module: nn.Module, inputs: tuple) -> None:
+            target[name] = _norm(inputs[0])
+
+        return hook
+
+    def rows(self) -> list[BlockStream]:
+        """One row per block that ran, in forward order."""
+        rows = []
+        for name, block in self.blocks:
+            if name not in self.residual:
+                continue
+            res, sc = float(self.residual[name]), float(self.shortcut[name])
+            stage, _, index = name.rpartition(".")
+            ratio = res / sc if sc > 0 else float("inf")
+            rows.append(BlockStream(name, stage, int(index), block.shortcut_kind, res, sc, ratio))
+        return rows
+
+
+@contextmanager
+def record_residual_stream(model: nn.Module) -> Iterator[StreamRecorder]:
+    """Context manager: hooks that record every block's ||F(x)|| and ||shortcut(x)|| during a forward.
+
+    No extra computation: F(x) is read at the branch's last BatchNorm, the shortcut at ``downsample`` or, for an
+    identity, at the block's input. Hooks are removed on exit.
+    """
+    blocks = residual_blocks(model)
+    if not blocks:
+        raise LayerError("This model has no residual blocks, so there is no residual stream to show.")
+    recorder = StreamRecorder(blocks)
+    with _hooks(recorder.hooks()):
+        yield recorder
+
+
+def residual_stream(model: nn.Module, x: Tensor) -> list[BlockStream]:
+    """Run ``model(x)`` (no grad) and return one :class:`BlockStream` per residual block, in forward order."""
+    with record_residual_stream(model) as recorder, torch.no_grad():
+        model(x)
+    return recorder.rows()
+
+
+def stream_frame(rows: Sequence[BlockStream]) -> pd.DataFrame:
+    """Rows as a table: block, stage, index, shortcut, ||F(x)||, ||shortcut||, ratio."""
+    return pd.DataFrame(
+        {
+            "block": [r.name for r in rows],
+            "stage": [r.stage for r in rows],
+            "index": [r.index for r in rows],
+            "shortcut": [r.shortcut_kind for r in rows],
+            "||F(x)||": [r.residual_norm for r in rows],
+            "||shortcut||": [r.shortcut_norm for r in rows],
+            "ratio": [r.ratio for r in rows],
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One forward's worth of results: the named layers' outputs (detached), the residual stream and logits."""
+
+    activations: dict[str, Tensor]
+    stream: list[BlockStream]
+    logits: Tensor
+
+
+def capture_with_stream(model: nn.Module, x: Tensor, layers: Sequence[str]) -> Capture:
+    """``capture`` and ``residual_stream`` in a single no-grad forward of ``model(x)``; x is (N, 3, H, W)."""
+    with ExitStack() as stack:
+        acts = stack.enter_context(record(model, layers))
+        recorder = stack.enter_context(record_residual_stream(model))
+        stack.enter_context(torch.no_grad())
+        logits = model(x)
+    return Capture(_in_order(acts, layers), recorder.rows(), logits.detach())
+
+
+# --------------------------------------------------------------------------------------------------- channels
+
+
+def _as_chw(fmap: Tensor) -> Tensor:
+    """(1, C, H, W) or (C, H, W) -> (C, H, W) float on the CPU."""
+    t = fmap.detach()
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {t.shape[0]}")
+        t = t[0]
+    if t.dim() != 3:
+        raise ValueError(f"expected a feature map (C, H, W), got shape {tuple(fmap.shape)}")
+    return t.float().cpu()
+
+
+def channel_stats(fmap: Tensor) -> pd.DataFrame:
+    """Per-channel statistics of one feature map (1, C, H, W) or (C, H, W): columns channel, mean, max, min,
+    zero_fraction (share of exactly-zero values, i.e. switched off by a ReLU)."""
+    t = _as_chw(fmap).flatten(1)
+    return pd.DataFrame(
+        {
+            "channel": np.arange(t.shape[0]),
+            "mean": t.mean(dim=1).numpy(),
+            "max": t.amax(dim=1).numpy(),
+            "min": t.amin(dim=1).numpy(),
+            "zero_fraction": (t == 0).float().mean(dim=1).numpy(),
+        }
+    )
+
+
+def top_channels(fmap: Tensor, k: int, by: str = "mean") -> list[int]:
+    """The ``k`` channels with the largest ``by`` statistic ("mean" or "max"), largest first."""
+    stats = channel_stats(fmap)
+    if by not in ("mean", "max"):
+        raise ValueError(f"rank channels by 'mean' or 'max', not {by!r}")
+    k = max(0, min(int(k), len(stats)))
+    return stats.sort_values([by, "channel"], ascending=[False, True])["channel"].head(k).tolist()
+
+
+def upsample(channel_map: Tensor, size: tuple[int, int]) -> np.ndarray:
+    """A (h, w) map bilinearly resized to ``size`` = (H, W), to lay over the input image; float32 numpy (H, W)."""
+    t = channel_map.detach().float().cpu()[None, None]
+    return nn.functional.interpolate(t, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+# --------------------------------------------------------------------------------------------------- memory
+
+
+def _meta_twin(model: nn.Module) -> nn.Module:
+    """A copy of ``model``'s structure whose parameters and buffers live on the meta device (no data copied).
+
+    ``deepcopy`` takes the memo's meta tensors in place of the real ones, so the shared model is only read
+    (hold its lock: another thread registering hooks during the copy would disturb it).
+    """
+    memo: dict[int, object] = {}
+    for p in model.parameters():
+        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = torch.empty_like(b, device="meta")
+    twin = copy.deepcopy(model, memo)
+    for m in twin.modules():  # hooks someone else registered would otherwise be copied along and fire
+        m._forward_hooks.clear()
+        m._forward_pre_hooks.clear()
+    twin.eval()
+    return twin
+
+
+def output_shapes(model: nn.Module, layers: Sequence[str], input_size: int | tuple[int, int]) -> dict[str, tuple]:
+    """Each named layer's output shape for one (1, 3, H, W) input, found without computing anything
+    (a forward on the meta device)."""
+    h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
+    twin = _meta_twin(model)
+    acts = capture(twin, torch.empty(1, 3, h, w, device="meta"), layers)
+    return {name: tuple(t.shape) for name, t in acts.items()}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes needed to capture layers for one image: what is kept, plus the largest tensors of the forward."""
+
+    captured_bytes: int
+    peak_forward_bytes: int
+    shapes: dict[str, tuple]
+
+    @property
+    def total_bytes(self) -> int:
+        return self.captured_bytes + self.peak_forward_bytes
+
+
+def estimate_memory(
+    model: nn.Module, layers: Sequence[str], input_size: int | tuple[int, int], *, bytes_per_element: int = 4
+) -> MemoryEstimate:
+    """Memory for ``capture(model, x, layers)`` on one (1, 3, H, W) image, before running it.
+
+    Captured: the sum of the layers' output sizes. Forward: twice the largest output of any module (its input
+    and output live at once), a lower bound on what a no-grad forward needs on top of the weights.
+    """
+    all_names = [name for name, m in model.named_modules() if name and not list(m.children())]
+    shapes = output_shapes(model, list(dict.fromkeys([*layers, *all_names])), input_size)
+    numel = {name: int(np.prod(shape)) for name, shape in shapes.items()}
+    captured = sum(numel[name] for name in dict.fromkeys(layers)) * bytes_per_element
+    peak = 2 * max(numel.values(), default=0) * bytes_per_element
+    return MemoryEstimate(captured, peak, {name: shapes[name] for name in layers})

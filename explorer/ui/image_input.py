@@ -1,0 +1,123 @@
+"""The image every image page works on: a sample photograph, an upload, or a camera snapshot.
+
+``image_picker()`` draws the widgets, decodes what was chosen with ``explorer.images.load_image`` (errors are
+shown with ``st.error``; the session goes on) and shares the result across pages in ``st.session_state``:
+
+* ``"image"``: the chosen RGB ``PIL.Image`` (or ``None``),
+* ``"image_name"``: where it came from, e.g. ``"sample: coffee cup"``,
+* ``"image_preprocessed"``: its ``images.Preprocessed`` (resized, cropped, tensor) for the current model choice,
+* ``"image_tensor"``: that normalised (1, 3, S, S) model input on the CPU,
+* ``"image_key"``: a hashable key of the three (where the image came from, arch, input size): it changes exactly
+  when they change, so pages can key their own caches on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import streamlit as st
+from PIL import Image
+from streamlit.delta_generator import DeltaGenerator
+
+from explorer import images
+from explorer.errors import ExplorerError
+from explorer.ui.choices import model_choice
+
+__all__ = ["UPLOAD_LIMIT_MB", "image_picker"]
+
+UPLOAD_LIMIT_MB = images.MAX_UPLOAD_BYTES // 2**20
+PREVIEW = 200  # px: the chosen image's preview, small, so a big upload does not travel to the browser
+_CACHE_KEY = "_image_picker_cache"  # the last _Decoded: each upload is decoded once, not on every rerun
+_PREP_KEY = "image_key"  # (source, arch, input size) that "image_preprocessed" was made for
+_OLD_PREP_KEY = "_image_preprocessed_for"  # the same, under the name pages/attributions.py reads today
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """One source's outcome: the RGB image and its small preview, or the reason it cannot be used."""
+
+    key: tuple[str, ...]
+    image: Image.Image | None = None
+    preview: Image.Image | None = None
+    error: str | None = None
+
+
+def _decoded(key: tuple[str, ...], load: Callable[[], Image.Image]) -> _Decoded:
+    """Decode once per source (an upload's file_id, a sample's name), remembered in session_state."""
+    cached = st.session_state.get(_CACHE_KEY)
+    if isinstance(cached, _Decoded) and cached.key == key:
+        return cached
+    try:
+        image = load()
+    except ExplorerError as err:
+        result = _Decoded(key, error=str(err))
+    else:
+        preview = image.copy()
+        preview.thumbnail((PREVIEW, PREVIEW))
+        result = _Decoded(key, image, preview)
+    st.session_state[_CACHE_KEY] = result
+    return result
+
+
+def _widgets() -> tuple[str, object | None, object | None, DeltaGenerator]:
+    """Draw the three sources; return the sample's name, the upload, the camera photo (or None) and a place
+    for the preview."""
+    left, middle, right = st.columns([1, 1.4, 1])
+    with left:
+        sample = st.selectbox("Sample photograph", list(images.SAMPLES), key="sample",
+                              help="Photographs that ship with scikit-image: they work offline.")
+        preview = st.container()
+    with middle:
+        upload = st.file_uploader(
+            f"…or upload an image (PNG, JPEG, WebP, BMP, TIFF, GIF; up to {UPLOAD_LIMIT_MB} MB)",
+            type="image", key="image_upload", max_upload_size=UPLOAD_LIMIT_MB,
+            help="An upload replaces the sample. Clear it (×) to go back to the samples.",
+        )
+    with right:
+        photo = None
+        if st.toggle("Use the camera", key="camera_on", help="Take a photo with this computer's camera."):
+            photo = st.camera_input("Take a photo", key="camera")
+    return sample, upload, photo, preview
+
+
+def _remember(decoded: _Decoded, name: str | None) -> None:
+    """Share the chosen image and its preprocessing for the current model choice with every page
+    (preprocessing is redone only when the image, the architecture or the input size changes)."""
+    st.session_state["image"] = decoded.image
+    st.session_state["image_name"] = name
+    if decoded.image is None:
+        st.session_state["image_preprocessed"] = st.session_state["image_tensor"] = None
+        st.session_state.pop(_PREP_KEY, None)
+        st.session_state.pop(_OLD_PREP_KEY, None)
+        return
+    choice = model_choice()
+    key = (decoded.key, choice.arch, choice.input_size)
+    if st.session_state.get(_PREP_KEY) != key or st.session_state.get("image_preprocessed") is None:
+        settings = images.preprocessing_for(choice.arch, choice.input_size)
+        prep = images.preprocess(decoded.image, resize=settings.resize, crop=settings.crop, mean=settings.mean,
+                                 std=settings.std)
+        st.session_state["image_preprocessed"], st.session_state["image_tensor"] = prep, prep.tensor
+        st.session_state[_PREP_KEY] = st.session_state[_OLD_PREP_KEY] = key
+
+
+def image_picker() -> Image.Image | None:
+    """Draw the image choice and return the chosen RGB image, or ``None`` when an upload could not be used
+    (the reason is shown with ``st.error``). A camera photo wins over an upload, an upload over a sample."""
+    sample, upload, photo, preview = _widgets()
+    if photo is not None:
+        decoded = _decoded(("camera", photo.file_id), lambda: images.load_image(photo))
+        name = "camera photo"
+    elif upload is not None:
+        decoded = _decoded(("upload", upload.file_id), lambda: images.load_image(upload))
+        name = f"upload: {upload.name}"
+    else:
+        decoded = _decoded(("sample", sample), lambda: images.sample_image(sample))
+        name = f"sample: {sample}"
+    if decoded.error is not None:
+        st.error(decoded.error, icon="🚫")
+        _remember(decoded, None)
+        return None
+    _remember(decoded, name)
+    preview.image(decoded.preview, caption=f"{name} · {decoded.image.width} × {decoded.image.height}", width=PREVIEW)
+    return decoded.image

@@ -1,0 +1,258 @@
+"""Feature maps: what each stage of the network makes of one image — preprocessing, channel grids, the
+filmstrip from conv1 to the last stage, an overlay, conv1's filters and the residual stream."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer import activations, images, weights
+from explorer.errors import ExplorerError
+from explorer.plots import features as plots
+from explorer.ui import cached, choices
+from explorer.ui.image_input import image_picker
+
+LARGE_BYTES = 256 * 2**20  # above this (or above 512 px) the page asks before running
+LARGE_INPUT = 512
+SLOW_GFLOPS = 50.0  # above this the page says a CPU will take a while
+RANK = {"top by mean activation": "mean", "top by max activation": "max", "channels I choose": "pick"}
+THUMBNAIL = 640  # px: the original is shown downsized, so a 40-megapixel upload does not travel to the browser
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB" if n >= 2**20 else f"{n / 2**10:,.0f} KB"
+
+
+# --------------------------------------------------------------------------------------------- preprocessing
+
+
+def _show_preprocessing(prep: images.Preprocessed, settings: images.Preprocessing) -> None:
+    st.markdown(
+        f"The network sees a **{settings.crop} × {settings.crop}** crop: the shorter side is resized to "
+        f"**{settings.resize}** px, the centre cut out, then each colour channel normalised with the ImageNet "
+        f"mean and standard deviation the weights were trained with."
+    )
+    thumb = prep.original.copy()
+    thumb.thumbnail((THUMBNAIL, THUMBNAIL))
+    w, h = prep.original.size
+    cols = st.columns(3)
+    cols[0].image(thumb, caption=f"original · {w} × {h}", width="stretch")
+    rw, rh = prep.resized.size
+    cols[1].image(prep.resized, caption=f"resized · {rw} × {rh}", width="stretch")
+    cols[2].image(prep.cropped, caption=f"centre crop · {settings.crop} × {settings.crop}", width="stretch")
+    if prep.trimmed:
+        st.caption(f"This image is more than {images.MAX_ASPECT:.0f}× longer than it is wide, so its long side "
+                   "was trimmed to the centre before resizing; the crop is the same part of the picture.")
+    st.plotly_chart(plots.normalised_channels(prep.tensor, prep.mean, prep.std), width="stretch", key="fm_prep")
+
+
+# --------------------------------------------------------------------------------------------- layer choice
+
+
+def _stage_blocks(model) -> dict[str, int]:
+    """``{"conv1": 0, "layer1": n1, ...}``: the stages and how many blocks each has."""
+    return {"conv1": 0, **{name: len(stage) for name, stage in model.stages()}}
+
+
+def _reset_block() -> None:
+    st.session_state.pop("fm_block", None)  # a new stage starts at its last block: the end of the stage
+
+
+def _pick_layer(model) -> str:
+    """Stage and block selectors (keys ``fm_stage``, ``fm_block``) -> the dotted layer name to look at."""
+    stages = _stage_blocks(model)
+    if st.session_state.get("fm_stage") not in stages:
+        st.session_state["fm_stage"] = "layer1"  # edges and textures at 1/4 of the input: a good first look
+    left, right = st.columns(2)
+    stage = left.selectbox("Stage", list(stages), key="fm_stage", on_change=_reset_block,
+                           help="conv1 is the stem (7×7 conv, BN, ReLU); layer1..layer4 are the residual stages.")
+    n = stages[stage]
+    if n == 0:
+        right.selectbox("Block", ["—"], key="fm_block_stem", disabled=True)
+        return "relu"
+    if st.session_state.get("fm_block") not in range(n):
+        st.session_state["fm_block"] = n - 1
+    block = right.selectbox(
+        "Block", list(range(n)), key="fm_block",
+        format_func=lambda i: f"block {i + 1} of {n}" + (" (end of the stage)" if i == n - 1 else ""),
+    )
+    return f"{stage}.{block}"
+
+
+# --------------------------------------------------------------------------------------------- running
+
+
+def _estimate(loaded: cached.LoadedModel, layers: list[str], size: int) -> activations.MemoryEstimate:
+    key = ("fm_estimate", id(loaded.model), tuple(layers), size)
+    if st.session_state.get("_fm_estimate_key") != key:
+        with loaded.lock:
+            st.session_state["_fm_estimate"] = activations.estimate_memory(loaded.model, layers, size)
+        st.session_state["_fm_estimate_key"] = key
+    return st.session_state["_fm_estimate"]
+
+
+def _gflops(choice: choices.ModelChoice) -> float:
+    """About how many GFLOPs one forward costs: torchvision's figure for the weights' crop, scaled by area."""
+    info = weights.weights_info(choice.arch)
+    return (info.gflops or 0.0) * (choice.input_size / info.crop) ** 2
+
+
+def _cost_ok(choice: choices.ModelChoice, estimate: activations.MemoryEstimate) -> bool:
+    """Show the cost before running; for a large run ask first (returns False until the user agrees)."""
+    gflops = _gflops(choice)
+    text = (f"One forward pass at {choice.input_size} × {choice.input_size} px: about **{gflops:,.0f} GFLOPs**; "
+            f"it keeps about **{_mb(estimate.captured_bytes)}** of feature maps and needs about "
+            f"**{_mb(estimate.peak_forward_bytes)}** more while it runs.")
+    if estimate.total_bytes > LARGE_BYTES or choice.input_size > LARGE_INPUT:
+        st.warning(text + " That is large: on a CPU it can take a while and slow the app for everybody. "
+                   "A smaller input size in the sidebar is quicker.", icon="⚠️")
+        return st.checkbox("Run it anyway", key="fm_confirm")
+    if gflops > SLOW_GFLOPS:
+        st.warning(text + " Expect several seconds on a CPU.", icon="⏳")
+    else:
+        st.caption(text)
+    return True
+
+
+def _run(
+    choice: choices.ModelChoice, loaded: cached.LoadedModel, prep: images.Preprocessed, layers: list[str]
+) -> activations.Capture:
+    """One forward with hooks (holding the model's lock), remembered until the image, model or layers change."""
+    key = (choice, id(loaded.model), loaded.label, st.session_state.get("image_key"), tuple(layers))
+    memo = st.session_state.get("_fm_result")
+    if memo is not None and memo[0] == key:
+        return memo[1]
+    with st.spinner("Running the image through the network…"), loaded.lock:
+        result = activations.capture_with_stream(loaded.model, prep.tensor, layers)
+    st.session_state["_fm_result"] = (key, result)
+    return result
+
+
+# --------------------------------------------------------------------------------------------- sections
+
+
+def _channel_choice(fmap) -> tuple[list[int], bool]:
+    """Rank or pick channels (keys fm_rank, fm_k, fm_channels) and the colour scale (fm_scale)."""
+    left, middle, right = st.columns([1.2, 1, 1])
+    rank = left.radio("Channels", list(RANK), key="fm_rank")
+    scale = right.radio("Colour scale", ["shared", "per channel"], key="fm_scale",
+                        help="Shared: tiles are comparable. Per channel: each tile stretched to show its pattern.")
+    count = fmap.shape[1]
+    if RANK[rank] == "pick":
+        kept = [c for c in st.session_state.get("fm_channels", []) if c < count]  # the layer may have changed
+        st.session_state["fm_channels"] = kept if "fm_channels" in st.session_state else list(range(min(8, count)))
+        channels = list(middle.multiselect("Channels to show", list(range(count)), key="fm_channels",
+                                           max_selections=32))
+    else:
+        top = min(32, count)
+        st.session_state["fm_k"] = min(st.session_state.get("fm_k", min(16, count)), top)
+        k = middle.slider("How many", 1, top, key="fm_k")
+        channels = activations.top_channels(fmap, k, by=RANK[rank])
+    return channels, scale == "shared"
+
+
+def _show_channels(layer: str, fmap, choice: choices.ModelChoice) -> None:
+    stats = activations.channel_stats(fmap)
+    channels, shared = _channel_choice(fmap)
+    _, c, h, w = fmap.shape
+    st.caption(f"**{layer}** outputs {c} channels of {h} × {w}. Mean over all channels "
+               f"{stats['mean'].mean():.3f}; {(fmap == 0).float().mean().item():.0%} of all values are zero "
+               "(switched off by a ReLU).")
+    if not channels:
+        st.info("Choose at least one channel to show.")
+        return
+    fig = plots.feature_grid(fmap, channels, stats=stats, shared_scale=shared,
+                             title=f"{layer}: {len(channels)} of {c} channels")
+    st.plotly_chart(fig, width="stretch", key="fm_grid")
+    shown = stats.set_index("channel").loc[channels].reset_index()
+    st.dataframe(shown, hide_index=True, width="stretch", column_config={
+        "mean": st.column_config.NumberColumn(format="%.3f"), "max": st.column_config.NumberColumn(format="%.3f"),
+        "min": st.column_config.NumberColumn(format="%.3f"),
+        "zero_fraction": st.column_config.ProgressColumn("zeros", format="percent", min_value=0, max_value=1),
+    })
+    st.download_button("All channels' statistics (CSV)", stats.to_csv(index=False),
+                       f"{choice.arch}-{layer}-channels.csv", mime="text/csv", key="fm_stats_csv")
+
+
+def _show_overlay(layer: str, fmap, prep: images.Preprocessed) -> None:
+    count = fmap.shape[1]
+    top = activations.top_channels(fmap, 1)[0]
+    new_layer = st.session_state.get("_fm_overlay_layer") != layer
+    if new_layer or st.session_state.get("fm_overlay_channel") not in range(count):
+        st.session_state["fm_overlay_channel"] = top  # a new layer starts at its strongest channel
+        st.session_state["_fm_overlay_layer"] = layer
+    left, right = st.columns(2)
+    channel = left.number_input(f"Channel (0–{count - 1}; the strongest is {top})", 0, count - 1,
+                                key="fm_overlay_channel")
+    opacity = right.slider("Opacity of the map", 0.0, 1.0, 0.5, 0.05, key="fm_opacity")
+    side = min(prep.cropped.size[0], plots.MAX_SIDE)  # the browser stretches (and smooths) it the rest of the way
+    heat = activations.upsample(fmap[0, int(channel)], (side, side))
+    fig = plots.channel_overlay(images.to_uint8(images.denormalise(prep.tensor, prep.mean, prep.std)), heat,
+                                opacity=opacity, title=f"{layer}, channel {channel}, upsampled to the input")
+    st.plotly_chart(fig, width="stretch", key="fm_overlay")
+
+
+def _show_filters(loaded: cached.LoadedModel) -> None:
+    if not loaded.pretrained:
+        st.caption("With random weights these filters are noise; with ImageNet weights they are edge, colour and "
+                   "texture detectors, much like Figure 3 of Krizhevsky et al. (2012).")
+    st.plotly_chart(plots.first_conv_filters(loaded.model.conv1.weight), width="stretch", key="fm_filters")
+
+
+def _show_stream(result: activations.Capture, choice: choices.ModelChoice) -> None:
+    st.markdown("Each block adds its residual branch **F(x)** to the stream **x** carried by the shortcut. "
+                "A ratio well below 1 means the block makes a small correction; near or above 1, it rewrites "
+                "the stream. Where a projection or zero-padding shortcut changes the shape, x is measured after it.")
+    st.plotly_chart(plots.residual_stream_chart(result.stream), width="stretch", key="fm_stream")
+    table = activations.stream_frame(result.stream)
+    with st.expander("The numbers"):
+        st.dataframe(table, hide_index=True, width="stretch")
+    st.download_button("Residual stream (CSV)", table.to_csv(index=False), f"{choice.arch}-residual-stream.csv",
+                       mime="text/csv", key="fm_stream_csv")
+
+
+# --------------------------------------------------------------------------------------------- page
+
+
+def main() -> None:
+    st.title("Feature maps")
+    choice = choices.model_choice()
+    loaded = cached.model(choice)
+    cached.weights_notice(loaded)
+    image = image_picker()
+    prep = st.session_state.get("image_preprocessed")
+    if image is None or prep is None:
+        st.info("No image to look at: remove the file (×) to go back to the sample photographs, or upload "
+                "another image.")
+        return
+    settings = images.preprocessing_for(choice.arch, choice.input_size)
+    model = loaded.model
+
+    st.subheader("The layer to look at")
+    layer = _pick_layer(model)
+    film = activations.stage_end_layers(model)
+    layers = list(dict.fromkeys([*film, layer]))
+    if not _cost_ok(choice, _estimate(loaded, layers, choice.input_size)):
+        return
+    result = _run(choice, loaded, prep, layers)
+    fmap = result.activations[layer]
+
+    tabs = st.tabs(["Channels", "Filmstrip", "Overlay", "Preprocessing", "conv1 filters", "Residual stream"])
+    with tabs[0]:
+        _show_channels(layer, fmap, choice)
+    with tabs[1]:
+        st.plotly_chart(plots.filmstrip({n: result.activations[n] for n in film}), width="stretch", key="fm_film")
+        st.caption("Each stage halves the resolution and adds channels: the network trades *where* for *what*.")
+    with tabs[2]:
+        _show_overlay(layer, fmap, prep)
+    with tabs[3]:
+        _show_preprocessing(prep, settings)
+    with tabs[4]:
+        _show_filters(loaded)
+    with tabs[5]:
+        _show_stream(result, choice)
+
+
+try:
+    main()
+except ExplorerError as err:  # a choice the explorer refuses: a message, and the session goes on
+    st.error(str(err))
