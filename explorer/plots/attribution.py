@@ -1,0 +1,240 @@
+"""Figures for predictions and attributions: top-k bars, knock-out comparison, attribution maps over the image
+(side by side, the Grad-CAM filmstrip, the sanity check) and a PNG of the same panels that needs no kaleido.
+
+Pure functions: numpy arrays and ``Prediction`` in, ``go.Figure`` (or PNG bytes) out; no streamlit, no model calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.colors as pc
+import plotly.graph_objects as go
+from PIL import Image, ImageDraw, ImageFont
+
+from explorer.predict import Prediction
+
+__all__ = [
+    "COLORMAPS",
+    "DEFAULT_COLORMAP",
+    "FONT_SIZE",
+    "attribution_panels",
+    "knockout_bars",
+    "panel_title",
+    "panels_png",
+    "scale_for_display",
+    "top_k_bars",
+]
+
+FONT_SIZE = 16
+"""Base font size: readable on a projector."""
+COLORMAPS: tuple[str, ...] = ("Cividis", "Viridis", "Inferno", "Magma")
+"""Perceptually uniform sequential maps that stay readable with colour-vision deficiencies."""
+DEFAULT_COLORMAP = "Cividis"  # designed for deuteranopia and protanopia (Nuñez et al. 2018)
+MAX_SIDE = 112
+"""Maps larger than this per side are average-pooled for the browser (the PNG download keeps full size)."""
+_RAMP = 0.3  # the overlay fades in from transparent at 0 to opaque at this fraction of the scale
+PER_ROW = 4
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _png_uri(rgb: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(_png(rgb)).decode("ascii")
+
+
+def scale_for_display(heat: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+    """A non-negative (H, W) map scaled to [0, 1] by its ``percentile`` (the usual clipping of saliency maps,
+    so a few extreme pixels do not wash out the rest). An all-zero map stays zero."""
+    heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
+    if heat.size and heat.min() < 0:
+        raise ValueError("scale a non-negative view of the map (positive, negative or absolute)")
+    top = float(np.percentile(heat, percentile)) if heat.size else 0.0
+    top = top if top > 0 else float(heat.max(initial=0.0))
+    return np.clip(heat / top, 0, 1) if top > 0 else np.zeros_like(heat)
+
+
+def _pool(z: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
+    """Average-pool an (H, W) array by the smallest integer factor that fits ``max_side``; (array, factor)."""
+    factor = max(1, math.ceil(max(z.shape) / max_side))
+    if factor == 1:
+        return z, 1
+    h, w = (z.shape[0] // factor) * factor, (z.shape[1] // factor) * factor
+    return z[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3)), factor
+
+
+def _rgb_stops(colormap: str, n: int) -> np.ndarray:
+    """(n, 3) float colours in 0..255 sampled evenly from a plotly colour scale."""
+    samples = pc.sample_colorscale(pc.get_colorscale(colormap), list(np.linspace(0, 1, n)), colortype="tuple")
+    return np.array(samples, dtype=np.float32) * 255
+
+
+def _alpha(level: np.ndarray | float) -> np.ndarray | float:
+    return np.minimum(1.0, np.asarray(level) / _RAMP)
+
+
+def _overlay_colorscale(colormap: str) -> list[list]:
+    """The colour map with transparency fading in over the lowest ``_RAMP`` of the scale: where a method sees
+    nothing the photo shows through."""
+    stops = np.linspace(0, 1, 11)
+    rgb = _rgb_stops(colormap, len(stops))
+    return [
+        [float(s), f"rgba({r:.0f},{g:.0f},{b:.0f},{_alpha(s):.2f})"] for s, (r, g, b) in zip(stops, rgb, strict=True)
+    ]
+
+
+def _layout(title: str, height: int, **extra: object) -> dict:
+    return {
+        "title": {"text": title, "font": {"size": FONT_SIZE + 4}},
+        "font": {"size": FONT_SIZE},
+        "height": height,
+        "margin": {"l": 20, "r": 20, "t": 100, "b": 20},
+        **extra,
+    }
+
+
+def _axes(suffix: str, domain_x: list[float], domain_y: list[float], width: int, height: int) -> dict:
+    hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False, "constrain": "domain"}
+    return {
+        f"xaxis{suffix}": {**hidden, "domain": domain_x, "anchor": f"y{suffix}", "range": [-0.5, width - 0.5]},
+        f"yaxis{suffix}": {**hidden, "domain": domain_y, "anchor": f"x{suffix}", "range": [height - 0.5, -0.5],
+                           "scaleanchor": f"x{suffix}"},
+    }
+
+
+def attribution_panels(
+    image: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    *,
+    opacity: float = 0.6,
+    colormap: str = DEFAULT_COLORMAP,
+    title: str = "Where the evidence is",
+    colorbar_title: str = "share of the map's 99th percentile",
+) -> go.Figure:
+    """The image (H, W, 3) uint8 with each non-negative (H, W) map of ``maps`` over it, one panel per map,
+    up to four per row, titled by the mapping's keys (``<br>`` breaks lines). Each map is scaled to [0, 1]
+    by :func:`scale_for_display`; ``opacity`` 0 shows the image only, 1 the map at full strength."""
+    if not maps:
+        raise ValueError("no maps to show")
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colour map {colormap!r}; choose one of: {', '.join(COLORMAPS)}")
+    height, width = image.shape[:2]
+    for name, heat in maps.items():
+        if heat.shape != (height, width):
+            raise ValueError(f"the map {name!r} is {heat.shape}, the image {(height, width)}")
+    cols = min(PER_ROW, len(maps))
+    rows = math.ceil(len(maps) / cols)
+    fig_height = 140 + rows * 360
+    lines = max(t.count("<br>") + 1 for t in maps)
+    title_room = lines * (FONT_SIZE + 4) / fig_height
+    layout, data, notes = _layout(title, fig_height), [], []
+    uri = _png_uri(image)
+    scale = _overlay_colorscale(colormap)
+    for i, (name, heat) in enumerate(maps.items()):
+        r, c = divmod(i, cols)
+        suffix = "" if i == 0 else str(i + 1)
+        x0, x1 = c / cols + 0.01, (c + 1) / cols - 0.01
+        y0, y1 = 1 - (r + 1) / rows + 0.02, 1 - r / rows - title_room
+        z, f = _pool(scale_for_display(heat), MAX_SIDE)
+        data.append(go.Image(source=uri, hoverinfo="skip", xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
+        data.append(go.Heatmap(
+            z=z, x0=(f - 1) / 2, dx=f, y0=(f - 1) / 2, dy=f, zmin=0, zmax=1, colorscale=scale, opacity=opacity,
+            showscale=i == len(maps) - 1, xaxis=f"x{suffix}", yaxis=f"y{suffix}", name=name.split("<br>")[0],
+            colorbar={"title": {"text": colorbar_title, "side": "right"}, "len": 0.8},
+            hovertemplate="x %{x:.0f}, y %{y:.0f}: %{z:.2f}<extra></extra>",
+        ))
+        layout.update(_axes(suffix, [x0, x1], [y0, y1], width, height))
+        notes.append({"text": name, "x": (x0 + x1) / 2, "y": y1, "xref": "paper", "yref": "paper",
+                      "showarrow": False, "xanchor": "center", "yanchor": "bottom", "font": {"size": FONT_SIZE}})
+    layout["annotations"] = notes
+    return go.Figure(data=data, layout=layout)
+
+
+def _blend(image: np.ndarray, heat: np.ndarray, opacity: float, colormap: str) -> np.ndarray:
+    """The same overlay as :func:`attribution_panels`, computed in numpy at full resolution: (H, W, 3) uint8."""
+    level = scale_for_display(heat)
+    lut = _rgb_stops(colormap, 256)
+    colour = lut[np.round(level * 255).astype(int)]
+    weight = (_alpha(level) * opacity)[..., None]
+    return np.round(image * (1 - weight) + colour * weight).clip(0, 255).astype(np.uint8)
+
+
+def panels_png(
+    image: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    *,
+    opacity: float = 0.6,
+    colormap: str = DEFAULT_COLORMAP,
+    title: str = "",
+) -> bytes:
+    """A PNG of the panels of :func:`attribution_panels` at full resolution, titles drawn above each panel
+    (for downloads: plotly's own PNG export needs kaleido, which the app does not require)."""
+    height, width = image.shape[:2]
+    font = ImageFont.load_default(size=max(12, width // 14))
+    line = font.size + 6
+    top = line * (2 + (1 if title else 0))
+    pad = 8
+    sheet = Image.new("RGB", (len(maps) * (width + pad) + pad, top + height + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((pad, pad // 2), title, fill="black", font=font)
+    for i, (name, heat) in enumerate(maps.items()):
+        x = pad + i * (width + pad)
+        for j, text in enumerate(name.replace("<b>", "").replace("</b>", "").split("<br>")[:2]):
+            draw.text((x, top - line * (2 - j)), text, fill="black", font=font)
+        sheet.paste(Image.fromarray(_blend(image, heat, opacity, colormap)), (x, top))
+    buf = io.BytesIO()
+    sheet.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def top_k_bars(prediction: Prediction, title: str = "Top-5 predictions") -> go.Figure:
+    """Horizontal bars of the top-k probabilities, the most likely class on top."""
+    names = [f"{n} ({i})" for i, n in zip(prediction.indices, prediction.names, strict=True)]
+    fig = go.Figure(go.Bar(
+        x=[p * 100 for p in prediction.probabilities], y=names, orientation="h", marker_color="#4C78A8",
+        text=[f"{p:.1%}" for p in prediction.probabilities], textposition="auto",
+        hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+    ))
+    fig.update_layout(**_layout(title, 120 + 48 * len(names), margin={"l": 20, "r": 20, "t": 70, "b": 50}))
+    fig.update_xaxes(title_text="probability (%)", range=[0, 100])
+    fig.update_yaxes(autorange="reversed", tickfont={"size": FONT_SIZE})
+    return fig
+
+
+def knockout_bars(
+    before: Prediction, after: Prediction, title: str = "Top-5 with and without the knocked-out blocks"
+) -> go.Figure:
+    """Grouped bars: the probabilities of the classes in either top-k, for the full network and with blocks
+    knocked out (``after.knocked_out``). Probabilities come from each prediction's full logits."""
+    classes = list(dict.fromkeys([*before.indices, *after.indices]))
+    names = dict(zip(before.indices, before.names, strict=True)) | dict(zip(after.indices, after.names, strict=True))
+    labels = [f"{names[i]} ({i})" for i in classes]
+    fig = go.Figure()
+    for pred, name, colour in ((before, "full network", "#4C78A8"), (after, "blocks knocked out", "#F58518")):
+        probs = _softmax(pred.logits)
+        fig.add_trace(go.Bar(x=labels, y=[probs[i] * 100 for i in classes], name=name, marker_color=colour,
+                             hovertemplate="%{x}: %{y:.2f}%<extra>" + name + "</extra>"))
+    fig.update_layout(**_layout(title, 480, barmode="group", legend={"orientation": "h", "y": 1.08}))
+    fig.update_yaxes(title_text="probability (%)")
+    fig.update_xaxes(title_text="class", tickangle=-30)
+    return fig
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def panel_title(label: str, lines: Sequence[str]) -> str:
+    """``"<b>label</b><br>line1 · line2"``: a panel title with one line of details."""
+    return f"<b>{label}</b>" + ("<br>" + " · ".join(lines) if lines else "")

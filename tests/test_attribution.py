@@ -1,0 +1,401 @@
+"""explorer.attribution: every method through one interface, completeness, cost caps, locks and hooks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import DeepLift, Saliency
+
+from explorer import attribution as attr
+from explorer.errors import ExplorerError
+from explorer.models import ARCHS, build, build_cifar
+from explorer.predict import DeviceError, InputError, model_lock
+
+# Settings that keep each method to a handful of passes on a 64x64 image.
+CHEAP = {
+    "saliency": {},
+    "integrated_gradients": {"n_steps": 4, "internal_batch_size": 4},
+    "smoothgrad": {"nt_samples": 2},
+    "gradient_shap": {"n_samples": 2},
+    "occlusion": {"sliding_window_shapes": (3, 32, 32), "strides": (3, 32, 32)},
+    "grad_cam": {},
+    "guided_grad_cam": {},
+    "deeplift": {},
+}
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build("resnet18").eval()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def hook_count(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def assert_untouched(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """No hooks, no gradients on parameters, no attributes left by DeepLift, weights unchanged."""
+    assert hook_count(model) == 0
+    assert all(p.grad is None for p in model.parameters())
+    assert not [n for n, m in model.named_modules() if hasattr(m, "input") or hasattr(m, "output")]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+def test_registry_covers_the_methods_of_the_issue():
+    labels = {spec.label for spec in attr.METHODS.values()}
+    assert labels == {"Saliency", "Integrated Gradients", "SmoothGrad", "GradientSHAP", "Occlusion", "Grad-CAM",
+                      "Guided Grad-CAM", "DeepLift"}
+    assert attr.resolve_method("IntegratedGradients").key == "integrated_gradients"
+    assert attr.resolve_method("NoiseTunnel").key == "smoothgrad"
+    assert attr.resolve_method("Guided Grad-CAM").key == "guided_grad_cam"
+    with pytest.raises(attr.AttributionError, match="choose one of"):
+        attr.resolve_method("lime")
+
+
+@pytest.mark.parametrize("method", list(attr.METHODS))
+def test_every_method_gives_a_map_and_leaves_the_model_as_it_was(method, model, image):
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    spec = attr.METHODS[method]
+    result = attr.attribute(model, image, 3, method, **CHEAP[method])
+    assert result.map.shape == (64, 64) and result.map.dtype == np.float32
+    assert np.isfinite(result.map).all() and np.abs(result.map).sum() > 0
+    assert result.passes == attr.estimate_cost(method, image.shape, **CHEAP[method])
+    assert (result.delta is not None) == spec.has_delta
+    assert (result.baseline is not None) == spec.needs_baseline == (result.baseline_description is not None)
+    assert result.seconds > 0 and result.device.startswith("CPU")
+    assert_untouched(model, state)
+
+
+def test_integrated_gradients_are_complete(image):
+    """Sum of attributions = f(x) - f(baseline), up to Captum's own convergence delta (float64, 32 steps).
+
+    A blurred baseline: with the all-zero one a random-weight net is positively homogeneous along the path
+    and the check would hold trivially."""
+    torch.manual_seed(0)
+    net, x = build("resnet18").eval().double(), image.double()
+    result = attr.attribute(net, x, 7, "integrated_gradients", n_steps=32, baseline="blur")
+    with torch.no_grad():
+        difference = (net(x)[0, 7] - net(result.baseline)[0, 7]).item()
+    total = result.raw.sum().item()
+    assert result.raw.dtype == torch.float64
+    assert abs(total - difference) == pytest.approx(abs(result.delta), abs=1e-9)
+    assert abs(result.delta) < 0.01 * abs(difference)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_deeplift_runs_on_every_arch(arch):
+    """No ReLU is reused or in place, so DeepLift's rescale rule holds: contributions add up to the difference."""
+    torch.manual_seed(0)
+    net = build(arch).eval()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    result = attr.attribute(net, x, 5, "deeplift")
+    with torch.no_grad():
+        difference = (net(x)[0, 5] - net(result.baseline)[0, 5]).item()
+    assert result.map.shape == (32, 32) and np.isfinite(result.map).all()
+    assert result.raw.sum().item() == pytest.approx(difference, rel=1e-4, abs=1e-3)
+    assert hook_count(net) == 0
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: build("resnet18", shortcut="A"), lambda: build("resnet50", variant="v1", shortcut="C"),
+             lambda: build("resnet18", plain=True), lambda: build_cifar(20)],
+    ids=["option-A", "v1-option-C", "plain", "cifar-20"],
+)
+def test_deeplift_and_grad_cam_on_every_configuration(make):
+    torch.manual_seed(0)
+    net = make().eval()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    result = attr.attribute(net, x, 5, "deeplift")
+    with torch.no_grad():
+        difference = (net(x)[0, 5] - net(result.baseline)[0, 5]).item()
+    assert result.raw.sum().item() == pytest.approx(difference, rel=1e-4, abs=1e-3)
+    cam = attr.attribute(net, x, 5, "grad_cam")
+    assert cam.map.shape == (32, 32) and cam.layer == net.stage_names[-1]
+    assert hook_count(net) == 0
+
+
+def test_grad_cam_at_any_block_is_upsampled_to_the_image(model, image):
+    default = attr.attribute(model, image, 3, "grad_cam")
+    block = attr.attribute(model, image, 3, "grad_cam", layer="layer3.1")
+    assert default.layer == "layer4" and default.raw.shape == (1, 1, 2, 2)
+    assert block.layer == "layer3.1" and block.raw.shape == (1, 1, 4, 4)
+    assert block.map.shape == default.map.shape == (64, 64)
+    assert (block.map >= 0).all()  # relu_attributions: only evidence for the class
+    assert "layer3.1" in attr.gradcam_layers(model) and attr.gradcam_layers(model)[:4] == [
+        "layer1", "layer2", "layer3", "layer4"]
+    with pytest.raises(attr.AttributionError, match="no layer 'layer9'"):
+        attr.attribute(model, image, 3, "grad_cam", layer="layer9")
+    with pytest.raises(attr.AttributionError, match="does not look at a layer"):
+        attr.attribute(model, image, 3, "saliency", layer="layer4")
+
+
+def test_same_result_as_captum_called_directly(model, image):
+    ours = attr.attribute(model, image, 3, "saliency")
+    theirs = Saliency(model).attribute(image.clone(), target=3)
+    torch.testing.assert_close(ours.raw, theirs)
+    np.testing.assert_allclose(ours.map, theirs[0].sum(0).numpy(), rtol=1e-6)
+
+
+def test_views_split_the_signed_map(model, image):
+    result = attr.attribute(model, image, 3, "deeplift")
+    pos, neg, absolute = (result.view(v) for v in ("positive", "negative", "absolute"))
+    np.testing.assert_allclose(pos - neg, result.map, rtol=1e-6, atol=1e-7)
+    assert (pos >= 0).all() and (neg >= 0).all()
+    assert (absolute >= np.abs(result.map) - 1e-6).all()  # channels of opposite sign do not cancel
+    with pytest.raises(attr.AttributionError, match="Unknown view"):
+        result.view("sideways")
+
+
+def test_cost_estimates_and_cpu_caps(image):
+    assert attr.estimate_cost("integrated_gradients", (1, 3, 224, 224), n_steps=200) == 200
+    assert attr.estimate_cost("smoothgrad", (3, 64, 64), nt_samples=12) == 12
+    # 32x32 windows every 16 px over 224 px: 13 positions per side, plus the unoccluded forward.
+    assert attr.estimate_cost("occlusion", (1, 3, 224, 224)) == 13 * 13 + 1
+    assert attr.estimate_cost("guided_grad_cam", (1, 3, 64, 64)) == 2
+    with pytest.raises(attr.CostError) as err:
+        attr.attribute(build("resnet18").eval(), image, 0, "integrated_gradients", n_steps=2000)
+    assert str(err.value) == ("Integrated Gradients with 2000 steps needs 2000 forward/backward passes; on the CPU "
+                              "the cap is 256. Lower n_steps or use the GPU.")
+    assert isinstance(err.value, ExplorerError)
+    with pytest.raises(attr.CostError, match="Occlusion with 4x4 windows every 2x2 px needs"):
+        attr.check_cost("occlusion", (1, 3, 224, 224), "cpu", sliding_window_shapes=(3, 4, 4), strides=(3, 2, 2))
+    # the caps are for the CPU only
+    assert attr.check_cost("integrated_gradients", (1, 3, 64, 64), "cuda", n_steps=2000) == 2000
+
+
+def test_bad_settings_are_explained(model, image):
+    with pytest.raises(attr.AttributionError, match="has no option n_stepz"):
+        attr.attribute(model, image, 3, "integrated_gradients", n_stepz=10)
+    with pytest.raises(attr.AttributionError, match="whole numbers"):
+        attr.attribute(model, image, 3, "integrated_gradients", n_steps="many")
+    with pytest.raises(attr.AttributionError, match="Integrated Gradients failed"):
+        attr.attribute(model, image, 3, "integrated_gradients", n_steps=0)
+    with pytest.raises(InputError, match="from 0 to 999"):
+        attr.attribute(model, image, 1000, "saliency")
+    with pytest.raises(InputError, match=r"\(1, 3, H, W\)"):
+        attr.attribute(model, torch.zeros(2, 3, 64, 64), 0, "saliency")
+    with pytest.raises(attr.AttributionError, match="'mixed' is for GradientSHAP only"):
+        attr.attribute(model, image, 3, "deeplift", baseline="mixed")
+    with pytest.raises(attr.AttributionError, match="training mode"):
+        attr.attribute(build("resnet18"), image, 3, "saliency")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="(?i)no CUDA GPU"):
+            attr.attribute(model, image, 3, "saliency", device="cuda")
+    assert hook_count(model) == 0
+
+
+def test_baselines(image):
+    black = attr.make_baseline(image, "black")
+    mean = torch.tensor(attr.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(attr.IMAGENET_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(black * std + mean, torch.zeros_like(image))  # black in pixel space
+    blur = attr.make_baseline(image, "blur")
+    assert blur.shape == image.shape and blur.std() < image.std() / 2
+    assert attr.make_baseline(image, "mixed").shape == (3, 3, 64, 64)
+    assert not attr.make_baseline(image, "zeros").any()
+
+
+def test_failure_inside_captum_leaves_no_hooks_nor_attributes(model, image, monkeypatch):
+    """DeepLift sets hooks and `module.input/output` on every ReLU; a failure in the backward pass leaves the
+    attributes behind in Captum itself. The guard removes them, and the error is a message."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated failure in the backward pass")
+
+    monkeypatch.setattr(torch.autograd, "grad", boom)
+    with pytest.raises(attr.AttributionError, match="DeepLift failed: simulated failure"):
+        attr.attribute(model, image, 3, "deeplift")
+    monkeypatch.undo()
+    assert_untouched(model, state)
+
+
+def test_hooks_left_by_a_leaky_method_are_removed(model, image, monkeypatch):
+    monkeypatch.setattr(DeepLift, "_remove_hooks", lambda self, extra: None)  # Captum "forgets" its hooks
+    result = attr.attribute(model, image, 3, "deeplift", return_convergence_delta=False)
+    assert result.delta is None and hook_count(model) == 0
+    # with the delta, Captum's own next forward trips over its leftover hooks: a message, and still no hooks
+    with pytest.raises(attr.AttributionError, match="DeepLift failed"):
+        attr.attribute(model, image, 3, "deeplift")
+    assert hook_count(model) == 0
+
+
+def test_out_of_memory_becomes_advice(model, image, monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Saliency, "attribute", oom)
+    with pytest.raises(DeviceError, match="ran out of memory.*smaller internal batch size"):
+        attr.attribute(model, image, 3, "saliency")
+    assert hook_count(model) == 0
+
+
+def test_progress_is_reported(model, image):
+    seen: list[float] = []
+    attr.attribute(model, image, 3, "integrated_gradients", n_steps=8, internal_batch_size=2, progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) >= 4
+    assert hook_count(model) == 0
+
+
+def test_work_holds_the_model_lock(model, image):
+    """While another session holds the model's lock, an attribution waits; it runs once the lock is free."""
+    done = threading.Event()
+    lock = model_lock(model)
+    with lock:
+        worker = threading.Thread(target=lambda: (attr.attribute(model, image, 3, "saliency"), done.set()))
+        worker.start()
+        time.sleep(0.5)
+        assert not done.is_set()
+    worker.join(timeout=60)
+    assert done.is_set()
+
+
+def test_a_given_lock_is_held_during_the_work(model, image):
+    lock = threading.Lock()
+    held: list[bool] = []
+    attr.attribute(model, image, 3, "smoothgrad", nt_samples=2, lock=lock,
+                   progress=lambda _: held.append(lock.locked()))
+    assert held and all(held) and not lock.locked()
+
+
+def test_concurrent_soak_on_one_shared_model(model, image):
+    """24 attributions from 6 threads on one shared resnet18: no error, no hook left, and deterministic methods
+    give exactly what they give alone (nobody saw another thread's hooks, e.g. DeepLift's batch doubling)."""
+    methods = ["saliency", "deeplift", "grad_cam", "guided_grad_cam", "integrated_gradients", "occlusion"] * 4
+    alone = {m: attr.attribute(model, image, 3, m, **CHEAP[m]).map for m in set(methods)}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda m: attr.attribute(model, image, 3, m, **CHEAP[m]), methods))
+    assert len(results) == 24
+    for result in results:
+        np.testing.assert_allclose(result.map, alone[result.method], rtol=1e-4, atol=1e-6)
+    assert hook_count(model) == 0
+
+
+def test_randomised_copy_differs_and_the_original_is_unchanged(model, image):
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    twin = attr.randomised_copy(model, "layer3", seed=1)
+    assert attr.cascade_layers(model) == ["fc", "layer4", "layer3", "layer2", "layer1", "stem"]
+    twin_state = twin.state_dict()
+    for key, value in state.items():
+        if key.startswith(("layer1.", "layer2.", "conv1.", "bn1.")):
+            assert torch.equal(twin_state[key], value), key  # below the chosen layer: kept
+        elif "conv" in key or key == "fc.weight":
+            assert not torch.equal(twin_state[key], value), key  # fc, layer4, layer3: fresh weights
+    assert_untouched(model, state)
+    with torch.no_grad():
+        assert not torch.allclose(twin(image), model(image))
+    with pytest.raises(attr.AttributionError, match="choose one of: fc, layer4"):
+        attr.randomised_copy(model, "layer7")
+
+
+def test_rank_similarity():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(16, 16))
+    assert attr.rank_similarity(a, a) == pytest.approx(1.0)
+    assert attr.rank_similarity(a, a**3) == pytest.approx(1.0)  # ranks only
+    assert attr.rank_similarity(a, -a) == pytest.approx(-1.0)
+    assert abs(attr.rank_similarity(a, rng.normal(size=(16, 16)))) < 0.3
+    assert np.isnan(attr.rank_similarity(a, np.zeros_like(a)))
+
+
+def test_sanity_check_separates_learned_from_random(model, image):
+    """Saliency on a copy with fc..layer1 re-initialised is less similar to the original than the map is to
+    itself recomputed (which is 1)."""
+    original = attr.attribute(model, image, 3, "saliency").view("absolute")
+    again = attr.attribute(model, image, 3, "saliency").view("absolute")
+    randomised = attr.attribute(attr.randomised_copy(model, "layer1"), image, 3, "saliency").view("absolute")
+    assert attr.rank_similarity(original, again) == pytest.approx(1.0)
+    assert attr.rank_similarity(original, randomised) < 0.9
+
+
+# ------------------------------------------------------------------------------------- figures (explorer.plots)
+
+
+def test_attribution_panels_overlay_each_map_on_the_image(model, image):
+    from explorer.plots import attribution as plots
+
+    photo = np.full((64, 64, 3), 128, np.uint8)
+    results = [attr.attribute(model, image, 3, m) for m in ("saliency", "grad_cam")]
+    maps = {plots.panel_title(r.label, [f"{r.passes} pass"]): r.view("absolute") for r in results}
+    fig = plots.attribution_panels(photo, maps, opacity=0.4, colormap="Viridis", title="Why?")
+    kinds = [t.type for t in fig.data]
+    assert kinds == ["image", "heatmap", "image", "heatmap"]
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert all(h.opacity == 0.4 and h.zmin == 0 and h.zmax == 1 for h in heat)
+    assert [h.showscale for h in heat] == [False, True]  # one colour bar for the row
+    assert np.asarray(heat[0].z).shape == (64, 64) and np.asarray(heat[0].z).max() <= 1
+    assert heat[0].colorscale[0][1].endswith(",0.00)")  # transparent where the map is zero
+    assert fig.layout.title.text == "Why?" and fig.layout.font.size >= 16
+    assert [a.text for a in fig.layout.annotations] == list(maps)
+    with pytest.raises(ValueError, match="unknown colour map"):
+        plots.attribution_panels(photo, maps, colormap="Jet")
+    with pytest.raises(ValueError, match="is \\(32, 32\\)"):
+        plots.attribution_panels(photo, {"small": np.zeros((32, 32))})
+
+
+def test_large_maps_are_pooled_for_the_browser():
+    from explorer.plots import attribution as plots
+
+    photo = np.zeros((448, 448, 3), np.uint8)
+    fig = plots.attribution_panels(photo, {"big": np.random.default_rng(0).random((448, 448))})
+    heat = fig.data[1]
+    assert np.asarray(heat.z).shape == (112, 112) and heat.dx == 4 and heat.x0 == 1.5  # cells centred on pixels
+
+
+def test_display_scaling():
+    from explorer.plots import attribution as plots
+
+    heat = np.arange(100, dtype=np.float32).reshape(10, 10)
+    scaled = plots.scale_for_display(heat, percentile=50)
+    assert scaled.max() == 1 and scaled.min() == 0 and scaled[0, 1] == pytest.approx(1 / 49.5)
+    assert not plots.scale_for_display(np.zeros((4, 4))).any()
+    with pytest.raises(ValueError, match="non-negative"):
+        plots.scale_for_display(-heat)
+
+
+def test_png_download_needs_no_kaleido():
+    import io
+
+    from PIL import Image
+
+    from explorer.plots import attribution as plots
+
+    photo = np.zeros((64, 64, 3), np.uint8)
+    heat = np.zeros((64, 64), np.float32)
+    heat[:32] = 1.0
+    png = plots.panels_png(photo, {"<b>A</b><br>x": heat, "B": heat}, opacity=1.0, colormap="Cividis")
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert img.shape[1] == 2 * 64 + 3 * 8 and img.shape[0] > 64
+    bottom = img[-8 - 1 - 8, 8 + 10]  # a pixel of the first panel where the map is zero: the (black) photo
+    top = img[-8 - 64 + 4, 8 + 10]  # where the map is 1: the top colour of cividis, bright yellow
+    assert bottom.tolist() == [0, 0, 0] and top[0] > 200 and top[1] > 200
+
+
+def test_prediction_bars():
+    from explorer.plots import attribution as plots
+    from explorer.predict import predict, predict_with_knockout
+
+    torch.manual_seed(0)
+    net = build("resnet18").eval()
+    x = torch.randn(1, 3, 64, 64)
+    before = predict(net, x, categories=[f"c{i}" for i in range(1000)])
+    after = predict_with_knockout(net, x, ["layer3.0"], categories=[f"c{i}" for i in range(1000)])
+    bars = plots.top_k_bars(before)
+    assert list(bars.data[0].y) == [f"c{i} ({i})" for i in before.indices]
+    np.testing.assert_allclose(bars.data[0].x, [p * 100 for p in before.probabilities])
+    ko = plots.knockout_bars(before, after)
+    assert [t.name for t in ko.data] == ["full network", "blocks knocked out"]
+    assert len(ko.data[0].x) == len(set(before.indices) | set(after.indices))
+    assert ko.layout.yaxis.title.text == "probability (%)"

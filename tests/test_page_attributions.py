@@ -1,0 +1,99 @@
+"""AppTest of pages/attributions.py on a small random-weight resnet18 (64 px): predictions, one attribution run,
+the cost cap, knock-out, the filmstrip and the sanity check."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "attributions.py")
+SMALL = {"arch": "resnet18", "input_size": 64, "weights": "random"}
+
+
+@pytest.fixture
+def atp() -> Iterator[AppTest]:
+    st.cache_resource.clear()
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    for key, value in SMALL.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception
+    yield at
+    st.cache_resource.clear()
+
+
+def chart(at: AppTest, key: str) -> dict:
+    """The plotly figure with element key ``key``, as JSON."""
+    for element in at.get("plotly_chart"):
+        if element.proto.id and key in element.proto.id:
+            return json.loads(element.proto.spec)
+    raise AssertionError(f"no chart {key!r}; charts: {[e.proto.id for e in at.get('plotly_chart')]}")
+
+
+def z_shape(trace: dict) -> tuple[int, ...]:
+    """Shape of a heatmap's z, whether plotly sent a nested list or a typed array ({"bdata", "shape"})."""
+    z = trace["z"]
+    if isinstance(z, dict):
+        return tuple(int(n) for n in z["shape"].split(","))
+    return (len(z), len(z[0]))
+
+
+def test_predictions_and_the_random_weights_notice(atp):
+    assert not atp.error
+    assert any("these predictions mean nothing" in w.value for w in atp.warning)
+    bars = chart(atp, "attr_top5")["data"][0]
+    assert len(bars["y"]) == 5 and all(0 <= p <= 100 for p in bars["x"])
+    assert atp.selectbox(key="device").value == "cpu" or atp.selectbox(key="device").value == "cuda"
+    assert atp.selectbox(key="target_class").value == -1  # the top prediction by default
+
+
+def test_one_attribution_run(atp):
+    atp.multiselect(key="methods").set_value(["saliency", "grad_cam"]).run()
+    atp.selectbox(key="target_class").set_value(3).run()
+    atp.button(key="run_attr").click().run()
+    assert not atp.exception and not atp.error
+    fig = chart(atp, "attr_panels")
+    heatmaps = [t for t in fig["data"] if t["type"] == "heatmap"]
+    assert [z_shape(h) for h in heatmaps] == [(64, 64), (64, 64)]  # one full-size map per method
+    details = atp.dataframe[-1].value
+    assert list(details["method"]) == ["Saliency", "Grad-CAM"]
+    assert (details["passes"] == [1, 1]).all()
+    assert "tiger shark (3)" in fig["layout"]["title"]["text"]
+
+
+def test_settings_over_the_cpu_cap_are_refused_before_running(atp):
+    atp.multiselect(key="methods").set_value(["integrated_gradients"]).run()
+    atp.slider(key="ig_steps").set_value(512).run()
+    assert any("needs 512 forward/backward passes; on the CPU the cap is 256" in e.value for e in atp.error)
+    assert atp.button(key="run_attr").disabled
+    atp.slider(key="ig_steps").set_value(8).run()
+    assert not atp.error and not atp.button(key="run_attr").disabled
+
+
+def test_knockout_filmstrip_and_sanity_check(atp):
+    atp.multiselect(key="knockout").set_value(["layer3.0", "layer4.1"]).run()
+    assert not atp.exception
+    bars = chart(atp, "attr_knockout")["data"]
+    assert [b["name"] for b in bars] == ["full network", "blocks knocked out"]
+    atp.button(key="run_film").click().run()
+    film = [t for t in chart(atp, "attr_film")["data"] if t["type"] == "heatmap"]
+    assert len(film) == 4  # layer1 .. layer4
+    atp.selectbox(key="sanity_method").set_value("saliency").run()
+    atp.button(key="run_sanity").click().run()
+    assert not atp.exception and not atp.error
+    similarity = [m for m in atp.metric if m.label.startswith("Rank correlation")]
+    assert similarity and -1.0 <= float(similarity[0].value) <= 1.0
+
+
+def test_the_page_in_the_app(app):
+    for key, value in SMALL.items():
+        app.session_state[key] = value
+    app.run()
+    app.switch_page("pages/attributions.py").run()
+    assert not app.exception
+    assert app.title[0].value == "Predictions & attributions"

@@ -1,0 +1,158 @@
+"""explorer.predict: top-k, bf16 fast mode, block knock-out, and the shared-model toolkit."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.models import build, build_cifar, residual_blocks
+from explorer.predict import (
+    DeviceError,
+    InputError,
+    KnockoutError,
+    fast_mode_supported,
+    hooks_restored,
+    knockout_output,
+    model_lock,
+    on_device,
+    predict,
+    predict_with_knockout,
+    resolve_device,
+)
+
+# the module itself (``explorer.predict`` as an attribute of the package is the lazily exported function)
+predict_module = sys.modules["explorer.predict"]
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build("resnet18").eval()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def hook_count(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_top_k_matches_the_softmax(model, image):
+    categories = [f"category {i}" for i in range(1000)]
+    result = predict(model, image, categories=categories, k=3)
+    with torch.no_grad():
+        probs = torch.softmax(model(image)[0], 0)
+    expected = torch.topk(probs, 3)
+    assert result.indices == tuple(expected.indices.tolist())
+    np.testing.assert_allclose(result.probabilities, expected.values.numpy(), rtol=1e-5)
+    assert result.names == tuple(f"category {i}" for i in result.indices)
+    assert list(result.probabilities) == sorted(result.probabilities, reverse=True)
+    assert result.device.startswith("CPU") and result.seconds > 0 and not result.fast
+    assert result.logits.shape == (1000,) and result.top[0] == result.indices[0]
+    assert predict(model, image[0]).names[0] == f"class {result.indices[0]}"  # (3, H, W) and no categories
+
+
+def test_fast_mode_runs_bf16_and_agrees_with_fp32(model, image, monkeypatch):
+    monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: True)  # run bf16 even where it is emulated
+    exact = predict(model, image, k=5)
+    fast = predict(model, image, k=5, fast=True)
+    assert fast.fast and not exact.fast
+    assert not np.array_equal(fast.logits, exact.logits)  # it really ran in lower precision ...
+    spread = exact.logits.max() - exact.logits.min()
+    assert np.abs(fast.logits - exact.logits).max() < 0.1 * spread  # ... and stays close
+    assert np.corrcoef(fast.logits, exact.logits)[0, 1] > 0.99
+
+
+def test_fast_mode_falls_back_to_fp32_without_native_bf16(model, image, monkeypatch):
+    monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: False)
+    assert not fast_mode_supported(torch.device("cpu"))
+    fast = predict(model, image, fast=True)
+    assert not fast.fast
+    np.testing.assert_array_equal(fast.logits, predict(model, image).logits)
+
+
+def test_knockout_changes_logits_and_leaves_no_hooks(model, image):
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = predict(model, image)
+    skipped = predict_with_knockout(model, image, ["layer2.1", "layer3.0"])
+    assert skipped.knocked_out == ("layer2.1", "layer3.0")
+    assert not np.allclose(skipped.logits, plain.logits)
+    assert hook_count(model) == 0
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    none = predict_with_knockout(model, image, [])
+    np.testing.assert_allclose(none.logits, plain.logits, rtol=1e-6)
+
+
+def test_knockout_is_the_shortcut_alone(model, image):
+    """Knocking out layer1.0 (identity shortcut) = running the net with that block deleted."""
+    skipped = predict_with_knockout(model, image, ["layer1.0"])
+    with torch.no_grad():
+        h = model.maxpool(model.relu(model.bn1(model.conv1(image))))
+        h = model.layer1[1](h)  # layer1.0 passes its (non-negative) input through
+        for stage in (model.layer2, model.layer3, model.layer4):
+            h = stage(h)
+        expected = model.fc(torch.flatten(model.avgpool(h), 1))[0]
+    np.testing.assert_allclose(skipped.logits, expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_knockout_of_a_projection_block_keeps_the_projection(model, image):
+    block = model.layer2[0]
+    x = torch.relu(torch.randn(1, 64, 16, 16))
+    out = knockout_output(block, x, block(x))
+    torch.testing.assert_close(out, torch.relu(block.downsample(x)))
+
+
+def test_knockout_in_a_plain_net_passes_the_input_or_cuts_the_signal():
+    net = build_cifar(8, plain=True).eval()
+    blocks = dict(residual_blocks(net))
+    x = torch.relu(torch.randn(1, 16, 8, 8))
+    same_shape = blocks["layer1.0"]
+    torch.testing.assert_close(knockout_output(same_shape, x, same_shape(x)), x)
+    down = blocks["layer2.0"]
+    assert not knockout_output(down, x, down(x)).any()
+    image = torch.randn(1, 3, 32, 32)
+    a = predict_with_knockout(net, image, ["layer2.0"], k=3)
+    b = predict_with_knockout(net, torch.randn(1, 3, 32, 32), ["layer2.0"], k=3)
+    np.testing.assert_allclose(a.logits, b.logits)  # the signal is cut: the image no longer matters
+    assert hook_count(net) == 0
+
+
+def test_bad_inputs_are_explained(model, image):
+    with pytest.raises(KnockoutError, match="'layer9.0' is not a residual block.*layer1.0 .. layer4.1"):
+        predict_with_knockout(model, image, ["layer9.0"])
+    with pytest.raises(InputError, match=r"\(1, 3, H, W\)"):
+        predict(model, torch.zeros(1, 1, 64, 64))
+    with pytest.raises(InputError, match="positive whole number"):
+        predict(model, image, k=0)
+    with pytest.raises(DeviceError, match="Unknown device 'tpu'; choose auto, cpu or cuda"):
+        predict(model, image, device="tpu")
+    assert hook_count(model) == 0
+
+
+def test_devices(model):
+    cpu = torch.device("cpu")
+    assert resolve_device(None, model) == cpu
+    assert resolve_device("cpu") == cpu and resolve_device(cpu) == cpu
+    assert on_device(model, cpu) is model  # never a copy when none is needed
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="(?i)no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_model_lock_is_one_per_model(model):
+    assert model_lock(model) is model_lock(model)
+    assert model_lock(model) is not model_lock(build_cifar(8).eval())
+
+
+def test_hooks_restored_removes_what_a_block_left(model):
+    with hooks_restored(model):
+        model.layer1.register_forward_hook(lambda *a: None)
+        model.fc.register_forward_pre_hook(lambda *a: None)
+        model.layer2[0].relu_out.input = torch.zeros(1)  # an attribute a leaky method might leave
+    assert hook_count(model) == 0
+    assert not hasattr(model.layer2[0].relu_out, "input")
