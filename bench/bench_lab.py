@@ -1,0 +1,88 @@
+"""Seconds per training epoch on the digits, for the lab's CIFAR nets (ResNet-20/56 and their plain twins).
+
+Each network trains one epoch through ``explorer.lab.train_race`` and, interleaved with it, the same epoch
+through a bare PyTorch loop (same initialisation, batch size and optimiser), ``--repeats`` times each; the
+best time of each is reported (the run least disturbed by other processes) with the median beside it, and
+their ratio shows what the race's bookkeeping costs. The load average is printed before and after: on a
+shared machine the absolute numbers depend on what else runs.
+
+    .venv/bin/python bench/bench_lab.py                 # 32 px, batch 128, depths 20 and 56
+    .venv/bin/python bench/bench_lab.py --size 16 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from explorer import lab  # noqa: E402
+from explorer.device import device_label  # noqa: E402
+
+
+def bare_epoch(model: torch.nn.Module, data: lab.LabDataset, batch_size: int, seed: int) -> float:
+    """One epoch of the plainest PyTorch loop with the race's optimiser and batch order; wall seconds."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    order = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))
+    model.train()
+    start = time.perf_counter()
+    for b in range(len(data.x_train) // batch_size):
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(data.x_train[idx]), data.y_train[idx]).backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=32, help="image size in px (digits are resized to it)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="epochs timed per network (best is reported)")
+    parser.add_argument("--depths", type=int, nargs="+", default=[20, 56])
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for this process")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    data = lab.digits_dataset(size=args.size)
+    print(f"device: {device_label('cpu')}, torch {torch.__version__}, cpu count {os.cpu_count()}")
+    steps = len(data.x_train) // args.batch_size
+    print(f"digits: {len(data.x_train)} training images at {args.size}x{args.size}, batch {args.batch_size}")
+    print(f"{steps} steps per epoch, {args.repeats} timed epochs per network")
+    print(f"load average before: {os.getloadavg()[0]:.1f}\n")
+    columns = ("GFLOP/img", "race s/epoch", "(median)", "bare s/epoch", "(median)", "race/bare")
+    widths = (9, 13, 9, 13, 9, 10)
+    header = f"{'model':<10} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True))
+    print(header)
+    print("-" * len(header))
+    for depth in args.depths:
+        for plain in (False, True):
+            name = lab.model_name(depth, plain)
+            gflops = 3 * lab.forward_gflops(lab.lab_model(depth, plain=plain), args.size)  # forward + backward
+            race, bare = [], []
+            for repeat in range(args.repeats):  # interleaved, so both see the same background load
+                model = lab.lab_model(depth, plain=plain, seed=0)
+                history = lab.train_race({name: model}, data, epochs=1, batch_size=args.batch_size, seed=repeat)
+                race.append(float(history.epochs.seconds.iloc[0]))
+                bare.append(bare_epoch(lab.lab_model(depth, plain=plain, seed=0), data, args.batch_size, repeat))
+            best_race, best_bare = min(race), min(bare)
+            cells = (gflops, best_race, statistics.median(race), best_bare, statistics.median(bare))
+            row = " ".join(
+                f"{v:>{w}.{3 if i == 0 else 1}f}" for i, (v, w) in enumerate(zip(cells, widths, strict=False))
+            )
+            print(f"{name:<10} {row} {best_race / best_bare:>10.2f}", flush=True)
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+    print("s/epoch: best of the repeats (median in brackets), training steps only; race/bare: ratio of the bests")
+
+
+if __name__ == "__main__":
+    main()

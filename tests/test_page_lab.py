@@ -1,0 +1,116 @@
+"""AppTest of the degradation lab page."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from explorer import lab
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "lab.py")
+
+
+@pytest.fixture
+def lab_page() -> Iterator[AppTest]:
+    """The lab page on its own, caches cleared; any training it started is stopped afterwards."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    yield at
+    run = at.session_state["lab_race"] if "lab_race" in at.session_state else None
+    if run is not None:
+        run.stop()
+        run.join(60)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def values(array: list | dict) -> np.ndarray:
+    """A plotly JSON array: a plain list, or plotly 6's base64 typed array {"dtype": ..., "bdata": ...}."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return np.asarray(array)
+
+
+def test_lab_page_opens_through_the_app(app):
+    app.run()
+    app.switch_page("pages/lab.py").run()
+    assert not app.exception
+    assert any("Degradation lab" in h.value for h in app.header)
+
+
+def test_gradient_flow_and_correlation_render_for_depth_20(lab_page):
+    lab_page.run()
+    assert not lab_page.exception
+    assert lab_page.selectbox(key="lab_depth").value == 20
+    specs = chart_specs(lab_page)
+    flow = specs[0]
+    assert flow["layout"]["yaxis"]["type"] == "log"
+    assert [trace["name"].split(" — ")[0] for trace in flow["data"]] == ["plain-20", "ResNet-20"]
+    # 19 convs and the fc on the main path; option A shortcuts have no weights, so no projection markers
+    assert all(values(trace["x"]).tolist() == list(range(1, 21)) for trace in flow["data"])
+    labels = [m.label for m in lab_page.metric]
+    assert any("plain-20: correlation" in label for label in labels)
+    correlation = {m.label.split(":")[0]: float(m.value) for m in lab_page.metric if "correlation" in m.label}
+    assert correlation["plain-20"] < correlation["ResNet-20"]
+
+
+def test_a_missing_local_dataset_is_an_error_not_a_crash(lab_page, tmp_path):
+    lab_page.run()
+    lab_page.radio(key="lab_dataset").set_value("FashionMNIST or CIFAR-10 from a local folder").run()
+    lab_page.text_input(key="lab_root").input(str(tmp_path / "nowhere")).run()
+    assert not lab_page.exception
+    assert any("does not exist" in e.value for e in lab_page.error)
+    assert "lab_start" not in [b.key for b in lab_page.button]  # nothing to train on, so no start button
+
+
+def set_tiny_race(at: AppTest, epochs: int) -> None:
+    at.radio(key="lab_preset").set_value("One pair: plain and ResNet of the same depth").run()
+    at.selectbox(key="lab_pair_depth").set_value(8)
+    at.selectbox(key="lab_size").set_value(16)
+    at.selectbox(key="lab_batch").set_value(32)
+    at.number_input(key="lab_train_images").set_value(64)
+    at.number_input(key="lab_epochs").set_value(epochs).run()
+
+
+def test_a_one_epoch_tiny_race_completes_and_offers_downloads(lab_page):
+    lab_page.run()
+    set_tiny_race(lab_page, epochs=1)
+    lab_page.button(key="lab_start").click().run()
+    assert not lab_page.exception
+    run: lab.LiveRace = lab_page.session_state["lab_race"]
+    run.join(120)
+    assert run.snapshot().status == "finished"
+    lab_page.run()
+    assert not lab_page.exception
+    downloads = lab_page.get("download_button")
+    assert len(downloads) == 2
+    payloads = lab_page.session_state["lab_downloads"]
+    model, meta = lab.load_trained(payloads["ResNet-8"])
+    assert meta.depth == 8 and not meta.plain and meta.dataset == "digits" and meta.epochs == 1
+    assert 0.0 <= meta.test_accuracy <= 1.0
+    race = chart_specs(lab_page)[-1]
+    assert {trace["name"] for trace in race["data"]} >= {"plain-8 train", "ResNet-8 test"}
+
+
+def test_the_stop_button_stops_a_long_run(lab_page):
+    lab_page.run()
+    set_tiny_race(lab_page, epochs=50)
+    lab_page.button(key="lab_start").click().run()
+    run: lab.LiveRace = lab_page.session_state["lab_race"]
+    assert lab_page.button(key="lab_start").disabled  # one run per session
+    lab_page.button(key="lab_stop").click().run()
+    run.join(60)
+    assert not lab_page.exception
+    assert run.snapshot().status == "stopped" and run.snapshot().progress < 1.0
