@@ -5,8 +5,7 @@ import streamlit as st
 from explorer.ui import choices
 
 st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
-choices.sidebar()
-st.navigation(
+page = st.navigation(
     [
         st.Page("pages/home.py", title="Home", icon="🏠", default=True),
         st.Page("pages/architecture.py", title="Architecture", icon="📐"),
@@ -15,4 +14,6 @@ st.navigation(
         st.Page("pages/attributions.py", title="Predictions & attributions", icon="🔍"),
         st.Page("pages/lab.py", title="Degradation lab", icon="🧪"),
     ]
-).run()
+)
+choices.sidebar()  # after st.navigation, so the widgets belong to the page run and keep their state
+page.run()

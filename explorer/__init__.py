@@ -3,6 +3,7 @@
 The public API, importable from a notebook::
 
     from explorer import build, layer_table, load_image, attribute
+    from explorer.predict import predict
 
 Names resolve lazily, so ``import explorer`` stays cheap (Captum and friends load on first use).
 """
@@ -26,7 +27,9 @@ _API: dict[str, str] = {
     # images and activations
     "load_image": "images", "preprocess": "images", "ImageError": "images", "capture": "activations",
     # predictions and attributions
-    "predict": "predict", "attribute": "attribution", "METHODS": "attribution",
+    # (the ``predict`` function lives in the submodule of the same name: ``from explorer.predict import predict``)
+    "Prediction": "predict", "predict_with_knockout": "predict", "attribute": "attribution",
+    "METHODS": "attribution",
     # devices and errors
     "pick_device": "device", "ExplorerError": "errors",
 }

@@ -288,7 +288,7 @@ class ResNet(nn.Module):
         )
         opts = dict(shortcut=shortcut, plain=plain, groups=groups, base_width=width_per_group, variant=variant)
         self.stage_names: tuple[str, ...] = tuple(f"layer{i + 1}" for i in range(len(layers)))
-        for i, (name, n, w) in enumerate(zip(self.stage_names, layers, widths)):
+        for i, (name, n, w) in enumerate(zip(self.stage_names, layers, widths, strict=True)):
             self.add_module(name, self._make_stage(block, w, n, stride=1 if i == 0 else 2, **opts))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(self.inplanes, num_classes)

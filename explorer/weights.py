@@ -269,7 +269,12 @@ _reachability_lock = threading.Lock()
 
 
 def _network_available(url: str) -> bool:
-    """Whether the server of ``url`` (or the proxy configured for it) accepts a TCP connection; cached."""
+    """Whether the server of ``url`` (or the proxy configured for it) accepts a TCP connection; cached.
+
+    ``EXPLORER_OFFLINE=1`` in the environment answers no without trying (tests, benchmarks, air-gapped rooms).
+    """
+    if os.environ.get("EXPLORER_OFFLINE", "").strip().lower() in ("1", "true", "yes"):
+        return False
     parts = urlparse(url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     proxy = urllib.request.getproxies().get(parts.scheme)

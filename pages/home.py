@@ -31,7 +31,7 @@ tour = [
     ("pages/attributions.py", "Predictions & attributions", "Top-5 and why: Grad-CAM, IG, and more."),
     ("pages/lab.py", "Degradation lab", "Plain vs residual nets: gradients and a training race."),
 ]
-for col, (page, label, text) in zip(cols, tour):
+for col, (page, label, text) in zip(cols, tour, strict=True):
     with col:
         st.page_link(page, label=f"**{label}**")
         st.caption(text)

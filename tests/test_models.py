@@ -70,11 +70,11 @@ def test_shortcut_options() -> None:
     b = build("resnet18", shortcut="B")
     a = build("resnet18", shortcut="A")
     c = build("resnet18", shortcut="C")
-    kinds = {opt: [blk.shortcut_kind for _, blk in residual_blocks(m)] for opt, m in zip("ABC", (a, b, c))}
+    kinds = {opt: [blk.shortcut_kind for _, blk in residual_blocks(m)] for opt, m in zip("ABC", (a, b, c), strict=True)}
     assert kinds["B"].count("projection") == 3 and kinds["B"].count("identity") == 5
     assert kinds["A"].count("zero-padded identity") == 3 and "projection" not in kinds["A"]
     assert kinds["C"] == ["projection"] * 8
-    n = {opt: sum(p.numel() for p in m.parameters()) for opt, m in zip("ABC", (a, b, c))}
+    n = {opt: sum(p.numel() for p in m.parameters()) for opt, m in zip("ABC", (a, b, c), strict=True)}
     assert n["A"] < n["B"] < n["C"]
     assert n["B"] == 11_689_512
     with torch.no_grad():

@@ -20,15 +20,20 @@ def test_home_shows_device_versions_and_weights_status(app: AppTest) -> None:
 
 def test_sidebar_choice_is_shared(app: AppTest) -> None:
     app.run()
-    app.sidebar.selectbox(key="arch").select("resnet18").run()
-    app.sidebar.radio(key="shortcut").set_value("A").run()
+    assert {w.key for w in app.sidebar if hasattr(w, "key")} >= {"arch", "variant", "shortcut", "plain", "input_size"}
+    # AppTest (1.67) drops the sidebar from its element tree after a rerun under st.navigation, so the later
+    # steps set the widgets' session_state keys, which is what the widgets themselves write
+    app.session_state["arch"] = "resnet18"
+    app.session_state["shortcut"] = "A"
+    app.run()
     assert not app.exception
     assert {m.label: m.value for m in app.metric}["Model"] == "resnet18 (option A)"
     assert any("no ImageNet weights" in i.value for i in app.info)
 
 
-def test_input_size_under_32_is_a_message_not_a_crash(app: AppTest) -> None:
+def test_input_size_under_32_is_clamped_not_a_crash(app: AppTest) -> None:
+    app.session_state["input_size"] = 16
     app.run()
-    app.sidebar.number_input(key="input_size").set_value(16).run()
     assert not app.exception
-    assert any("at least" in e.value or "from 32" in e.value for e in app.error)
+    assert app.session_state["input_size"] == 32  # the widget's minimum: five stride-2 steps need 32 px
+    assert {m.label: m.value for m in app.metric}["Model"] == "resnet50"

@@ -290,9 +290,21 @@ def test_network_check_is_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(weights, "_host_reachable", lambda host, port: calls.append((host, port)) or False)
     monkeypatch.delenv("https_proxy", raising=False)
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("EXPLORER_OFFLINE", raising=False)
     url = weights_info("resnet18").url
     assert weights._network_available(url) is False and weights._network_available(url) is False
     assert calls == [("download.pytorch.org", 443)]
+
+
+def test_explorer_offline_skips_the_network_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(weights, "_reachability", {})
+    monkeypatch.setattr(weights, "_host_reachable", lambda host, port: calls.append((host, port)) or True)
+    monkeypatch.setenv("EXPLORER_OFFLINE", "1")
+    assert weights._network_available(weights_info("resnet18").url) is False
+    assert weights.pretrained_status("resnet18") == "unavailable" and calls == []
+    monkeypatch.setenv("EXPLORER_OFFLINE", "0")
+    assert weights._network_available(weights_info("resnet18").url) is True and calls
 
 
 # --------------------------------------------------------------------------------------------- checkpoints

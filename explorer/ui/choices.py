@@ -108,7 +108,7 @@ def sidebar() -> None:
         )
         st.radio("Shortcut option", SHORTCUTS, key="shortcut", format_func=_SHORTCUT_HELP.get)
         st.toggle("Plain network (no shortcuts)", key="plain")
-        st.number_input("Input size (px)", min_value=1, max_value=4096, step=32, key="input_size")
+        st.number_input("Input size (px)", min_value=MIN_INPUT, max_value=MAX_INPUT, step=32, key="input_size")
         st.radio("Weights", WEIGHTS, key="weights", format_func=_WEIGHTS_HELP.get)
         if st.session_state["weights"] == "checkpoint":
             st.file_uploader(
