@@ -30,7 +30,6 @@ UPLOAD_LIMIT_MB = images.MAX_UPLOAD_BYTES // 2**20
 PREVIEW = 200  # px: the chosen image's preview, small, so a big upload does not travel to the browser
 _CACHE_KEY = "_image_picker_cache"  # the last _Decoded: each upload is decoded once, not on every rerun
 _PREP_KEY = "image_key"  # (source, arch, input size) that "image_preprocessed" was made for
-_OLD_PREP_KEY = "_image_preprocessed_for"  # the same, under the name pages/attributions.py reads today
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,6 @@ def _remember(decoded: _Decoded, name: str | None) -> None:
     if decoded.image is None:
         st.session_state["image_preprocessed"] = st.session_state["image_tensor"] = None
         st.session_state.pop(_PREP_KEY, None)
-        st.session_state.pop(_OLD_PREP_KEY, None)
         return
     choice = model_choice()
     key = (decoded.key, choice.arch, choice.input_size)
@@ -98,7 +96,7 @@ def _remember(decoded: _Decoded, name: str | None) -> None:
         prep = images.preprocess(decoded.image, resize=settings.resize, crop=settings.crop, mean=settings.mean,
                                  std=settings.std)
         st.session_state["image_preprocessed"], st.session_state["image_tensor"] = prep, prep.tensor
-        st.session_state[_PREP_KEY] = st.session_state[_OLD_PREP_KEY] = key
+        st.session_state[_PREP_KEY] = key
 
 
 def image_picker() -> Image.Image | None:
