@@ -26,19 +26,21 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from explorer.errors import ExplorerError
+from explorer.images import IMAGENET_MEAN, IMAGENET_STD
 from explorer.models import CIFAR_DEPTHS, ResNet, build, build_cifar, residual_blocks
 
 __all__ = [
@@ -57,8 +59,11 @@ __all__ = [
     "TrainedModelError",
     "cifar_depth",
     "depth_sweep",
+    "digit_image",
+    "digit_test_set",
     "digits_dataset",
     "fashion_mnist_or_cifar",
+    "fallback_normalisation",
     "forward_gflops",
     "gradient_correlation",
     "gradient_flow",
@@ -77,6 +82,8 @@ NETS: tuple[str, str] = ("plain", "residual")
 #: The paper's Figure 6 in miniature: a shallow and a deep plain net against their residual twins.
 DEGRADATION_PRESET: tuple[tuple[int, bool], ...] = ((20, True), (56, True), (20, False), (56, False))
 _FORMAT = "resnet-explorer/lab-v1"
+MAX_SAVED_DEPTH = 1202  # the deepest CIFAR net of the paper: the most a saved file may ask to build
+Triple = tuple[float, float, float]
 
 
 class LabError(ExplorerError):
@@ -417,6 +424,10 @@ class LabDataset:
     y_test: Tensor  # (N_test,) int64
     classes: tuple[str, ...]
     note: str  # how the images were prepared, for the page
+    # the per-channel train-set statistics the images were standardised with, (x - mean) / std on [0, 1]
+    # pixels; the defaults mean "used as given"
+    mean: Triple = (0.0, 0.0, 0.0)
+    std: Triple = (1.0, 1.0, 1.0)
 
     @property
     def size(self) -> int:
@@ -436,11 +447,19 @@ def _prepare(images: Tensor, size: int) -> Tensor:
 
 def _split_standardise(
     x: Tensor, y: Tensor, train_idx: Tensor, test_idx: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Triple, Triple]:
+    """Split, and standardise both parts with the training part's per-channel mean and std (returned too)."""
     x_train, x_test = x[train_idx], x[test_idx]
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
     std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    return (x_train - mean) / std, y[train_idx], (x_test - mean) / std, y[test_idx]
+    return (x_train - mean) / std, y[train_idx], (x_test - mean) / std, y[test_idx], _triple(mean), _triple(std)
+
+
+def _triple(t: Tensor | Sequence[float]) -> Triple:
+    values = tuple(float(v) for v in (t.flatten().tolist() if isinstance(t, Tensor) else t))
+    if len(values) != 3:
+        raise ValueError(f"expected 3 values, one per colour channel, not {len(values)}")
+    return values  # type: ignore[return-value]
 
 
 def _check_size(size: int) -> None:
@@ -467,22 +486,47 @@ def digits_dataset(
     here is exactly the architecture the other pages know. The split is stratified and seeded;
     ``train_limit`` keeps only that many training images (for quick runs).
     """
-    from sklearn.model_selection import train_test_split
-
     _check_size(size)
-    if not 0.05 <= test_fraction <= 0.5:
-        raise DatasetError("the test fraction must be between 0.05 and 0.5")
     images, target = _load_digits()
     x = _prepare(torch.from_numpy(images / 16.0), size)
     y = torch.from_numpy(target).long()
-    train_idx, test_idx = train_test_split(
-        np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=target
-    )
+    train_idx, test_idx = _digits_split(seed, test_fraction)
     if train_limit is not None:
         train_idx = train_idx[: max(int(train_limit), 10)]
-    x_train, y_train, x_test, y_test = _split_standardise(x, y, torch.from_numpy(train_idx), torch.from_numpy(test_idx))
+    *split, mean, std = _split_standardise(x, y, torch.from_numpy(train_idx), torch.from_numpy(test_idx))
     note = f"8x8 greyscale digits resized to {size}x{size} and copied to 3 channels"
-    return LabDataset("digits", x_train, y_train, x_test, y_test, tuple(str(d) for d in range(10)), note)
+    return LabDataset("digits", *split, tuple(str(d) for d in range(10)), note, mean, std)
+
+
+@functools.lru_cache(maxsize=8)
+def _digits_split(seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The stratified, seeded (train indices, test indices) of scikit-learn's digits."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0.05 <= test_fraction <= 0.5:
+        raise DatasetError("the test fraction must be between 0.05 and 0.5")
+    _, target = _load_digits()
+    train_idx, test_idx = train_test_split(
+        np.arange(len(target)), test_size=test_fraction, random_state=seed, stratify=target
+    )
+    return train_idx, test_idx  # shared by the cache: callers copy before changing them
+
+
+def digit_test_set(*, seed: int = 0, test_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """The images :func:`digits_dataset` with this ``seed`` holds out for testing (a model trained on that split
+    never saw them): (indices into scikit-learn's digits, their labels 0..9), two (N_test,) int arrays."""
+    test_idx = _digits_split(seed, test_fraction)[1].copy()
+    return test_idx, _load_digits()[1][test_idx]
+
+
+def digit_image(index: int) -> tuple[Image.Image, int]:
+    """scikit-learn's digit number ``index`` as an 8x8 RGB image (white strokes on black, 0..16 -> 0..255),
+    and its label 0..9. Preprocessing it with the lab's size, mean and std gives the lab's own input."""
+    images, target = _load_digits()
+    if not 0 <= int(index) < len(images):
+        raise DatasetError(f"there is no digit number {index}; scikit-learn has {len(images)} (0..{len(images) - 1})")
+    grey = np.round(images[int(index)] * (255.0 / 16.0)).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB"), int(target[int(index)])
 
 
 def _subset(n: int, limit: int | None, g: torch.Generator) -> Tensor:
@@ -532,12 +576,12 @@ def fashion_mnist_or_cifar(
         (x_tr, y_tr), (x_te, y_te) = pieces
         x = torch.cat([x_tr, x_te])
         y = torch.cat([y_tr, y_te])
-        x_train, y_train, x_test, y_test = _split_standardise(
+        x_train, y_train, x_test, y_test, mean, std = _split_standardise(
             x, y, torch.arange(len(x_tr)), torch.arange(len(x_tr), len(x))
         )
         name = "FashionMNIST" if key == "fashion_mnist" else "CIFAR-10"
         note = f"{name}: {len(x_train):,} training and {len(x_test):,} test images at {size}x{size}"
-        return LabDataset(name, x_train, y_train, x_test, y_test, tuple(train.classes), note)
+        return LabDataset(name, x_train, y_train, x_test, y_test, tuple(train.classes), note, mean, std)
     raise DatasetError(
         f"no FashionMNIST or CIFAR-10 files were found under {str(root)!r}. Point to the folder that holds "
         "'FashionMNIST/raw' or 'cifar-10-batches-py' (as torchvision downloads them), or use the digits."
@@ -855,9 +899,22 @@ class LiveRace:
 # ---------------------------------------------------------------------------------------------------------
 
 
+# Published per-channel statistics of the training sets, for files saved before the lab stored its own.
+_KNOWN_STATS: dict[str, tuple[Triple, Triple]] = {
+    "FashionMNIST": ((0.2860, 0.2860, 0.2860), (0.3530, 0.3530, 0.3530)),
+    "CIFAR-10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+
+
 @dataclass(frozen=True)
 class TrainedMeta:
-    """The recipe and provenance stored in a saved model's safetensors metadata."""
+    """The recipe and provenance stored in a saved model's safetensors metadata.
+
+    ``mean`` / ``std``: the per-channel train-set statistics the lab standardised its [0, 1] inputs with; an
+    image must be normalised with them to look like the training data. ``split_seed``: the seed of the data
+    split (for the digits it says which images were held out for testing). Files saved before these existed
+    load with :func:`fallback_normalisation` and say so in ``normalisation_note`` (not saved, not compared).
+    """
 
     depth: int
     plain: bool
@@ -867,10 +924,31 @@ class TrainedMeta:
     shortcut: str = "A"
     epochs: int = 0
     test_accuracy: float | None = None
+    mean: Triple | None = None
+    std: Triple | None = None
+    split_seed: int | None = None
+    normalisation_note: str | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
         return model_name(self.depth, self.plain)
+
+
+def fallback_normalisation(dataset: str, size: int, *, seed: int = 0) -> tuple[Triple, Triple, str]:
+    """(mean, std, note) for a model file that does not say how its inputs were standardised.
+
+    The digits' statistics are recomputed exactly as :func:`digits_dataset` computes them (full training split
+    of ``seed``); FashionMNIST and CIFAR-10 use their published statistics; anything else ImageNet's.
+    """
+    old = "This file does not store the statistics its images were normalised with (it was saved by an older lab)"
+    if dataset == "digits":
+        data = digits_dataset(size=min(max(int(size), 8), 64), seed=seed)
+        return data.mean, data.std, f"{old}; they were recomputed from the digits' training split."
+    if dataset in _KNOWN_STATS:
+        mean, std = _KNOWN_STATS[dataset]
+        return mean, std, f"{old}; {dataset}'s published mean and standard deviation are used instead, which are close."
+    note = f"{old}, and the lab does not know its dataset {dataset!r}: ImageNet's statistics are used instead."
+    return IMAGENET_MEAN, IMAGENET_STD, note
 
 
 def save_trained(model: ResNet, meta: TrainedMeta) -> bytes:
@@ -891,6 +969,12 @@ def save_trained(model: ResNet, meta: TrainedMeta) -> bytes:
         "epochs": str(meta.epochs),
         "test_accuracy": json.dumps(meta.test_accuracy),
     }
+    if (meta.mean is None) != (meta.std is None):
+        raise LabError("give both the mean and the standard deviation of the training images, or neither")
+    if meta.mean is not None and meta.std is not None:
+        header["mean"], header["std"] = json.dumps(list(_triple(meta.mean))), json.dumps(list(_triple(meta.std)))
+    if meta.split_seed is not None:
+        header["split_seed"] = str(int(meta.split_seed))
     return st_save(tensors, metadata=header)
 
 
@@ -906,6 +990,22 @@ def _read_metadata(data: bytes) -> dict[str, str]:
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise TrainedModelError("this file is not a safetensors model (its header is not JSON)") from None
     return (header.get("__metadata__") or {}) if isinstance(header, dict) else {}
+
+
+def _check_recipe(meta: TrainedMeta) -> None:
+    """Raise ValueError for a recipe the lab could not have saved (so a doctored file cannot build a huge net)."""
+    if not 8 <= meta.input_size <= 64:
+        raise ValueError(f"the image size {meta.input_size} is outside the lab's 8..64 px")
+    if not 8 <= meta.depth <= MAX_SAVED_DEPTH:
+        raise ValueError(f"a depth of {meta.depth} is outside the lab's 8..{MAX_SAVED_DEPTH} layers")
+    if not meta.classes or not all(isinstance(c, str) for c in meta.classes):
+        raise ValueError("the class names must be a non-empty list of strings")
+    accuracy = meta.test_accuracy
+    if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, (int, float))
+                                 or not 0 <= accuracy <= 1):  # fmt: skip
+        raise ValueError(f"the test accuracy {accuracy!r} is not a number from 0 to 1")
+    if meta.epochs < 0:
+        raise ValueError("the number of epochs cannot be negative")
 
 
 def load_trained(data: bytes) -> tuple[ResNet, TrainedMeta]:
@@ -927,9 +1027,19 @@ def load_trained(data: bytes) -> tuple[ResNet, TrainedMeta]:
             shortcut=meta_raw["shortcut"],
             epochs=int(meta_raw["epochs"]),
             test_accuracy=json.loads(meta_raw["test_accuracy"]),
+            split_seed=int(meta_raw["split_seed"]) if "split_seed" in meta_raw else None,
         )
+        _check_recipe(meta)
+        if "mean" in meta_raw and "std" in meta_raw:
+            mean, std = _triple(json.loads(meta_raw["mean"])), _triple(json.loads(meta_raw["std"]))
+            if not all(math.isfinite(v) for v in (*mean, *std)) or min(std) <= 0:
+                raise ValueError("the stored standard deviation must be positive and every value finite")
+            meta = replace(meta, mean=mean, std=std)
+        else:
+            mean, std, note = fallback_normalisation(meta.dataset, meta.input_size, seed=meta.split_seed or 0)
+            meta = replace(meta, mean=mean, std=std, normalisation_note=note)
         tensors = st_load(bytes(data))
-    except (KeyError, ValueError, SafetensorError) as err:
+    except (KeyError, TypeError, ValueError, SafetensorError) as err:
         raise TrainedModelError(f"the lab metadata or weights in this file are damaged ({err})") from None
     try:
         model = build_cifar(meta.depth, plain=meta.plain, shortcut=meta.shortcut, num_classes=len(meta.classes))

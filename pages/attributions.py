@@ -18,8 +18,8 @@ from explorer.errors import ExplorerError
 from explorer.models import residual_blocks
 from explorer.plots import attribution as plots
 from explorer.predict import Prediction, predict, predict_with_knockout
-from explorer.ui import cached, choices
-from explorer.ui.image_input import image_picker
+from explorer.ui import cached, lab_models
+from explorer.ui.lab_models import Subject
 
 MAX_METHODS = 4
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "grad_cam"]
@@ -81,7 +81,8 @@ def _show_predictions(pred: Prediction, loaded: cached.LoadedModel) -> None:
         st.warning("**Random weights: these predictions mean nothing.** The network has learned nothing, so its "
                    "probabilities are close to uniform; everything below still runs and shows how the methods "
                    "work.", icon="🎲")
-    st.plotly_chart(plots.top_k_bars(pred), width="stretch", key="attr_top5")
+    st.plotly_chart(plots.top_k_bars(pred, title=f"Top-{len(pred.indices)} predictions"), width="stretch",
+                    key="attr_top5")
     st.caption(f"{pred.device} · {pred.seconds * 1000:.0f} ms" + (" · bf16 fast mode" if pred.fast else ""))
     if st.session_state.get("fast_mode") and not pred.fast:
         st.caption("Fast mode is off here: this device has no native bfloat16 arithmetic, where bf16 would be "
@@ -225,7 +226,8 @@ def _downloads(fig, photo: np.ndarray, maps: dict[str, np.ndarray], results: dic
 # --------------------------------------------------------------------------------------------- sections
 
 
-def _compare(loaded, prep, photo, target: int, device: str, base_key: tuple) -> None:
+def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: tuple) -> None:
+    loaded = subject.loaded
     methods = st.multiselect("Methods (up to four, side by side)", list(attr.METHODS), default=DEFAULT_METHODS,
                              key="methods", max_selections=MAX_METHODS, format_func=lambda m: attr.METHODS[m].label)
     if not methods:
@@ -240,7 +242,7 @@ def _compare(loaded, prep, photo, target: int, device: str, base_key: tuple) -> 
             settings[m] = _options(m, loaded.model, size)
     shape = tuple(prep.tensor.shape[1:])
     table, problems = _cost_table(methods, settings, shape, device)
-    st.markdown(f"**Cost before running:** {int(table['passes'].sum())} passes of {base_key[0].arch} on the "
+    st.markdown(f"**Cost before running:** {int(table['passes'].sum())} passes of {subject.name} on the "
                 f"{device.upper()} (a pass = one image forward, and backward for gradient methods).")
     st.dataframe(table, hide_index=True)
     for message in problems:
@@ -269,9 +271,22 @@ def _compare(loaded, prep, photo, target: int, device: str, base_key: tuple) -> 
     _downloads(fig, photo, maps, done, opacity, colormap, f"attributions-{target}")
 
 
+def _grid_side(model, size: int) -> int:
+    """The last stage's grid for a size x size input: the stem divides by 4 (ImageNet) or 1 (CIFAR), then each
+    stage after the first by 2."""
+    side = size
+    for _ in range(2 if model.stem_kind == "imagenet" else 0):
+        side = -(-side // 2)
+    for _ in model.stage_names[1:]:
+        side = -(-side // 2)
+    return side
+
+
 def _filmstrip(loaded, prep, photo, target: int, device: str, base_key: tuple) -> None:
+    last, size = loaded.model.stage_names[-1], prep.tensor.shape[-1]
+    side = _grid_side(loaded.model, size)
     st.markdown("Grad-CAM at the end of each stage. Early stages have fine grids but little idea of the class; "
-                "layer4 knows the class but sees the image on a coarse grid (7×7 at 224 px).")
+                f"{last} knows the class but sees the image on a coarse grid ({side}×{side} at {size} px).")
     key = (*base_key, target, device)
     if st.button("Show the filmstrip", key="run_film"):
         with st.spinner("Grad-CAM at every stage…"):
@@ -303,10 +318,12 @@ def _knockout(loaded, prep, full: Prediction, device: str, fast: bool, plain: bo
         return
     after = predict_with_knockout(loaded.model, prep.tensor, chosen, categories=loaded.categories, device=device,
                                   fast=fast, lock=loaded.lock)
+    k = len(full.indices)
     same = after.indices[0] == full.indices[0]
     st.metric("Top-1 without those blocks", after.names[0], delta="same as the full network" if same else
               f"was {full.names[0]}", delta_color="off" if same else "inverse", delta_arrow="off")
-    st.plotly_chart(plots.knockout_bars(full, after), width="stretch", key="attr_knockout")
+    st.plotly_chart(plots.knockout_bars(full, after, title=f"Top-{k} with and without the knocked-out blocks"),
+                    width="stretch", key="attr_knockout")
 
 
 def _sanity(loaded, prep, photo, target: int, device: str, base_key: tuple) -> None:
@@ -350,16 +367,15 @@ def _sanity_run(loaded, x, target: int, method: str, from_layer: str, device: st
 
 def main() -> None:
     st.title("Predictions & attributions")
-    choice = choices.model_choice()
-    loaded = cached.model(choice)
-    cached.weights_notice(loaded)
-    image = image_picker()
-    prep = st.session_state.get("image_preprocessed")
-    if image is None or prep is None:
+    subject = lab_models.subject()
+    loaded = subject.loaded
+    picked = lab_models.image(subject)
+    if picked is None:
         st.info("No image to explain: remove the file (×) to go back to the sample photographs, or upload another.")
         return
+    prep, image_key, _ = picked
     photo = _photo(prep)
-    base_key = (choice, loaded.label, st.session_state.get("_image_preprocessed_for"))
+    base_key = (subject.key, image_key)
 
     st.header("What the network predicts")
     device, fast = _run_settings()
@@ -372,9 +388,9 @@ def main() -> None:
     st.header("Why: attributions")
     tabs = st.tabs(["Compare methods", "Grad-CAM filmstrip", "Block knock-out", "Sanity check"])
     sections = (
-        lambda: _compare(loaded, prep, photo, target, device, base_key),
+        lambda: _compare(subject, prep, photo, target, device, base_key),
         lambda: _filmstrip(loaded, prep, photo, target, device, base_key),
-        lambda: _knockout(loaded, prep, pred, device, fast, choice.plain),
+        lambda: _knockout(loaded, prep, pred, device, fast, subject.plain),
         lambda: _sanity(loaded, prep, photo, target, device, base_key),
     )
     for tab, section in zip(tabs, sections, strict=True):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import activations, images, weights
+from explorer import activations, images
 from explorer.errors import ExplorerError
 from explorer.plots import features as plots
-from explorer.ui import cached, choices
-from explorer.ui.image_input import image_picker
+from explorer.ui import cached, lab_models
+from explorer.ui.lab_models import Subject
 
 LARGE_BYTES = 256 * 2**20  # above this (or above 512 px) the page asks before running
 LARGE_INPUT = 512
@@ -25,11 +25,12 @@ def _mb(n: int) -> str:
 # --------------------------------------------------------------------------------------------- preprocessing
 
 
-def _show_preprocessing(prep: images.Preprocessed, settings: images.Preprocessing) -> None:
+def _show_preprocessing(prep: images.Preprocessed, subject: Subject) -> None:
+    settings = subject.preprocessing
     st.markdown(
         f"The network sees a **{settings.crop} × {settings.crop}** crop: the shorter side is resized to "
-        f"**{settings.resize}** px, the centre cut out, then each colour channel normalised with the ImageNet "
-        f"mean and standard deviation the weights were trained with."
+        f"**{settings.resize}** px, the centre cut out, then each colour channel normalised with "
+        f"{subject.normalisation}."
     )
     thumb = prep.original.copy()
     thumb.thumbnail((THUMBNAIL, THUMBNAIL))
@@ -63,8 +64,10 @@ def _pick_layer(model) -> str:
     if st.session_state.get("fm_stage") not in stages:
         st.session_state["fm_stage"] = "layer1"  # edges and textures at 1/4 of the input: a good first look
     left, right = st.columns(2)
+    stem = "7×7 conv, BN, ReLU" if model.stem_kind == "imagenet" else "3×3 conv, BN, ReLU"
+    names = list(stages)[1:]
     stage = left.selectbox("Stage", list(stages), key="fm_stage", on_change=_reset_block,
-                           help="conv1 is the stem (7×7 conv, BN, ReLU); layer1..layer4 are the residual stages.")
+                           help=f"conv1 is the stem ({stem}); {names[0]}..{names[-1]} are the residual stages.")
     n = stages[stage]
     if n == 0:
         right.selectbox("Block", ["—"], key="fm_block_stem", disabled=True)
@@ -90,19 +93,14 @@ def _estimate(loaded: cached.LoadedModel, layers: list[str], size: int) -> activ
     return st.session_state["_fm_estimate"]
 
 
-def _gflops(choice: choices.ModelChoice) -> float:
-    """About how many GFLOPs one forward costs: torchvision's figure for the weights' crop, scaled by area."""
-    info = weights.weights_info(choice.arch)
-    return (info.gflops or 0.0) * (choice.input_size / info.crop) ** 2
-
-
-def _cost_ok(choice: choices.ModelChoice, estimate: activations.MemoryEstimate) -> bool:
+def _cost_ok(subject: Subject, estimate: activations.MemoryEstimate) -> bool:
     """Show the cost before running; for a large run ask first (returns False until the user agrees)."""
-    gflops = _gflops(choice)
-    text = (f"One forward pass at {choice.input_size} × {choice.input_size} px: about **{gflops:,.0f} GFLOPs**; "
+    gflops, size = subject.gflops, subject.input_size
+    amount = f"{gflops:,.0f}" if gflops >= 1 else f"{gflops:.2g}"
+    text = (f"One forward pass at {size} × {size} px: about **{amount} GFLOPs**; "
             f"it keeps about **{_mb(estimate.captured_bytes)}** of feature maps and needs about "
             f"**{_mb(estimate.peak_forward_bytes)}** more while it runs.")
-    if estimate.total_bytes > LARGE_BYTES or choice.input_size > LARGE_INPUT:
+    if estimate.total_bytes > LARGE_BYTES or size > LARGE_INPUT:
         st.warning(text + " That is large: on a CPU it can take a while and slow the app for everybody. "
                    "A smaller input size in the sidebar is quicker.", icon="⚠️")
         return st.checkbox("Run it anyway", key="fm_confirm")
@@ -114,10 +112,11 @@ def _cost_ok(choice: choices.ModelChoice, estimate: activations.MemoryEstimate) 
 
 
 def _run(
-    choice: choices.ModelChoice, loaded: cached.LoadedModel, prep: images.Preprocessed, layers: list[str]
+    subject: Subject, prep: images.Preprocessed, image_key: tuple, layers: list[str]
 ) -> activations.Capture:
     """One forward with hooks (holding the model's lock), remembered until the image, model or layers change."""
-    key = (choice, id(loaded.model), loaded.label, st.session_state.get("image_key"), tuple(layers))
+    loaded = subject.loaded
+    key = (subject.key, id(loaded.model), image_key, tuple(layers))
     memo = st.session_state.get("_fm_result")
     if memo is not None and memo[0] == key:
         return memo[1]
@@ -150,7 +149,7 @@ def _channel_choice(fmap) -> tuple[list[int], bool]:
     return channels, scale == "shared"
 
 
-def _show_channels(layer: str, fmap, choice: choices.ModelChoice) -> None:
+def _show_channels(layer: str, fmap, subject: Subject) -> None:
     stats = activations.channel_stats(fmap)
     channels, shared = _channel_choice(fmap)
     _, c, h, w = fmap.shape
@@ -170,7 +169,7 @@ def _show_channels(layer: str, fmap, choice: choices.ModelChoice) -> None:
         "zero_fraction": st.column_config.ProgressColumn("zeros", format="percent", min_value=0, max_value=1),
     })
     st.download_button("All channels' statistics (CSV)", stats.to_csv(index=False),
-                       f"{choice.arch}-{layer}-channels.csv", mime="text/csv", key="fm_stats_csv")
+                       f"{subject.name}-{layer}-channels.csv", mime="text/csv", key="fm_stats_csv")
 
 
 def _show_overlay(layer: str, fmap, prep: images.Preprocessed) -> None:
@@ -195,10 +194,13 @@ def _show_filters(loaded: cached.LoadedModel) -> None:
     if not loaded.pretrained:
         st.caption("With random weights these filters are noise; with ImageNet weights they are edge, colour and "
                    "texture detectors, much like Figure 3 of Krizhevsky et al. (2012).")
+    elif loaded.model.stem_kind == "cifar":
+        st.caption("A CIFAR-style network's stem is a 3×3 convolution: each filter sees 9 pixels, so there is "
+                   "little picture to see; the larger structure is built up by the stages.")
     st.plotly_chart(plots.first_conv_filters(loaded.model.conv1.weight), width="stretch", key="fm_filters")
 
 
-def _show_stream(result: activations.Capture, choice: choices.ModelChoice) -> None:
+def _show_stream(result: activations.Capture, subject: Subject) -> None:
     st.markdown("Each block adds its residual branch **F(x)** to the stream **x** carried by the shortcut. "
                 "A ratio well below 1 means the block makes a small correction; near or above 1, it rewrites "
                 "the stream. Where a projection or zero-padding shortcut changes the shape, x is measured after it.")
@@ -206,7 +208,7 @@ def _show_stream(result: activations.Capture, choice: choices.ModelChoice) -> No
     table = activations.stream_frame(result.stream)
     with st.expander("The numbers"):
         st.dataframe(table, hide_index=True, width="stretch")
-    st.download_button("Residual stream (CSV)", table.to_csv(index=False), f"{choice.arch}-residual-stream.csv",
+    st.download_button("Residual stream (CSV)", table.to_csv(index=False), f"{subject.name}-residual-stream.csv",
                        mime="text/csv", key="fm_stream_csv")
 
 
@@ -215,41 +217,39 @@ def _show_stream(result: activations.Capture, choice: choices.ModelChoice) -> No
 
 def main() -> None:
     st.title("Feature maps")
-    choice = choices.model_choice()
-    loaded = cached.model(choice)
-    cached.weights_notice(loaded)
-    image = image_picker()
-    prep = st.session_state.get("image_preprocessed")
-    if image is None or prep is None:
+    subject = lab_models.subject()
+    picked = lab_models.image(subject)
+    if picked is None:
         st.info("No image to look at: remove the file (×) to go back to the sample photographs, or upload "
                 "another image.")
         return
-    settings = images.preprocessing_for(choice.arch, choice.input_size)
+    prep, image_key, _ = picked
+    loaded = subject.loaded
     model = loaded.model
 
     st.subheader("The layer to look at")
     layer = _pick_layer(model)
     film = activations.stage_end_layers(model)
     layers = list(dict.fromkeys([*film, layer]))
-    if not _cost_ok(choice, _estimate(loaded, layers, choice.input_size)):
+    if not _cost_ok(subject, _estimate(loaded, layers, subject.input_size)):
         return
-    result = _run(choice, loaded, prep, layers)
+    result = _run(subject, prep, image_key, layers)
     fmap = result.activations[layer]
 
     tabs = st.tabs(["Channels", "Filmstrip", "Overlay", "Preprocessing", "conv1 filters", "Residual stream"])
     with tabs[0]:
-        _show_channels(layer, fmap, choice)
+        _show_channels(layer, fmap, subject)
     with tabs[1]:
         st.plotly_chart(plots.filmstrip({n: result.activations[n] for n in film}), width="stretch", key="fm_film")
         st.caption("Each stage halves the resolution and adds channels: the network trades *where* for *what*.")
     with tabs[2]:
         _show_overlay(layer, fmap, prep)
     with tabs[3]:
-        _show_preprocessing(prep, settings)
+        _show_preprocessing(prep, subject)
     with tabs[4]:
         _show_filters(loaded)
     with tabs[5]:
-        _show_stream(result, choice)
+        _show_stream(result, subject)
 
 
 try:

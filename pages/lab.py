@@ -10,11 +10,13 @@ import time
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from explorer import lab
 from explorer.errors import ExplorerError
 from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots import lab as plots
+from explorer.ui import lab_models
 
 CIFAR = "CIFAR nets of the paper (6n+2 layers)"
 IMAGENET = "ImageNet architectures"
@@ -25,6 +27,10 @@ PAIR = "One pair: plain and ResNet of the same depth"
 RACE_DEPTHS = (8, 14, *CIFAR_DEPTHS)
 POLL_SECONDS = 1.0
 ABANDON_SECONDS = 300.0
+IMAGE_PAGES = (
+    ("pages/feature_maps.py", "Feature maps", "🖼️"),
+    ("pages/attributions.py", "Predictions & attributions", "🔍"),
+)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -52,6 +58,16 @@ def dataset(kind: str, root: str, size: int, train_limit: int | None, seed: int)
     if kind == DIGITS:
         return lab.digits_dataset(size=size, seed=seed, train_limit=train_limit)
     return lab.fashion_mnist_or_cifar(root, size=size, train_limit=train_limit, seed=seed)
+
+
+def links_to_image_pages() -> None:
+    """Links to the two pages a lab model can be opened on (none when this page runs on its own)."""
+    cols = st.columns(len(IMAGE_PAGES))
+    for col, (page, title, icon) in zip(cols, IMAGE_PAGES, strict=True):
+        try:
+            col.page_link(page, label=title, icon=icon)
+        except StreamlitAPIException:  # this page runs without the app's navigation (e.g. on its own in a test)
+            col.caption(f"Open {title} from the app's menu.")
 
 
 def timed(fn, *args):
@@ -203,7 +219,9 @@ if data is not None:
             st.error(str(err))
         else:
             st.session_state["lab_race"] = run
-            st.session_state["lab_race_setup"] = dict(dataset=data.name, classes=data.classes, size=data.size)
+            st.session_state["lab_race_setup"] = dict(
+                dataset=data.name, classes=data.classes, size=data.size, mean=data.mean, std=data.std, seed=seed
+            )
             st.session_state.pop("lab_downloads", None)
             st.rerun()  # redraw with the start button disabled and the live panel polling
 
@@ -247,6 +265,7 @@ if run is not None and not run.running and run.snapshot().status in ("finished",
                 depth=lab.cifar_depth(model), plain=model.plain, dataset=setup["dataset"],
                 classes=tuple(setup["classes"]), input_size=setup["size"], epochs=len(mine),
                 test_accuracy=float(mine.test_accuracy.iloc[-1]) if len(mine) else None,
+                mean=setup.get("mean"), std=setup.get("std"), split_seed=setup.get("seed"),
             )  # fmt: skip
             files[name] = lab.save_trained(model, meta)
         st.session_state["lab_downloads"] = files
@@ -257,6 +276,27 @@ if run is not None and not run.running and run.snapshot().status in ("finished",
             f"{name}.safetensors", payload, f"{name}-{setup['dataset']}.safetensors",
             mime="application/octet-stream", key=f"lab_download_{name}",
         )  # fmt: skip
+        if col.button(f"Open {name} on Feature maps & Attributions", key=f"lab_open_{name}"):
+            lab_models.open_model(f"{name} on {setup['dataset']}", payload)
+            try:
+                st.switch_page("pages/feature_maps.py")
+            except StreamlitAPIException:  # this page runs on its own, without the app's navigation
+                col.success(f"{name} is open on the Feature maps and Predictions & attributions pages.")
+
+st.markdown("**Open a saved lab model** on the Feature maps and Predictions & attributions pages:")
+upload = st.file_uploader(
+    "Open a saved lab model (.safetensors)", type=["safetensors"], key="lab_model_upload",
+    help="A file saved with the buttons above (this session or an earlier one). Its recipe — depth, dataset, "
+         "classes, image size and normalisation — travels in the file.",
+)  # fmt: skip
+if upload is not None:
+    try:
+        opened_name, opened = lab_models.open_upload(upload)
+    except lab.TrainedModelError as err:
+        st.error(str(err))
+    else:
+        st.success(f"**{opened_name}** is open — {lab_models.label(opened)}. Choose it at the top of these pages:")
+        links_to_image_pages()
 
 st.markdown(
     "**What a short run on small data shows — and what it does not.** With the preset (digits at 16 px, "

@@ -25,8 +25,9 @@ def tiny_data(n_train: int = 64, n_test: int = 32, size: int = 16) -> lab.LabDat
     """Real digits, few and small, so a training test runs in a second."""
     full = lab.digits_dataset(size=size, train_limit=n_train)
     return lab.LabDataset(
-        "digits", full.x_train, full.y_train, full.x_test[:n_test], full.y_test[:n_test], full.classes, full.note
-    )
+        "digits", full.x_train, full.y_train, full.x_test[:n_test], full.y_test[:n_test], full.classes, full.note,
+        full.mean, full.std,
+    )  # fmt: skip
 
 
 def buffers_and_params(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -211,6 +212,35 @@ def test_digits_dataset_is_split_resized_and_standardised():
     assert len(lab.digits_dataset(size=16, train_limit=100).x_train) == 100
 
 
+def test_digits_dataset_reports_the_statistics_it_standardised_with():
+    data = lab.digits_dataset(size=16, seed=0)
+    images, _ = lab._load_digits()
+    train_idx, _ = lab._digits_split(0, 0.25)
+    raw = F.interpolate(torch.from_numpy(images[train_idx] / 16.0).float()[:, None], size=(16, 16), mode="bilinear")
+    assert data.mean == pytest.approx((raw.mean().item(),) * 3, rel=1e-5)
+    assert data.std == pytest.approx((raw.std().item(),) * 3, rel=1e-4)
+    # undoing the standardisation gives the [0, 1] pixels back
+    back = data.x_train * torch.tensor(data.std).view(1, 3, 1, 1) + torch.tensor(data.mean).view(1, 3, 1, 1)
+    assert back.min().item() >= -1e-5 and back.max().item() <= 1 + 1e-5
+
+
+def test_a_test_digit_through_the_image_pipeline_is_the_labs_own_input():
+    """Preprocessing digit_image() with the lab's size, mean and std reproduces the lab's test tensor."""
+    from explorer import images
+
+    data = lab.digits_dataset(size=16, seed=3)
+    indices, labels = lab.digit_test_set(seed=3)
+    assert len(indices) == len(data.x_test) and labels.tolist() == data.y_test.tolist()
+    for row in (0, 7, 100):
+        img, label = lab.digit_image(int(indices[row]))
+        assert img.size == (8, 8) and img.mode == "RGB" and label == int(data.y_test[row])
+        prep = images.preprocess(img, resize=16, crop=16, mean=data.mean, std=data.std)
+        # only 8-bit rounding differs (of the 8x8 pixels, then of the resized ones): under a grey level / std
+        assert torch.allclose(prep.tensor[0], data.x_test[row], atol=1.0 / 255 / data.std[0])
+    with pytest.raises(lab.DatasetError):
+        lab.digit_image(10_000)
+
+
 @pytest.mark.parametrize("size", [4, 100, 16.5])
 def test_digits_dataset_rejects_odd_sizes(size):
     with pytest.raises(lab.DatasetError):
@@ -362,10 +392,13 @@ def test_save_load_round_trip_gives_identical_outputs():
     with torch.no_grad():
         model(torch.randn(8, 3, 16, 16))  # move the BatchNorm running statistics away from their defaults
     model.eval()
-    meta = lab.TrainedMeta(8, True, "digits", tuple("0123456789"), input_size=16, epochs=2, test_accuracy=0.5)
+    meta = lab.TrainedMeta(8, True, "digits", tuple("0123456789"), input_size=16, epochs=2, test_accuracy=0.5,
+                           mean=(0.3, 0.3, 0.3), std=(0.32, 0.32, 0.32), split_seed=4)  # fmt: skip
     payload = lab.save_trained(model, meta)
     loaded, loaded_meta = lab.load_trained(payload)
     assert loaded_meta == meta and loaded_meta.name == "plain-8"
+    assert loaded_meta.mean == (0.3, 0.3, 0.3) and loaded_meta.std == (0.32, 0.32, 0.32)
+    assert loaded_meta.split_seed == 4 and loaded_meta.normalisation_note is None
     assert loaded.plain and not loaded.training
     x = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
@@ -386,6 +419,41 @@ def test_load_trained_rejects_foreign_and_damaged_files():
     tensors = lab.load_trained(payload)[0].state_dict()
     with pytest.raises(lab.TrainedModelError, match="do not fit"):
         lab.load_trained(st_save({k: v.contiguous() for k, v in tensors.items()}, metadata=header_meta))
+
+
+def test_files_without_normalisation_load_with_a_fallback_and_a_note():
+    model = lab.lab_model(8, plain=False)
+    old = lab.TrainedMeta(8, False, "digits", tuple("0123456789"), input_size=16)  # as the first lab saved them
+    header = _metadata(lab.save_trained(model, old))
+    assert "mean" not in header and "std" not in header and "split_seed" not in header
+    _, meta = lab.load_trained(lab.save_trained(model, old))
+    expected = lab.digits_dataset(size=16, seed=0)
+    assert meta.mean == expected.mean and meta.std == expected.std
+    assert meta.split_seed is None and "older lab" in meta.normalisation_note
+    cifar = lab.TrainedMeta(8, False, "CIFAR-10", tuple("abcdefghij"), input_size=32)
+    _, meta = lab.load_trained(lab.save_trained(model, cifar))
+    assert meta.mean == pytest.approx((0.4914, 0.4822, 0.4465)) and "published" in meta.normalisation_note
+    other = lab.TrainedMeta(8, False, "my photos", tuple("abcdefghij"), input_size=32)
+    _, meta = lab.load_trained(lab.save_trained(model, other))
+    assert meta.std == pytest.approx((0.229, 0.224, 0.225)) and "ImageNet" in meta.normalisation_note
+
+
+def test_damaged_normalisation_and_doctored_recipes_are_refused():
+    model = lab.lab_model(8, plain=False)
+    payload = lab.save_trained(model, lab.TrainedMeta(8, False, "digits", tuple("0123456789"),
+                                                      mean=(0.3,) * 3, std=(0.3,) * 3))  # fmt: skip
+    tensors = lab.load_trained(payload)[0].state_dict()
+    for bad in ({"std": "[0.3, 0.0, 0.3]"}, {"mean": "[0.3, 0.3]"}, {"mean": '"x"'}, {"std": "[NaN, 1, 1]"}):
+        damaged = st_save({k: v.contiguous() for k, v in tensors.items()}, metadata={**_metadata(payload), **bad})
+        with pytest.raises(lab.TrainedModelError, match="damaged"):
+            lab.load_trained(damaged)
+    for bad in ({"input_size": "4096"}, {"depth": "600002"}, {"classes": "[]"}, {"classes": "[1, 2]"},
+                {"test_accuracy": '"high"'}, {"test_accuracy": "7"}, {"epochs": "-1"}):  # fmt: skip
+        doctored = st_save({k: v.contiguous() for k, v in tensors.items()}, metadata={**_metadata(payload), **bad})
+        with pytest.raises(lab.TrainedModelError, match="damaged"):
+            lab.load_trained(doctored)
+    with pytest.raises(lab.LabError, match="or neither"):
+        lab.save_trained(model, lab.TrainedMeta(8, False, "digits", tuple("0123456789"), mean=(0.3,) * 3))
 
 
 def _metadata(payload: bytes) -> dict[str, str]:

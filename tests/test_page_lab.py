@@ -100,8 +100,18 @@ def test_a_one_epoch_tiny_race_completes_and_offers_downloads(lab_page):
     model, meta = lab.load_trained(payloads["ResNet-8"])
     assert meta.depth == 8 and not meta.plain and meta.dataset == "digits" and meta.epochs == 1
     assert 0.0 <= meta.test_accuracy <= 1.0
+    data = lab.digits_dataset(size=16, train_limit=64)  # what the race trained on: its statistics travel along
+    assert meta.mean == data.mean and meta.std == data.std and meta.split_seed == 0
+    assert meta.normalisation_note is None
     race = chart_specs(lab_page)[-1]
     assert {trace["name"] for trace in race["data"]} >= {"plain-8 train", "ResNet-8 test"}
+    # open one on the image pages: on its own this page has no navigation to switch to, so it says so instead
+    assert lab_page.button(key="lab_open_ResNet-8").label == "Open ResNet-8 on Feature maps & Attributions"
+    lab_page.button(key="lab_open_ResNet-8").click().run()
+    assert not lab_page.exception
+    assert list(lab_page.session_state["lab_models"]) == ["ResNet-8 on digits"]
+    assert lab_page.session_state["lab_model_selected"] == "ResNet-8 on digits"
+    assert any("ResNet-8 is open" in s.value for s in lab_page.success)
 
 
 def test_the_stop_button_stops_a_long_run(lab_page):

@@ -1,0 +1,290 @@
+"""Models trained in the degradation lab, opened on the image pages (Feature maps, Predictions & attributions).
+
+Thin Streamlit glue around ``explorer.lab``:
+
+* ``st.session_state["lab_models"]``: ``{display name: safetensors bytes}``, at most ``MAX_MODELS`` (the oldest
+  goes first); filled by the Lab page (:func:`add`, :func:`open_model`),
+* :func:`loaded`: the shared, read-only model of one entry, cached by the sha256 of its bytes,
+* :func:`source_picker`: the radio "Model" at the top of an image page (the sidebar's choice or a lab model),
+* :func:`subject` and :func:`image`: what an image page works on, for either kind of model, so the pages stay
+  free of ``if lab model`` branches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+from PIL import Image
+from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+from explorer import images, lab, weights
+from explorer.lab import TrainedMeta
+from explorer.ui import cached, choices
+from explorer.ui.cached import LoadedModel
+from explorer.ui.image_input import image_picker
+
+__all__ = [
+    "MAX_MODELS",
+    "STORE",
+    "Subject",
+    "add",
+    "digest",
+    "image",
+    "label",
+    "loaded",
+    "meta",
+    "open_model",
+    "open_upload",
+    "preprocessing",
+    "source_picker",
+    "store",
+    "subject",
+]
+
+STORE = "lab_models"  # {display name: safetensors bytes}
+SELECTED = "lab_model_selected"  # the picker's choice, kept across pages (widget keys are dropped off-page)
+RADIO = "lab_model_source"  # the picker's widget key
+SIDEBAR = "sidebar"  # the picker's option for the sidebar's model
+MAX_MODELS = 4  # a CIFAR ResNet-56 is about 3.5 MB: four stay well within a session's memory
+DIGIT, PHOTO = "a test digit", "a photograph or upload"
+_PREP_MEMO = "_lab_image_prep"  # (key, Preprocessed) of the last lab-model input
+_UPLOAD_DONE = "_lab_upload_done"  # file_id of the last upload opened
+
+
+# --------------------------------------------------------------------------------------------- the store
+
+
+def store() -> dict[str, bytes]:
+    """This session's lab models, oldest first (created empty when missing)."""
+    return st.session_state.setdefault(STORE, {})
+
+
+def digest(data: bytes) -> str:
+    """The sha256 of a saved model's bytes: the cache key of its loaded model."""
+    return hashlib.sha256(bytes(data)).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Entry:
+    sha: str
+    loaded: LoadedModel
+    meta: TrainedMeta
+    gflops: float  # one forward at meta.input_size
+
+
+@st.cache_resource(max_entries=2 * MAX_MODELS, show_spinner="Loading the lab model…")  # shared by all sessions
+def _load(sha: str, _data: bytes) -> _Entry:
+    """Rebuild a saved lab model once per content (``sha``); raises ``lab.TrainedModelError`` for a bad file."""
+    model, meta = lab.load_trained(_data)
+    gflops = lab.forward_gflops(model, meta.input_size)  # before it is shared: no lock needed yet
+    return _Entry(sha, LoadedModel(model.eval(), True, label(meta), list(meta.classes)), meta, gflops)
+
+
+def _entry(name: str) -> _Entry:
+    data = store()[name]
+    return _load(digest(data), data)
+
+
+def add(name: str, data: bytes) -> TrainedMeta:
+    """Put a saved lab model in the store under ``name`` (replacing one of that name; the oldest goes when
+    there are more than ``MAX_MODELS``). Returns its metadata.
+
+    Raises:
+        lab.TrainedModelError: when ``data`` is not a model saved by the lab (the store is left as it was).
+    """
+    data = bytes(data)
+    entry = _load(digest(data), data)  # validates, and warms the cache
+    models = store()
+    models.pop(name, None)
+    models[name] = data
+    while len(models) > MAX_MODELS:
+        models.pop(next(iter(models)))
+    return entry.meta
+
+
+def open_model(name: str, data: bytes) -> TrainedMeta:
+    """:func:`add` it and make it the image pages' model (the caller then switches page)."""
+    meta_ = add(name, data)
+    st.session_state[SELECTED] = name
+    return meta_
+
+
+def open_upload(upload: UploadedFile) -> tuple[str, TrainedMeta]:
+    """Open an uploaded ``.safetensors`` lab model once per upload (reruns do not re-select it): its store
+    name (the file name without extension) and recipe.
+
+    Raises:
+        lab.TrainedModelError: when the file is not a model saved by the lab.
+    """
+    name = Path(upload.name).stem or "uploaded model"
+    if st.session_state.get(_UPLOAD_DONE) == upload.file_id and name in store():
+        return name, meta(name)
+    opened = open_model(name, upload.getvalue())
+    st.session_state[_UPLOAD_DONE] = upload.file_id
+    return name, opened
+
+
+def loaded(name: str) -> LoadedModel:
+    """The shared model of the store's entry ``name``: eval mode, read-only; hold its ``lock`` for hooks."""
+    return _entry(name).loaded
+
+
+def meta(name: str) -> TrainedMeta:
+    """The recipe saved with the store's entry ``name``."""
+    return _entry(name).meta
+
+
+def label(meta: TrainedMeta) -> str:
+    """E.g. ``"trained in the lab: ResNet-20 on digits, 5 epochs, test accuracy 0.95"``."""
+    accuracy = "test accuracy not measured" if meta.test_accuracy is None else f"test accuracy {meta.test_accuracy:.2f}"
+    epochs = f"{meta.epochs} epoch" + ("" if meta.epochs == 1 else "s")
+    return f"trained in the lab: {meta.name} on {meta.dataset}, {epochs}, {accuracy}"
+
+
+def preprocessing(meta: TrainedMeta) -> images.Preprocessing:
+    """Resize and crop to the lab's image size, normalise with its training set's mean and std."""
+    mean, std = meta.mean, meta.std
+    if mean is None or std is None:  # a TrainedMeta made by hand; load_trained always fills them
+        mean, std, _ = lab.fallback_normalisation(meta.dataset, meta.input_size, seed=meta.split_seed or 0)
+    return images.Preprocessing(resize=meta.input_size, crop=meta.input_size, mean=tuple(mean), std=tuple(std))
+
+
+# --------------------------------------------------------------------------------------------- the picker
+
+
+def _remember_choice() -> None:
+    st.session_state[SELECTED] = st.session_state[RADIO]
+
+
+def _pick() -> tuple[str, _Entry] | None:
+    names = list(store())
+    if not names:
+        return None
+    options = [SIDEBAR, *names]
+    if st.session_state.get(SELECTED) not in options:
+        st.session_state[SELECTED] = SIDEBAR
+    st.session_state[RADIO] = st.session_state[SELECTED]  # the widget's own state is dropped on other pages
+    title = choices.model_choice().title
+    picked = st.radio(
+        "Model", options, key=RADIO, horizontal=True, on_change=_remember_choice,
+        format_func=lambda o: f"Sidebar choice ({title})" if o == SIDEBAR else f"{o} (trained in the lab)",
+        help="Models trained on the Degradation lab page, or opened there from a file, in this session.",
+    )  # fmt: skip
+    if picked == SIDEBAR:
+        return None
+    entry = _entry(picked)
+    m = entry.meta
+    st.caption(
+        f"**{picked}** — {entry.loaded.label}. It takes {m.input_size} × {m.input_size} px images and knows "
+        f"{len(m.classes)} classes ({', '.join(m.classes)}); the sidebar's settings do not apply to it."
+    )
+    if m.normalisation_note:
+        st.warning(m.normalisation_note, icon="⚠️")
+    return picked, entry
+
+
+def source_picker() -> tuple[LoadedModel, TrainedMeta] | None:
+    """When the session has lab models, a radio "Model" (the sidebar's choice or one of them) at the top of
+    the page. Returns the chosen lab model and its recipe, or None for the sidebar's model."""
+    picked = _pick()
+    return None if picked is None else (picked[1].loaded, picked[1].meta)
+
+
+# --------------------------------------------------------------------------------------------- page subject
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What an image page works on: the model, how an image is prepared for it, and words for the page."""
+
+    loaded: LoadedModel
+    preprocessing: images.Preprocessing
+    name: str  # in captions and file names: the architecture ("resnet50") or the lab model ("ResNet-20-digits")
+    key: tuple  # hashable; changes exactly when the model or its preprocessing changes (keys the pages' memos)
+    gflops: float  # one forward pass at input_size
+    plain: bool
+    normalisation: str  # completes "each colour channel normalised with …"
+    meta: TrainedMeta | None = None  # a lab model's recipe; None for the sidebar's model
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocessing.crop
+
+    @property
+    def from_lab(self) -> bool:
+        return self.meta is not None
+
+
+def _sidebar_gflops(choice: choices.ModelChoice) -> float:
+    """torchvision's GFLOPs figure for the weights' crop, scaled by area to the chosen input size."""
+    info = weights.weights_info(choice.arch)
+    return (info.gflops or 0.0) * (choice.input_size / info.crop) ** 2
+
+
+def subject() -> Subject:
+    """Draw the model picker (when there are lab models) and return what the page works on. For the sidebar's
+    model this also shows its weights notice, as the pages always have."""
+    picked = _pick()
+    if picked is not None:
+        _, entry = picked
+        m = entry.meta
+        return Subject(entry.loaded, preprocessing(m), f"{m.name}-{m.dataset}", ("lab", entry.sha), entry.gflops,
+                       m.plain, f"the mean and standard deviation of the {m.dataset} training images", m)  # fmt: skip
+    choice = choices.model_choice()
+    loaded_ = cached.model(choice)
+    cached.weights_notice(loaded_)
+    settings = images.preprocessing_for(choice.arch, choice.input_size)
+    return Subject(loaded_, settings, choice.arch, (choice, loaded_.label), _sidebar_gflops(choice), choice.plain,
+                   "the ImageNet mean and standard deviation the weights were trained with")  # fmt: skip
+
+
+def _digit_choice(m: TrainedMeta) -> tuple[Image.Image, str, tuple]:
+    """A test digit (key ``lab_digit``): one the model never saw in training when its split seed is known."""
+    indices, labels = lab.digit_test_set(seed=m.split_seed or 0)
+    truth = dict(sorted(zip(indices.tolist(), labels.tolist(), strict=True)))
+    pick = st.selectbox("Test digit", list(truth), key="lab_digit",
+                        format_func=lambda i: f"#{i}: a handwritten {truth[i]}")  # fmt: skip
+    img, digit = lab.digit_image(pick)
+    big = img.resize((96, 96), Image.Resampling.NEAREST)  # the 8 x 8 pixels, visible
+    st.image(big, caption=f"scikit-learn digit #{pick} (a {digit}), 8 × 8 px")
+    if m.split_seed is None:
+        st.caption("This file does not say how its data was split, so this digit may have been a training image.")
+    return img, f"test digit #{pick} (a {digit})", ("digit", pick)
+
+
+def image(s: Subject) -> tuple[images.Preprocessed, tuple, str] | None:
+    """Draw the image choice for ``s`` and return (the model input's preprocessing stages, a hashable key that
+    changes exactly when the image or model changes, the image's name), or None when there is no usable image
+    (the reason is on screen)."""
+    if not s.from_lab:
+        picked = image_picker()
+        prep = st.session_state.get("image_preprocessed")
+        if picked is None or prep is None:
+            return None
+        return prep, st.session_state.get("image_key"), st.session_state.get("image_name") or ""
+    m = s.meta
+    assert m is not None
+    source = PHOTO
+    if m.dataset == "digits":
+        source = st.radio("Image", (DIGIT, PHOTO), key="lab_image_source", horizontal=True)
+    if source == DIGIT:
+        img, name, key = _digit_choice(m)
+    else:
+        if m.dataset == "digits":
+            st.caption("This model learnt from white 8 × 8 px digits on black: a photograph means little to it.")
+        else:
+            st.caption(f"This model learnt from {m.input_size} × {m.input_size} px {m.dataset} images.")
+        img = image_picker()
+        if img is None:
+            return None
+        name, key = st.session_state.get("image_name") or "", ("picker", (st.session_state.get("image_key") or ())[:1])
+    memo_key = (key, s.key, s.preprocessing)
+    memo = st.session_state.get(_PREP_MEMO)
+    if memo is None or memo[0] != memo_key:
+        p = s.preprocessing
+        prep = images.preprocess(img, resize=p.resize, crop=p.crop, mean=p.mean, std=p.std)
+        st.session_state[_PREP_MEMO] = memo = (memo_key, prep)
+    return memo[1], memo_key, name
