@@ -7,12 +7,12 @@ from explorer.ui import choices
 st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
 page = st.navigation(
     [
-        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-        st.Page("pages/architecture.py", title="Architecture", icon="📐"),
-        st.Page("pages/blocks.py", title="Blocks & shortcuts", icon="🔀"),
-        st.Page("pages/feature_maps.py", title="Feature maps", icon="🖼️"),
-        st.Page("pages/attributions.py", title="Predictions & attributions", icon="🔍"),
-        st.Page("pages/lab.py", title="Degradation lab", icon="🧪"),
+        st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("views/architecture.py", title="Architecture", icon=":material/account_tree:"),
+        st.Page("views/blocks.py", title="Blocks & shortcuts", icon=":material/call_split:"),
+        st.Page("views/feature_maps.py", title="Feature maps", icon=":material/grid_view:"),
+        st.Page("views/attributions.py", title="Predictions & attributions", icon=":material/troubleshoot:"),
+        st.Page("views/lab.py", title="Degradation lab", icon=":material/science:"),
     ]
 )
 choices.sidebar()  # after st.navigation, so the widgets belong to the page run and keep their state

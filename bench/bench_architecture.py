@@ -9,7 +9,7 @@ Run from the repository root:  .venv/bin/python bench/bench_architecture.py [--r
    - ``plain``: ``torchinfo.summary(torchvision.models.<arch>(weights=None).eval(), input_size=(1, 3, 224, 224),
      verbose=0)``.
    Model construction is not timed on either side (it is printed separately for ours).
-2. The page on a cache hit: an AppTest of pages/architecture.py visits arch A, then B, then A again; the third
+2. The page on a cache hit: an AppTest of views/architecture.py visits arch A, then B, then A again; the third
    run is the warm re-render (script run + building every element, server side; no browser). Also the
    ``st.cache_data`` hit itself: unpickling the cached Architecture.
 """
@@ -80,7 +80,7 @@ def bench_page(archs: list[str], other: str) -> None:
     for arch in archs:
         st.cache_resource.clear()
         st.cache_data.clear()
-        at = AppTest.from_file(str(ROOT / "pages" / "architecture.py"), default_timeout=600)
+        at = AppTest.from_file(str(ROOT / "views" / "architecture.py"), default_timeout=600)
         at.session_state["weights"] = "random"
         at.session_state["input_size"] = SIZE
         times = []

@@ -1,4 +1,4 @@
-"""AppTest of pages/architecture.py, opened on its own (state defaults come from explorer.ui.choices)."""
+"""AppTest of views/architecture.py, opened on its own (state defaults come from explorer.ui.choices)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import summary
 
-PAGE = Path(__file__).resolve().parents[1] / "pages" / "architecture.py"
+PAGE = Path(__file__).resolve().parents[1] / "views" / "architecture.py"
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""AppTest of pages/attributions.py on a small random-weight resnet18 (64 px): predictions, one attribution run,
+"""AppTest of views/attributions.py on a small random-weight resnet18 (64 px): predictions, one attribution run,
 the cost cap, knock-out, the filmstrip and the sanity check."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "attributions.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "views" / "attributions.py")
 SMALL = {"arch": "resnet18", "input_size": 64, "weights": "random"}
 
 
@@ -94,6 +94,6 @@ def test_the_page_in_the_app(app):
     for key, value in SMALL.items():
         app.session_state[key] = value
     app.run()
-    app.switch_page("pages/attributions.py").run()
+    app.switch_page("views/attributions.py").run()
     assert not app.exception
     assert app.title[0].value == "Predictions & attributions"

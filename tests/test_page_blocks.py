@@ -1,4 +1,4 @@
-"""AppTest of pages/blocks.py: the block picker, every section, the calculator and the mistake checker."""
+"""AppTest of views/blocks.py: the block picker, every section, the calculator and the mistake checker."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-PAGE = Path(__file__).resolve().parents[1] / "pages" / "blocks.py"
+PAGE = Path(__file__).resolve().parents[1] / "views" / "blocks.py"
 SECTIONS = ["The block", "Run a tensor", "Basic vs bottleneck", "v1 vs v1.5", "Options A / B / C", "Output size",
             "Add vs concat", "Common mistakes"]
 
@@ -51,7 +51,7 @@ def _metrics(at: AppTest) -> dict[str, str]:
 
 def test_default_page_through_the_app_shows_resnet50_blocks(app: AppTest) -> None:
     app.run()
-    app.switch_page("pages/blocks.py").run()
+    app.switch_page("views/blocks.py").run()
     assert not app.exception
     assert not app.error
     assert _metrics(app)["Projection shortcuts"] == "4"  # resnet50, option B

@@ -20,7 +20,7 @@ from explorer.activations import BlockStream, channel_stats, upsample
 from explorer.plots import features as plots
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = "pages/feature_maps.py"
+PAGE = "views/feature_maps.py"
 
 
 def jpeg(width: int = 80, height: int = 60) -> bytes:

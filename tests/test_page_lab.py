@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import lab
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "lab.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "views" / "lab.py")
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def values(array: list | dict) -> np.ndarray:
 
 def test_lab_page_opens_through_the_app(app):
     app.run()
-    app.switch_page("pages/lab.py").run()
+    app.switch_page("views/lab.py").run()
     assert not app.exception
     assert any("Degradation lab" in h.value for h in app.header)
 

@@ -55,7 +55,7 @@ def test_without_lab_models_there_is_no_picker(app):
     for key, value in SMALL.items():
         app.session_state[key] = value
     app.run()
-    for page in ("pages/feature_maps.py", "pages/attributions.py"):
+    for page in ("views/feature_maps.py", "views/attributions.py"):
         app.switch_page(page).run()
         assert not app.exception
         assert lab_models.RADIO not in [r.key for r in app.radio]
@@ -63,7 +63,7 @@ def test_without_lab_models_there_is_no_picker(app):
 
 def test_feature_maps_of_a_lab_model(app, trained):
     payload, data = trained
-    open_page(app, "pages/feature_maps.py", payload, choose=False)
+    open_page(app, "views/feature_maps.py", payload, choose=False)
     picker = app.radio(key=lab_models.RADIO)
     assert picker.options == ["Sidebar choice (resnet18)", f"{NAME} (trained in the lab)"]
     assert picker.value == lab_models.SIDEBAR  # the sidebar's model until the user picks another
@@ -97,7 +97,7 @@ def test_feature_maps_of_a_lab_model(app, trained):
 
 def test_predictions_and_attributions_of_a_lab_model(app, trained):
     payload, _ = trained
-    app = open_page(app, "pages/attributions.py", payload)
+    app = open_page(app, "views/attributions.py", payload)
     assert not app.error and not app.warning
     bars = chart(app, "attr_top5")
     assert bars["layout"]["title"]["text"] == "Top-5 predictions"
@@ -133,7 +133,7 @@ def test_predictions_and_attributions_of_a_lab_model(app, trained):
 def test_imagenet_settings_do_not_break_a_lab_model(app, trained):
     """Widgets left on ImageNet values (layer4, class 500, a 32 px occlusion window) are reset, not a crash."""
     payload, _ = trained
-    app = open_page(app, "pages/attributions.py", payload, choose=False)
+    app = open_page(app, "views/attributions.py", payload, choose=False)
     app.multiselect(key="methods").set_value(["grad_cam", "occlusion"]).run()
     app.selectbox(key="gc_layer").set_value("layer4").run()
     app.selectbox(key="target_class").set_value(500).run()
@@ -154,9 +154,9 @@ def test_imagenet_settings_do_not_break_a_lab_model(app, trained):
 
 def test_the_choice_follows_the_user_from_page_to_page(app, trained):
     payload, _ = trained
-    open_page(app, "pages/feature_maps.py", payload)
-    app.switch_page("pages/lab.py").run()  # a page without the picker: its widget state is dropped
-    app.switch_page("pages/attributions.py").run()
+    open_page(app, "views/feature_maps.py", payload)
+    app.switch_page("views/lab.py").run()  # a page without the picker: its widget state is dropped
+    app.switch_page("views/attributions.py").run()
     assert not app.exception
     assert app.radio(key=lab_models.RADIO).value == NAME
     assert all(name.split(" ")[0] in "0123456789" for name in chart(app, "attr_top5")["data"][0]["y"])
@@ -165,7 +165,7 @@ def test_the_choice_follows_the_user_from_page_to_page(app, trained):
 def test_the_lab_page_opens_an_uploaded_model_and_refuses_a_bad_file(app, trained):
     payload, _ = trained
     app.run()
-    app.switch_page("pages/lab.py").run()
+    app.switch_page("views/lab.py").run()
     uploader = app.get("file_uploader")
     assert any(u.proto.label == "Open a saved lab model (.safetensors)" for u in uploader)
     app.file_uploader(key="lab_model_upload").upload("not-a-model.safetensors", b"\x00" * 64).run()
@@ -177,7 +177,7 @@ def test_the_lab_page_opens_an_uploaded_model_and_refuses_a_bad_file(app, traine
     assert not app.exception and not app.error
     assert any("ResNet-8-digits" in s.value and "is open" in s.value for s in app.success)
     assert list(app.session_state[lab_models.STORE]) == ["ResNet-8-digits"]
-    app.switch_page("pages/feature_maps.py").run()
+    app.switch_page("views/feature_maps.py").run()
     assert not app.exception
     assert app.radio(key=lab_models.RADIO).value == "ResNet-8-digits"  # opened means chosen
     assert app.selectbox(key="fm_stage").options == ["conv1", "layer1", "layer2", "layer3"]
@@ -195,7 +195,7 @@ def test_the_open_button_after_a_race_goes_to_feature_maps(app, trained):
     for key, value in SMALL.items():
         app.session_state[key] = value
     app.run()
-    app.switch_page("pages/lab.py").run()
+    app.switch_page("views/lab.py").run()
     assert not app.exception
     _, meta = lab.load_trained(app.session_state["lab_downloads"]["plain-8"])
     assert meta.mean == data.mean and meta.std == data.std and meta.split_seed == 0

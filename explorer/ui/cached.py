@@ -80,4 +80,4 @@ def weights_notice(loaded: LoadedModel) -> None:
         st.warning(loaded.problem)
     if not loaded.pretrained:
         st.info("This model has **random weights**: shapes and costs are real, but predictions, feature maps "
-                "and attributions show an untrained network.", icon="🎲")
+                "and attributions show an untrained network.", icon=":material/casino:")

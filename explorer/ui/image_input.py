@@ -113,7 +113,7 @@ def image_picker() -> Image.Image | None:
         decoded = _decoded(("sample", sample), lambda: images.sample_image(sample))
         name = f"sample: {sample}"
     if decoded.error is not None:
-        st.error(decoded.error, icon="🚫")
+        st.error(decoded.error, icon=":material/block:")
         _remember(decoded, None)
         return None
     _remember(decoded, name)

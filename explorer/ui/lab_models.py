@@ -182,7 +182,7 @@ def _pick() -> tuple[str, _Entry] | None:
         f"{len(m.classes)} classes ({', '.join(m.classes)}); the sidebar's settings do not apply to it."
     )
     if m.normalisation_note:
-        st.warning(m.normalisation_note, icon="⚠️")
+        st.warning(m.normalisation_note, icon=":material/warning:")
     return picked, entry
 
 

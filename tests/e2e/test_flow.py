@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
@@ -34,3 +35,53 @@ def test_architecture_resnet50(page: Page, app_url: str, artifacts: Path) -> Non
     row = page.locator("tr", has_text="conv5_x")
     expect(row.first).to_contain_text("7x7", timeout=TIMEOUT)
     page.screenshot(path=artifacts / "architecture.png", full_page=True)
+
+
+def _open(page: Page, app_url: str, path: str) -> None:
+    page.goto(f"{app_url}/{path}", timeout=TIMEOUT)
+    _wait_idle(page)
+
+
+def test_blocks_page(page: Page, app_url: str, artifacts: Path) -> None:
+    _open(page, app_url, "blocks")
+    # resnet50's first block: a projection, because its bottleneck expands 64 channels to 256
+    expect(page.get_by_text(re.compile(r"64x56x56 -> 256x56x56: channels differ")).first).to_be_visible(timeout=TIMEOUT)
+    page.screenshot(path=artifacts / "blocks.png", full_page=True)
+
+
+def test_feature_maps_from_an_upload(page: Page, app_url: str, artifacts: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    photo = tmp_path / "gradient.png"
+    Image.radial_gradient("L").convert("RGB").resize((320, 240)).save(photo)
+    _open(page, app_url, "feature_maps")
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(photo)
+    _wait_idle(page)
+    expect(page.get_by_text("upload: gradient.png").first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text(re.compile(r"layer[\d.]+: \d+ of \d+ channels")).first).to_be_visible(timeout=TIMEOUT)
+    page.screenshot(path=artifacts / "feature_maps.png", full_page=True)
+
+
+def test_a_bad_upload_is_a_message(page: Page, app_url: str, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.png"
+    fake.write_text("these are my lecture notes, not a picture")
+    _open(page, app_url, "feature_maps")
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(fake)
+    _wait_idle(page)
+    expect(page.get_by_test_id("stAlertContentError").first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_one_attribution(page: Page, app_url: str, artifacts: Path) -> None:
+    _open(page, app_url, "attributions")
+    page.get_by_role("button", name="Run", exact=True).click()
+    _wait_idle(page)
+    expect(page.get_by_role("button", name="Figure (PNG)")).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    page.screenshot(path=artifacts / "attributions.png", full_page=True)
+
+
+def test_lab_page(page: Page, app_url: str, artifacts: Path) -> None:
+    _open(page, app_url, "lab")
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    page.screenshot(path=artifacts / "lab.png", full_page=True)

@@ -28,8 +28,8 @@ RACE_DEPTHS = (8, 14, *CIFAR_DEPTHS)
 POLL_SECONDS = 1.0
 ABANDON_SECONDS = 300.0
 IMAGE_PAGES = (
-    ("pages/feature_maps.py", "Feature maps", "🖼️"),
-    ("pages/attributions.py", "Predictions & attributions", "🔍"),
+    ("views/feature_maps.py", "Feature maps", "🖼️"),
+    ("views/attributions.py", "Predictions & attributions", "🔍"),
 )
 
 
@@ -279,7 +279,7 @@ if run is not None and not run.running and run.snapshot().status in ("finished",
         if col.button(f"Open {name} on Feature maps & Attributions", key=f"lab_open_{name}"):
             lab_models.open_model(f"{name} on {setup['dataset']}", payload)
             try:
-                st.switch_page("pages/feature_maps.py")
+                st.switch_page("views/feature_maps.py")
             except StreamlitAPIException:  # this page runs on its own, without the app's navigation
                 col.success(f"{name} is open on the Feature maps and Predictions & attributions pages.")
 

@@ -102,10 +102,10 @@ def _cost_ok(subject: Subject, estimate: activations.MemoryEstimate) -> bool:
             f"**{_mb(estimate.peak_forward_bytes)}** more while it runs.")
     if estimate.total_bytes > LARGE_BYTES or size > LARGE_INPUT:
         st.warning(text + " That is large: on a CPU it can take a while and slow the app for everybody. "
-                   "A smaller input size in the sidebar is quicker.", icon="⚠️")
+                   "A smaller input size in the sidebar is quicker.", icon=":material/warning:")
         return st.checkbox("Run it anyway", key="fm_confirm")
     if gflops > SLOW_GFLOPS:
-        st.warning(text + " Expect several seconds on a CPU.", icon="⏳")
+        st.warning(text + " Expect several seconds on a CPU.", icon=":material/hourglass_top:")
     else:
         st.caption(text)
     return True

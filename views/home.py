@@ -25,11 +25,11 @@ st.markdown(
 st.subheader("Where to start")
 cols = st.columns(5)
 tour = [
-    ("pages/architecture.py", "Architecture", "Table 1 of the paper for your model, layer by layer."),
-    ("pages/blocks.py", "Blocks & shortcuts", "One block drawn op by op; identity vs projection."),
-    ("pages/feature_maps.py", "Feature maps", "Upload an image and watch each stage transform it."),
-    ("pages/attributions.py", "Predictions & attributions", "Top-5 and why: Grad-CAM, IG, and more."),
-    ("pages/lab.py", "Degradation lab", "Plain vs residual nets: gradients and a training race."),
+    ("views/architecture.py", "Architecture", "Table 1 of the paper for your model, layer by layer."),
+    ("views/blocks.py", "Blocks & shortcuts", "One block drawn op by op; identity vs projection."),
+    ("views/feature_maps.py", "Feature maps", "Upload an image and watch each stage transform it."),
+    ("views/attributions.py", "Predictions & attributions", "Top-5 and why: Grad-CAM, IG, and more."),
+    ("views/lab.py", "Degradation lab", "Plain vs residual nets: gradients and a training race."),
 ]
 for col, (page, label, text) in zip(cols, tour, strict=True):
     with col:

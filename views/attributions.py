@@ -80,7 +80,7 @@ def _show_predictions(pred: Prediction, loaded: cached.LoadedModel) -> None:
     if not loaded.pretrained:
         st.warning("**Random weights: these predictions mean nothing.** The network has learned nothing, so its "
                    "probabilities are close to uniform; everything below still runs and shows how the methods "
-                   "work.", icon="🎲")
+                   "work.", icon=":material/casino:")
     st.plotly_chart(plots.top_k_bars(pred, title=f"Top-{len(pred.indices)} predictions"), width="stretch",
                     key="attr_top5")
     st.caption(f"{pred.device} · {pred.seconds * 1000:.0f} ms" + (" · bf16 fast mode" if pred.fast else ""))
