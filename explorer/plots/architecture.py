@@ -12,11 +12,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.plots import FONT_SIZE
 from explorer.summary import Architecture
 
 __all__ = ["FONT_SIZE", "activation_sizes", "compare_archs", "cost_per_stage", "flow_points", "shape_flow"]
 
-FONT_SIZE = 16
+
 _COLORS = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D")
 
 

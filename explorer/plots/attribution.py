@@ -16,6 +16,7 @@ import plotly.colors as pc
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
+from explorer.plots import FONT_SIZE, panel_layout
 from explorer.predict import Prediction
 
 __all__ = [
@@ -30,8 +31,6 @@ __all__ = [
     "top_k_bars",
 ]
 
-FONT_SIZE = 16
-"""Base font size: readable on a projector."""
 COLORMAPS: tuple[str, ...] = ("Cividis", "Viridis", "Inferno", "Magma")
 """Perceptually uniform sequential maps that stay readable with colour-vision deficiencies."""
 DEFAULT_COLORMAP = "Cividis"  # designed for deuteranopia and protanopia (Nuñez et al. 2018)
@@ -91,15 +90,6 @@ def _overlay_colorscale(colormap: str) -> list[list]:
     ]
 
 
-def _layout(title: str, height: int, **extra: object) -> dict:
-    return {
-        "title": {"text": title, "font": {"size": FONT_SIZE + 4}},
-        "font": {"size": FONT_SIZE},
-        "height": height,
-        "margin": {"l": 20, "r": 20, "t": 100, "b": 20},
-        **extra,
-    }
-
 
 def _axes(suffix: str, domain_x: list[float], domain_y: list[float], width: int, height: int) -> dict:
     hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False, "constrain": "domain"}
@@ -135,7 +125,7 @@ def attribution_panels(
     fig_height = 140 + rows * 360
     lines = max(t.count("<br>") + 1 for t in maps)
     title_room = lines * (FONT_SIZE + 4) / fig_height
-    layout, data, notes = _layout(title, fig_height), [], []
+    layout, data, notes = panel_layout(title, fig_height), [], []
     uri = _png_uri(image)
     scale = _overlay_colorscale(colormap)
     for i, (name, heat) in enumerate(maps.items()):
@@ -204,7 +194,7 @@ def top_k_bars(prediction: Prediction, title: str = "Top-5 predictions") -> go.F
         text=[f"{p:.1%}" for p in prediction.probabilities], textposition="auto",
         hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
     ))
-    fig.update_layout(**_layout(title, 120 + 48 * len(names), margin={"l": 20, "r": 20, "t": 70, "b": 50}))
+    fig.update_layout(**panel_layout(title, 120 + 48 * len(names), margin={"l": 20, "r": 20, "t": 70, "b": 50}))
     fig.update_xaxes(title_text="probability (%)", range=[0, 100])
     fig.update_yaxes(autorange="reversed", tickfont={"size": FONT_SIZE})
     return fig
@@ -223,7 +213,7 @@ def knockout_bars(
         probs = _softmax(pred.logits)
         fig.add_trace(go.Bar(x=labels, y=[probs[i] * 100 for i in classes], name=name, marker_color=colour,
                              hovertemplate="%{x}: %{y:.2f}%<extra>" + name + "</extra>"))
-    fig.update_layout(**_layout(title, 480, barmode="group", legend={"orientation": "h", "y": 1.08}))
+    fig.update_layout(**panel_layout(title, 480, barmode="group", legend={"orientation": "h", "y": 1.08}))
     fig.update_yaxes(title_text="probability (%)")
     fig.update_xaxes(title_text="class", tickangle=-30)
     return fig

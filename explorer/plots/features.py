@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from explorer.activations import BlockStream
+from explorer.plots import FONT_SIZE, panel_layout
 
 __all__ = [
     "FONT_SIZE",
@@ -27,8 +28,6 @@ __all__ = [
     "residual_stream_chart",
 ]
 
-FONT_SIZE = 16
-"""Base font size: readable on a projector."""
 HEAT = "Viridis"
 MAX_SIDE = 112
 """Heatmaps larger than this (per side) are average-pooled for display; the figure title says so."""
@@ -64,16 +63,6 @@ def _fit(z: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
     return z.mean(axis=(-3, -1)), factor
 
 
-def _layout(title: str, height: int, **extra: object) -> dict:
-    """The shared look: large fonts for a projector, a title, tight margins."""
-    return {
-        "title": {"text": title, "font": {"size": FONT_SIZE + 4}},
-        "font": {"size": FONT_SIZE},
-        "height": height,
-        "margin": {"l": 20, "r": 20, "t": 100, "b": 20},
-        **extra,
-    }
-
 
 def _image_axis(suffix: str, domain_x: list[float], domain_y: list[float]) -> dict:
     """Layout entries for one image panel: top-down y, square pixels, no ticks."""
@@ -91,7 +80,7 @@ def _heatmap_grid(tiles: Sequence[dict], titles: Sequence[str], cols: int, title
     rows = math.ceil(len(tiles) / cols)
     lines = max(t.count("<br>") + 1 for t in titles)
     gap_x, gap_y, title_room = 0.015, 0.01, lines * (FONT_SIZE + 2) / height
-    data, layout, notes = [], _layout(title, height), []
+    data, layout, notes = [], panel_layout(title, height), []
     for i, (tile, text) in enumerate(zip(tiles, titles, strict=True)):
         r, c = divmod(i, cols)
         suffix = "" if i == 0 else str(i + 1)
@@ -107,7 +96,7 @@ def _heatmap_grid(tiles: Sequence[dict], titles: Sequence[str], cols: int, title
 
 
 def _single_image_layout(title: str, height: int, **extra: object) -> dict:
-    return _layout(title, height, **_image_axis("", [0, 1], [0, 1]), **extra)
+    return panel_layout(title, height, **_image_axis("", [0, 1], [0, 1]), **extra)
 
 
 def normalised_channels(
@@ -261,7 +250,7 @@ def residual_stream_chart(rows: Sequence[BlockStream], title: str = "Residual st
     fig.update_yaxes(type="log", title_text="norm", row=1, col=1)
     fig.update_yaxes(title_text="ratio", rangemode="tozero", row=2, col=1)
     fig.update_xaxes(title_text="block (stage.index)", tickangle=-45, row=2, col=1)
-    fig.update_layout(_layout(title, 640, legend={"orientation": "h", "y": 1.1, "x": 0.5, "xanchor": "center"}))
+    fig.update_layout(panel_layout(title, 640, legend={"orientation": "h", "y": 1.1, "x": 0.5, "xanchor": "center"}))
     fig.update_annotations(font_size=FONT_SIZE - 2)
     return fig
 
