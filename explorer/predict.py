@@ -79,6 +79,12 @@ _HOOK_DICTS = (
 """The per-module registries that forward and backward hooks live in (``torch.nn.Module``'s own attributes)."""
 
 
+def hook_count(model: nn.Module) -> int:
+    """How many forward/backward hooks sit on any module of ``model``: 0 means nothing was left behind."""
+    registries = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return sum(len(getattr(m, name)) for m in model.modules() for name in registries)
+
+
 @contextlib.contextmanager
 def hooks_restored(model: nn.Module) -> Iterator[None]:
     """Run a block, then remove whatever hooks and instance attributes it left on any module of ``model``.

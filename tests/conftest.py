@@ -10,6 +10,8 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
+from explorer.models import build
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,6 +26,19 @@ def _offline_torch_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     places a checkpoint itself."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
     monkeypatch.setenv("EXPLORER_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    """A small eval-mode ResNet-18 with fixed random weights (tests that need another model define their own)."""
+    torch.manual_seed(0)
+    return build("resnet18").eval()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    """A fixed random image (1, 3, 64, 64)."""
+    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
 @pytest.fixture

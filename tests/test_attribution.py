@@ -14,7 +14,7 @@ from captum.attr import DeepLift, Saliency
 from explorer import attribution as attr
 from explorer.errors import ExplorerError
 from explorer.models import ARCHS, build, build_cifar
-from explorer.predict import DeviceError, InputError, model_lock
+from explorer.predict import DeviceError, InputError, hook_count, model_lock
 
 # Settings that keep each method to a handful of passes on a 64x64 image.
 CHEAP = {
@@ -28,20 +28,6 @@ CHEAP = {
     "deeplift": {},
 }
 
-
-@pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return build("resnet18").eval()
-
-
-@pytest.fixture(scope="module")
-def image() -> torch.Tensor:
-    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-
-
-def hook_count(model: torch.nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
 def assert_untouched(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.models import build, build_cifar, residual_blocks
+from explorer.models import build_cifar, residual_blocks
 from explorer.predict import (
     DeviceError,
     InputError,
     KnockoutError,
     fast_mode_supported,
+    hook_count,
     hooks_restored,
     knockout_output,
     model_lock,
@@ -26,20 +27,6 @@ from explorer.predict import (
 # the module itself (``explorer.predict`` as an attribute of the package is the lazily exported function)
 predict_module = sys.modules["explorer.predict"]
 
-
-@pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return build("resnet18").eval()
-
-
-@pytest.fixture(scope="module")
-def image() -> torch.Tensor:
-    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-
-
-def hook_count(model: torch.nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
 def test_top_k_matches_the_softmax(model, image):
@@ -156,3 +143,17 @@ def test_hooks_restored_removes_what_a_block_left(model):
         model.layer2[0].relu_out.input = torch.zeros(1)  # an attribute a leaky method might leave
     assert hook_count(model) == 0
     assert not hasattr(model.layer2[0].relu_out, "input")
+
+
+def test_hook_count_sees_forward_backward_and_pre_hooks(model):
+    assert hook_count(model) == 0
+    handles = [
+        model.layer1.register_forward_hook(lambda m, a, o: None),
+        model.conv1.register_forward_pre_hook(lambda m, a: None),
+        model.fc.register_full_backward_hook(lambda m, gi, go: None),
+        model.bn1.register_forward_hook(lambda m, a, o: None, with_kwargs=True),
+    ]
+    assert hook_count(model) == 4
+    for h in handles:
+        h.remove()
+    assert hook_count(model) == 0
