@@ -5,6 +5,7 @@ shown with ``st.error``; the session goes on) and shares the result across pages
 
 * ``"image"``: the chosen RGB ``PIL.Image`` (or ``None``),
 * ``"image_name"``: where it came from, e.g. ``"sample: coffee cup"``,
+* ``"image_source"``: a hashable key of that source (sample name, upload or camera file id),
 * ``"image_preprocessed"``: its ``images.Preprocessed`` (resized, cropped, tensor) for the current model choice,
 * ``"image_tensor"``: that normalised (1, 3, S, S) model input on the CPU,
 * ``"image_key"``: a hashable key of the three (where the image came from, arch, input size): it changes exactly
@@ -99,9 +100,12 @@ def _remember(decoded: _Decoded, name: str | None) -> None:
         st.session_state[_PREP_KEY] = key
 
 
-def image_picker() -> Image.Image | None:
+def image_picker(*, for_sidebar_model: bool = True) -> Image.Image | None:
     """Draw the image choice and return the chosen RGB image, or ``None`` when an upload could not be used
-    (the reason is shown with ``st.error``). A camera photo wins over an upload, an upload over a sample."""
+    (the reason is shown with ``st.error``). A camera photo wins over an upload, an upload over a sample.
+
+    With ``for_sidebar_model`` (the default) the image is also preprocessed for the sidebar's model and shared
+    through session_state; a caller that prepares it for another model (a lab model) passes False."""
     sample, upload, photo, preview = _widgets()
     if photo is not None:
         decoded = _decoded(("camera", photo.file_id), lambda: images.load_image(photo))
@@ -116,6 +120,10 @@ def image_picker() -> Image.Image | None:
         st.error(decoded.error, icon=":material/block:")
         _remember(decoded, None)
         return None
-    _remember(decoded, name)
+    st.session_state["image_source"] = decoded.key  # where the image came from: keys work done on it
+    if for_sidebar_model:
+        _remember(decoded, name)
+    else:
+        st.session_state["image"], st.session_state["image_name"] = decoded.image, name
     preview.image(decoded.preview, caption=f"{name} · {decoded.image.width} × {decoded.image.height}", width=PREVIEW)
     return decoded.image

@@ -277,10 +277,11 @@ def image(s: Subject) -> tuple[images.Preprocessed, tuple, str] | None:
             st.caption("This model learnt from white 8 × 8 px digits on black: a photograph means little to it.")
         else:
             st.caption(f"This model learnt from {m.input_size} × {m.input_size} px {m.dataset} images.")
-        img = image_picker()
+        img = image_picker(for_sidebar_model=False)
         if img is None:
             return None
-        name, key = st.session_state.get("image_name") or "", ("picker", (st.session_state.get("image_key") or ())[:1])
+        name = st.session_state.get("image_name") or ""
+        key = ("picker", st.session_state.get("image_source"))
     memo_key = (key, s.key, s.preprocessing)
     memo = st.session_state.get(_PREP_MEMO)
     if memo is None or memo[0] != memo_key:
