@@ -31,6 +31,7 @@ __all__ = [
     "Bottleneck",
     "ResNet",
     "ResidualBlock",
+    "StageInfo",
     "ZeroPadShortcut",
     "arch_spec",
     "build",
@@ -59,6 +60,24 @@ class ArchSpec:
         """Number of weighted layers as the paper counts them (convs on the main path plus the fc)."""
         per_block = 2 if self.block == "basic" else 3
         return per_block * sum(self.layers) + 2
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """One stage of a ResNet as the model describes it once (in the manner of timm's ``FeatureInfo``).
+
+    ``name`` is what code calls it (``"stem"``, ``"layer1"`` ..), ``label`` the paper's Table 1 row
+    (``"conv1"``, ``"conv2_x"`` ..), ``module`` the dotted module whose output is the stage's output (the stem's
+    ReLU, before the max pool), ``channels`` that output's channels, ``reduction`` how many input pixels one
+    output pixel spans along a side (the product of strides so far) and ``blocks`` its residual blocks.
+    """
+
+    name: str
+    label: str
+    module: str
+    channels: int
+    reduction: int
+    blocks: int
 
 
 _SPECS: dict[str, ArchSpec] = {
@@ -292,7 +311,40 @@ class ResNet(nn.Module):
             self.add_module(name, self._make_stage(block, w, n, stride=1 if i == 0 else 2, **opts))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(self.inplanes, num_classes)
+        self.stem_modules: tuple[str, ...] = ("conv1", "bn1", "relu", "maxpool")
+        self.head_modules: tuple[str, ...] = ("avgpool", "fc")
+        self.feature_info: tuple[StageInfo, ...] = self._describe_stages(widths, layers, block.expansion, stem)
         self._init_weights()
+
+    def _describe_stages(
+        self, widths: Sequence[int], layers: Sequence[int], expansion: int, stem: str
+    ) -> tuple[StageInfo, ...]:
+        """The stem and every stage, described once: everyone who needs a stage's facts asks ``feature_info``."""
+        reduction = 2 if stem == "imagenet" else 1
+        infos = [StageInfo("stem", "conv1", "relu", widths[0], reduction, 0)]
+        reduction *= 2 if stem == "imagenet" else 1  # the max pool
+        for i, (name, w, n) in enumerate(zip(self.stage_names, widths, layers, strict=True)):
+            reduction *= 1 if i == 0 else 2
+            infos.append(StageInfo(name, f"conv{i + 2}_x", name, w * expansion, reduction, n))
+        return tuple(infos)
+
+    @property
+    def stage_infos(self) -> tuple[StageInfo, ...]:
+        """The residual stages only (``feature_info`` without the stem)."""
+        return self.feature_info[1:]
+
+    def stage_info(self, name: str) -> StageInfo:
+        """The stage called ``name`` (``"stem"``, ``"layer3"``) or labelled so (``"conv4_x"``)."""
+        for info in self.feature_info:
+            if name in (info.name, info.label):
+                return info
+        raise ValueError(f"this model has no stage {name!r}; its stages are: "
+                         f"{', '.join(i.name for i in self.feature_info)}")
+
+    @property
+    def classifier(self) -> str:
+        """The name of the final linear layer."""
+        return self.head_modules[-1]
 
     def _make_stage(self, block: type[ResidualBlock], planes: int, blocks: int, stride: int, **opts) -> nn.Sequential:
         stage = []

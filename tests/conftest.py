@@ -26,6 +26,7 @@ def _offline_torch_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     places a checkpoint itself."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
     monkeypatch.setenv("EXPLORER_OFFLINE", "1")
+    monkeypatch.setenv("EXPLORER_RAISE", "1")  # a page's unexpected error fails its AppTest instead of a message
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,245 @@
+"""The one place for a shared model: its lock, hook ownership, device copies, meta twins and seeded RNG.
+
+A model cached for many browser sessions is shared and read-only. Every ``explorer`` function that reads one is
+safe to call from many threads with no lock held by the caller, because it does one of two things:
+
+* work on the model itself inside :func:`exclusive`, which holds the model's one lock (:func:`model_lock`),
+  yields a :class:`Hooks` owner and, on exit, releases every hook that owner registered and removes whatever
+  else the work left on any module (:func:`hooks_restored`: Captum's hooks and attributes after a failure);
+* or work on a private :func:`meta_twin`, which never shares a hook, a closure or an instance attribute with
+  the model, so no lock is needed.
+
+Random numbers come from :func:`seeded`, which forks the RNG (``torch.random.fork_rng``) under one process-wide
+lock: the global generator a multi-session server shares is never reseeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+__all__ = [
+    "HOOK_REGISTRIES",
+    "Hooks",
+    "exclusive",
+    "hook_count",
+    "hooks_restored",
+    "meta_twin",
+    "model_lock",
+    "on_device",
+    "same_device",
+    "seeded",
+]
+
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_GUARD = threading.Lock()  # guards the dictionaries of this module, never held during work
+_TEMPLATES: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
+_DEVICE_COPIES: weakref.WeakKeyDictionary[nn.Module, dict[str, nn.Module]] = weakref.WeakKeyDictionary()
+_RNG = threading.RLock()
+
+HOOK_REGISTRIES = (
+    "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks", "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs", "_state_dict_hooks", "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
+)
+"""The per-module registries that hooks live in (``torch.nn.Module``'s own attributes)."""
+_COUNTED = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The one lock of ``model`` (made on first use, forgotten with the model). Re-entrant.
+
+    ``explorer`` functions take it themselves; the UI's ``LoadedModel.lock`` is this same object.
+    """
+    with _GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
+def hook_count(model: nn.Module) -> int:
+    """How many forward/backward hooks sit on any module of ``model``: 0 means nothing was left behind."""
+    return sum(len(getattr(m, name)) for m in model.modules() for name in _COUNTED)
+
+
+@contextlib.contextmanager
+def hooks_restored(model: nn.Module) -> Iterator[None]:
+    """Run a block, then remove whatever hooks and instance attributes it left on any module of ``model``.
+
+    Captum removes its own hooks, but some of its methods also set attributes (``module.input``) on the ReLUs
+    and clean them up only on success; this guard makes "the shared model is unchanged" hold after a failure
+    too. Costs about a millisecond on a ResNet-152. Use it through :func:`exclusive`, which holds the lock.
+    """
+    before = [
+        (m, set(m.__dict__), {name: set(d) for name in HOOK_REGISTRIES if (d := m.__dict__.get(name))})
+        for m in model.modules()
+    ]
+    try:
+        yield
+    finally:
+        for m, attrs, hooks in before:
+            for name in HOOK_REGISTRIES:
+                registry = m.__dict__.get(name)
+                if registry:
+                    for key in registry.keys() - hooks.get(name, set()):
+                        del registry[key]
+            for name in m.__dict__.keys() - attrs:
+                delattr(m, name)
+
+
+class Hooks:
+    """Owns hook handles and releases them all: the only way ``explorer`` registers hooks on a shared model.
+
+    In the spirit of pytorch-grad-cam's ``ActivationsAndGradients.release()``: whoever registers through it
+    never removes a handle by hand. ``net`` is the module to run: the shared model, or its copy on the device
+    asked for (see :func:`exclusive`). Also a context manager on its own, for private twins.
+    """
+
+    def __init__(self, net: nn.Module | None = None) -> None:
+        self.net = net
+        self._handles: list[RemovableHandle] = []
+
+    def forward(self, module: nn.Module, fn: Callable[..., Any]) -> RemovableHandle:
+        """``fn(module, args, output)`` after ``module``'s forward; may return a replacement output."""
+        return self._keep(module.register_forward_hook(fn))
+
+    def pre(self, module: nn.Module, fn: Callable[..., Any]) -> RemovableHandle:
+        """``fn(module, args)`` before ``module``'s forward."""
+        return self._keep(module.register_forward_pre_hook(fn))
+
+    def _keep(self, handle: RemovableHandle) -> RemovableHandle:
+        self._handles.append(handle)
+        return handle
+
+    def release(self) -> None:
+        """Remove every hook registered through this owner (safe to call twice)."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def __enter__(self) -> Hooks:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def exclusive(model: nn.Module, device: torch.device | None = None) -> Iterator[Hooks]:
+    """Hold ``model``'s lock and yield a :class:`Hooks` owner whose ``net`` is ``model`` (or its cached copy on
+    ``device``). On exit every hook and attribute the block added to ``net`` is gone, whatever happened inside.
+    Nest freely: the lock is re-entrant."""
+    with model_lock(model):
+        net = model if device is None else on_device(model, device)
+        with hooks_restored(net), Hooks(net) as hooks:
+            yield hooks
+
+
+@contextlib.contextmanager
+def seeded(seed: int, devices: list[int] | None = None) -> Iterator[None]:
+    """Run a block with the global RNG seeded to ``seed``, then put the RNG back as it was.
+
+    ``torch.random.fork_rng`` under a process-wide lock, so concurrent seeded blocks do not interleave and no
+    session's seed leaks into another's random numbers. ``devices``: CUDA devices to fork too (default none).
+    """
+    with _RNG, torch.random.fork_rng(devices=devices or []):
+        torch.manual_seed(seed)
+        yield
+
+
+def _strip(module: nn.Module) -> None:
+    """Remove every hook from every submodule of ``module`` (a twin must not call the model's recorders)."""
+    for m in module.modules():
+        for name in HOOK_REGISTRIES:
+            registry = m.__dict__.get(name)
+            if registry:
+                registry.clear()
+
+
+def _template(model: nn.Module) -> nn.Module:
+    """A hook-free meta copy of ``model``, made once under its lock (so no session's hooks or Captum's
+    attributes are on it at that moment) and never run: :func:`meta_twin` copies it."""
+    with _GUARD:
+        template = _TEMPLATES.get(model)
+    if template is not None:
+        return template
+    with model_lock(model):
+        memo: dict[int, object] = {}
+        for p in model.parameters():
+            memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+        for b in model.buffers():
+            memo[id(b)] = torch.empty_like(b, device="meta")
+        template = copy.deepcopy(model, memo)
+    _strip(template)
+    template.eval()
+    with _GUARD:
+        return _TEMPLATES.setdefault(model, template)
+
+
+# Modules whose output has their input's shape. On ``meta`` PyTorch computes them through slow Python
+# decompositions (most of a meta pass); a twin passes the input through instead (hooks on them still fire).
+_SHAPE_PRESERVING = (
+    nn.modules.batchnorm._BatchNorm, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh,
+    nn.Hardswish, nn.Dropout, nn.Identity,
+)
+
+
+def _same_shape(x: torch.Tensor) -> torch.Tensor:
+    """The input, as the output of a shape-preserving module on ``meta`` (only its shape is known anyway)."""
+    return x
+
+
+def meta_twin(model: nn.Module) -> nn.Module:
+    """A private copy of ``model``'s structure on the meta device, in eval mode: shapes without data.
+
+    It shares no parameter, buffer, hook, closure or instance attribute with ``model``: the caller may hook it,
+    run it or change its modules freely, with no lock. Shape-preserving modules (batch norms, activations) pass
+    their input through, which makes a pass several times faster. Costs one deepcopy of a cached template.
+    """
+    twin = copy.deepcopy(_template(model))
+    for m in twin.modules():
+        if isinstance(m, _SHAPE_PRESERVING):
+            m.forward = _same_shape
+    return twin
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` are the same place when 0 is the current GPU."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda" or a.index == b.index:
+        return True
+    current = torch.cuda.current_device()
+    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+
+
+def on_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` itself when it already lives on ``device``, else a copy there (made once, cached per model).
+
+    The shared model is never moved: ``.to()`` would change it for every other session. The copy shares the
+    original's lock: :func:`exclusive` on the original covers work on its copies.
+    """
+    param = next(model.parameters(), None)
+    if param is None or same_device(param.device, device):
+        return model
+    with _GUARD:
+        copies = _DEVICE_COPIES.setdefault(model, {})
+    key = str(device)
+    if key not in copies:
+        with model_lock(model):
+            if key not in copies:
+                twin = copy.deepcopy(model)
+                _strip(twin)
+                copies[key] = twin.to(device)
+    return copies[key]

@@ -1,0 +1,35 @@
+"""The one shape of a page: ``guarded(main)`` runs it, and no error a user can cause becomes a traceback."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+import streamlit as st
+
+from explorer.errors import ExplorerError
+
+__all__ = ["guarded"]
+
+log = logging.getLogger("explorer")
+
+
+def guarded(main: Callable[[], None]) -> None:
+    """Run a page's ``main()``. An :class:`ExplorerError` (bad input, too expensive a setting) is shown as
+    ``st.error`` with its sentence; anything else is logged with its traceback for the server's operator and
+    shown as one short message, so the session goes on. Streamlit's own control flow (``st.stop``,
+    ``st.rerun``, ``st.switch_page``) derives from ``BaseException`` and passes through untouched.
+
+    With ``EXPLORER_RAISE=1`` (the tests set it) an unexpected error is raised instead, so AppTest sees it.
+    """
+    try:
+        main()
+    except ExplorerError as err:
+        st.error(str(err), icon=":material/error:")
+    except Exception as err:  # noqa: BLE001 - the last line of defence: a message, never a traceback
+        if os.environ.get("EXPLORER_RAISE") == "1":
+            raise
+        log.exception("unexpected error on a page")
+        st.error(f"Something went wrong on this page ({type(err).__name__}: {err}). The rest of the app still "
+                 "works; change a setting or reload the page to try again.", icon=":material/error:")
