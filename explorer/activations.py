@@ -1,15 +1,16 @@
 """Feature maps out: capture intermediate outputs, the residual stream, channel statistics, memory estimates.
 
-Hooks are registered by context managers and removed in ``finally``, also when the forward raises, so a shared
-model never keeps a hook. Nothing here changes a model's parameters or mode.
+Every function here is safe on a shared model from many threads with no lock held by the caller: hooks are
+registered through :func:`explorer.shared.exclusive`, which holds the model's lock and removes them on exit (also
+when the forward raises); shapes come from a private :func:`explorer.shared.meta_twin`. Nothing here changes a
+model's parameters or mode.
 """
 
 from __future__ import annotations
 
-import copy
 import difflib
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 
 from explorer.errors import ExplorerError
 from explorer.models import Bottleneck, ResidualBlock, residual_blocks
+from explorer.shared import Hooks, exclusive, meta_twin
 
 __all__ = [
     "BlockStream",
@@ -63,24 +65,8 @@ def _resolve(model: nn.Module, layers: Iterable[str]) -> dict[str, nn.Module]:
     return resolved
 
 
-@contextmanager
-def _hooks(handles: list[torch.utils.hooks.RemovableHandle]) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextmanager
-def record(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, Tensor]]:
-    """Context manager: while open, every forward of ``model`` stores each named layer's output (detached)
-    in the yielded dict. Hooks are removed on exit, whatever happens inside.
-
-    Outputs are stored by reference, not copied: this is exact for ``explorer`` models, whose ReLUs are all
-    non-inplace; a model that modifies a tensor in place after a hooked layer would change what was stored.
-    """
-    modules = _resolve(model, layers)
+def _recorder(hooks: Hooks, modules: dict[str, nn.Module]) -> dict[str, Tensor]:
+    """Hooks on ``modules`` that store each one's output (detached) in the returned dict during a forward."""
     out: dict[str, Tensor] = {}
 
     def hook_for(name: str):
@@ -91,9 +77,22 @@ def record(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, Tensor
 
         return hook
 
-    handles = [module.register_forward_hook(hook_for(name)) for name, module in modules.items()]
-    with _hooks(handles):
-        yield out
+    for name, module in modules.items():
+        hooks.forward(module, hook_for(name))
+    return out
+
+
+@contextmanager
+def record(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, Tensor]]:
+    """Context manager: while open, every forward of ``model`` stores each named layer's output (detached)
+    in the yielded dict. Holds the model's lock; hooks are removed on exit, whatever happens inside.
+
+    Outputs are stored by reference, not copied: this is exact for ``explorer`` models, whose ReLUs are all
+    non-inplace; a model that modifies a tensor in place after a hooked layer would change what was stored.
+    """
+    modules = _resolve(model, layers)
+    with exclusive(model) as hooks:
+        yield _recorder(hooks, modules)
 
 
 def capture(model: nn.Module, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
@@ -120,9 +119,16 @@ def _in_order(out: dict[str, Tensor], layers: Sequence[str]) -> dict[str, Tensor
 
 
 def stage_end_layers(model: nn.Module) -> list[str]:
-    """The stem's output (``"relu"`` after conv1/BN) and the output of every stage: the filmstrip's layers."""
-    stages = [name for name in getattr(model, "stage_names", ()) if hasattr(model, name)]
-    return ["relu", *stages]
+    """The module whose output ends the stem and each stage, in forward order (``model.feature_info``): the
+    filmstrip's layers.
+
+    Raises:
+        LayerError: for a model that does not describe its stages.
+    """
+    info = getattr(model, "feature_info", None)
+    if not info:
+        raise LayerError("This model does not describe its stages, so there is no filmstrip to show.")
+    return [stage.module for stage in info]
 
 
 # --------------------------------------------------------------------------------------------------- residual stream
@@ -165,15 +171,15 @@ class StreamRecorder:
         self.residual: dict[str, Tensor] = {}
         self.shortcut: dict[str, Tensor] = {}
 
-    def hooks(self) -> list[torch.utils.hooks.RemovableHandle]:
-        handles = []
+    def register(self, hooks: Hooks) -> StreamRecorder:
+        """Register the recording hooks through ``hooks`` (which removes them); returns self."""
         for name, block in self.blocks:
-            handles.append(_branch_end(block).register_forward_hook(self._store(self.residual, name)))
+            hooks.forward(_branch_end(block), self._store(self.residual, name))
             if block.downsample is not None:  # projection or zero-padding: its output is the shortcut
-                handles.append(block.downsample.register_forward_hook(self._store(self.shortcut, name)))
+                hooks.forward(block.downsample, self._store(self.shortcut, name))
             else:  # identity (or plain): the shortcut is the block's input itself
-                handles.append(block.register_forward_pre_hook(self._store_input(self.shortcut, name)))
-        return handles
+                hooks.pre(block, self._store_input(self.shortcut, name))
+        return self
 
     @staticmethod
     def _store(target: dict[str, Tensor], name: str):
@@ -209,12 +215,16 @@ def record_residual_stream(model: nn.Module) -> Iterator[StreamRecorder]:
     No extra computation: F(x) is read at the branch's last BatchNorm, the shortcut at ``downsample`` or, for an
     identity, at the block's input. Hooks are removed on exit.
     """
+    recorder = _stream_recorder(model)
+    with exclusive(model) as hooks:
+        yield recorder.register(hooks)
+
+
+def _stream_recorder(model: nn.Module) -> StreamRecorder:
     blocks = residual_blocks(model)
     if not blocks:
         raise LayerError("This model has no residual blocks, so there is no residual stream to show.")
-    recorder = StreamRecorder(blocks)
-    with _hooks(recorder.hooks()):
-        yield recorder
+    return StreamRecorder(blocks)
 
 
 def residual_stream(model: nn.Module, x: Tensor) -> list[BlockStream]:
@@ -250,10 +260,11 @@ class Capture:
 
 def capture_with_stream(model: nn.Module, x: Tensor, layers: Sequence[str]) -> Capture:
     """``capture`` and ``residual_stream`` in a single no-grad forward of ``model(x)``; x is (N, 3, H, W)."""
-    with ExitStack() as stack:
-        acts = stack.enter_context(record(model, layers))
-        recorder = stack.enter_context(record_residual_stream(model))
-        stack.enter_context(torch.no_grad())
+    modules = _resolve(model, layers)
+    recorder = _stream_recorder(model)
+    with exclusive(model) as hooks, torch.no_grad():
+        acts = _recorder(hooks, modules)
+        recorder.register(hooks)
         logits = model(x)
     return Capture(_in_order(acts, layers), recorder.rows(), logits.detach())
 
@@ -306,30 +317,11 @@ def upsample(channel_map: Tensor, size: tuple[int, int]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------- memory
 
 
-def _meta_twin(model: nn.Module) -> nn.Module:
-    """A copy of ``model``'s structure whose parameters and buffers live on the meta device (no data copied).
-
-    ``deepcopy`` takes the memo's meta tensors in place of the real ones, so the shared model is only read
-    (hold its lock: another thread registering hooks during the copy would disturb it).
-    """
-    memo: dict[int, object] = {}
-    for p in model.parameters():
-        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-    for b in model.buffers():
-        memo[id(b)] = torch.empty_like(b, device="meta")
-    twin = copy.deepcopy(model, memo)
-    for m in twin.modules():  # hooks someone else registered would otherwise be copied along and fire
-        m._forward_hooks.clear()
-        m._forward_pre_hooks.clear()
-    twin.eval()
-    return twin
-
-
 def output_shapes(model: nn.Module, layers: Sequence[str], input_size: int | tuple[int, int]) -> dict[str, tuple]:
     """Each named layer's output shape for one (1, 3, H, W) input, found without computing anything
     (a forward on the meta device)."""
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
-    twin = _meta_twin(model)
+    twin = meta_twin(model)  # private: no lock needed, and the model's own hooks never fire
     acts = capture(twin, torch.empty(1, 3, h, w, device="meta"), layers)
     return {name: tuple(t.shape) for name, t in acts.items()}
 

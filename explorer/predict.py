@@ -1,22 +1,17 @@
 """Predictions on a shared model: top-k classes, an optional bf16 fast mode, and residual-block knock-out.
 
-Also the small toolkit every piece of work on a shared (cached, read-only) model uses:
-
-* :func:`model_lock` — one lock per model, held while hooks are registered or gradients taken;
-* :func:`hooks_restored` — a context manager that removes every hook (and stray attribute) that work on the
-  model added, even when that work fails;
-* :func:`on_device` — the model on the device asked for, copied there once and cached (never moved in place);
-* :func:`resolve_device` — a user's device name -> ``torch.device``, with a clear message when impossible.
+Safe from many threads with no lock held by the caller: the forward runs inside
+:func:`explorer.shared.exclusive` (the model's one lock; knock-out hooks removed on exit). Also here, used by
+the attribution methods: :func:`as_batch`, :func:`num_classes`, :func:`resolve_device`, :func:`oom_advice`.
+``model_lock``, ``hooks_restored``, ``hook_count`` and ``on_device`` live in :mod:`explorer.shared` and are
+re-exported here for older imports.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +21,7 @@ from torch import Tensor, nn
 from explorer.device import device_label, pick_device
 from explorer.errors import ExplorerError
 from explorer.models import ResidualBlock, residual_blocks
+from explorer.shared import Hooks, exclusive, hook_count, hooks_restored, model_lock, on_device
 
 __all__ = [
     "DeviceError",
@@ -33,6 +29,7 @@ __all__ = [
     "KnockoutError",
     "Prediction",
     "fast_mode_supported",
+    "hook_count",
     "hooks_restored",
     "model_lock",
     "on_device",
@@ -40,8 +37,7 @@ __all__ = [
     "predict_with_knockout",
     "resolve_device",
 ]
-
-LockLike = contextlib.AbstractContextManager  # a threading.Lock / RLock
+LockLike = contextlib.AbstractContextManager  # TODO(remove once explorer.attribution stops importing it)
 
 
 class DeviceError(ExplorerError):
@@ -54,60 +50,6 @@ class InputError(ExplorerError):
 
 class KnockoutError(ExplorerError):
     """A block name to knock out is not a residual block of the model."""
-
-
-# --------------------------------------------------------------------------------------------- shared models
-
-_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-_DEVICE_COPIES: weakref.WeakKeyDictionary[nn.Module, dict[str, nn.Module]] = weakref.WeakKeyDictionary()
-
-
-def model_lock(model: nn.Module) -> threading.RLock:
-    """The lock of ``model`` (created on first use, forgotten with the model); hold it around hooks/gradients."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(model)
-        if lock is None:
-            lock = _LOCKS[model] = threading.RLock()
-        return lock
-
-
-_HOOK_DICTS = (
-    "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks", "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs",
-)
-"""The per-module registries that forward and backward hooks live in (``torch.nn.Module``'s own attributes)."""
-
-
-def hook_count(model: nn.Module) -> int:
-    """How many forward/backward hooks sit on any module of ``model``: 0 means nothing was left behind."""
-    registries = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-    return sum(len(getattr(m, name)) for m in model.modules() for name in registries)
-
-
-@contextlib.contextmanager
-def hooks_restored(model: nn.Module) -> Iterator[None]:
-    """Run a block, then remove whatever hooks and instance attributes it left on any module of ``model``.
-
-    Captum removes its own hooks, but some of its methods also set attributes (``module.input``) on the
-    ReLUs and clean them up only on success; this guard makes "the shared model is unchanged" hold after a
-    failure too. Hold the model's lock around it. Costs about a millisecond on a ResNet-152.
-    """
-    before = [
-        (m, set(m.__dict__), {name: set(d) for name in _HOOK_DICTS if (d := m.__dict__.get(name))})
-        for m in model.modules()
-    ]
-    try:
-        yield
-    finally:
-        for m, attrs, hooks in before:
-            for name in _HOOK_DICTS:
-                registry = m.__dict__.get(name)
-                if registry:
-                    for key in registry.keys() - hooks.get(name, set()):
-                        del registry[key]
-            for name in m.__dict__.keys() - attrs:
-                delattr(m, name)
 
 
 def resolve_device(device: str | torch.device | None, model: nn.Module | None = None) -> torch.device:
@@ -125,34 +67,6 @@ def resolve_device(device: str | torch.device | None, model: nn.Module | None = 
         return pick_device(device)
     except ValueError as err:
         raise DeviceError(f"{str(err)[0].upper()}{str(err)[1:]}.") from None
-
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    """``cuda`` and ``cuda:0`` are the same place when 0 is the current GPU."""
-    if a.type != b.type:
-        return False
-    if a.type != "cuda" or a.index == b.index:
-        return True
-    current = torch.cuda.current_device()
-    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
-
-
-def on_device(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` itself when it already lives on ``device``, else a copy there (made once, cached per model).
-
-    The shared model is never moved: ``.to()`` would change it for every other session.
-    """
-    param = next(model.parameters(), None)
-    if param is None or _same_device(param.device, device):
-        return model
-    with _LOCKS_GUARD:
-        copies = _DEVICE_COPIES.setdefault(model, {})
-    key = str(device)
-    if key not in copies:
-        with model_lock(model):
-            if key not in copies:
-                copies[key] = copy.deepcopy(model).to(device)
-    return copies[key]
 
 
 def oom_advice(device: torch.device) -> DeviceError:
@@ -252,8 +166,6 @@ def _run(
     k: int,
     device: str | torch.device | None,
     fast: bool,
-    lock: LockLike | None,
-    hooks: Callable[[nn.Module], list[torch.utils.hooks.RemovableHandle]] | None = None,
     knocked_out: tuple[str, ...] = (),
 ) -> Prediction:
     """Shared body of :func:`predict` and :func:`predict_with_knockout`: one no-grad forward, top-k."""
@@ -261,23 +173,17 @@ def _run(
     x = as_batch(x, model)
     if not isinstance(k, int) or k < 1:
         raise InputError(f"k must be a positive whole number of classes, not {k!r}.")
-    handles: list[torch.utils.hooks.RemovableHandle] = []
-    with lock or model_lock(model):
-        try:
-            net = on_device(model, dev)
+    try:
+        with exclusive(model, dev) as hooks:
+            _knock_out(hooks, knocked_out)
             x = x.to(dev)
-            with hooks_restored(net):
-                handles = hooks(net) if hooks else []
-                start = time.perf_counter()
-                with torch.no_grad(), _autocast(dev, fast):
-                    logits = net(x)
-                _sync(dev)
-                seconds = time.perf_counter() - start
-        except torch.OutOfMemoryError:
-            raise oom_advice(dev) from None
-        finally:
-            for handle in handles:
-                handle.remove()
+            start = time.perf_counter()
+            with torch.no_grad(), _autocast(dev, fast):
+                logits = hooks.net(x)
+            _sync(dev)
+            seconds = time.perf_counter() - start
+    except torch.OutOfMemoryError:
+        raise oom_advice(dev) from None
     logits = logits[0].float()
     probs = torch.softmax(logits, dim=0)
     top = torch.topk(probs, min(k, probs.numel()))
@@ -302,16 +208,14 @@ def predict(
     k: int = 5,
     device: str | torch.device | None = None,
     fast: bool = False,
-    lock: LockLike | None = None,
 ) -> Prediction:
     """Top-``k`` classes of one image ``x`` (1, 3, H, W) under ``model`` (in eval mode).
 
     ``device`` None runs where the model lives; ``"cuda"`` on a CPU model uses a cached GPU copy.
     ``fast=True`` runs the forward under bf16 autocast where the device supports it (``Prediction.fast`` says
-    whether it did). Holds ``lock`` (default: :func:`model_lock`) so that no other session's hooks are on
-    the model during the forward.
+    whether it did). Holds the model's lock, so that no other session's hooks are on it during the forward.
     """
-    return _run(model, x, categories=categories, k=k, device=device, fast=fast, lock=lock)
+    return _run(model, x, categories=categories, k=k, device=device, fast=fast)
 
 
 # --------------------------------------------------------------------------------------------------- knock-out
@@ -329,16 +233,11 @@ def knockout_output(block: ResidualBlock, x: Tensor, output: Tensor) -> Tensor:
     return x if x.shape == output.shape else torch.zeros_like(output)
 
 
-def _knockout_hooks(block_names: Sequence[str]) -> Callable[[nn.Module], list[torch.utils.hooks.RemovableHandle]]:
-    def register(net: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
-        blocks = dict(residual_blocks(net))
-        handles = []
-        for name in block_names:
-            block = blocks[name]
-            handles.append(block.register_forward_hook(lambda m, args, out: knockout_output(m, args[0], out)))
-        return handles
-
-    return register
+def _knock_out(hooks: Hooks, block_names: Sequence[str]) -> None:
+    """Hooks on ``hooks.net`` that replace each named block's output by :func:`knockout_output`."""
+    blocks = dict(residual_blocks(hooks.net))
+    for name in block_names:
+        hooks.forward(blocks[name], lambda m, args, out: knockout_output(m, args[0], out))
 
 
 def predict_with_knockout(
@@ -350,7 +249,6 @@ def predict_with_knockout(
     k: int = 5,
     device: str | torch.device | None = None,
     fast: bool = False,
-    lock: LockLike | None = None,
 ) -> Prediction:
     """Top-``k`` with the residual blocks ``block_names`` (e.g. ``["layer3.1"]``) skipped.
 
@@ -368,7 +266,4 @@ def predict_with_knockout(
             f"{', '.join(map(repr, unknown))} is not a residual block of this model; "
             f"choose from {valid[0]} .. {valid[-1]}." if valid else "This model has no residual blocks."
         )
-    return _run(
-        model, x, categories=categories, k=k, device=device, fast=fast, lock=lock,
-        hooks=_knockout_hooks(names), knocked_out=names,
-    )
+    return _run(model, x, categories=categories, k=k, device=device, fast=fast, knocked_out=names)

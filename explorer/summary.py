@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import math
 import operator
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,8 +27,10 @@ import torchinfo.torchinfo as torchinfo_impl
 from torch import nn
 from torchinfo.layer_info import LayerInfo
 
+from explorer.cost import leaf_mult_adds
 from explorer.errors import ExplorerError
 from explorer.models import arch_spec, build
+from explorer.shared import exclusive, meta_twin
 
 __all__ = [
     "MIN_INPUT_SIZE",
@@ -290,53 +291,26 @@ def _input_channels(model: nn.Module) -> int:
     return first.in_channels if first is not None else 3
 
 
-# Modules whose output has their input's shape. On ``meta`` PyTorch computes them through slow Python
-# decompositions (most of the pass); the twin passes the input through instead.
-_SHAPE_PRESERVING = (
-    nn.modules.batchnorm._BatchNorm, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh,
-    nn.Hardswish, nn.Dropout, nn.Identity,
-)
-
-
-def _same_shape(x: torch.Tensor) -> torch.Tensor:
-    """The input, as the output of a shape-preserving module on ``meta`` (only its shape is known anyway)."""
-    return x
-
-
-def _meta_twin(model: nn.Module) -> nn.Module:
-    """The same modules with every parameter and buffer replaced by a shape-only ``meta`` tensor (no copy of data).
-
-    Shape-preserving modules (batch norms, activations) pass their input through: see ``_SHAPE_PRESERVING``.
-    """
-    memo: dict[int, torch.Tensor] = {}
-    for p in model.parameters():
-        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-    for b in model.buffers():
-        memo[id(b)] = torch.empty_like(b, device="meta")
-    twin = copy.deepcopy(model, memo)
-    for m in twin.modules():
-        if isinstance(m, _SHAPE_PRESERVING):
-            m.forward = _same_shape
-    return twin
-
-
 @contextmanager
 def _subject(model: nn.Module, device: torch.device | str | None) -> Iterator[tuple[nn.Module, torch.device]]:
     """The module torchinfo may hook and run, and the device to run it on; restores ``model``'s modes after."""
     if device is None:
-        yield _meta_twin(model), torch.device("meta")
+        yield meta_twin(model), torch.device("meta")
         return
     device = torch.device(device)
     first = next(model.parameters(), None)
     if first is not None and first.device.type == device.type:
-        modes = [(m, m.training) for m in model.modules()]
-        try:
-            yield model, first.device
-        finally:
-            for m, training in modes:
-                m.training = training
+        with exclusive(model):  # torchinfo hooks the model itself and sets its mode: nobody else runs it meanwhile
+            modes = [(m, m.training) for m in model.modules()]
+            try:
+                yield model, first.device
+            finally:
+                for m, training in modes:
+                    m.training = training
         return
-    yield copy.deepcopy(model).to(device), device
+    with exclusive(model):  # a copy taken while no other session's hooks are on the model
+        twin = copy.deepcopy(model)
+    yield twin.to(device), device
 
 
 def _run_torchinfo(model: nn.Module, size: tuple[int, ...], device: torch.device) -> torchinfo.ModelStatistics:
@@ -371,11 +345,16 @@ def _square(value: int | Sequence[int] | None) -> int | None:
     return values[0] if len(set(values)) == 1 else None
 
 
+def _leaf_mult_adds(info: LayerInfo) -> int:
+    """:func:`explorer.cost.leaf_mult_adds` of a leaf torchinfo saw (0 for a leaf without parameters)."""
+    return leaf_mult_adds(info.module, info.output_size) if info.output_size else 0
+
+
 def _mult_adds(info: LayerInfo) -> int:
     """A leaf's mult-adds, or the sum over the leaves inside a container (torchinfo's container figure is not)."""
     if info.is_leaf_layer:
-        return info.macs
-    return sum(child.macs for child in info.children if child.is_leaf_layer)
+        return _leaf_mult_adds(info)
+    return sum(_leaf_mult_adds(child) for child in info.children if child.is_leaf_layer)
 
 
 def _layer_row(info: LayerInfo, name: str) -> dict[str, object]:
@@ -406,15 +385,9 @@ def _layer_frame(rows: list[LayerInfo], names: dict[int, str]) -> pd.DataFrame:
 
 # --- the stage table (paper Table 1) -----------------------------------------------------------------------
 
-_STAGE_NAME = re.compile(r"layer(\d+)$")
-
-
-def _stage_modules(model: nn.Module) -> list[str]:
-    """Names of the residual stages in forward order: ``model.stage_names``, else children called layerN."""
-    names = getattr(model, "stage_names", None)
-    if names is not None:
-        return list(names)
-    return [name for name, _ in model.named_children() if _STAGE_NAME.match(name)]
+def _stage_infos(model: nn.Module) -> list:
+    """The model's own description of its residual stages (``ResNet.stage_infos``); none for other models."""
+    return list(getattr(model, "stage_infos", ()))
 
 
 def _conv_text(conv: nn.Conv2d, *, with_stride: bool) -> str:
@@ -462,20 +435,20 @@ def _spatial(shape: tuple[int, ...]) -> str:
 
 def _stage_frame(rows: list[LayerInfo], layers: pd.DataFrame, model: nn.Module) -> pd.DataFrame:
     """Group the top-level rows into stem, stages and head; sums of params and mult-adds per group."""
-    stage_names = _stage_modules(model)
+    infos = {info.module: info for info in _stage_infos(model)}
     top = layers.index[layers["depth"] == 1].tolist()
-    stage_pos = [i for i in top if layers.at[i, "name"] in stage_names]
-    if not stage_pos:
+    by_name = {layers.at[i, "name"]: i for i in top}
+    stem = [by_name[n] for n in getattr(model, "stem_modules", ()) if n in by_name]
+    head = [by_name[n] for n in getattr(model, "head_modules", ()) if n in by_name]
+    if not infos or not stem:
         return pd.DataFrame(columns=list(STAGE_COLUMNS))
-    stem = [i for i in top if i < stage_pos[0]]
-    head = [i for i in top if i > stage_pos[-1]]
     groups: list[tuple[str, list[int], str, int | None]] = [
-        ("conv1", stem, _stem_recipe([rows[i].module for i in stem]), None)
+        (model.feature_info[0].label, stem, _stem_recipe([rows[i].module for i in stem]), None)
     ]
-    for k, i in enumerate(stage_pos):
-        stage = rows[i].module
-        groups.append((f"conv{k + 2}_x", [i], _block_recipe(stage), len(list(stage.children()))))
-    groups.append(("fc", head, _head_recipe([rows[i].module for i in head]), None))
+    for name, info in infos.items():
+        i = by_name[name]
+        groups.append((info.label, [i], _block_recipe(rows[i].module), info.blocks))
+    groups.append((model.classifier, head, _head_recipe([rows[i].module for i in head]), None))
     records = []
     for label, members, recipe, blocks in groups:
         if not members:
