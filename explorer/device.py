@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import platform
+from importlib import metadata
+
 import torch
 
-__all__ = ["available_devices", "device_label", "pick_device"]
+__all__ = ["available_devices", "device_label", "pick_device", "versions"]
+
+_PACKAGES = ("torch", "torchvision", "torchinfo", "captum", "streamlit")
 
 
 def available_devices() -> list[str]:
@@ -33,3 +38,14 @@ def device_label(device: torch.device | str) -> str:
     if device.type == "cuda":
         return f"CUDA: {torch.cuda.get_device_name(device)}"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def versions() -> dict[str, str]:
+    """``{"python": "3.11.7", "torch": ..., ...}``: the installed versions, read without importing the packages."""
+    found = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found

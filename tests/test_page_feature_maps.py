@@ -87,9 +87,9 @@ def test_picking_a_layer_by_stage_and_block(fm: AppTest) -> None:
     fm.selectbox(key="fm_block").select(0).run()
     assert not fm.exception
     assert any(t.startswith("layer2.0: 16 of 128 channels") for t in plotly_titles(fm))
-    fm.selectbox(key="fm_stage").select("conv1").run()
+    fm.selectbox(key="fm_stage").select("stem").run()
     assert not fm.exception
-    assert any(t.startswith("relu: 16 of 64 channels") for t in plotly_titles(fm))
+    assert any(t.startswith("stem · conv1: 16 of 64 channels") for t in plotly_titles(fm))
 
 
 def test_channels_of_my_choice_and_per_channel_scale(fm: AppTest) -> None:
@@ -192,12 +192,13 @@ def test_large_maps_are_pooled_for_display() -> None:
 
 
 def test_filmstrip_has_one_panel_per_stage_with_shapes() -> None:
-    acts = {"relu": torch.rand(1, 64, 16, 16), "layer1": torch.rand(1, 256, 8, 8), "layer2": torch.rand(1, 512, 4, 4)}
+    acts = {"stem · conv1": torch.rand(1, 64, 16, 16), "layer1": torch.rand(1, 256, 8, 8),
+            "layer2": torch.rand(1, 512, 4, 4)}
     fig = plots.filmstrip(acts)
     assert [np.asarray(t.z).shape for t in fig.data] == [(16, 16), (8, 8), (4, 4)]
     np.testing.assert_allclose(np.asarray(fig.data[1].z), acts["layer1"][0].mean(0).numpy(), rtol=1e-5)
     titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["conv1<br>64 × 16 × 16", "layer1<br>256 × 8 × 8", "layer2<br>512 × 4 × 4"]
+    assert titles == ["stem · conv1<br>64 × 16 × 16", "layer1<br>256 × 8 × 8", "layer2<br>512 × 4 × 4"]
 
 
 def test_overlay_stretches_the_map_over_the_image() -> None:
@@ -244,7 +245,7 @@ def test_picked_channels_survive_a_change_to_a_smaller_layer(fm: AppTest) -> Non
     fm.radio(key="fm_rank").set_value("channels I choose").run()
     fm.multiselect(key="fm_channels").set_value([3, 300]).run()
     assert not fm.exception
-    fm.selectbox(key="fm_stage").select("conv1").run()  # 64 channels: 300 no longer exists
+    fm.selectbox(key="fm_stage").select("stem").run()  # 64 channels: 300 no longer exists
     assert not fm.exception
     assert fm.multiselect(key="fm_channels").value == [3]
     assert fm.number_input(key="fm_overlay_channel").value < 64

@@ -9,11 +9,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from explorer import summary
-from explorer.errors import ExplorerError
 from explorer.models import ARCHS
 from explorer.plots import architecture as plots
-from explorer.ui import cached, choices
+from explorer.ui import cached, choices, keys
 from explorer.ui.choices import ModelChoice
+from explorer.ui.page import guarded
 
 LAYER_COLUMNS = {
     "name": "layer", "type": "type", "depth": "depth", "input_shape": "input shape", "output_shape": "output shape",
@@ -59,7 +59,9 @@ def _show_header(choice: ModelChoice, loaded: cached.LoadedModel, data: summary.
                f"Input: {_shape_text(data.input_size)} (batch x channels x height x width).")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Parameters", f"{t.params:,}", help=f"{t.trainable_params:,} trainable")
-    c2.metric("Mult-adds", f"{t.mult_adds / 1e9:.2f} G", help=f"{t.mult_adds:,} multiply-accumulates per image")
+    c2.metric("Mult-adds", f"{t.mult_adds / 1e9:.2f} G",
+              help=f"{t.mult_adds:,} multiply-accumulates per image, torchinfo's convention; 1 mult-add = 2 FLOPs, "
+                   f"so {2 * t.mult_adds / 1e9:.2f} GFLOPs")
     c3.metric("Activation memory", f"{t.activation_bytes / 1e6:.1f} MB",
               help="torchinfo's forward/backward pass size: outputs of layers with parameters, x2 for gradients")
     c4.metric("Parameter memory", f"{t.param_bytes / 1e6:.1f} MB", help="float32 weights")
@@ -80,11 +82,11 @@ def _show_stages(data: summary.Architecture) -> None:
 
 
 def _show_layers(choice: ModelChoice, data: summary.Architecture) -> None:
-    st.session_state.setdefault("layer_depth", min(2, data.max_depth))
-    if st.session_state["layer_depth"] > data.max_depth:  # e.g. a plain net has no downsample layers: stay deepest
-        st.session_state["layer_depth"] = data.max_depth
+    st.session_state.setdefault(keys.LAYER_DEPTH, min(2, data.max_depth))
+    if st.session_state[keys.LAYER_DEPTH] > data.max_depth:  # e.g. a plain net has no downsample layers
+        st.session_state[keys.LAYER_DEPTH] = data.max_depth
     depth = st.slider("Depth (1 = stem, stages and head; deeper = blocks, then their layers)", 1, data.max_depth,
-                      key="layer_depth")
+                      key=keys.LAYER_DEPTH)
     layers = data.layers_at(depth)
     view = layers.rename(columns=LAYER_COLUMNS)[list(LAYER_COLUMNS.values())]
     view["input shape"] = view["input shape"].map(_shape_text)
@@ -94,7 +96,7 @@ def _show_layers(choice: ModelChoice, data: summary.Architecture) -> None:
     st.dataframe(view, hide_index=True, width="stretch", height=420,
                  column_config={"params": COUNT, "mult-adds": COUNT})
     st.download_button("Layer table (CSV)", layers.to_csv(index=False), f"{choice.arch}-layers-depth{depth}.csv",
-                       mime="text/csv", key="layers_csv")
+                       mime="text/csv", key=keys.LAYERS_CSV)
 
 
 def _show_charts(key: ModelChoice, data: summary.Architecture) -> None:
@@ -104,8 +106,8 @@ def _show_charts(key: ModelChoice, data: summary.Architecture) -> None:
 
 def _show_comparison(choice: ModelChoice, key: ModelChoice, data: summary.Architecture) -> None:
     others = [a for a in ARCHS if a != choice.arch]
-    st.session_state.setdefault("compare_arch", "resnet18" if choice.arch != "resnet18" else "resnet50")
-    other = st.selectbox("Compare with", ARCHS, key="compare_arch",
+    st.session_state.setdefault(keys.COMPARE_ARCH, "resnet18" if choice.arch != "resnet18" else "resnet50")
+    other = st.selectbox("Compare with", ARCHS, key=keys.COMPARE_ARCH,
                          help="Same stride placement, shortcut option and input size as the sidebar.")
     if other == choice.arch:
         st.info(f"Pick another architecture than {choice.arch} to compare; e.g. {others[0]}.")
@@ -126,17 +128,12 @@ def _show_comparison(choice: ModelChoice, key: ModelChoice, data: summary.Archit
     st.plotly_chart(_comparison_chart(key, other, table), width="stretch")
 
 
-choice = choices.model_choice()
-key = replace(choice, weights="random", checkpoint=None)  # the architecture does not depend on the weights
-loaded = cached.model(choice)
-try:
+def main() -> None:
+    choice = choices.model_choice()
+    key = replace(choice, weights="random", checkpoint=None)  # the architecture does not depend on the weights
+    loaded = cached.model(choice)
     with st.spinner("Tracing the network with torchinfo…"):
         data = _architecture(key, loaded)
-except ExplorerError as err:
-    st.error(str(err))
-    data = None
-
-if data is not None:
     _show_header(choice, loaded, data)
     cached.weights_notice(loaded)
     tab_stages, tab_layers, tab_charts, tab_compare = st.tabs(["Stages (Table 1)", "Layers", "Charts", "Compare"])
@@ -147,7 +144,7 @@ if data is not None:
     with tab_charts:
         _show_charts(key, data)
     with tab_compare:
-        try:
-            _show_comparison(choice, key, data)
-        except ExplorerError as err:
-            st.error(str(err))
+        guarded(lambda: _show_comparison(choice, key, data))  # a failing comparison leaves the other tabs
+
+
+guarded(main)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import activations, images
-from explorer.errors import ExplorerError
+from explorer.models import StageInfo
 from explorer.plots import features as plots
-from explorer.ui import cached, lab_models
+from explorer.ui import cached, keys, lab_models
 from explorer.ui.lab_models import Subject
+from explorer.ui.page import guarded
 
 LARGE_BYTES = 256 * 2**20  # above this (or above 512 px) the page asks before running
 LARGE_INPUT = 512
@@ -43,42 +44,44 @@ def _show_preprocessing(prep: images.Preprocessed, subject: Subject) -> None:
     if prep.trimmed:
         st.caption(f"This image is more than {images.MAX_ASPECT:.0f}× longer than it is wide, so its long side "
                    "was trimmed to the centre before resizing; the crop is the same part of the picture.")
-    st.plotly_chart(plots.normalised_channels(prep.tensor, prep.mean, prep.std), width="stretch", key="fm_prep")
+    st.plotly_chart(plots.normalised_channels(prep.tensor, prep.mean, prep.std), width="stretch", key=keys.FM_PREP)
 
 
 # --------------------------------------------------------------------------------------------- layer choice
 
 
-def _stage_blocks(model) -> dict[str, int]:
-    """``{"conv1": 0, "layer1": n1, ...}``: the stages and how many blocks each has."""
-    return {"conv1": 0, **{name: len(stage) for name, stage in model.stages()}}
+def _title(info: StageInfo) -> str:
+    """How a stage is named on screen: its module name and the paper's row, e.g. "layer1 · conv2_x"."""
+    return f"{info.name} · {info.label}"
 
 
 def _reset_block() -> None:
-    st.session_state.pop("fm_block", None)  # a new stage starts at its last block: the end of the stage
+    st.session_state.pop(keys.FM_BLOCK, None)  # a new stage starts at its last block: the end of the stage
 
 
-def _pick_layer(model) -> str:
-    """Stage and block selectors (keys ``fm_stage``, ``fm_block``) -> the dotted layer name to look at."""
-    stages = _stage_blocks(model)
-    if st.session_state.get("fm_stage") not in stages:
-        st.session_state["fm_stage"] = "layer1"  # edges and textures at 1/4 of the input: a good first look
+def _pick_layer(model) -> tuple[str, str]:
+    """Stage and block selectors (keys ``fm_stage``, ``fm_block``) -> (dotted layer name, its title)."""
+    stages = {info.name: info for info in model.feature_info}
+    first = model.stage_infos[0]
+    if st.session_state.get(keys.FM_STAGE) not in stages:
+        st.session_state[keys.FM_STAGE] = first.name  # edges and textures at 1/4 of the input: a good first look
     left, right = st.columns(2)
-    stem = "7×7 conv, BN, ReLU" if model.stem_kind == "imagenet" else "3×3 conv, BN, ReLU"
-    names = list(stages)[1:]
-    stage = left.selectbox("Stage", list(stages), key="fm_stage", on_change=_reset_block,
-                           help=f"conv1 is the stem ({stem}); {names[0]}..{names[-1]} are the residual stages.")
-    n = stages[stage]
+    stem, last = model.feature_info[0], model.stage_infos[-1]
+    name = left.selectbox("Stage", list(stages), key=keys.FM_STAGE, on_change=_reset_block,
+                          format_func=lambda s: _title(stages[s]),
+                          help=f"{_title(stem)} is the stem; {first.name}..{last.name} are the residual stages.")
+    info = stages[name]
+    n = info.blocks
     if n == 0:
-        right.selectbox("Block", ["—"], key="fm_block_stem", disabled=True)
-        return "relu"
-    if st.session_state.get("fm_block") not in range(n):
-        st.session_state["fm_block"] = n - 1
+        right.selectbox("Block", ["—"], key=keys.FM_BLOCK_STEM, disabled=True)
+        return info.module, _title(info)
+    if st.session_state.get(keys.FM_BLOCK) not in range(n):
+        st.session_state[keys.FM_BLOCK] = n - 1
     block = right.selectbox(
-        "Block", list(range(n)), key="fm_block",
+        "Block", list(range(n)), key=keys.FM_BLOCK,
         format_func=lambda i: f"block {i + 1} of {n}" + (" (end of the stage)" if i == n - 1 else ""),
     )
-    return f"{stage}.{block}"
+    return f"{info.name}.{block}", f"{info.name}.{block}"
 
 
 # --------------------------------------------------------------------------------------------- running
@@ -86,11 +89,10 @@ def _pick_layer(model) -> str:
 
 def _estimate(loaded: cached.LoadedModel, layers: list[str], size: int) -> activations.MemoryEstimate:
     key = ("fm_estimate", id(loaded.model), tuple(layers), size)
-    if st.session_state.get("_fm_estimate_key") != key:
-        with loaded.lock:
-            st.session_state["_fm_estimate"] = activations.estimate_memory(loaded.model, layers, size)
-        st.session_state["_fm_estimate_key"] = key
-    return st.session_state["_fm_estimate"]
+    if st.session_state.get(keys.PRIVATE_FM_ESTIMATE_KEY) != key:
+        st.session_state[keys.PRIVATE_FM_ESTIMATE] = activations.estimate_memory(loaded.model, layers, size)
+        st.session_state[keys.PRIVATE_FM_ESTIMATE_KEY] = key
+    return st.session_state[keys.PRIVATE_FM_ESTIMATE]
 
 
 def _cost_ok(subject: Subject, estimate: activations.MemoryEstimate) -> bool:
@@ -103,7 +105,7 @@ def _cost_ok(subject: Subject, estimate: activations.MemoryEstimate) -> bool:
     if estimate.total_bytes > LARGE_BYTES or size > LARGE_INPUT:
         st.warning(text + " That is large: on a CPU it can take a while and slow the app for everybody. "
                    "A smaller input size in the sidebar is quicker.", icon=":material/warning:")
-        return st.checkbox("Run it anyway", key="fm_confirm")
+        return st.checkbox("Run it anyway", key=keys.FM_CONFIRM)
     if gflops > SLOW_GFLOPS:
         st.warning(text + " Expect several seconds on a CPU.", icon=":material/hourglass_top:")
     else:
@@ -114,15 +116,15 @@ def _cost_ok(subject: Subject, estimate: activations.MemoryEstimate) -> bool:
 def _run(
     subject: Subject, prep: images.Preprocessed, image_key: tuple, layers: list[str]
 ) -> activations.Capture:
-    """One forward with hooks (holding the model's lock), remembered until the image, model or layers change."""
+    """One forward with hooks, remembered until the image, model or layers change."""
     loaded = subject.loaded
     key = (subject.key, id(loaded.model), image_key, tuple(layers))
-    memo = st.session_state.get("_fm_result")
+    memo = st.session_state.get(keys.PRIVATE_FM_RESULT)
     if memo is not None and memo[0] == key:
         return memo[1]
-    with st.spinner("Running the image through the network…"), loaded.lock:
+    with st.spinner("Running the image through the network…"):
         result = activations.capture_with_stream(loaded.model, prep.tensor, layers)
-    st.session_state["_fm_result"] = (key, result)
+    st.session_state[keys.PRIVATE_FM_RESULT] = (key, result)
     return result
 
 
@@ -132,19 +134,20 @@ def _run(
 def _channel_choice(fmap) -> tuple[list[int], bool]:
     """Rank or pick channels (keys fm_rank, fm_k, fm_channels) and the colour scale (fm_scale)."""
     left, middle, right = st.columns([1.2, 1, 1])
-    rank = left.radio("Channels", list(RANK), key="fm_rank")
-    scale = right.radio("Colour scale", ["shared", "per channel"], key="fm_scale",
+    rank = left.radio("Channels", list(RANK), key=keys.FM_RANK)
+    scale = right.radio("Colour scale", ["shared", "per channel"], key=keys.FM_SCALE,
                         help="Shared: tiles are comparable. Per channel: each tile stretched to show its pattern.")
     count = fmap.shape[1]
     if RANK[rank] == "pick":
-        kept = [c for c in st.session_state.get("fm_channels", []) if c < count]  # the layer may have changed
-        st.session_state["fm_channels"] = kept if "fm_channels" in st.session_state else list(range(min(8, count)))
-        channels = list(middle.multiselect("Channels to show", list(range(count)), key="fm_channels",
+        kept = [c for c in st.session_state.get(keys.FM_CHANNELS, []) if c < count]  # the layer may have changed
+        first = list(range(min(8, count)))
+        st.session_state[keys.FM_CHANNELS] = kept if keys.FM_CHANNELS in st.session_state else first
+        channels = list(middle.multiselect("Channels to show", list(range(count)), key=keys.FM_CHANNELS,
                                            max_selections=32))
     else:
         top = min(32, count)
-        st.session_state["fm_k"] = min(st.session_state.get("fm_k", min(16, count)), top)
-        k = middle.slider("How many", 1, top, key="fm_k")
+        st.session_state[keys.FM_K] = min(st.session_state.get(keys.FM_K, min(16, count)), top)
+        k = middle.slider("How many", 1, top, key=keys.FM_K)
         channels = activations.top_channels(fmap, k, by=RANK[rank])
     return channels, scale == "shared"
 
@@ -154,14 +157,14 @@ def _show_channels(layer: str, fmap, subject: Subject) -> None:
     channels, shared = _channel_choice(fmap)
     _, c, h, w = fmap.shape
     st.caption(f"**{layer}** outputs {c} channels of {h} × {w}. Mean over all channels "
-               f"{stats['mean'].mean():.3f}; {(fmap == 0).float().mean().item():.0%} of all values are zero "
+               f"{stats['mean'].mean():.3f}; {stats['zero_fraction'].mean():.0%} of all values are zero "
                "(switched off by a ReLU).")
     if not channels:
         st.info("Choose at least one channel to show.")
         return
     fig = plots.feature_grid(fmap, channels, stats=stats, shared_scale=shared,
                              title=f"{layer}: {len(channels)} of {c} channels")
-    st.plotly_chart(fig, width="stretch", key="fm_grid")
+    st.plotly_chart(fig, width="stretch", key=keys.FM_GRID)
     shown = stats.set_index("channel").loc[channels].reset_index()
     st.dataframe(shown, hide_index=True, width="stretch", column_config={
         "mean": st.column_config.NumberColumn(format="%.3f"), "max": st.column_config.NumberColumn(format="%.3f"),
@@ -169,25 +172,25 @@ def _show_channels(layer: str, fmap, subject: Subject) -> None:
         "zero_fraction": st.column_config.ProgressColumn("zeros", format="percent", min_value=0, max_value=1),
     })
     st.download_button("All channels' statistics (CSV)", stats.to_csv(index=False),
-                       f"{subject.name}-{layer}-channels.csv", mime="text/csv", key="fm_stats_csv")
+                       f"{subject.name}-{layer}-channels.csv", mime="text/csv", key=keys.FM_STATS_CSV)
 
 
 def _show_overlay(layer: str, fmap, prep: images.Preprocessed) -> None:
     count = fmap.shape[1]
     top = activations.top_channels(fmap, 1)[0]
-    new_layer = st.session_state.get("_fm_overlay_layer") != layer
-    if new_layer or st.session_state.get("fm_overlay_channel") not in range(count):
-        st.session_state["fm_overlay_channel"] = top  # a new layer starts at its strongest channel
-        st.session_state["_fm_overlay_layer"] = layer
+    new_layer = st.session_state.get(keys.PRIVATE_FM_OVERLAY_LAYER) != layer
+    if new_layer or st.session_state.get(keys.FM_OVERLAY_CHANNEL) not in range(count):
+        st.session_state[keys.FM_OVERLAY_CHANNEL] = top  # a new layer starts at its strongest channel
+        st.session_state[keys.PRIVATE_FM_OVERLAY_LAYER] = layer
     left, right = st.columns(2)
     channel = left.number_input(f"Channel (0–{count - 1}; the strongest is {top})", 0, count - 1,
-                                key="fm_overlay_channel")
-    opacity = right.slider("Opacity of the map", 0.0, 1.0, 0.5, 0.05, key="fm_opacity")
+                                key=keys.FM_OVERLAY_CHANNEL)
+    opacity = right.slider("Opacity of the map", 0.0, 1.0, 0.5, 0.05, key=keys.FM_OPACITY)
     side = min(prep.cropped.size[0], plots.MAX_SIDE)  # the browser stretches (and smooths) it the rest of the way
     heat = activations.upsample(fmap[0, int(channel)], (side, side))
     fig = plots.channel_overlay(images.to_uint8(images.denormalise(prep.tensor, prep.mean, prep.std)), heat,
                                 opacity=opacity, title=f"{layer}, channel {channel}, upsampled to the input")
-    st.plotly_chart(fig, width="stretch", key="fm_overlay")
+    st.plotly_chart(fig, width="stretch", key=keys.FM_OVERLAY)
 
 
 def _show_filters(loaded: cached.LoadedModel) -> None:
@@ -197,19 +200,20 @@ def _show_filters(loaded: cached.LoadedModel) -> None:
     elif loaded.model.stem_kind == "cifar":
         st.caption("A CIFAR-style network's stem is a 3×3 convolution: each filter sees 9 pixels, so there is "
                    "little picture to see; the larger structure is built up by the stages.")
-    st.plotly_chart(plots.first_conv_filters(loaded.model.conv1.weight), width="stretch", key="fm_filters")
+    first_conv = loaded.model.get_submodule(loaded.model.stem_modules[0])
+    st.plotly_chart(plots.first_conv_filters(first_conv.weight), width="stretch", key=keys.FM_FILTERS)
 
 
 def _show_stream(result: activations.Capture, subject: Subject) -> None:
     st.markdown("Each block adds its residual branch **F(x)** to the stream **x** carried by the shortcut. "
                 "A ratio well below 1 means the block makes a small correction; near or above 1, it rewrites "
                 "the stream. Where a projection or zero-padding shortcut changes the shape, x is measured after it.")
-    st.plotly_chart(plots.residual_stream_chart(result.stream), width="stretch", key="fm_stream")
+    st.plotly_chart(plots.residual_stream_chart(result.stream), width="stretch", key=keys.FM_STREAM)
     table = activations.stream_frame(result.stream)
     with st.expander("The numbers"):
         st.dataframe(table, hide_index=True, width="stretch")
     st.download_button("Residual stream (CSV)", table.to_csv(index=False), f"{subject.name}-residual-stream.csv",
-                       mime="text/csv", key="fm_stream_csv")
+                       mime="text/csv", key=keys.FM_STREAM_CSV)
 
 
 # --------------------------------------------------------------------------------------------- page
@@ -228,7 +232,7 @@ def main() -> None:
     model = loaded.model
 
     st.subheader("The layer to look at")
-    layer = _pick_layer(model)
+    layer, title = _pick_layer(model)
     film = activations.stage_end_layers(model)
     layers = list(dict.fromkeys([*film, layer]))
     if not _cost_ok(subject, _estimate(loaded, layers, subject.input_size)):
@@ -238,12 +242,13 @@ def main() -> None:
 
     tabs = st.tabs(["Channels", "Filmstrip", "Overlay", "Preprocessing", "conv1 filters", "Residual stream"])
     with tabs[0]:
-        _show_channels(layer, fmap, subject)
+        _show_channels(title, fmap, subject)
     with tabs[1]:
-        st.plotly_chart(plots.filmstrip({n: result.activations[n] for n in film}), width="stretch", key="fm_film")
+        strip = {_title(info): result.activations[info.module] for info in model.feature_info}
+        st.plotly_chart(plots.filmstrip(strip), width="stretch", key=keys.FM_FILM)
         st.caption("Each stage halves the resolution and adds channels: the network trades *where* for *what*.")
     with tabs[2]:
-        _show_overlay(layer, fmap, prep)
+        _show_overlay(title, fmap, prep)
     with tabs[3]:
         _show_preprocessing(prep, subject)
     with tabs[4]:
@@ -252,7 +257,4 @@ def main() -> None:
         _show_stream(result, subject)
 
 
-try:
-    main()
-except ExplorerError as err:  # a choice the explorer refuses: a message, and the session goes on
-    st.error(str(err))
+guarded(main)

@@ -1,66 +1,65 @@
 """Home: what the app is, where to start, the device in use, versions and the weights' status."""
 
-import platform
-
-import captum
 import streamlit as st
-import torch
-import torchinfo
-import torchvision
 
 from explorer import weights
-from explorer.device import device_label, pick_device
+from explorer.device import device_label, pick_device, versions
 from explorer.ui import choices
+from explorer.ui.page import guarded
 
-choice = choices.model_choice()
 
-st.title("ResNet Explorer")
-st.markdown(
-    "See inside a real residual network: its **architecture** (every layer's shape, parameters and cost), "
-    "its **blocks and shortcuts** (identity or projection, and why), the **feature maps** an image produces "
-    "at every stage, the **predictions and attributions** that explain them, and a **lab** that shows why "
-    "shortcuts matter. Pick a model in the sidebar; every page follows it."
-)
+def main() -> None:
+    choice = choices.model_choice()
+    _introduction()
+    _session(choice)
+    st.subheader("Versions")
+    found = versions()
+    st.dataframe({"package": list(found), "version": list(found.values())}, hide_index=True)
 
-st.subheader("Where to start")
-cols = st.columns(5)
-tour = [
-    ("views/architecture.py", "Architecture", "Table 1 of the paper for your model, layer by layer."),
-    ("views/blocks.py", "Blocks & shortcuts", "One block drawn op by op; identity vs projection."),
-    ("views/feature_maps.py", "Feature maps", "Upload an image and watch each stage transform it."),
-    ("views/attributions.py", "Predictions & attributions", "Top-5 and why: Grad-CAM, IG, and more."),
-    ("views/lab.py", "Degradation lab", "Plain vs residual nets: gradients and a training race."),
-]
-for col, (page, label, text) in zip(cols, tour, strict=True):
-    with col:
-        st.page_link(page, label=f"**{label}**")
-        st.caption(text)
 
-st.subheader("This session")
-status = weights.pretrained_status(choice.arch)
-status_text = {
-    "cached": "in the local cache — ready offline",
-    "downloadable": "not cached yet — will download on first use",
-    "unavailable": "not cached and no network — random weights only (see below)",
-}[status]
-c1, c2, c3 = st.columns(3)
-c1.metric("Device", device_label(pick_device()))
-c2.metric("Model", choice.title)
-c3.metric("ImageNet weights", status.capitalize())
-st.caption(f"Pretrained weights for {choice.arch}: {status_text}.")
-if status == "unavailable":
-    st.info(f"To use pretrained weights offline, place **{weights.cache_path(choice.arch).name}** in "
-            f"`{weights.cache_path(choice.arch).parent}`.")
-if not choice.pretrained_possible:
-    st.info(f"{choice.title} has no ImageNet weights (they exist for v1.5, option B, with shortcuts): "
-            "its results come from random weights.")
+def _introduction() -> None:
+    st.title("ResNet Explorer")
+    st.markdown(
+        "See inside a real residual network: its **architecture** (every layer's shape, parameters and cost), "
+        "its **blocks and shortcuts** (identity or projection, and why), the **feature maps** an image produces "
+        "at every stage, the **predictions and attributions** that explain them, and a **lab** that shows why "
+        "shortcuts matter. Pick a model in the sidebar; every page follows it."
+    )
 
-st.subheader("Versions")
-st.dataframe(
-    {
-        "package": ["python", "torch", "torchvision", "torchinfo", "captum", "streamlit"],
-        "version": [platform.python_version(), torch.__version__, torchvision.__version__, torchinfo.__version__,
-                    captum.__version__, st.__version__],
-    },
-    hide_index=True,
-)
+    st.subheader("Where to start")
+    cols = st.columns(5)
+    tour = [
+        ("views/architecture.py", "Architecture", "Table 1 of the paper for your model, layer by layer."),
+        ("views/blocks.py", "Blocks & shortcuts", "One block drawn op by op; identity vs projection."),
+        ("views/feature_maps.py", "Feature maps", "Upload an image and watch each stage transform it."),
+        ("views/attributions.py", "Predictions & attributions", "Top-5 and why: Grad-CAM, IG, and more."),
+        ("views/lab.py", "Degradation lab", "Plain vs residual nets: gradients and a training race."),
+    ]
+    for col, (page, label, text) in zip(cols, tour, strict=True):
+        with col:
+            st.page_link(page, label=f"**{label}**")
+            st.caption(text)
+
+
+def _session(choice: choices.ModelChoice) -> None:
+    st.subheader("This session")
+    status = weights.pretrained_status(choice.arch)
+    status_text = {
+        "cached": "in the local cache — ready offline",
+        "downloadable": "not cached yet — will download on first use",
+        "unavailable": "not cached and no network — random weights only (see below)",
+    }[status]
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Device", device_label(pick_device()))
+    c2.metric("Model", choice.title)
+    c3.metric("ImageNet weights", status.capitalize())
+    st.caption(f"Pretrained weights for {choice.arch}: {status_text}.")
+    if status == "unavailable":
+        st.info(f"To use pretrained weights offline, place **{weights.cache_path(choice.arch).name}** in "
+                f"`{weights.cache_path(choice.arch).parent}`.")
+    if not choice.pretrained_possible:
+        st.info(f"{choice.title} has no ImageNet weights (they exist for v1.5, option B, with shortcuts): "
+                "its results come from random weights.")
+
+
+guarded(main)

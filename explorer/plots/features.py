@@ -167,10 +167,11 @@ def feature_grid(
 
 
 def filmstrip(activations: Mapping[str, Tensor], title: str = "From conv1 to the last stage") -> go.Figure:
-    """One panel per captured layer (e.g. relu after conv1, layer1..layer4), each (1, C, H, W) shown as its
-    mean over channels at its own resolution; titles give C × H × W, so resolution falls as channels rise."""
+    """One panel per captured stage, keyed by the title to show (e.g. "conv1 · stem", "conv2_x · layer1"), each
+    (1, C, H, W) shown as its mean over channels at its own resolution; titles give C × H × W, so resolution falls
+    as channels rise."""
     maps = {name: _chw(t) for name, t in activations.items()}
-    titles = [f"{'conv1' if n == 'relu' else n}<br>{m.shape[0]} × {m.shape[1]} × {m.shape[2]}" for n, m in maps.items()]
+    titles = [f"{n}<br>{m.shape[0]} × {m.shape[1]} × {m.shape[2]}" for n, m in maps.items()]
     tiles = [
         {"z": _fit(m.mean(axis=0), 2 * MAX_SIDE)[0], "colorscale": HEAT, "showscale": False,
          "hovertemplate": f"{name}<br>x %{{x}}, y %{{y}}: mean %{{z:.3f}}<extra></extra>"}

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import streamlit as st
-import torch
 
 from explorer import weights
 from explorer.errors import ExplorerError
 from explorer.models import ResNet, build
+from explorer.shared import model_lock, seeded
+from explorer.ui import keys
 from explorer.ui.choices import ModelChoice
 
 __all__ = ["LoadedModel", "model", "weights_notice"]
@@ -20,7 +21,7 @@ __all__ = ["LoadedModel", "model", "weights_notice"]
 class LoadedModel:
     """A cached model and what its weights are. ``model`` is shared: never mutate it, never leave hooks.
 
-    Hold ``lock`` while registering hooks or taking gradients through it.
+    Pages hold no lock: every ``explorer`` function takes the model's own lock itself.
     """
 
     model: ResNet
@@ -28,12 +29,16 @@ class LoadedModel:
     label: str
     categories: list[str] | None
     problem: str | None = None  # why the requested weights could not be used (the model is then random)
-    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The model's one lock (:func:`explorer.shared.model_lock`), for code outside ``explorer``."""
+        return model_lock(self.model)
 
 
 def _build(choice: ModelChoice) -> ResNet:
-    torch.manual_seed(0)  # the same "random weights" for everybody, so a class sees the same pictures
-    return build(choice.arch, variant=choice.variant, shortcut=choice.shortcut, plain=choice.plain)
+    with seeded(0):  # the same "random weights" for everybody, so a class sees the same pictures
+        return build(choice.arch, variant=choice.variant, shortcut=choice.shortcut, plain=choice.plain)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Building the model…")
@@ -70,7 +75,7 @@ def model(choice: ModelChoice) -> LoadedModel:
     """The shared model for ``choice`` (built, weights loaded, eval mode), from the cache after the first call."""
     checkpoint = None
     if choice.weights == "checkpoint" and choice.checkpoint:
-        checkpoint = st.session_state.get("checkpoints", {}).get(choice.checkpoint)
+        checkpoint = st.session_state.get(keys.CHECKPOINTS, {}).get(choice.checkpoint)
     return _load(replace(choice, input_size=0), checkpoint)  # the input size does not change the model
 
 

@@ -8,18 +8,19 @@ from dataclasses import dataclass
 import streamlit as st
 
 from explorer.models import ARCHS, SHORTCUTS, VARIANTS
+from explorer.ui import keys
 
 __all__ = ["DEFAULTS", "MIN_INPUT", "MAX_INPUT", "ModelChoice", "model_choice", "sidebar"]
 
 MIN_INPUT, MAX_INPUT = 32, 1024
 WEIGHTS = ("pretrained", "random", "checkpoint")
 DEFAULTS: dict[str, object] = {
-    "arch": "resnet50",
-    "variant": "v1.5",
-    "shortcut": "B",
-    "plain": False,
-    "input_size": 224,
-    "weights": "pretrained",
+    keys.ARCH: "resnet50",
+    keys.VARIANT: "v1.5",
+    keys.SHORTCUT: "B",
+    keys.PLAIN: False,
+    keys.INPUT_SIZE: 224,
+    keys.WEIGHTS: "pretrained",
 }
 _SHORTCUT_HELP = {
     "B": "B — projection (1x1 conv + BN) only where the shape changes (torchvision, the paper's default)",
@@ -61,7 +62,7 @@ class ModelChoice:
 def _defaults() -> None:
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
-    st.session_state.setdefault("checkpoints", {})
+    st.session_state.setdefault(keys.CHECKPOINTS, {})
 
 
 def model_choice() -> ModelChoice:
@@ -71,28 +72,29 @@ def model_choice() -> ModelChoice:
     """
     _defaults()
     s = st.session_state
-    size = s["input_size"]
+    size = s[keys.INPUT_SIZE]
     if not isinstance(size, int) or not MIN_INPUT <= size <= MAX_INPUT:
         st.error(f"The input size must be a whole number of pixels from {MIN_INPUT} to {MAX_INPUT}: "
                  f"five stride-2 steps shrink the image 32-fold, so a smaller image has nothing left "
                  f"to look at by layer4. You chose {size}.")
         st.stop()
-    if s["arch"] not in ARCHS:
+    if s[keys.ARCH] not in ARCHS:
         st.error(f"Unknown architecture {s['arch']!r}; choose one of: {', '.join(ARCHS)}.")
         st.stop()
-    checkpoint = s.get("checkpoint") if s["weights"] == "checkpoint" else None
-    return ModelChoice(s["arch"], s["variant"], s["shortcut"], bool(s["plain"]), int(size), s["weights"], checkpoint)
+    checkpoint = s.get(keys.CHECKPOINT) if s[keys.WEIGHTS] == "checkpoint" else None
+    return ModelChoice(s[keys.ARCH], s[keys.VARIANT], s[keys.SHORTCUT], bool(s[keys.PLAIN]), int(size),
+                       s[keys.WEIGHTS], checkpoint)
 
 
 def _remember_checkpoint() -> None:
-    upload = st.session_state.get("checkpoint_upload")
+    upload = st.session_state.get(keys.CHECKPOINT_UPLOAD)
     if upload is None:
-        st.session_state["checkpoint"] = None
+        st.session_state[keys.CHECKPOINT] = None
         return
     data = upload.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    st.session_state["checkpoints"] = {digest: (upload.name, data)}  # keep one: memory is shared
-    st.session_state["checkpoint"] = digest
+    st.session_state[keys.CHECKPOINTS] = {digest: (upload.name, data)}  # keep one: memory is shared
+    st.session_state[keys.CHECKPOINT] = digest
 
 
 def sidebar() -> None:
@@ -100,20 +102,20 @@ def sidebar() -> None:
     _defaults()
     with st.sidebar:
         st.subheader("Model")
-        st.selectbox("Architecture", ARCHS, key="arch")
+        st.selectbox("Architecture", ARCHS, key=keys.ARCH)
         st.radio(
-            "Stride placement", VARIANTS, key="variant", horizontal=True,
+            "Stride placement", VARIANTS, key=keys.VARIANT, horizontal=True,
             help="v1.5 (torchvision): a downsampling bottleneck strides in its 3x3 conv. "
                  "v1 (the paper): in its first 1x1 conv.",
         )
-        st.radio("Shortcut option", SHORTCUTS, key="shortcut", format_func=_SHORTCUT_HELP.get)
-        st.toggle("Plain network (no shortcuts)", key="plain")
-        st.number_input("Input size (px)", min_value=MIN_INPUT, max_value=MAX_INPUT, step=32, key="input_size")
-        st.radio("Weights", WEIGHTS, key="weights", format_func=_WEIGHTS_HELP.get)
-        if st.session_state["weights"] == "checkpoint":
+        st.radio("Shortcut option", SHORTCUTS, key=keys.SHORTCUT, format_func=_SHORTCUT_HELP.get)
+        st.toggle("Plain network (no shortcuts)", key=keys.PLAIN)
+        st.number_input("Input size (px)", min_value=MIN_INPUT, max_value=MAX_INPUT, step=32, key=keys.INPUT_SIZE)
+        st.radio("Weights", WEIGHTS, key=keys.WEIGHTS, format_func=_WEIGHTS_HELP.get)
+        if st.session_state[keys.WEIGHTS] == "checkpoint":
             st.file_uploader(
                 "Checkpoint for this architecture", type=["pth", "pt", "ckpt", "safetensors"],
-                key="checkpoint_upload", on_change=_remember_checkpoint,
+                key=keys.CHECKPOINT_UPLOAD, on_change=_remember_checkpoint,
                 help="A state dict saved with torch.save or safetensors. Loaded with weights_only=True: "
                      "a file that would run code is refused.",
             )
