@@ -23,14 +23,15 @@ from streamlit.delta_generator import DeltaGenerator
 
 from explorer import images
 from explorer.errors import ExplorerError
+from explorer.ui import keys
 from explorer.ui.choices import model_choice
 
 __all__ = ["UPLOAD_LIMIT_MB", "image_picker"]
 
 UPLOAD_LIMIT_MB = images.MAX_UPLOAD_BYTES // 2**20
 PREVIEW = 200  # px: the chosen image's preview, small, so a big upload does not travel to the browser
-_CACHE_KEY = "_image_picker_cache"  # the last _Decoded: each upload is decoded once, not on every rerun
-_PREP_KEY = "image_key"  # (source, arch, input size) that "image_preprocessed" was made for
+_CACHE_KEY = keys.PRIVATE_IMAGE_PICKER_CACHE  # the last _Decoded: each upload is decoded once, not on every rerun
+_PREP_KEY = keys.IMAGE_KEY  # (source, arch, input size) that "image_preprocessed" was made for
 
 
 @dataclass(frozen=True)
@@ -65,38 +66,38 @@ def _widgets() -> tuple[str, object | None, object | None, DeltaGenerator]:
     for the preview."""
     left, middle, right = st.columns([1, 1.4, 1])
     with left:
-        sample = st.selectbox("Sample photograph", list(images.SAMPLES), key="sample",
+        sample = st.selectbox("Sample photograph", list(images.SAMPLES), key=keys.SAMPLE,
                               help="Photographs that ship with scikit-image: they work offline.")
         preview = st.container()
     with middle:
         upload = st.file_uploader(
             f"…or upload an image (PNG, JPEG, WebP, BMP, TIFF, GIF; up to {UPLOAD_LIMIT_MB} MB)",
-            type="image", key="image_upload", max_upload_size=UPLOAD_LIMIT_MB,
+            type="image", key=keys.IMAGE_UPLOAD, max_upload_size=UPLOAD_LIMIT_MB,
             help="An upload replaces the sample. Clear it (×) to go back to the samples.",
         )
     with right:
         photo = None
-        if st.toggle("Use the camera", key="camera_on", help="Take a photo with this computer's camera."):
-            photo = st.camera_input("Take a photo", key="camera")
+        if st.toggle("Use the camera", key=keys.CAMERA_ON, help="Take a photo with this computer's camera."):
+            photo = st.camera_input("Take a photo", key=keys.CAMERA)
     return sample, upload, photo, preview
 
 
 def _remember(decoded: _Decoded, name: str | None) -> None:
     """Share the chosen image and its preprocessing for the current model choice with every page
     (preprocessing is redone only when the image, the architecture or the input size changes)."""
-    st.session_state["image"] = decoded.image
-    st.session_state["image_name"] = name
+    st.session_state[keys.IMAGE] = decoded.image
+    st.session_state[keys.IMAGE_NAME] = name
     if decoded.image is None:
-        st.session_state["image_preprocessed"] = st.session_state["image_tensor"] = None
+        st.session_state[keys.IMAGE_PREPROCESSED] = st.session_state[keys.IMAGE_TENSOR] = None
         st.session_state.pop(_PREP_KEY, None)
         return
     choice = model_choice()
     key = (decoded.key, choice.arch, choice.input_size)
-    if st.session_state.get(_PREP_KEY) != key or st.session_state.get("image_preprocessed") is None:
+    if st.session_state.get(_PREP_KEY) != key or st.session_state.get(keys.IMAGE_PREPROCESSED) is None:
         settings = images.preprocessing_for(choice.arch, choice.input_size)
         prep = images.preprocess(decoded.image, resize=settings.resize, crop=settings.crop, mean=settings.mean,
                                  std=settings.std)
-        st.session_state["image_preprocessed"], st.session_state["image_tensor"] = prep, prep.tensor
+        st.session_state[keys.IMAGE_PREPROCESSED], st.session_state[keys.IMAGE_TENSOR] = prep, prep.tensor
         st.session_state[_PREP_KEY] = key
 
 
@@ -120,10 +121,10 @@ def image_picker(*, for_sidebar_model: bool = True) -> Image.Image | None:
         st.error(decoded.error, icon=":material/block:")
         _remember(decoded, None)
         return None
-    st.session_state["image_source"] = decoded.key  # where the image came from: keys work done on it
+    st.session_state[keys.IMAGE_SOURCE] = decoded.key  # where the image came from: keys work done on it
     if for_sidebar_model:
         _remember(decoded, name)
     else:
-        st.session_state["image"], st.session_state["image_name"] = decoded.image, name
+        st.session_state[keys.IMAGE], st.session_state[keys.IMAGE_NAME] = decoded.image, name
     preview.image(decoded.preview, caption=f"{name} · {decoded.image.width} × {decoded.image.height}", width=PREVIEW)
     return decoded.image

@@ -51,8 +51,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start `streamlit run app.py` on a free loopback port; yield its URL; stop it afterwards."""
+def app_url(app_server: tuple[str, int]) -> str:
+    """The URL of the app under test."""
+    return app_server[0]
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """Start `streamlit run app.py` on a free loopback port; yield (its URL, its pid); stop it afterwards."""
     port = _free_port()
     env = {**os.environ, "TORCH_HOME": str(tmp_path_factory.mktemp("torch_home")), "EXPLORER_OFFLINE": "1"}
     log = open(tmp_path_factory.mktemp("streamlit") / "server.log", "w")
@@ -72,7 +78,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 time.sleep(0.5)
         else:
             pytest.fail(f"streamlit did not start; see {log.name}")
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -1,0 +1,31 @@
+"""A short classroom soak in the browser: several sessions touring every page at once, with an upload each.
+
+CI runs it at 4 sessions x 2 minutes; ``bench/bench_soak.py`` runs the full 8 sessions x 10 minutes.
+Pass: no exception box, no error message and no broken session, and the server's memory flat (RSS at the end
+within 15 % of its value after the first third).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from soak import soak
+
+SESSIONS = int(os.environ.get("SOAK_SESSIONS", "4"))
+SECONDS = float(os.environ.get("SOAK_SECONDS", "120"))
+
+
+def test_sessions_tour_every_page_at_once_without_errors(app_server: tuple[str, int], tmp_path: Path,
+                                                         artifacts: Path) -> None:
+    from PIL import Image
+
+    url, pid = app_server
+    photo = tmp_path / "photo.jpg"
+    Image.radial_gradient("L").convert("RGB").resize((400, 300)).save(photo)
+    result = soak(url, pid, sessions=SESSIONS, seconds=SECONDS, photo=photo)
+    (artifacts / "soak.txt").write_text(result.summary() + "\n" + "\n".join(map(str, result.visits)) + "\n")
+    assert not result.problems, f"{result.summary()}; e.g. {result.problems[:3]}"
+    pages = {v.page for v in result.visits}
+    assert {"architecture", "blocks", "feature_maps", "attributions", "lab"} <= pages, pages
+    assert result.rss_growth() <= 1.15, result.summary()
