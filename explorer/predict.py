@@ -1,4 +1,8 @@
-"""Predictions on a shared model: top-k classes, an optional bf16 fast mode, and residual-block knock-out.
+"""Predictions on a shared model: top-k classes on the fast path, and residual-block knock-out.
+
+The fast path, for forward-only work: the input in channels_last memory format always, and bf16 autocast by
+default where the device computes bf16 natively (:func:`explorer.device.native_bf16`); fp32 elsewhere.
+``Prediction.precision`` says which one ran.
 
 Safe from many threads with no lock held by the caller: the forward runs inside
 :func:`explorer.shared.exclusive` (the model's one lock; knock-out hooks removed on exit). Also here, used by
@@ -18,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from explorer.device import device_label, pick_device
+from explorer.device import device_label, native_bf16, pick_device
 from explorer.errors import ExplorerError
 from explorer.models import ResidualBlock, residual_blocks
 from explorer.shared import Hooks, exclusive, hook_count, hooks_restored, model_lock, on_device
@@ -128,13 +132,15 @@ class Prediction:
         """(index, name, probability) of the most likely class."""
         return self.indices[0], self.names[0], self.probabilities[0]
 
+    @property
+    def precision(self) -> str:
+        """What ran, for the screen: "bf16 autocast, channels_last" or "fp32, channels_last"."""
+        return f"{'bf16 autocast' if self.fast else 'fp32'}, channels_last"
+
 
 def _native_bf16_cpu() -> bool:
-    """Whether this CPU computes bf16 natively (AVX-512 BF16 / AMX, as oneDNN sees it)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    """Whether this CPU computes bf16 natively (see :func:`explorer.device.native_bf16`)."""
+    return native_bf16("cpu")
 
 
 def fast_mode_supported(device: torch.device) -> bool:
@@ -142,14 +148,26 @@ def fast_mode_supported(device: torch.device) -> bool:
     with native bf16 arithmetic. Elsewhere (e.g. an AVX2-only CPU) bf16 is emulated and several times *slower*
     than fp32, so fast mode quietly runs fp32 and says so (``Prediction.fast`` is False)."""
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.amp.is_autocast_available("cpu") and _native_bf16_cpu()
+        return native_bf16(device)
+    return device.type == "cpu" and _native_bf16_cpu()
 
 
-def _autocast(device: torch.device, fast: bool) -> contextlib.AbstractContextManager:
-    if fast and fast_mode_supported(device):
+def use_bf16(device: torch.device, fast: bool | None) -> bool:
+    """Whether a forward-only pass runs under bf16 autocast: ``fast=None`` (the default) means "where the
+    device computes bf16 natively"; ``False`` forces fp32; ``True`` asks for bf16, granted only where native."""
+    return fast is not False and fast_mode_supported(device)
+
+
+def forward_context(device: torch.device, fast: bool | None) -> contextlib.AbstractContextManager:
+    """bf16 autocast when :func:`use_bf16`, else nothing (fp32)."""
+    if use_bf16(device, fast):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def fast_input(x: Tensor, device: torch.device) -> Tensor:
+    """(N, 3, H, W) on ``device`` in channels_last memory format (the fast layout for convolutions)."""
+    return x.to(device).contiguous(memory_format=torch.channels_last)
 
 
 def _class_names(indices: Sequence[int], categories: Sequence[str] | None) -> tuple[str, ...]:
@@ -165,7 +183,7 @@ def _run(
     categories: Sequence[str] | None,
     k: int,
     device: str | torch.device | None,
-    fast: bool,
+    fast: bool | None,
     knocked_out: tuple[str, ...] = (),
 ) -> Prediction:
     """Shared body of :func:`predict` and :func:`predict_with_knockout`: one no-grad forward, top-k."""
@@ -176,9 +194,9 @@ def _run(
     try:
         with exclusive(model, dev) as hooks:
             _knock_out(hooks, knocked_out)
-            x = x.to(dev)
+            x = fast_input(x, dev)
             start = time.perf_counter()
-            with torch.no_grad(), _autocast(dev, fast):
+            with torch.no_grad(), forward_context(dev, fast):
                 logits = hooks.net(x)
             _sync(dev)
             seconds = time.perf_counter() - start
@@ -194,7 +212,7 @@ def _run(
         probabilities=tuple(float(p) for p in top.values),
         device=device_label(dev),
         seconds=seconds,
-        fast=fast and fast_mode_supported(dev),
+        fast=use_bf16(dev, fast),
         knocked_out=knocked_out,
         logits=logits.detach().cpu().numpy().astype(np.float32),
     )
@@ -207,13 +225,14 @@ def predict(
     categories: Sequence[str] | None = None,
     k: int = 5,
     device: str | torch.device | None = None,
-    fast: bool = False,
+    fast: bool | None = None,
 ) -> Prediction:
     """Top-``k`` classes of one image ``x`` (1, 3, H, W) under ``model`` (in eval mode).
 
     ``device`` None runs where the model lives; ``"cuda"`` on a CPU model uses a cached GPU copy.
-    ``fast=True`` runs the forward under bf16 autocast where the device supports it (``Prediction.fast`` says
-    whether it did). Holds the model's lock, so that no other session's hooks are on it during the forward.
+    The forward takes the fast path: channels_last, and bf16 autocast where the device computes it natively
+    (``fast=None``, the default; ``False`` forces fp32; ``Prediction.fast`` says whether bf16 ran). Holds the
+    model's lock, so that no other session's hooks are on it during the forward.
     """
     return _run(model, x, categories=categories, k=k, device=device, fast=fast)
 
@@ -248,7 +267,7 @@ def predict_with_knockout(
     categories: Sequence[str] | None = None,
     k: int = 5,
     device: str | torch.device | None = None,
-    fast: bool = False,
+    fast: bool | None = None,
 ) -> Prediction:
     """Top-``k`` with the residual blocks ``block_names`` (e.g. ``["layer3.1"]``) skipped.
 

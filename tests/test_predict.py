@@ -31,7 +31,7 @@ predict_module = sys.modules["explorer.predict"]
 
 def test_top_k_matches_the_softmax(model, image):
     categories = [f"category {i}" for i in range(1000)]
-    result = predict(model, image, categories=categories, k=3)
+    result = predict(model, image, categories=categories, k=3, fast=False)
     with torch.no_grad():
         probs = torch.softmax(model(image)[0], 0)
     expected = torch.topk(probs, 3)
@@ -46,7 +46,7 @@ def test_top_k_matches_the_softmax(model, image):
 
 def test_fast_mode_runs_bf16_and_agrees_with_fp32(model, image, monkeypatch):
     monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: True)  # run bf16 even where it is emulated
-    exact = predict(model, image, k=5)
+    exact = predict(model, image, k=5, fast=False)
     fast = predict(model, image, k=5, fast=True)
     assert fast.fast and not exact.fast
     assert not np.array_equal(fast.logits, exact.logits)  # it really ran in lower precision ...
@@ -59,25 +59,33 @@ def test_fast_mode_falls_back_to_fp32_without_native_bf16(model, image, monkeypa
     monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: False)
     assert not fast_mode_supported(torch.device("cpu"))
     fast = predict(model, image, fast=True)
-    assert not fast.fast
+    assert not fast.fast and not predict(model, image).fast  # the default (auto) is fp32 here too
     np.testing.assert_array_equal(fast.logits, predict(model, image).logits)
+    assert fast.precision == "fp32, channels_last"
+
+
+def test_the_default_is_bf16_exactly_where_it_is_native(model, image, monkeypatch):
+    monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: True)
+    auto, exact = predict(model, image), predict(model, image, fast=False)
+    assert auto.fast and auto.precision == "bf16 autocast, channels_last" and not exact.fast
+    assert auto.indices[0] == exact.indices[0]
 
 
 def test_knockout_changes_logits_and_leaves_no_hooks(model, image):
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    plain = predict(model, image)
-    skipped = predict_with_knockout(model, image, ["layer2.1", "layer3.0"])
+    plain = predict(model, image, fast=False)
+    skipped = predict_with_knockout(model, image, ["layer2.1", "layer3.0"], fast=False)
     assert skipped.knocked_out == ("layer2.1", "layer3.0")
     assert not np.allclose(skipped.logits, plain.logits)
     assert hook_count(model) == 0
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
-    none = predict_with_knockout(model, image, [])
+    none = predict_with_knockout(model, image, [], fast=False)
     np.testing.assert_allclose(none.logits, plain.logits, rtol=1e-6)
 
 
 def test_knockout_is_the_shortcut_alone(model, image):
     """Knocking out layer1.0 (identity shortcut) = running the net with that block deleted."""
-    skipped = predict_with_knockout(model, image, ["layer1.0"])
+    skipped = predict_with_knockout(model, image, ["layer1.0"], fast=False)
     with torch.no_grad():
         h = model.maxpool(model.relu(model.bn1(model.conv1(image))))
         h = model.layer1[1](h)  # layer1.0 passes its (non-negative) input through
@@ -103,8 +111,8 @@ def test_knockout_in_a_plain_net_passes_the_input_or_cuts_the_signal():
     down = blocks["layer2.0"]
     assert not knockout_output(down, x, down(x)).any()
     image = torch.randn(1, 3, 32, 32)
-    a = predict_with_knockout(net, image, ["layer2.0"], k=3)
-    b = predict_with_knockout(net, torch.randn(1, 3, 32, 32), ["layer2.0"], k=3)
+    a = predict_with_knockout(net, image, ["layer2.0"], k=3, fast=False)
+    b = predict_with_knockout(net, torch.randn(1, 3, 32, 32), ["layer2.0"], k=3, fast=False)
     np.testing.assert_allclose(a.logits, b.logits)  # the signal is cut: the image no longer matters
     assert hook_count(net) == 0
 

@@ -10,7 +10,7 @@ import streamlit as st
 from explorer import weights
 from explorer.errors import ExplorerError
 from explorer.models import ResNet, build
-from explorer.shared import model_lock, seeded
+from explorer.shared import model_lock, prepare, seeded
 from explorer.ui import keys
 from explorer.ui.choices import ModelChoice
 
@@ -52,7 +52,7 @@ def _load(choice: ModelChoice, _checkpoint: tuple[str, bytes] | None) -> LoadedM
         else:
             try:
                 info = weights.load_pretrained(net, choice.arch)
-                return LoadedModel(net.eval(), True, info.label, list(info.categories))
+                return LoadedModel(prepare(net), True, info.label, list(info.categories))
             except ExplorerError as err:
                 problem = str(err)
                 net = _build(choice)
@@ -64,11 +64,11 @@ def _load(choice: ModelChoice, _checkpoint: tuple[str, bytes] | None) -> LoadedM
             try:
                 weights.load_checkpoint(net, data, name=name)
                 cats = weights.imagenet_categories() if net.fc.out_features == 1000 else None
-                return LoadedModel(net.eval(), True, f"your checkpoint ({name})", cats)
+                return LoadedModel(prepare(net), True, f"your checkpoint ({name})", cats)
             except ExplorerError as err:
                 problem = f"Your checkpoint could not be used: {err}"
                 net = _build(choice)
-    return LoadedModel(net.eval(), False, "random weights — untrained", weights.imagenet_categories(), problem)
+    return LoadedModel(prepare(net), False, "random weights — untrained", weights.imagenet_categories(), problem)
 
 
 def model(choice: ModelChoice) -> LoadedModel:
