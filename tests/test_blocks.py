@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,7 @@ from explorer.blocks import BlockError, ConvSizeError, conv_output_size
 from explorer.errors import ExplorerError
 from explorer.models import build, residual_blocks
 from explorer.plots import blocks as plots
+from explorer.shared import hook_count, model_lock
 
 SMALL = (1, 3, 64, 64)
 
@@ -113,6 +115,32 @@ def test_mult_adds_match_torchinfo(resnet18: nn.Module) -> None:
     assert inv["mult_adds_so_far"].is_monotonic_increasing
     fc = resnet18.fc.weight.numel() + resnet18.fc.bias.numel()
     assert inv["mult_adds_so_far"].iloc[-1] + fc == cost.mult_adds  # everything after the last block is the fc
+
+
+def test_resnet50_mult_adds_are_torchinfos_figure() -> None:
+    net = blocks.meta_model("resnet50")  # v1.5, option B, 224 px: torchinfo's 4.09 G
+    assert blocks.model_cost(net).mult_adds == 4_089_238_376
+    inv = blocks.block_inventory(net)
+    fc = net.fc.weight.numel() + net.fc.bias.numel()
+    assert inv["mult_adds_so_far"].iloc[-1] + fc == 4_089_238_376
+    assert blocks.cost_through(net, "layer3.2") == int(inv.set_index("name").loc["layer3.2", "mult_adds_so_far"])
+
+
+def test_stages_are_the_models_own(resnet18: nn.Module) -> None:
+    inv = blocks.block_inventory(resnet18, SMALL)
+    assert list(dict.fromkeys(inv["stage"])) == [i.name for i in resnet18.stage_infos]
+    assert list(dict.fromkeys(inv["stage_index"])) == [0, 1, 2, 3]
+
+
+def test_inventory_measures_a_private_twin_never_the_shared_model(resnet18: nn.Module) -> None:
+    calls = []
+    handle = resnet18.layer1[0].register_forward_hook(lambda *_: calls.append(1))  # a recorder of another session
+    try:
+        blocks.block_inventory(resnet18, SMALL)
+        blocks.shape_trace(resnet18, "layer2.0", SMALL)
+    finally:
+        handle.remove()
+    assert calls == [] and hook_count(resnet18) == 0
 
 
 def test_inventory_never_mutates_a_train_mode_model() -> None:
@@ -236,6 +264,52 @@ def test_run_block_feeds_the_block_what_the_network_gives_it(resnet18: nn.Module
         blocks.run_block(resnet18, "layer9.0", image)
     with pytest.raises(BlockError, match="eval mode"):
         blocks.block_input(build("resnet18"), "layer1.0", image)
+
+
+def test_run_block_takes_the_models_lock_itself(resnet18: nn.Module) -> None:
+    image = torch.randn(1, 3, 32, 32)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (blocks.run_block(resnet18, "layer1.0", image), done.set()))
+    with model_lock(resnet18):  # another session is using the model
+        worker.start()
+        assert not done.wait(0.3)  # run_block waits for the lock instead of hooking the model meanwhile
+    worker.join(60)
+    assert done.is_set() and hook_count(resnet18) == 0
+
+
+def test_concurrent_runs_give_the_sequential_results(resnet18: nn.Module) -> None:
+    images = [blocks.random_input(seed, 32).tensor for seed in range(4)]
+    expected = [blocks.run_block(resnet18, "layer2.0", x) for x in images]
+    got: dict[int, blocks.BlockTrace] = {}
+    workers = [threading.Thread(target=lambda i=i: got.__setitem__(i, blocks.run_block(resnet18, "layer2.0",
+                                                                                         images[i])))
+               for i in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [got[i] for i in range(4)] == expected and hook_count(resnet18) == 0
+
+
+def test_shape_trace_is_run_block_on_the_meta_device(resnet18: nn.Module) -> None:
+    meta = blocks.run_block(blocks.meta_model("resnet18"), "layer3.0", torch.zeros(1, 3, 64, 64, device="meta"))
+    assert blocks.shape_trace(resnet18, "layer3.0", SMALL) == meta
+    assert meta.input_norm is None and meta.output_shape == (256, 4, 4)
+
+
+def test_run_inputs_are_seeded_keyed_and_checked() -> None:
+    state = torch.random.get_rng_state()
+    a, b = blocks.random_input(3, 32), blocks.random_input(3, 32)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is untouched
+    assert torch.equal(a.tensor, b.tensor) and a.key == b.key and (a.height, a.width) == (32, 32)
+    assert a.key != blocks.random_input(4, 32).key
+    image = torch.randn(1, 3, 20, 24)
+    current = blocks.current_input(image)
+    assert current is not None and current.tensor is image and (current.height, current.width) == (20, 24)
+    assert current.key == blocks.digest(image.clone()) != blocks.digest(image + 1)
+    assert blocks.digest(image) != blocks.digest(image.reshape(1, 3, 24, 20))  # same bytes, another shape
+    for bad in (None, "a picture", torch.randn(3, 80), torch.randn(1, 1, 8, 8), torch.zeros(1, 3, 8, 8).long()):
+        assert blocks.current_input(bad) is None
 
 
 # --------------------------------------------------------------------------------------------- comparisons

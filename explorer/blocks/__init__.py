@@ -1,0 +1,110 @@
+"""Residual blocks up close, one job per module:
+
+* :mod:`~explorer.blocks.inventory`: every block of a model, its costs and why its shortcut is what it is;
+* :mod:`~explorer.blocks.arithmetic`: the conv output-size formula, worked step by step;
+* :mod:`~explorer.blocks.trace`: a tensor through one block op by op (and what a block receives);
+* :mod:`~explorer.blocks.compare`: comparisons on the meta device (block types, v1 vs v1.5, options A/B/C);
+* :mod:`~explorer.blocks.mistakes`: the classic mistakes of hand-written blocks;
+* :mod:`~explorer.blocks.inputs`: the images a page runs, with content keys;
+* :mod:`~explorer.blocks.record`: the one shape pass (on a private meta twin) the others measure with.
+
+Shapes are ``(C, H, W)`` tuples (batch left out) unless a name says otherwise. Mult-adds come from
+:mod:`explorer.cost`, the one counter (torchinfo's convention). Every function here that reads a shared model
+takes its lock itself or works on a private meta twin: the caller holds no lock. ``from explorer import blocks;
+blocks.X`` and ``from explorer.blocks import X`` both work for every name below.
+"""
+
+from __future__ import annotations
+
+from explorer.blocks.arithmetic import CONV_PRESETS, conv_arithmetic, conv_output_size, size_walk
+from explorer.blocks.common import BlockError, ConvSizeError, Shape, find_block, fmt_shape, parse_shape
+from explorer.blocks.compare import (
+    SHORTCUT_OPTIONS,
+    MergeRule,
+    StridePlacement,
+    block_type_comparison,
+    merge_rules,
+    meta_model,
+    shortcut_options,
+    stride_placement,
+)
+from explorer.blocks.inputs import RunInput, current_input, digest, random_input
+from explorer.blocks.inventory import (
+    BlockRow,
+    block_inventory,
+    block_rows,
+    cost_through,
+    downsampling_block,
+    projection_share,
+    shortcut_reason,
+)
+from explorer.blocks.mistakes import (
+    BN_DEMO_STEPS,
+    MAX_CHANNELS,
+    MAX_MULT_ADDS,
+    MAX_SIZE,
+    MISTAKES,
+    BlockCheck,
+    Evidence,
+    HandWrittenBlock,
+    block_code,
+    check_block,
+)
+from explorer.blocks.record import LeafCost, leaf_costs
+from explorer.blocks.trace import BlockTrace, Step, block_input, describe_op, run_block, shape_trace, trace_block
+from explorer.cost import Cost, leaf_mult_adds, model_cost, mult_adds
+
+__all__ = [
+    "BN_DEMO_STEPS",
+    "CONV_PRESETS",
+    "MAX_CHANNELS",
+    "MAX_MULT_ADDS",
+    "MAX_SIZE",
+    "MISTAKES",
+    "SHORTCUT_OPTIONS",
+    "BlockCheck",
+    "BlockError",
+    "BlockRow",
+    "BlockTrace",
+    "ConvSizeError",
+    "Cost",
+    "Evidence",
+    "HandWrittenBlock",
+    "LeafCost",
+    "MergeRule",
+    "RunInput",
+    "Shape",
+    "Step",
+    "StridePlacement",
+    "block_code",
+    "block_input",
+    "block_inventory",
+    "block_rows",
+    "block_type_comparison",
+    "check_block",
+    "conv_arithmetic",
+    "conv_output_size",
+    "cost_through",
+    "current_input",
+    "describe_op",
+    "digest",
+    "downsampling_block",
+    "find_block",
+    "fmt_shape",
+    "leaf_costs",
+    "leaf_mult_adds",
+    "merge_rules",
+    "meta_model",
+    "model_cost",
+    "mult_adds",
+    "parse_shape",
+    "projection_share",
+    "random_input",
+    "run_block",
+    "shape_trace",
+    "shortcut_options",
+    "shortcut_reason",
+    "size_walk",
+    "stride_placement",
+    "trace_block",
+]
