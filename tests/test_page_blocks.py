@@ -168,3 +168,10 @@ def test_bad_input_never_raises(blocks_page: AppTest) -> None:
         _open(blocks_page, section)
         if section != "Common mistakes":  # the 512-channel block above is still (rightly) refused there
             assert not blocks_page.error, (section, [e.value for e in blocks_page.error])
+
+
+def test_the_page_is_thin() -> None:
+    """UI only: no torch, no lock handling (explorer takes the model's lock), one main() run by guarded()."""
+    source = PAGE.read_text()
+    assert "import torch" not in source and ".lock" not in source and "model_lock" not in source
+    assert source.count("def main(") == 1 and source.rstrip().endswith("guarded(main)")

@@ -3,20 +3,19 @@ identity or a projection. UI only: computation in explorer.blocks, figures in ex
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
-import torch
 
 from explorer import blocks
 from explorer.errors import ExplorerError
 from explorer.models import arch_spec
 from explorer.plots import blocks as plots
 from explorer.plots.blocks import si
-from explorer.ui import cached, choices
+from explorer.ui import cached, choices, keys
 from explorer.ui.choices import ModelChoice
+from explorer.ui.page import guarded
 
 LIVE_LIMIT = 5e9  # mult-adds a tensor run may cost before it waits for a click
 COUNT = st.column_config.NumberColumn(format="localized")
@@ -41,15 +40,20 @@ def _inventory(arch: str, variant: str, shortcut: str, plain: bool, size: int) -
 def _shape_trace(arch: str, variant: str, shortcut: str, plain: bool, size: int, name: str) -> blocks.BlockTrace:
     """Shapes after every op of block ``name`` (meta device: no weights, no arithmetic)."""
     net = blocks.meta_model(arch, variant=variant, shortcut=shortcut, plain=plain)
-    return blocks.run_block(net, name, torch.zeros(1, 3, size, size, device="meta"))
+    return blocks.shape_trace(net, name, (1, 3, size, size))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _run_cost(model_key: str, name: str, height: int, width: int, _loaded: cached.LoadedModel) -> int:
+    """Mult-adds of an image of ``height`` x ``width`` px from the stem through block ``name``."""
+    return blocks.cost_through(_loaded.model, name, (1, 3, height, width))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _live_trace(model_key: str, name: str, image_key: str, _loaded: cached.LoadedModel,
-                _image: torch.Tensor) -> blocks.BlockTrace:
+                _image: blocks.RunInput) -> blocks.BlockTrace:
     """A real tensor through the shared model up to block ``name``, then through the block op by op."""
-    with _loaded.lock:
-        return blocks.run_block(_loaded.model, name, _image)
+    return blocks.run_block(_loaded.model, name, _image.tensor)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -80,17 +84,17 @@ def _config(choice: ModelChoice) -> tuple[str, str, str, bool, int]:
 
 
 def _pick_block(inv: pd.DataFrame) -> pd.Series:
-    """Stage and index pickers (keys ``block_stage``, ``block_index``), kept valid when the model changes."""
+    """Stage and index pickers, kept valid when the model changes; the stages are the model's own."""
     stages = list(dict.fromkeys(inv["stage"]))
-    if st.session_state.get("block_stage") not in stages:
-        st.session_state["block_stage"] = stages[0]
+    if st.session_state.get(keys.BLOCK_STAGE) not in stages:
+        st.session_state[keys.BLOCK_STAGE] = stages[0]
     left, right = st.columns(2)
-    stage = left.selectbox("Stage", stages, key="block_stage")
+    stage = left.selectbox("Stage", stages, key=keys.BLOCK_STAGE)
     indices = [int(i) for i in inv.loc[inv["stage"] == stage, "index"]]
-    if st.session_state.get("block_index") not in indices:
-        st.session_state["block_index"] = indices[0]
-    right.selectbox("Block in the stage", indices, key="block_index", format_func=lambda i: f"{stage}.{i}")
-    return inv[inv["name"] == f"{stage}.{st.session_state['block_index']}"].iloc[0]
+    if st.session_state.get(keys.BLOCK_INDEX) not in indices:
+        st.session_state[keys.BLOCK_INDEX] = indices[0]
+    right.selectbox("Block in the stage", indices, key=keys.BLOCK_INDEX, format_func=lambda i: f"{stage}.{i}")
+    return inv[inv["name"] == f"{stage}.{st.session_state[keys.BLOCK_INDEX]}"].iloc[0]
 
 
 def _show_header(choice: ModelChoice, inv: pd.DataFrame) -> None:
@@ -111,7 +115,7 @@ def _show_block(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None:
     st.markdown(f"#### {row['name']}: `{row['reason']}`")
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(plots.block_diagram(trace), width="stretch", theme=None, key="block_diagram")
+        st.plotly_chart(plots.block_diagram(trace), width="stretch", theme=None, key=keys.BLOCK_DIAGRAM)
     with right:
         st.metric("F(x) parameters", f"{int(row['branch_params']):,}")
         st.metric("F(x) mult-adds", si(int(row["branch_mult_adds"])))
@@ -125,48 +129,38 @@ def _show_block(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None:
         st.dataframe(table, hide_index=True, width="stretch", column_config={
             "F(x) params": COUNT, "shortcut params": COUNT, "shortcut mult-adds": COUNT})
         st.download_button("Block table (CSV)", inv.to_csv(index=False), f"{choice.arch}-blocks.csv",
-                           mime="text/csv", key="blocks_csv")
-        st.plotly_chart(plots.shortcut_bars(inv), width="stretch", theme=None, key="shortcut_bars")
-
-
-def _current_image() -> torch.Tensor | None:
-    """The (1, 3, H, W) image another page stored, if it is one; never required."""
-    image = st.session_state.get("image_tensor")
-    if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[:2] == (1, 3):
-        return image
-    return None
+                           mime="text/csv", key=keys.BLOCKS_CSV)
+        st.plotly_chart(plots.shortcut_bars(inv), width="stretch", theme=None, key=keys.SHORTCUT_BARS)
 
 
 def _show_run(choice: ModelChoice, row: pd.Series) -> None:
     loaded = cached.model(choice)
     cached.weights_notice(loaded)
-    image = _current_image()
-    sources = ["random image"] + (["the current image"] if image is not None else [])
-    if st.session_state.get("block_source") not in sources:
-        st.session_state["block_source"] = sources[0]
-    source = st.radio("Input", sources, key="block_source", horizontal=True,
+    current = blocks.current_input(st.session_state.get(keys.IMAGE_TENSOR))  # None unless a (1, 3, H, W) image
+    sources = ["random image"] + (["the current image"] if current is not None else [])
+    if st.session_state.get(keys.BLOCK_SOURCE) not in sources:
+        st.session_state[keys.BLOCK_SOURCE] = sources[0]
+    source = st.radio("Input", sources, key=keys.BLOCK_SOURCE, horizontal=True,
                       help="An image goes through the stem and the earlier blocks; this block gets what they make.")
-    if source == "random image":
-        seed = int(st.columns(4)[0].number_input("Seed", min_value=0, max_value=10_000, value=0, key="block_seed"))
-        size = choice.input_size
-        image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
-        image_key = f"random-{seed}-{size}"
+    if source == "random image" or current is None:
+        seed = st.columns(4)[0].number_input("Seed", min_value=0, max_value=10_000, value=0, key=keys.BLOCK_SEED)
+        image = blocks.random_input(int(seed), choice.input_size)
     else:
-        image_key = hashlib.sha256(image.detach().cpu().numpy().tobytes()).hexdigest()
-        st.caption(f"The current image, {image.shape[-2]}x{image.shape[-1]} px.")
-    # the inventory's cost is for the sidebar's input size; convolution cost scales with the image's area
-    cost = int(row["mult_adds_so_far"] * image.shape[-2] * image.shape[-1] / choice.input_size**2)
-    st.caption(f"Running up to and through {row['name']} costs about {si(cost)} mult-adds.")
+        image = current
+        st.caption(f"The current image, {image.height}x{image.width} px.")
     model_key = repr(replace(choice, input_size=0)) + loaded.label
-    run_key = (model_key, row["name"], image_key)
-    confirmed = st.session_state.setdefault("block_runs", set())
+    cost = (int(row["mult_adds_so_far"]) if (image.height, image.width) == (choice.input_size,) * 2
+            else _run_cost(model_key, row["name"], image.height, image.width, loaded))
+    st.caption(f"Running up to and through {row['name']} costs about {si(cost)} mult-adds.")
+    run_key = (model_key, row["name"], image.key)
+    confirmed = st.session_state.setdefault(keys.BLOCK_RUNS, set())
     if cost > LIVE_LIMIT and run_key not in confirmed:
         st.info(f"That is more than {si(LIVE_LIMIT)} mult-adds, a few seconds on a CPU: run it when you are ready.")
-        if not st.button("Run the tensor", key="block_run"):
+        if not st.button("Run the tensor", key=keys.BLOCK_RUN):
             return
         confirmed.add(run_key)
     with st.spinner(f"Running the network up to {row['name']}…"):
-        trace = _live_trace(model_key, row["name"], image_key, loaded, image)
+        trace = _live_trace(model_key, row["name"], image.key, loaded, image)
     steps = [("input", "x", trace.input_shape), *[("F(x)", s.op, s.shape) for s in trace.branch],
              *[("shortcut", s.op, s.shape) for s in trace.shortcut], ("output", "ReLU(F(x) + shortcut)",
                                                                         trace.output_shape)]
@@ -174,7 +168,7 @@ def _show_run(choice: ModelChoice, row: pd.Series) -> None:
     left.dataframe(pd.DataFrame(steps, columns=["path", "op", "shape"]).assign(
         shape=lambda d: d["shape"].map(blocks.fmt_shape)), hide_index=True, width="stretch",
         height=36 * (len(steps) + 1) + 10)
-    right.plotly_chart(plots.magnitude_bars(trace), width="stretch", theme=None, key="magnitudes")
+    right.plotly_chart(plots.magnitude_bars(trace), width="stretch", theme=None, key=keys.MAGNITUDES)
     if trace.ratio is not None:
         st.markdown(f"‖F(x)‖ is **{trace.ratio:.2f}x** ‖shortcut(x)‖: "
                     + ("the block mostly passes its input on and adds a correction." if trace.ratio < 1 else
@@ -183,11 +177,10 @@ def _show_run(choice: ModelChoice, row: pd.Series) -> None:
         st.markdown("A plain network has no shortcut: everything the block passes on goes through F(x).")
 
 
-def _show_block_types(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None:
+def _show_block_types(choice: ModelChoice, row: pd.Series) -> None:
     spec = arch_spec(choice.arch)
-    stage = list(dict.fromkeys(inv["stage"])).index(row["stage"])
-    size = tuple(int(s) for s in row["output_shape"].split("x")[1:])
-    table = _block_types(stage, size, spec.groups, spec.width_per_group)
+    size = blocks.parse_shape(row["output_shape"])[1:]
+    table = _block_types(int(row["stage_index"]), size, spec.groups, spec.width_per_group)
     st.markdown(f"Blocks of **{row['stage']}** at {size[0]}x{size[1]}, stride 1, identity shortcut. The "
                 "bottleneck squeezes its wide input with a 1x1 conv, runs the expensive 3x3 on the squeezed channels "
                 "and expands back with another 1x1, so it carries 4x the channels for about the cost of a "
@@ -197,7 +190,7 @@ def _show_block_types(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) ->
                  "params / bottleneck's": st.column_config.NumberColumn(format="%.2fx")})
     figure = plots.cost_bars(table["block"], table["params"], table["mult_adds"],
                              f"BasicBlock vs Bottleneck in {row['stage']}")
-    st.plotly_chart(figure, width="stretch", theme=None, key="types")
+    st.plotly_chart(figure, width="stretch", theme=None, key=keys.TYPES)
     wide = table.iloc[2]
     st.caption(f"Two 3x3 convs at {wide['channels'].split(' -> ')[0]} channels would cost "
                f"{wide['params_vs_bottleneck']:.1f}x the bottleneck's parameters: that is why resnet50/101/152 "
@@ -224,7 +217,7 @@ def _show_stride(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None
               delta_color="off")
     m1, m15 = placement.model_mult_adds["v1"], placement.model_mult_adds["v1.5"]
     c3.metric("Whole model, v1.5 vs v1", f"{si(m15)}", delta=f"{100 * (m15 / m1 - 1):+.1f} %", delta_color="off")
-    st.plotly_chart(plots.stride_bars(placement.convs), width="stretch", theme=None, key="stride")
+    st.plotly_chart(plots.stride_bars(placement.convs), width="stretch", theme=None, key=keys.STRIDE)
     st.dataframe(placement.convs.rename(columns={"mult_adds": "mult-adds"}), hide_index=True, width="stretch",
                  column_config={"mult-adds": COUNT})
 
@@ -240,30 +233,31 @@ def _show_options(choice: ModelChoice) -> None:
         "what it does": st.column_config.TextColumn(width="large"), "shortcut params": COUNT, "params": COUNT,
         "mult-adds": COUNT, "params vs B": COUNT, "vs B (%)": st.column_config.NumberColumn(format="%+.2f")})
     st.plotly_chart(plots.cost_bars(table["option"], table["params"], table["mult_adds"],
-                                    f"{choice.arch}: shortcut options"), width="stretch", theme=None, key="options")
+                                    f"{choice.arch}: shortcut options"), width="stretch", theme=None, key=keys.OPTIONS)
     st.caption("The paper found the three close (for ResNet-34 on ImageNet, C slightly ahead of B, B of A) and "
                "kept B: the projections everywhere of C cost parameters and time for a marginal gain.")
 
 
 def _show_calculator() -> None:
     presets = ["custom", *blocks.CONV_PRESETS]
-    for key, value in {"calc_size": 224, "calc_kernel": 7, "calc_stride": 2, "calc_padding": 3,
-                       "calc_dilation": 1}.items():
+    for key, value in {keys.CALC_SIZE: 224, keys.CALC_KERNEL: 7, keys.CALC_STRIDE: 2, keys.CALC_PADDING: 3,
+                       keys.CALC_DILATION: 1}.items():
         st.session_state.setdefault(key, value)
 
     def apply_preset() -> None:
-        pick = st.session_state["calc_preset"]
+        pick = st.session_state[keys.CALC_PRESET]
         if pick in blocks.CONV_PRESETS:
             k, s, p = blocks.CONV_PRESETS[pick]
-            st.session_state.update(calc_kernel=k, calc_stride=s, calc_padding=p, calc_dilation=1)
+            st.session_state.update({keys.CALC_KERNEL: k, keys.CALC_STRIDE: s, keys.CALC_PADDING: p,
+                                     keys.CALC_DILATION: 1})
 
-    st.selectbox("Preset", presets, key="calc_preset", on_change=apply_preset)
+    st.selectbox("Preset", presets, key=keys.CALC_PRESET, on_change=apply_preset)
     cols = st.columns(5)
-    size = cols[0].number_input("Input size I (px)", min_value=1, max_value=4096, key="calc_size")
-    kernel = cols[1].number_input("Kernel K", min_value=1, max_value=64, key="calc_kernel")
-    stride = cols[2].number_input("Stride S", min_value=1, max_value=64, key="calc_stride")
-    padding = cols[3].number_input("Padding P", min_value=0, max_value=64, key="calc_padding")
-    dilation = cols[4].number_input("Dilation D", min_value=1, max_value=16, key="calc_dilation")
+    size = cols[0].number_input("Input size I (px)", min_value=1, max_value=4096, key=keys.CALC_SIZE)
+    kernel = cols[1].number_input("Kernel K", min_value=1, max_value=64, key=keys.CALC_KERNEL)
+    stride = cols[2].number_input("Stride S", min_value=1, max_value=64, key=keys.CALC_STRIDE)
+    padding = cols[3].number_input("Padding P", min_value=0, max_value=64, key=keys.CALC_PADDING)
+    dilation = cols[4].number_input("Dilation D", min_value=1, max_value=16, key=keys.CALC_DILATION)
     try:
         out = blocks.conv_output_size(size, kernel, stride, padding, dilation)
         st.metric("Output size O", f"{out} x {out}")
@@ -304,21 +298,17 @@ def _show_mistakes() -> None:
     labels = {None: "none: written correctly", **blocks.MISTAKES}
     cols = st.columns(4)
     in_ch = cols[0].number_input("Input channels", min_value=1, max_value=blocks.MAX_CHANNELS, value=64,
-                                 key="mistake_in")
+                                 key=keys.MISTAKE_IN)
     out_ch = cols[1].number_input("Output channels", min_value=1, max_value=blocks.MAX_CHANNELS, value=128,
-                                  key="mistake_out")
-    stride = cols[2].number_input("Stride", min_value=1, max_value=4, value=2, key="mistake_stride")
+                                  key=keys.MISTAKE_OUT)
+    stride = cols[2].number_input("Stride", min_value=1, max_value=4, value=2, key=keys.MISTAKE_STRIDE)
     size = cols[3].number_input("Input size (px)", min_value=1, max_value=blocks.MAX_SIZE, value=56,
-                                key="mistake_size")
+                                key=keys.MISTAKE_SIZE)
     left, right = st.columns(2)
-    downsample = left.checkbox("The shortcut has a projection (downsample)", value=True, key="mistake_downsample")
-    mistake = right.selectbox("Mistake", list(labels), format_func=labels.get, key="mistake_kind")
-    try:
-        with st.spinner("Running the block…"):
-            result = _check(int(in_ch), int(out_ch), int(stride), bool(downsample), mistake, int(size))
-    except ExplorerError as err:
-        st.error(str(err))
-        return
+    downsample = left.checkbox("The shortcut has a projection (downsample)", value=True, key=keys.MISTAKE_DOWNSAMPLE)
+    mistake = right.selectbox("Mistake", list(labels), format_func=labels.get, key=keys.MISTAKE_KIND)
+    with st.spinner("Running the block…"):
+        result = _check(int(in_ch), int(out_ch), int(stride), bool(downsample), mistake, int(size))
     if result.error:
         st.error(f"PyTorch raised: {result.error}")
     elif result.ok:
@@ -342,31 +332,28 @@ def _show_mistakes() -> None:
 
 # ------------------------------------------------------------------------------------------------------ page
 
-choice = choices.model_choice()
-try:
-    inventory = _inventory(*_config(choice))
-except ExplorerError as err:
-    st.error(str(err))
-    st.stop()
 
-_show_header(choice, inventory)
-picked = _pick_block(inventory)
-SECTIONS = {
-    "The block": lambda: _show_block(choice, inventory, picked),
-    "Run a tensor": lambda: _show_run(choice, picked),
-    "Basic vs bottleneck": lambda: _show_block_types(choice, inventory, picked),
-    "v1 vs v1.5": lambda: _show_stride(choice, inventory, picked),
-    "Options A / B / C": lambda: _show_options(choice),
-    "Output size": _show_calculator,
-    "Add vs concat": lambda: _show_merge(choice, picked),
-    "Common mistakes": _show_mistakes,
-}
-# Tabs that track state (key + on_change): only the open tab runs, so hidden sections cost nothing.
-tabs = st.tabs(list(SECTIONS), key="block_tab", on_change="rerun")
-for tab, section in zip(tabs, SECTIONS.values(), strict=True):
-    if tab.open:
-        with tab:
-            try:
-                section()
-            except ExplorerError as err:
-                st.error(str(err))
+def main() -> None:
+    choice = choices.model_choice()
+    inventory = _inventory(*_config(choice))
+    _show_header(choice, inventory)
+    picked = _pick_block(inventory)
+    sections = {
+        "The block": lambda: _show_block(choice, inventory, picked),
+        "Run a tensor": lambda: _show_run(choice, picked),
+        "Basic vs bottleneck": lambda: _show_block_types(choice, picked),
+        "v1 vs v1.5": lambda: _show_stride(choice, inventory, picked),
+        "Options A / B / C": lambda: _show_options(choice),
+        "Output size": _show_calculator,
+        "Add vs concat": lambda: _show_merge(choice, picked),
+        "Common mistakes": _show_mistakes,
+    }
+    # Tabs that track state (key + on_change): only the open tab runs, so hidden sections cost nothing.
+    tabs = st.tabs(list(sections), key=keys.BLOCK_TAB, on_change="rerun")
+    for tab, section in zip(tabs, sections.values(), strict=True):
+        if tab.open:
+            with tab:
+                guarded(section)  # an error in one section is shown there; the other tabs still work
+
+
+guarded(main)
