@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from explorer.errors import ExplorerError
 from explorer.models import Bottleneck, ResidualBlock, residual_blocks
+from explorer.predict import fast_input, forward_context, use_bf16
 from explorer.shared import Hooks, exclusive, meta_twin
 
 __all__ = [
@@ -73,7 +74,7 @@ def _recorder(hooks: Hooks, modules: dict[str, nn.Module]) -> dict[str, Tensor]:
         def hook(_module: nn.Module, _inputs: tuple, output: object) -> None:
             if not isinstance(output, Tensor):
                 raise LayerError(f"Layer {name!r} does not output a single tensor, so it cannot be shown.")
-            out[name] = output.detach()
+            out[name] = output.detach().float()  # float32 also when the forward ran under bf16 autocast
 
         return hook
 
@@ -256,17 +257,29 @@ class Capture:
     activations: dict[str, Tensor]
     stream: list[BlockStream]
     logits: Tensor
+    fast: bool = False  # True when the forward ran under bf16 autocast
+
+    @property
+    def precision(self) -> str:
+        """What ran, for the screen: "bf16 autocast, channels_last" or "fp32, channels_last"."""
+        return f"{'bf16 autocast' if self.fast else 'fp32'}, channels_last"
 
 
-def capture_with_stream(model: nn.Module, x: Tensor, layers: Sequence[str]) -> Capture:
-    """``capture`` and ``residual_stream`` in a single no-grad forward of ``model(x)``; x is (N, 3, H, W)."""
+def capture_with_stream(model: nn.Module, x: Tensor, layers: Sequence[str], *, fast: bool | None = None) -> Capture:
+    """``capture`` and ``residual_stream`` in a single no-grad forward of ``model(x)``; x is (N, 3, H, W).
+
+    The forward takes the fast path (:func:`explorer.predict.forward_context`): channels_last, and bf16 autocast
+    where the device computes it natively unless ``fast=False``; ``Capture.fast`` says whether bf16 ran. Outputs
+    are float32 either way.
+    """
     modules = _resolve(model, layers)
     recorder = _stream_recorder(model)
-    with exclusive(model) as hooks, torch.no_grad():
+    device = x.device
+    with exclusive(model) as hooks, torch.no_grad(), forward_context(device, fast):
         acts = _recorder(hooks, modules)
         recorder.register(hooks)
-        logits = model(x)
-    return Capture(_in_order(acts, layers), recorder.rows(), logits.detach())
+        logits = model(fast_input(x, device))
+    return Capture(_in_order(acts, layers), recorder.rows(), logits.detach().float(), use_bf16(device, fast))
 
 
 # --------------------------------------------------------------------------------------------------- channels

@@ -178,13 +178,29 @@ def test_stream_frame_has_one_row_per_block(resnet18: nn.Module) -> None:
 def test_capture_with_stream_equals_the_separate_calls(resnet18: nn.Module) -> None:
     model = with_random_bn_stats(build("resnet18"))
     x = torch.randn(1, 3, 64, 64)
-    both = capture_with_stream(model, x, ["layer2", "layer3"])
+    both = capture_with_stream(model, x, ["layer2", "layer3"], fast=False)
     alone = capture(model, x, ["layer2", "layer3"])
     for name in alone:
         torch.testing.assert_close(both.activations[name], alone[name])
-    assert both.stream == residual_stream(model, x)
+    alone_stream = residual_stream(model, x)  # contiguous input: equal up to float rounding of channels_last
+    assert [(r.name, r.shortcut_kind) for r in both.stream] == [(r.name, r.shortcut_kind) for r in alone_stream]
+    for a, b in zip(both.stream, alone_stream, strict=True):
+        assert (a.residual_norm, a.shortcut_norm) == pytest.approx((b.residual_norm, b.shortcut_norm), rel=1e-5)
     with torch.no_grad():
         torch.testing.assert_close(both.logits, model(x))
+    assert no_hooks_left(model) and not both.fast and both.precision == "fp32, channels_last"
+
+
+def test_capture_with_stream_runs_bf16_where_native_and_stays_close(resnet18: nn.Module, monkeypatch) -> None:
+    import explorer.predict as predict_module
+
+    monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: True)
+    model = with_random_bn_stats(build("resnet18"))
+    x = torch.randn(1, 3, 64, 64)
+    fast, exact = capture_with_stream(model, x, ["layer2"]), capture_with_stream(model, x, ["layer2"], fast=False)
+    assert fast.fast and fast.activations["layer2"].dtype == torch.float32
+    a, b = fast.activations["layer2"].flatten(), exact.activations["layer2"].flatten()
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.99
     assert no_hooks_left(model)
 
 

@@ -239,6 +239,8 @@ def main() -> None:
         return
     result = _run(subject, prep, image_key, layers)
     fmap = result.activations[layer]
+    st.caption(f"Forward pass: {result.precision}"
+               + (" (this device computes bf16 natively)." if result.fast else " (no native bf16 here)."))
 
     tabs = st.tabs(["Channels", "Filmstrip", "Overlay", "Preprocessing", "conv1 filters", "Residual stream"])
     with tabs[0]:
