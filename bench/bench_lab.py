@@ -59,15 +59,16 @@ def main() -> None:
     print(f"digits: {len(data.x_train)} training images at {args.size}x{args.size}, batch {args.batch_size}")
     print(f"{steps} steps per epoch, {args.repeats} timed epochs per network")
     print(f"load average before: {os.getloadavg()[0]:.1f}\n")
-    columns = ("GFLOP/img", "race s/epoch", "(median)", "bare s/epoch", "(median)", "race/bare")
-    widths = (9, 13, 9, 13, 9, 10)
+    columns = ("G mult-adds/img", "race s/epoch", "(median)", "bare s/epoch", "(median)", "race/bare")
+    widths = (15, 13, 9, 13, 9, 10)
     header = f"{'model':<10} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True))
     print(header)
     print("-" * len(header))
     for depth in args.depths:
         for plain in (False, True):
             name = lab.model_name(depth, plain)
-            gflops = 3 * lab.forward_gflops(lab.lab_model(depth, plain=plain), args.size)  # forward + backward
+            # one training step of one image, forward + backward (about 3 forward passes), explorer.cost's count
+            step_mult_adds = 3 * lab.forward_mult_adds(depth, args.size, plain=plain) / 1e9
             race, bare = [], []
             for repeat in range(args.repeats):  # interleaved, so both see the same background load
                 model = lab.lab_model(depth, plain=plain, seed=0)
@@ -75,13 +76,14 @@ def main() -> None:
                 race.append(float(history.epochs.seconds.iloc[0]))
                 bare.append(bare_epoch(lab.lab_model(depth, plain=plain, seed=0), data, args.batch_size, repeat))
             best_race, best_bare = min(race), min(bare)
-            cells = (gflops, best_race, statistics.median(race), best_bare, statistics.median(bare))
+            cells = (step_mult_adds, best_race, statistics.median(race), best_bare, statistics.median(bare))
             row = " ".join(
                 f"{v:>{w}.{3 if i == 0 else 1}f}" for i, (v, w) in enumerate(zip(cells, widths, strict=False))
             )
             print(f"{name:<10} {row} {best_race / best_bare:>10.2f}", flush=True)
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     print("s/epoch: best of the repeats (median in brackets), training steps only; race/bare: ratio of the bests")
+    print("G mult-adds/img: one training step of one image (forward + backward = 3 forwards); 1 mult-add = 2 FLOPs")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from safetensors.torch import save as st_save
 from torch import nn
 
-from explorer import lab
+from explorer import cost, lab
 from explorer.models import build
 from explorer.plots import lab as plots
 
@@ -184,16 +184,55 @@ def test_depth_sweep_is_tidy():
     assert calls[-1] == (1.0, "ResNet-14") and len(calls) == 4
 
 
-def test_forward_gflops_of_resnet20_worked_out_by_hand():
-    """32x32 input: a 3x3 conv costs C_in*C_out*9*H*W multiply-adds; the fc 64*10."""
+def test_forward_mult_adds_of_resnet20_worked_out_by_hand():
+    """32x32 input, torchinfo's convention: a 3x3 conv costs C_in*C_out*9*H*W mult-adds, a BatchNorm its 2*C
+    parameters, the fc its 64*10 weights and 10 biases."""
     stem = 3 * 16 * 9 * 32 * 32
     stage1 = 6 * 16 * 16 * 9 * 32 * 32
     stage2 = 16 * 32 * 9 * 16 * 16 + 5 * 32 * 32 * 9 * 16 * 16
     stage3 = 32 * 64 * 9 * 8 * 8 + 5 * 64 * 64 * 9 * 8 * 8
-    expected = (stem + stage1 + stage2 + stage3 + 64 * 10) / 1e9
+    norms = 2 * (16 + 6 * 16 + 6 * 32 + 6 * 64)  # the stem's BatchNorm and two per block
+    expected = stem + stage1 + stage2 + stage3 + norms + 64 * 10 + 10
+    assert lab.forward_mult_adds(20, 32) == expected
+    assert lab.forward_mult_adds(20, 32, plain=True) == expected  # option A shortcuts cost nothing
     model = lab.lab_model(20, plain=False)
-    assert lab.forward_gflops(model, 32) == pytest.approx(expected)
+    assert cost.mult_adds(model, 32) == expected  # the same count on the real twin
     assert all(not m._forward_hooks for m in model.modules())  # no hooks left behind
+
+
+def test_forward_mult_adds_counts_the_configuration_itself():
+    """An ImageNet plain net has no projection shortcuts, so it costs less than its residual twin."""
+    residual = lab.forward_mult_adds("resnet18", 64)
+    plain = lab.forward_mult_adds("resnet18", 64, plain=True)
+    assert residual == cost.mult_adds(lab.lab_model("resnet18", plain=False), 64)
+    assert plain == cost.mult_adds(lab.lab_model("resnet18", plain=True), 64) < residual
+
+
+def test_lab_model_leaves_the_global_random_numbers_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    lab.lab_model(8, plain=False, seed=7)
+    lab.load_trained(lab.save_trained(lab.lab_model(8, plain=True), lab.TrainedMeta(8, True, "digits",
+                                                                                     tuple("0123456789"))))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_first_last_ratio_compares_the_first_and_last_main_path_convs():
+    flow = lab.pair_gradient_flow("resnet18", batch=2, size=32)
+    ratios = lab.first_last_ratio(flow)
+    assert list(ratios) == list(lab.NETS)
+    name, ratio = ratios["residual"]
+    convs = flow[(flow.net == "residual") & (flow.path == "main") & (flow.kind == "conv")]
+    assert name == "resnet18" and convs.name.iloc[-1] == "layer4.1.conv2"
+    assert ratio == pytest.approx(convs.grad_norm.iloc[0] / convs.grad_norm.iloc[-1])
+
+
+def test_pair_gradient_correlation_is_both_twins_by_name():
+    pair = lab.pair_gradient_correlation(8, n=8, size=16, seed=1)
+    assert list(pair) == ["plain-8", "ResNet-8"]
+    alone = lab.gradient_correlation(lab.lab_model(8, plain=True, seed=1), n=8, size=16, seed=1)
+    np.testing.assert_array_equal(pair["plain-8"].by_lag, alone.by_lag)
 
 
 # --- datasets -----------------------------------------------------------------------------------------------
@@ -214,8 +253,8 @@ def test_digits_dataset_is_split_resized_and_standardised():
 
 def test_digits_dataset_reports_the_statistics_it_standardised_with():
     data = lab.digits_dataset(size=16, seed=0)
-    images, _ = lab._load_digits()
-    train_idx, _ = lab._digits_split(0, 0.25)
+    images, _ = lab.datasets._load_digits()
+    train_idx, _ = lab.datasets._digits_split(0, 0.25)
     raw = F.interpolate(torch.from_numpy(images[train_idx] / 16.0).float()[:, None], size=(16, 16), mode="bilinear")
     assert data.mean == pytest.approx((raw.mean().item(),) * 3, rel=1e-5)
     assert data.std == pytest.approx((raw.std().item(),) * 3, rel=1e-4)
@@ -464,6 +503,26 @@ def _metadata(payload: bytes) -> dict[str, str]:
 def test_save_trained_checks_the_classes():
     with pytest.raises(lab.LabError):
         lab.save_trained(lab.lab_model(8, plain=False), lab.TrainedMeta(8, False, "digits", ("a", "b")))
+
+
+def test_race_files_store_each_models_recipe_and_last_accuracy():
+    data = tiny_data(n_train=64, size=8)
+    models = lab.race_models(((8, True), (8, False)))
+    history = lab.train_race(models, data, epochs=2, batch_size=32)
+    files = lab.race_files(models, history.epochs, dataset=data.name, classes=data.classes, input_size=data.size,
+                           mean=data.mean, std=data.std, split_seed=3)  # fmt: skip
+    assert list(files) == ["plain-8", "ResNet-8"]
+    model, meta = lab.load_trained(files["plain-8"])
+    last = history.epochs[history.epochs.model == "plain-8"].test_accuracy.iloc[-1]
+    assert meta == lab.TrainedMeta(8, True, "digits", data.classes, input_size=8, epochs=2, test_accuracy=last,
+                                   mean=data.mean, std=data.std, split_seed=3)  # fmt: skip
+    unfinished = lab.race_files(models, history.epochs.iloc[:0], dataset="digits", classes=data.classes, input_size=8)
+    assert lab.load_trained(unfinished["ResNet-8"])[1].test_accuracy is None
+
+
+def test_a_file_over_the_upload_limit_is_refused_before_it_is_read():
+    with pytest.raises(lab.TrainedModelError, match=f"at most {lab.MAX_FILE_MB} MB"):
+        lab.load_trained(bytes(lab.MAX_FILE_MB * 2**20 + 1))
 
 
 # --- figures ------------------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import pytest
 import streamlit as st
 import torch
 
-from explorer import images, lab
-from explorer.ui import lab_models
+from explorer import cost, images, lab
+from explorer.models import build
+from explorer.ui import cached, choices, lab_models
 
 CLASSES = tuple("0123456789")
 
@@ -92,3 +93,27 @@ def test_an_old_file_is_opened_with_its_fallback_statistics(session):
     old = lab.save_trained(model, lab.TrainedMeta(8, False, "digits", CLASSES, input_size=16))
     meta = lab_models.add("old", old)
     assert meta.normalisation_note and lab_models.preprocessing(meta).mean == lab.digits_dataset(size=16).mean
+
+
+def test_a_lab_models_cost_is_counted_on_the_model_itself(session):
+    lab_models.add("m", saved(depth=14, plain=True))
+    entry = lab_models._entry("m")
+    assert entry.mult_adds == lab.forward_mult_adds(14, 16, plain=True) == cost.mult_adds(entry.loaded.model, 16)
+
+
+def test_the_sidebar_models_cost_is_counted_for_the_configuration_chosen():
+    """Not torchvision's published figure scaled by area: option C's projections and a plain net's lack of
+    them change the count, exactly as explorer.cost counts the model."""
+    counts = {}
+    for shortcut, plain in (("B", False), ("C", False), ("B", True)):
+        choice = choices.ModelChoice(arch="resnet18", shortcut=shortcut, plain=plain, input_size=64, weights="random")
+        loaded = cached.LoadedModel(build("resnet18", shortcut=shortcut, plain=plain).eval(), False, "random", None)
+        counts[shortcut, plain] = lab_models._sidebar_mult_adds(choice, loaded)
+        assert counts[shortcut, plain] == cost.mult_adds(loaded.model, 64)
+    assert counts["B", True] < counts["B", False] < counts["C", False]
+
+
+def test_a_subject_says_its_cost_in_mult_adds_and_converts_to_flops_openly():
+    subject = lab_models.Subject(None, images.Preprocessing(resize=16, crop=16, mean=(0,) * 3, std=(1,) * 3),  # type: ignore[arg-type]
+                                 "m", ("k",), 2_000_000, False, "")  # fmt: skip
+    assert subject.mult_adds == 2_000_000 and subject.gflops == pytest.approx(0.004)

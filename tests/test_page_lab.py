@@ -64,6 +64,10 @@ def test_gradient_flow_and_correlation_render_for_depth_20(lab_page):
     assert any("plain-20: correlation" in label for label in labels)
     correlation = {m.label.split(":")[0]: float(m.value) for m in lab_page.metric if "correlation" in m.label}
     assert correlation["plain-20"] < correlation["ResNet-20"]
+    # the cost is explorer.cost's count for both twins, said in mult-adds
+    both = 2 * lab.forward_mult_adds(20, 32)
+    captions = " ".join(c.value for c in lab_page.caption)
+    assert f"≈{both / 1e9:.2g} G mult-adds" in captions and "GFLOP" not in captions
 
 
 def test_a_missing_local_dataset_is_an_error_not_a_crash(lab_page, tmp_path):

@@ -47,6 +47,11 @@ def open_page(app: AppTest, page: str, payload: bytes, *, choose: bool = True) -
     return app
 
 
+def stages(at: AppTest) -> list[str]:
+    """The Feature maps page's stage choices by module name ("stem", "layer1", ...), without their paper label."""
+    return [option.split(" · ")[0] for option in at.selectbox(key="fm_stage").options]
+
+
 def texts(at: AppTest) -> str:
     return "\n".join([c.value for c in at.caption] + [m.value for m in at.markdown])
 
@@ -67,18 +72,19 @@ def test_feature_maps_of_a_lab_model(app, trained):
     picker = app.radio(key=lab_models.RADIO)
     assert picker.options == ["Sidebar choice (resnet18)", f"{NAME} (trained in the lab)"]
     assert picker.value == lab_models.SIDEBAR  # the sidebar's model until the user picks another
-    assert app.selectbox(key="fm_stage").options[-1] == "layer4"
+    assert stages(app)[-1] == "layer4"
 
     app.radio(key=lab_models.RADIO).set_value(NAME).run()
     assert not app.exception and not app.error
     assert app.radio(key="lab_image_source").value == lab_models.DIGIT  # a digits model starts on a test digit
     assert "trained in the lab: ResNet-8 on digits, 1 epoch" in texts(app)
-    assert app.selectbox(key="fm_stage").options == ["conv1", "layer1", "layer2", "layer3"]
+    assert stages(app) == ["stem", "layer1", "layer2", "layer3"]
     prep = app.session_state["_lab_image_prep"][1]
     assert tuple(prep.tensor.shape) == (1, 3, 16, 16) and prep.mean == data.mean
     # the filmstrip: the stem and three stages, 16 -> 16 -> 32 -> 64 channels on 16 -> 16 -> 8 -> 4 grids
-    film = [a["text"] for a in chart(app, "fm_film")["layout"]["annotations"]]
-    assert film == ["conv1<br>16 × 16 × 16", "layer1<br>16 × 16 × 16", "layer2<br>32 × 8 × 8", "layer3<br>64 × 4 × 4"]
+    film = [a["text"].split("<br>") for a in chart(app, "fm_film")["layout"]["annotations"]]
+    assert [title.split(" · ")[0] for title, _ in film] == ["stem", "layer1", "layer2", "layer3"]
+    assert [shape for _, shape in film] == ["16 × 16 × 16", "16 × 16 × 16", "32 × 8 × 8", "64 × 4 × 4"]
 
     app.selectbox(key="fm_stage").set_value("layer3").run()
     assert not app.exception
@@ -168,6 +174,10 @@ def test_the_lab_page_opens_an_uploaded_model_and_refuses_a_bad_file(app, traine
     app.switch_page("views/lab.py").run()
     uploader = app.get("file_uploader")
     assert any(u.proto.label == "Open a saved lab model (.safetensors)" for u in uploader)
+    # the size shown is the size accepted: the lab's own limit, which load_trained enforces too
+    lab_upload = next(u for u in uploader if u.proto.id.endswith("lab_model_upload"))
+    assert lab_upload.proto.max_upload_size_mb == lab.MAX_FILE_MB
+    assert f"at most {lab.MAX_FILE_MB} MB" in lab_upload.proto.help
     app.file_uploader(key="lab_model_upload").upload("not-a-model.safetensors", b"\x00" * 64).run()
     assert not app.exception
     assert any("safetensors" in e.value for e in app.error)
@@ -180,7 +190,7 @@ def test_the_lab_page_opens_an_uploaded_model_and_refuses_a_bad_file(app, traine
     app.switch_page("views/feature_maps.py").run()
     assert not app.exception
     assert app.radio(key=lab_models.RADIO).value == "ResNet-8-digits"  # opened means chosen
-    assert app.selectbox(key="fm_stage").options == ["conv1", "layer1", "layer2", "layer3"]
+    assert stages(app) == ["stem", "layer1", "layer2", "layer3"]
 
 
 def test_the_open_button_after_a_race_goes_to_feature_maps(app, trained):
@@ -203,4 +213,4 @@ def test_the_open_button_after_a_race_goes_to_feature_maps(app, trained):
     assert not app.exception, app.exception
     assert app.title[0].value == "Feature maps"
     assert app.radio(key=lab_models.RADIO).value == "plain-8 on digits"
-    assert app.selectbox(key="fm_stage").options == ["conv1", "layer1", "layer2", "layer3"]
+    assert stages(app) == ["stem", "layer1", "layer2", "layer3"]

@@ -7,6 +7,8 @@ shared cached model of the other pages is never touched.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -16,7 +18,8 @@ from explorer import lab
 from explorer.errors import ExplorerError
 from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots import lab as plots
-from explorer.ui import lab_models
+from explorer.ui import keys, lab_models
+from explorer.ui.page import guarded
 
 CIFAR = "CIFAR nets of the paper (6n+2 layers)"
 IMAGENET = "ImageNet architectures"
@@ -25,12 +28,15 @@ LOCAL = "FashionMNIST or CIFAR-10 from a local folder"
 PRESET = "Degradation preset: plain-20 and plain-56 against ResNet-20 and ResNet-56"
 PAIR = "One pair: plain and ResNet of the same depth"
 RACE_DEPTHS = (8, 14, *CIFAR_DEPTHS)
+SWEEP_POINTS = 32
 POLL_SECONDS = 1.0
 ABANDON_SECONDS = 300.0
+TRAIN_STEP = 3  # a forward and a backward pass cost about 3 forward passes
 IMAGE_PAGES = (
     ("views/feature_maps.py", "Feature maps", "🖼️"),
     ("views/attributions.py", "Predictions & attributions", "🔍"),
 )
+T = TypeVar("T")
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -40,17 +46,7 @@ def flow_pair(spec: int | str, batch: int, size: int, seed: int) -> pd.DataFrame
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def correlation_pair(spec: int | str, n: int, size: int, seed: int) -> dict[str, lab.GradientCorrelation]:
-    return {
-        lab.model_name(spec, plain): lab.gradient_correlation(
-            lab.lab_model(spec, plain=plain, seed=seed), n=n, size=size, seed=seed
-        )
-        for plain in (True, False)
-    }
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def gflops(spec: int | str, size: int, num_classes: int = 10) -> float:
-    return lab.forward_gflops(lab.lab_model(spec, plain=False, num_classes=num_classes), size)
+    return lab.pair_gradient_correlation(spec, n=n, size=size, seed=seed)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -58,6 +54,23 @@ def dataset(kind: str, root: str, size: int, train_limit: int | None, seed: int)
     if kind == DIGITS:
         return lab.digits_dataset(size=size, seed=seed, train_limit=train_limit)
     return lab.fashion_mnist_or_cifar(root, size=size, train_limit=train_limit, seed=seed)
+
+
+def twins_mult_adds(spec: int | str, size: int) -> int:
+    """Mult-adds of one image's forward pass through the plain twin plus its residual twin."""
+    return sum(lab.forward_mult_adds(spec, size, plain=plain) for plain in (True, False))
+
+
+def giga(mult_adds: float) -> str:
+    """E.g. ``"0.04 G mult-adds"``: billions, with as many digits as a small number needs."""
+    value = mult_adds / 1e9
+    return f"{value:,.0f} G mult-adds" if value >= 10 else f"{value:.2g} G mult-adds"
+
+
+def timed(fn: Callable[..., T], *args: object) -> tuple[T, float]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start
 
 
 def links_to_image_pages() -> None:
@@ -70,243 +83,263 @@ def links_to_image_pages() -> None:
             col.caption(f"Open {title} from the app's menu.")
 
 
-def timed(fn, *args):
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
+def gradient_flow_section() -> tuple[int | str, int, int, int, int, bool]:
+    """Section 1; returns (spec, size, batch, seed, forward mult-adds of both twins, whether to compute)."""
+    st.subheader("1 · Gradient flow at initialisation")
+    left, mid, right = st.columns(3)
+    family = left.radio("Networks", (CIFAR, IMAGENET), key=keys.LAB_FAMILY)
+    if family == CIFAR:
+        spec: int | str = mid.selectbox("Depth", CIFAR_DEPTHS, index=0, key=keys.LAB_DEPTH)
+        size = 32
+    else:
+        spec = mid.selectbox("Architecture", ARCHS, key=keys.LAB_ARCH)
+        size = mid.selectbox("Input size (px)", (32, 64, 112, 224), index=1, key=keys.LAB_FLOW_SIZE)
+    batch = right.selectbox("Batch of random images", (4, 8, 16, 32), index=1, key=keys.LAB_FLOW_BATCH)
+    seed = int(right.number_input("Seed", min_value=0, max_value=10_000, value=0, step=1, key=keys.LAB_SEED))
 
-
-st.header("Degradation lab: why shortcuts matter")
-st.markdown(
-    "A deeper plain network trains **worse** than a shallower one — not because it overfits, but because it "
-    "is harder to optimise (He et al. 2015, Figures 1 and 6). Shortcuts fix that. Here you can look at the "
-    "gradients of freshly initialised twins — the same weights, with and without shortcuts — and race them."
-)
-
-# --- 1. Gradient flow at initialisation --------------------------------------------------------------------
-st.subheader("1 · Gradient flow at initialisation")
-left, mid, right = st.columns(3)
-family = left.radio("Networks", (CIFAR, IMAGENET), key="lab_family")
-if family == CIFAR:
-    spec: int | str = mid.selectbox("Depth", CIFAR_DEPTHS, index=0, key="lab_depth")
-    size = 32
-else:
-    spec = mid.selectbox("Architecture", ARCHS, key="lab_arch")
-    size = mid.selectbox("Input size (px)", (32, 64, 112, 224), index=1, key="lab_flow_size")
-batch = right.selectbox("Batch of random images", (4, 8, 16, 32), index=1, key="lab_flow_batch")
-seed = int(right.number_input("Seed", min_value=0, max_value=10_000, value=0, step=1, key="lab_seed"))
-
-cost = 3 * gflops(spec, size, 10 if family == CIFAR else 1000)  # forward + backward, per image
-st.caption(
-    f"Cost: two networks × {batch} images × ≈{cost:.2f} GFLOP (forward + backward) = ≈{2 * batch * cost:.1f} GFLOP. "
-    "The batch is standard-normal noise with random labels: at initialisation the network has learnt "
-    "nothing, so what matters is how the gradient travels, not what the images show."
-)
-# The paper's CIFAR nets take seconds, so they run at once; an ImageNet architecture waits for a yes.
-ready = family == CIFAR or st.toggle(f"Compute for {spec} at {size} px", key="lab_imagenet_go")
-if ready:
-    with st.spinner("One forward and backward pass through each twin…"):
-        flow, flow_seconds = timed(flow_pair, spec, batch, size, seed)
-    st.plotly_chart(plots.gradient_flow(flow), key="lab_flow_chart")
-    cols = st.columns(2)
-    for col, net in zip(cols, lab.NETS, strict=True):
-        main = flow[(flow.net == net) & (flow.path == "main")]
-        ratio = main.grad_norm.iloc[0] / main.grad_norm.iloc[-2]  # first conv vs last conv (the last row is fc)
-        col.metric(f"{main.model.iloc[0]}: first conv ÷ last conv gradient", f"{ratio:.3g}×")
-    st.markdown(
-        "**What this shows.** With BatchNorm the plain net's gradients do **not** vanish — the ResNet paper "
-        "says so itself (section 4.1) — in a deep plain net they typically *grow* towards the input, by orders "
-        "of magnitude. The residual twin keeps every layer's gradient within a narrow band. But the size of "
-        "the gradient is not the whole story: the next section measures what does differ sharply."
+    pair = twins_mult_adds(spec, size)
+    st.caption(
+        f"Cost: {batch} images through both networks, forward and backward (about {TRAIN_STEP} forward passes): "
+        f"≈{giga(TRAIN_STEP * batch * pair)} (one image's forward pass through both: ≈{giga(pair)}; "
+        "1 mult-add = 2 FLOPs). The batch is standard-normal noise with random labels: at initialisation the "
+        "network has learnt nothing, so what matters is how the gradient travels, not what the images show."
     )
-    st.caption(f"Computed in {flow_seconds:.1f} s (cached for these settings).")
+    # The paper's CIFAR nets take seconds, so they run at once; an ImageNet architecture waits for a yes.
+    ready = family == CIFAR or st.toggle(f"Compute for {spec} at {size} px", key=keys.LAB_IMAGENET_GO)
+    if ready:
+        with st.spinner("One forward and backward pass through each twin…"):
+            flow, flow_seconds = timed(flow_pair, spec, batch, size, seed)
+        st.plotly_chart(plots.gradient_flow(flow), key=keys.LAB_FLOW_CHART)
+        cols = st.columns(len(lab.NETS))
+        for col, (name, ratio) in zip(cols, lab.first_last_ratio(flow).values(), strict=True):
+            col.metric(f"{name}: first conv ÷ last conv gradient", f"{ratio:.3g}×")
+        st.markdown(
+            "**What this shows.** With BatchNorm the plain net's gradients do **not** vanish — the ResNet paper "
+            "says so itself (section 4.1) — in a deep plain net they typically *grow* towards the input, by "
+            "orders of magnitude. The residual twin keeps every layer's gradient within a narrow band. But the "
+            "size of the gradient is not the whole story: the next section measures what does differ sharply."
+        )
+        st.caption(f"Computed in {flow_seconds:.1f} s (cached for these settings).")
+    return spec, size, batch, seed, pair, ready
 
-# --- 2. Shattered gradients ---------------------------------------------------------------------------------
-st.subheader("2 · Shattered gradients (Balduzzi et al. 2017)")
-st.markdown(
-    "Walk along a straight line of inputs x(t) = t·v (v a random image, t from −2 to 2) and take the "
-    "gradient of the network's output with respect to the input at every point. In a shallow or residual "
-    "net, neighbouring inputs have similar gradients; in a deep plain net the gradients of neighbours are "
-    "almost unrelated — like white noise — so a gradient step says little about the loss a step away."
-)
-points = st.select_slider("Points on the line", (32, 64, 128), value=64, key="lab_points")
-st.caption(f"Cost: two networks × {points} points × ≈{cost:.2f} GFLOP = ≈{2 * points * cost:.1f} GFLOP.")
-if ready:
+
+def shattered_section(spec: int | str, size: int, seed: int, pair: int, ready: bool) -> None:
+    """Section 2: the correlation of neighbouring inputs' gradients for the twins of section 1."""
+    st.subheader("2 · Shattered gradients (Balduzzi et al. 2017)")
+    st.markdown(
+        "Walk along a straight line of inputs x(t) = t·v (v a random image, t from −2 to 2) and take the "
+        "gradient of the network's output with respect to the input at every point. In a shallow or residual "
+        "net, neighbouring inputs have similar gradients; in a deep plain net the gradients of neighbours are "
+        "almost unrelated — like white noise — so a gradient step says little about the loss a step away."
+    )
+    points = st.select_slider("Points on the line", (32, 64, 128), value=64, key=keys.LAB_POINTS)
+    st.caption(f"Cost: {points} points through both networks, forward and backward: "
+               f"≈{giga(TRAIN_STEP * points * pair)}.")  # fmt: skip
+    if not ready:
+        return
     with st.spinner("Input gradients of both twins along the line…"):
         correlations, corr_seconds = timed(correlation_pair, spec, points, size, seed)
     cols = st.columns(len(correlations))
     for col, (name, result) in zip(cols, correlations.items(), strict=True):
         col.metric(f"{name}: correlation of neighbours' gradients", f"{result.neighbour:.3f}")
     left, right = st.columns(2)
-    left.plotly_chart(plots.gradient_along_line(correlations), key="lab_line_chart")
-    right.plotly_chart(plots.correlation_by_distance(correlations), key="lab_lag_chart")
+    left.plotly_chart(plots.gradient_along_line(correlations), key=keys.LAB_LINE_CHART)
+    right.plotly_chart(plots.correlation_by_distance(correlations), key=keys.LAB_LAG_CHART)
     st.caption(
         f"Correlation = mean cosine similarity between the input gradients (3×{size}×{size} numbers each) of "
         "two points; 1 means identical directions, 0 unrelated. BatchNorm normalises with the statistics of "
         f"the points on the line, as at the start of training. Computed in {corr_seconds:.1f} s."
     )
 
-sweep_depths = CIFAR_DEPTHS
-sweep_points = 32
-estimate = sum(gflops(d, 32) for d in sweep_depths) * 2 * 3 * (sweep_points + batch)
-st.markdown(
-    f"**Depth sweep** — the paper's CIFAR nets, plain and residual, at depths {', '.join(map(str, sweep_depths))}: "
-    f"10 networks, {sweep_points} points on the line and {batch} images each, ≈{estimate:.0f} GFLOP in all."
-)
-if st.button("Run the depth sweep", key="lab_sweep"):
-    bar = st.progress(0.0, text="Building the first network…")
-    sweep = lab.depth_sweep(
-        sweep_depths, batch=batch, n=sweep_points, size=32, seed=seed,
-        on_progress=lambda done, name: bar.progress(done, text=f"{name} done"),
-    )  # fmt: skip
-    bar.empty()
-    st.session_state["lab_sweep_result"] = sweep
-sweep = st.session_state.get("lab_sweep_result")
-if sweep is not None:
+
+def sweep_section(batch: int, seed: int) -> None:
+    """The depth sweep over the paper's CIFAR depths, on demand."""
+    estimate = sum(twins_mult_adds(d, 32) for d in CIFAR_DEPTHS) * TRAIN_STEP * (SWEEP_POINTS + batch)
+    st.markdown(
+        f"**Depth sweep** — the paper's CIFAR nets, plain and residual, at depths {', '.join(map(str, CIFAR_DEPTHS))}: "
+        f"{2 * len(CIFAR_DEPTHS)} networks, {SWEEP_POINTS} points on the line and {batch} images each, "
+        f"≈{giga(estimate)} in all."
+    )
+    if st.button("Run the depth sweep", key=keys.LAB_SWEEP):
+        bar = st.progress(0.0, text="Building the first network…")
+        sweep = lab.depth_sweep(
+            CIFAR_DEPTHS, batch=batch, n=SWEEP_POINTS, size=32, seed=seed,
+            on_progress=lambda done, name: bar.progress(done, text=f"{name} done"),
+        )  # fmt: skip
+        bar.empty()
+        st.session_state[keys.LAB_SWEEP_RESULT] = sweep
+    sweep = st.session_state.get(keys.LAB_SWEEP_RESULT)
+    if sweep is None:
+        return
     left, right = st.columns(2)
-    left.plotly_chart(plots.correlation_vs_depth(sweep), key="lab_sweep_corr")
-    right.plotly_chart(plots.gradient_ratio_vs_depth(sweep), key="lab_sweep_ratio")
+    left.plotly_chart(plots.correlation_vs_depth(sweep), key=keys.LAB_SWEEP_CORR)
+    right.plotly_chart(plots.gradient_ratio_vs_depth(sweep), key=keys.LAB_SWEEP_RATIO)
     st.dataframe(sweep, hide_index=True)
-    st.download_button("Depth sweep (CSV)", sweep.to_csv(index=False), "depth-sweep.csv", key="lab_sweep_csv")
+    st.download_button("Depth sweep (CSV)", sweep.to_csv(index=False), "depth-sweep.csv", key=keys.LAB_SWEEP_CSV)
     st.markdown(
         "The plain nets' correlation collapses towards 0 within a few dozen layers (Balduzzi et al.: "
         "exponentially, as 2^−L), while the residual nets' decays slowly (sublinearly, about 1/√L with "
         "BatchNorm). That — more than the gradients' size — is what makes deep plain nets hard to train."
     )
 
-# --- 3. Training race ---------------------------------------------------------------------------------------
-st.subheader("3 · Training race")
-run: lab.LiveRace | None = st.session_state.get("lab_race")
-busy = run is not None and run.running
-left, mid, right = st.columns(3)
-source = left.radio("Data", (DIGITS, LOCAL), key="lab_dataset")
-root = left.text_input("Folder with the torchvision files", "~/data", key="lab_root") if source == LOCAL else ""
-choice = mid.radio("Networks", (PRESET, PAIR), key="lab_preset")
-if choice == PAIR:
-    depth = mid.selectbox("Depth", RACE_DEPTHS, index=RACE_DEPTHS.index(20), key="lab_pair_depth")
-    entries = ((depth, True), (depth, False))
-else:
-    entries = lab.DEGRADATION_PRESET
-epochs = int(right.number_input("Epochs", min_value=1, max_value=50, value=5, step=1, key="lab_epochs"))
-lr = right.select_slider("Learning rate (SGD, momentum 0.9)", (0.01, 0.02, 0.05, 0.1, 0.2), 0.02, key="lab_lr")
-batch_size = right.selectbox("Batch size", (32, 64, 128), index=1, key="lab_batch")
-image_size = mid.selectbox("Image size (px)", (16, 32), index=0, key="lab_size")
-train_limit = int(
-    left.number_input("Training images (at most)", min_value=50, max_value=60_000, value=5000, step=50,
-                      key="lab_train_images")
-)  # fmt: skip
 
-try:
-    data = dataset(source, root, image_size, train_limit, seed)
-except ExplorerError as err:
-    st.error(str(err))
-    data = None
-if data is not None:
-    work = sum(gflops(d, image_size) for d, _ in entries) * 3 * len(data.x_train) * epochs
+def race_setup(seed: int, busy: bool) -> None:
+    """The race's widgets and its start button (which starts a :class:`lab.LiveRace` and reruns)."""
+    left, mid, right = st.columns(3)
+    source = left.radio("Data", (DIGITS, LOCAL), key=keys.LAB_DATASET)
+    root = left.text_input("Folder with the torchvision files", "~/data", key=keys.LAB_ROOT) if source == LOCAL else ""
+    choice = mid.radio("Networks", (PRESET, PAIR), key=keys.LAB_PRESET)
+    if choice == PAIR:
+        depth = mid.selectbox("Depth", RACE_DEPTHS, index=RACE_DEPTHS.index(20), key=keys.LAB_PAIR_DEPTH)
+        entries: tuple[tuple[int, bool], ...] = ((depth, True), (depth, False))
+    else:
+        entries = lab.DEGRADATION_PRESET
+    epochs = int(right.number_input("Epochs", min_value=1, max_value=50, value=5, step=1, key=keys.LAB_EPOCHS))
+    lr = right.select_slider("Learning rate (SGD, momentum 0.9)", (0.01, 0.02, 0.05, 0.1, 0.2), 0.02,
+                             key=keys.LAB_LR)  # fmt: skip
+    batch_size = right.selectbox("Batch size", (32, 64, 128), index=1, key=keys.LAB_BATCH)
+    image_size = mid.selectbox("Image size (px)", (16, 32), index=0, key=keys.LAB_SIZE)
+    train_limit = int(
+        left.number_input("Training images (at most)", min_value=50, max_value=60_000, value=5000, step=50,
+                          key=keys.LAB_TRAIN_IMAGES)
+    )  # fmt: skip
+
+    try:
+        data = dataset(source, root, image_size, train_limit, seed)
+    except ExplorerError as err:
+        st.error(str(err))
+        return
+    classes = len(data.classes)
+    per_image = sum(lab.forward_mult_adds(d, image_size, plain=p, num_classes=classes) for d, p in entries)
+    work = per_image * TRAIN_STEP * len(data.x_train) * epochs
     st.caption(
         f"{data.note}; {len(data.x_train):,} training and {len(data.x_test):,} test images. "
-        f"Cost: {len(entries)} networks × {epochs} epochs ≈ {work:,.0f} GFLOP. "
-        "Once it runs, the progress bar shows the time so far and an estimate of the time left."
+        f"Cost: {len(entries)} networks × {epochs} epochs ≈ {giga(work)}."
+        " Once it runs, the progress bar shows the time so far and an estimate of the time left."
     )
-    if st.button("Start training", key="lab_start", type="primary", disabled=busy):
-        try:
-            models = lab.race_models(entries, num_classes=len(data.classes), seed=seed)
-            run = lab.LiveRace(
-                models, data, epochs=epochs, lr=float(lr), batch_size=batch_size, seed=seed,
-                abandon_after=ABANDON_SECONDS,
-            ).start()  # fmt: skip
-        except ExplorerError as err:
-            st.error(str(err))
-        else:
-            st.session_state["lab_race"] = run
-            st.session_state["lab_race_setup"] = dict(
-                dataset=data.name, classes=data.classes, size=data.size, mean=data.mean, std=data.std, seed=seed
-            )
-            st.session_state.pop("lab_downloads", None)
-            st.rerun()  # redraw with the start button disabled and the live panel polling
+    if not st.button("Start training", key=keys.LAB_START, type="primary", disabled=busy):
+        return
+    try:
+        models = lab.race_models(entries, num_classes=classes, seed=seed)
+        run = lab.LiveRace(
+            models, data, epochs=epochs, lr=float(lr), batch_size=batch_size, seed=seed, abandon_after=ABANDON_SECONDS,
+        ).start()  # fmt: skip
+    except ExplorerError as err:
+        st.error(str(err))
+        return
+    st.session_state[keys.LAB_RACE] = run
+    st.session_state[keys.LAB_RACE_SETUP] = dict(
+        dataset=data.name, classes=data.classes, size=data.size, mean=data.mean, std=data.std, seed=seed
+    )
+    st.session_state.pop(keys.LAB_DOWNLOADS, None)
+    st.rerun()  # redraw with the start button disabled and the live panel polling
 
 
-@st.fragment(run_every=POLL_SECONDS if busy else None)
 def race_panel(polling: bool) -> None:
-    """Live progress and curves; reruns on its own every second while this session's run trains."""
-    run: lab.LiveRace | None = st.session_state.get("lab_race")
+    """Live progress and curves; as a fragment it reruns on its own every second while this session's run trains."""
+    run: lab.LiveRace | None = st.session_state.get(keys.LAB_RACE)
     if run is None:
         return
     snap = run.snapshot()
+    epochs = run.options["epochs"]
     if snap.status == "queued":
         text = "Waiting for another training on this server to finish (one at a time)…"
     else:
-        epoch = min(int(snap.progress * run.options["epochs"]) + 1, run.options["epochs"])
+        epoch = min(int(snap.progress * epochs) + 1, epochs)
         eta = "" if snap.eta is None else f" · about {snap.eta:.0f} s left"
-        text = f"{snap.status.capitalize()} · epoch {epoch}/{run.options['epochs']} · {snap.elapsed:.0f} s{eta}"
+        text = f"{snap.status.capitalize()} · epoch {epoch}/{epochs} · {snap.elapsed:.0f} s{eta}"
     st.progress(snap.progress, text=text)
     if snap.running:
-        st.button("Stop", key="lab_stop", on_click=run.stop)
+        st.button("Stop", key=keys.LAB_STOP, on_click=run.stop)
     if snap.message:
         (st.error if snap.status == "failed" else st.warning)(snap.message)
     if len(snap.steps):
-        st.plotly_chart(plots.training_curves(snap.steps, snap.epochs, snap.steps_per_epoch), key="lab_race_chart")
+        st.plotly_chart(plots.training_curves(snap.steps, snap.epochs, snap.steps_per_epoch),
+                        key=keys.LAB_RACE_CHART)  # fmt: skip
     if len(snap.epochs):
         st.dataframe(snap.epochs, hide_index=True)
     if polling and not snap.running:
         st.rerun()  # the run ended: redraw the whole page once, without polling, with the downloads
 
 
-race_panel(busy)
-
-if run is not None and not run.running and run.snapshot().status in ("finished", "stopped"):
-    setup = st.session_state["lab_race_setup"]
-    epochs_done = run.snapshot().epochs
-    if "lab_downloads" not in st.session_state:
-        files = {}
-        for name, model in run.models.items():
-            mine = epochs_done[epochs_done.model == name]
-            meta = lab.TrainedMeta(
-                depth=lab.cifar_depth(model), plain=model.plain, dataset=setup["dataset"],
-                classes=tuple(setup["classes"]), input_size=setup["size"], epochs=len(mine),
-                test_accuracy=float(mine.test_accuracy.iloc[-1]) if len(mine) else None,
-                mean=setup.get("mean"), std=setup.get("std"), split_seed=setup.get("seed"),
-            )  # fmt: skip
-            files[name] = lab.save_trained(model, meta)
-        st.session_state["lab_downloads"] = files
+def downloads(run: lab.LiveRace) -> None:
+    """Save buttons for a finished (or stopped) race's models, and buttons to open them on the image pages."""
+    snap = run.snapshot()
+    if run.running or not snap.finished_or_stopped:
+        return
+    setup = st.session_state[keys.LAB_RACE_SETUP]
+    if keys.LAB_DOWNLOADS not in st.session_state:
+        st.session_state[keys.LAB_DOWNLOADS] = lab.race_files(
+            run.models, snap.epochs, dataset=setup["dataset"], classes=setup["classes"], input_size=setup["size"],
+            mean=setup.get("mean"), std=setup.get("std"), split_seed=setup.get("seed"),
+        )  # fmt: skip
     st.markdown("**Save a trained network** (safetensors, with its depth, dataset and classes in the metadata):")
-    cols = st.columns(len(st.session_state["lab_downloads"]))
-    for col, (name, payload) in zip(cols, st.session_state["lab_downloads"].items(), strict=True):
+    files = st.session_state[keys.LAB_DOWNLOADS]
+    for col, (name, payload) in zip(st.columns(len(files)), files.items(), strict=True):
         col.download_button(
             f"{name}.safetensors", payload, f"{name}-{setup['dataset']}.safetensors",
-            mime="application/octet-stream", key=f"lab_download_{name}",
+            mime="application/octet-stream", key=f"{keys.LAB_DOWNLOAD}_{name}",
         )  # fmt: skip
-        if col.button(f"Open {name} on Feature maps & Attributions", key=f"lab_open_{name}"):
+        if col.button(f"Open {name} on Feature maps & Attributions", key=f"{keys.LAB_OPEN}_{name}"):
             lab_models.open_model(f"{name} on {setup['dataset']}", payload)
             try:
                 st.switch_page("views/feature_maps.py")
             except StreamlitAPIException:  # this page runs on its own, without the app's navigation
                 col.success(f"{name} is open on the Feature maps and Predictions & attributions pages.")
 
-st.markdown("**Open a saved lab model** on the Feature maps and Predictions & attributions pages:")
-upload = st.file_uploader(
-    "Open a saved lab model (.safetensors)", type=["safetensors"], key="lab_model_upload",
-    help="A file saved with the buttons above (this session or an earlier one). Its recipe — depth, dataset, "
-         "classes, image size and normalisation — travels in the file.",
-)  # fmt: skip
-if upload is not None:
+
+def upload_section() -> None:
+    """Open a saved lab model from a file, for the image pages."""
+    st.markdown("**Open a saved lab model** on the Feature maps and Predictions & attributions pages:")
+    upload = st.file_uploader(
+        "Open a saved lab model (.safetensors)", type=["safetensors"], key=keys.LAB_MODEL_UPLOAD,
+        max_upload_size=lab.MAX_FILE_MB,
+        help=f"A file saved with the buttons above (this session or an earlier one), at most {lab.MAX_FILE_MB} MB: "
+             "enough for the paper's deepest CIFAR net, ResNet-1202 (about 75 MB). Its recipe — depth, dataset, "
+             "classes, image size and normalisation — travels in the file.",
+    )  # fmt: skip
+    if upload is None:
+        return
     try:
         opened_name, opened = lab_models.open_upload(upload)
     except lab.TrainedModelError as err:
         st.error(str(err))
-    else:
-        st.success(f"**{opened_name}** is open — {lab_models.label(opened)}. Choose it at the top of these pages:")
-        links_to_image_pages()
+        return
+    st.success(f"**{opened_name}** is open — {lab_models.label(opened)}. Choose it at the top of these pages:")
+    links_to_image_pages()
 
-st.markdown(
-    "**What a short run on small data shows — and what it does not.** With the preset (digits at 16 px, "
-    "5 epochs, learning rate 0.02, batch 64) the picture is usually the paper's: the two ResNets reach a "
-    "training loss near zero together, plain-20 follows more slowly, and plain-56 hardly moves — the deeper "
-    "plain net does *worse on the training data itself*, which is degradation, not overfitting. What this "
-    "does not show is the paper's converged result on CIFAR-10 (64k iterations, learning-rate drops, "
-    "augmentation), nor where plain-56 ends up after many more epochs: five epochs on 1,347 small images "
-    "are a snapshot of early training; the curves change with the seed, so try a second seed before "
-    "drawing a conclusion. With a larger learning rate (0.05 or more) ResNet-56 itself can stall at the start "
-    "(the paper warms up ResNet-110 with a small rate for the same reason). Test accuracy uses BatchNorm's "
-    "running averages, which lag behind the weights in the first epoch."
-)
+
+def main() -> None:
+    st.header("Degradation lab: why shortcuts matter")
+    st.markdown(
+        "A deeper plain network trains **worse** than a shallower one — not because it overfits, but because it "
+        "is harder to optimise (He et al. 2015, Figures 1 and 6). Shortcuts fix that. Here you can look at the "
+        "gradients of freshly initialised twins — the same weights, with and without shortcuts — and race them."
+    )
+    spec, size, batch, seed, pair, ready = gradient_flow_section()
+    shattered_section(spec, size, seed, pair, ready)
+    sweep_section(batch, seed)
+
+    st.subheader("3 · Training race")
+    run: lab.LiveRace | None = st.session_state.get(keys.LAB_RACE)
+    busy = run is not None and run.running
+    race_setup(seed, busy)
+    st.fragment(race_panel, run_every=POLL_SECONDS if busy else None)(busy)
+    if run is not None:
+        downloads(run)
+    upload_section()
+    st.markdown(
+        "**What a short run on small data shows — and what it does not.** With the preset (digits at 16 px, "
+        "5 epochs, learning rate 0.02, batch 64) the picture is usually the paper's: the two ResNets reach a "
+        "training loss near zero together, plain-20 follows more slowly, and plain-56 hardly moves — the deeper "
+        "plain net does *worse on the training data itself*, which is degradation, not overfitting. What this "
+        "does not show is the paper's converged result on CIFAR-10 (64k iterations, learning-rate drops, "
+        "augmentation), nor where plain-56 ends up after many more epochs: five epochs on 1,347 small images "
+        "are a snapshot of early training; the curves change with the seed, so try a second seed before "
+        "drawing a conclusion. With a larger learning rate (0.05 or more) ResNet-56 itself can stall at the start "
+        "(the paper warms up ResNet-110 with a small rate for the same reason). Test accuracy uses BatchNorm's "
+        "running averages, which lag behind the weights in the first epoch."
+    )
+
+
+guarded(main)

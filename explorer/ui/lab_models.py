@@ -2,8 +2,8 @@
 
 Thin Streamlit glue around ``explorer.lab``:
 
-* ``st.session_state["lab_models"]``: ``{display name: safetensors bytes}``, at most ``MAX_MODELS`` (the oldest
-  goes first); filled by the Lab page (:func:`add`, :func:`open_model`),
+* ``st.session_state[keys.LAB_MODELS]``: ``{display name: safetensors bytes}``, at most ``MAX_MODELS`` (the
+  oldest goes first); filled by the Lab page (:func:`add`, :func:`open_model`),
 * :func:`loaded`: the shared, read-only model of one entry, cached by the sha256 of its bytes,
 * :func:`source_picker`: the radio "Model" at the top of an image page (the sidebar's choice or a lab model),
 * :func:`subject` and :func:`image`: what an image page works on, for either kind of model, so the pages stay
@@ -20,9 +20,9 @@ import streamlit as st
 from PIL import Image
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from explorer import images, lab, weights
+from explorer import cost, images, lab
 from explorer.lab import TrainedMeta
-from explorer.ui import cached, choices
+from explorer.ui import cached, choices, keys
 from explorer.ui.cached import LoadedModel
 from explorer.ui.image_input import image_picker
 
@@ -44,14 +44,14 @@ __all__ = [
     "subject",
 ]
 
-STORE = "lab_models"  # {display name: safetensors bytes}
-SELECTED = "lab_model_selected"  # the picker's choice, kept across pages (widget keys are dropped off-page)
-RADIO = "lab_model_source"  # the picker's widget key
+STORE = keys.LAB_MODELS  # {display name: safetensors bytes}
+SELECTED = keys.LAB_MODEL_SELECTED  # the picker's choice, kept across pages (widget keys are dropped off-page)
+RADIO = keys.LAB_MODEL_SOURCE  # the picker's widget key
 SIDEBAR = "sidebar"  # the picker's option for the sidebar's model
 MAX_MODELS = 4  # a CIFAR ResNet-56 is about 3.5 MB: four stay well within a session's memory
 DIGIT, PHOTO = "a test digit", "a photograph or upload"
-_PREP_MEMO = "_lab_image_prep"  # (key, Preprocessed) of the last lab-model input
-_UPLOAD_DONE = "_lab_upload_done"  # file_id of the last upload opened
+_PREP_MEMO = keys.PRIVATE_LAB_IMAGE_PREP  # (key, Preprocessed) of the last lab-model input
+_UPLOAD_DONE = keys.PRIVATE_LAB_UPLOAD_DONE  # file_id of the last upload opened
 
 
 # --------------------------------------------------------------------------------------------- the store
@@ -72,15 +72,15 @@ class _Entry:
     sha: str
     loaded: LoadedModel
     meta: TrainedMeta
-    gflops: float  # one forward at meta.input_size
+    mult_adds: int  # one image's forward pass at meta.input_size (explorer.cost)
 
 
 @st.cache_resource(max_entries=2 * MAX_MODELS, show_spinner="Loading the lab model…")  # shared by all sessions
 def _load(sha: str, _data: bytes) -> _Entry:
     """Rebuild a saved lab model once per content (``sha``); raises ``lab.TrainedModelError`` for a bad file."""
     model, meta = lab.load_trained(_data)
-    gflops = lab.forward_gflops(model, meta.input_size)  # before it is shared: no lock needed yet
-    return _Entry(sha, LoadedModel(model.eval(), True, label(meta), list(meta.classes)), meta, gflops)
+    mult_adds = cost.mult_adds(model, meta.input_size)  # on a private meta twin: no arithmetic, no lock
+    return _Entry(sha, LoadedModel(model.eval(), True, label(meta), list(meta.classes)), meta, mult_adds)
 
 
 def _entry(name: str) -> _Entry:
@@ -128,7 +128,7 @@ def open_upload(upload: UploadedFile) -> tuple[str, TrainedMeta]:
 
 
 def loaded(name: str) -> LoadedModel:
-    """The shared model of the store's entry ``name``: eval mode, read-only; hold its ``lock`` for hooks."""
+    """The shared model of the store's entry ``name``: eval mode, read-only (``explorer`` takes its lock)."""
     return _entry(name).loaded
 
 
@@ -146,9 +146,7 @@ def label(meta: TrainedMeta) -> str:
 
 def preprocessing(meta: TrainedMeta) -> images.Preprocessing:
     """Resize and crop to the lab's image size, normalise with its training set's mean and std."""
-    mean, std = meta.mean, meta.std
-    if mean is None or std is None:  # a TrainedMeta made by hand; load_trained always fills them
-        mean, std, _ = lab.fallback_normalisation(meta.dataset, meta.input_size, seed=meta.split_seed or 0)
+    mean, std = lab.input_normalisation(meta)
     return images.Preprocessing(resize=meta.input_size, crop=meta.input_size, mean=tuple(mean), std=tuple(std))
 
 
@@ -204,7 +202,7 @@ class Subject:
     preprocessing: images.Preprocessing
     name: str  # in captions and file names: the architecture ("resnet50") or the lab model ("ResNet-20-digits")
     key: tuple  # hashable; changes exactly when the model or its preprocessing changes (keys the pages' memos)
-    gflops: float  # one forward pass at input_size
+    mult_adds: int  # one image's forward pass at input_size, torchinfo's convention (explorer.cost)
     plain: bool
     normalisation: str  # completes "each colour channel normalised with …"
     meta: TrainedMeta | None = None  # a lab model's recipe; None for the sidebar's model
@@ -214,14 +212,22 @@ class Subject:
         return self.preprocessing.crop
 
     @property
+    def gflops(self) -> float:
+        """The same work in GFLOPs, converted openly (1 mult-add = 2 FLOPs). For pages that still say GFLOPs;
+        prefer ``mult_adds``, labelled "mult-adds"."""
+        return cost.FLOPS_PER_MULT_ADD * self.mult_adds / 1e9
+
+    @property
     def from_lab(self) -> bool:
         return self.meta is not None
 
 
-def _sidebar_gflops(choice: choices.ModelChoice) -> float:
-    """torchvision's GFLOPs figure for the weights' crop, scaled by area to the chosen input size."""
-    info = weights.weights_info(choice.arch)
-    return (info.gflops or 0.0) * (choice.input_size / info.crop) ** 2
+@st.cache_data(max_entries=64, show_spinner=False)
+def _sidebar_mult_adds(choice: choices.ModelChoice, _loaded: LoadedModel) -> int:
+    """Mult-adds of one image's forward pass through the sidebar's model at its input size: counted on a meta
+    twin of the very configuration chosen (variant, option A/B/C, plain, a checkpoint's classes), so no
+    arithmetic is done. ``choice`` identifies the model (it names the checkpoint too)."""
+    return cost.mult_adds(_loaded.model, choice.input_size)
 
 
 def subject() -> Subject:
@@ -231,21 +237,21 @@ def subject() -> Subject:
     if picked is not None:
         _, entry = picked
         m = entry.meta
-        return Subject(entry.loaded, preprocessing(m), f"{m.name}-{m.dataset}", ("lab", entry.sha), entry.gflops,
+        return Subject(entry.loaded, preprocessing(m), f"{m.name}-{m.dataset}", ("lab", entry.sha), entry.mult_adds,
                        m.plain, f"the mean and standard deviation of the {m.dataset} training images", m)  # fmt: skip
     choice = choices.model_choice()
     loaded_ = cached.model(choice)
     cached.weights_notice(loaded_)
     settings = images.preprocessing_for(choice.arch, choice.input_size)
-    return Subject(loaded_, settings, choice.arch, (choice, loaded_.label), _sidebar_gflops(choice), choice.plain,
-                   "the ImageNet mean and standard deviation the weights were trained with")  # fmt: skip
+    return Subject(loaded_, settings, choice.arch, (choice, loaded_.label), _sidebar_mult_adds(choice, loaded_),
+                   choice.plain, "the ImageNet mean and standard deviation the weights were trained with")  # fmt: skip
 
 
 def _digit_choice(m: TrainedMeta) -> tuple[Image.Image, str, tuple]:
-    """A test digit (key ``lab_digit``): one the model never saw in training when its split seed is known."""
+    """A test digit (key ``keys.LAB_DIGIT``): one the model never saw in training when its split seed is known."""
     indices, labels = lab.digit_test_set(seed=m.split_seed or 0)
     truth = dict(sorted(zip(indices.tolist(), labels.tolist(), strict=True)))
-    pick = st.selectbox("Test digit", list(truth), key="lab_digit",
+    pick = st.selectbox("Test digit", list(truth), key=keys.LAB_DIGIT,
                         format_func=lambda i: f"#{i}: a handwritten {truth[i]}")  # fmt: skip
     img, digit = lab.digit_image(pick)
     big = img.resize((96, 96), Image.Resampling.NEAREST)  # the 8 x 8 pixels, visible
@@ -261,15 +267,15 @@ def image(s: Subject) -> tuple[images.Preprocessed, tuple, str] | None:
     (the reason is on screen)."""
     if not s.from_lab:
         picked = image_picker()
-        prep = st.session_state.get("image_preprocessed")
+        prep = st.session_state.get(keys.IMAGE_PREPROCESSED)
         if picked is None or prep is None:
             return None
-        return prep, st.session_state.get("image_key"), st.session_state.get("image_name") or ""
+        return prep, st.session_state.get(keys.IMAGE_KEY), st.session_state.get(keys.IMAGE_NAME) or ""
     m = s.meta
     assert m is not None
     source = PHOTO
     if m.dataset == "digits":
-        source = st.radio("Image", (DIGIT, PHOTO), key="lab_image_source", horizontal=True)
+        source = st.radio("Image", (DIGIT, PHOTO), key=keys.LAB_IMAGE_SOURCE, horizontal=True)
     if source == DIGIT:
         img, name, key = _digit_choice(m)
     else:
@@ -280,8 +286,8 @@ def image(s: Subject) -> tuple[images.Preprocessed, tuple, str] | None:
         img = image_picker(for_sidebar_model=False)
         if img is None:
             return None
-        name = st.session_state.get("image_name") or ""
-        key = ("picker", st.session_state.get("image_source"))
+        name = st.session_state.get(keys.IMAGE_NAME) or ""
+        key = ("picker", st.session_state.get(keys.IMAGE_SOURCE))
     memo_key = (key, s.key, s.preprocessing)
     memo = st.session_state.get(_PREP_MEMO)
     if memo is None or memo[0] != memo_key:

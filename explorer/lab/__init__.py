@@ -1,0 +1,104 @@
+"""The degradation lab: why shortcuts matter, measured at initialisation and shown in a live training race.
+
+Every network here is built fresh for the lab (never the shared cached model). One job per file:
+
+* :mod:`~explorer.lab.twins`: the plain and residual twins (:func:`lab_model`, :func:`model_name`,
+  :func:`cifar_depth`, :func:`weight_layers`) and their cost (:func:`forward_mult_adds`);
+* :mod:`~explorer.lab.gradients`: gradient flow at initialisation, shattered gradients (Balduzzi et al.
+  2017) and the depth sweep;
+* :mod:`~explorer.lab.datasets`: scikit-learn's digits, FashionMNIST / CIFAR-10 from a local folder,
+  :class:`LabDataset`;
+* :mod:`~explorer.lab.race`: :func:`train_race`, its records and :class:`RaceHistory`;
+* :mod:`~explorer.lab.runner`: :class:`LiveRace`, the race in a background thread, and the one training slot;
+* :mod:`~explorer.lab.saved`: the saved-model format (:class:`TrainedMeta`, :func:`save_trained`,
+  :func:`load_trained`, :func:`fallback_normalisation`);
+* :mod:`~explorer.lab.errors`: :class:`LabError` and its kinds.
+
+Every public name is importable from here: ``from explorer import lab; lab.gradient_flow(...)``.
+"""
+
+from __future__ import annotations
+
+from explorer.lab.datasets import (
+    LabDataset,
+    Triple,
+    digit_image,
+    digit_test_set,
+    digits_dataset,
+    fashion_mnist_or_cifar,
+)
+from explorer.lab.errors import DatasetError, LabError, TrainedModelError
+from explorer.lab.gradients import (
+    GradientCorrelation,
+    depth_sweep,
+    first_last_ratio,
+    gradient_correlation,
+    gradient_flow,
+    pair_gradient_correlation,
+    pair_gradient_flow,
+    random_batch,
+)
+from explorer.lab.race import EpochRecord, RaceHistory, StepRecord, train_race
+from explorer.lab.runner import LiveRace, RaceSnapshot
+from explorer.lab.saved import (
+    MAX_FILE_MB,
+    MAX_SAVED_DEPTH,
+    TrainedMeta,
+    fallback_normalisation,
+    input_normalisation,
+    load_trained,
+    race_files,
+    save_trained,
+)
+from explorer.lab.twins import (
+    DEGRADATION_PRESET,
+    NETS,
+    cifar_depth,
+    forward_mult_adds,
+    lab_model,
+    model_name,
+    race_models,
+    weight_layers,
+)
+
+__all__ = [
+    "DEGRADATION_PRESET",
+    "MAX_FILE_MB",
+    "MAX_SAVED_DEPTH",
+    "NETS",
+    "DatasetError",
+    "EpochRecord",
+    "GradientCorrelation",
+    "LabDataset",
+    "LabError",
+    "LiveRace",
+    "RaceHistory",
+    "RaceSnapshot",
+    "StepRecord",
+    "TrainedMeta",
+    "TrainedModelError",
+    "Triple",
+    "cifar_depth",
+    "depth_sweep",
+    "digit_image",
+    "digit_test_set",
+    "digits_dataset",
+    "fallback_normalisation",
+    "fashion_mnist_or_cifar",
+    "first_last_ratio",
+    "forward_mult_adds",
+    "gradient_correlation",
+    "gradient_flow",
+    "input_normalisation",
+    "lab_model",
+    "load_trained",
+    "model_name",
+    "pair_gradient_correlation",
+    "pair_gradient_flow",
+    "race_files",
+    "race_models",
+    "random_batch",
+    "save_trained",
+    "train_race",
+    "weight_layers",
+]

@@ -1,0 +1,179 @@
+"""The training race: plain and residual nets trained side by side on the same batches, with SGD as in the paper.
+
+:func:`train_race` trains in the calling thread and reports every step and epoch as frozen records;
+:mod:`explorer.lab.runner` runs it in the background for a page to poll.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from explorer.lab.datasets import LabDataset
+from explorer.lab.errors import LabError
+
+__all__ = ["EpochRecord", "RaceHistory", "StepRecord", "check_race", "records_frame", "train_race"]
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One optimisation step of one model, measured on its training batch (train-mode BatchNorm)."""
+
+    model: str
+    epoch: int  # 1-based
+    step: int  # 1-based, counted per model over the whole run
+    loss: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """End of an epoch for one model: mean training loss/accuracy over its steps, then a test evaluation."""
+
+    model: str
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    seconds: float  # wall time this model spent training in this epoch
+
+
+@dataclass(frozen=True)
+class RaceHistory:
+    """What :func:`train_race` returns: ``steps`` and ``epochs`` frames with the fields of the records."""
+
+    steps: pd.DataFrame
+    epochs: pd.DataFrame
+    steps_per_epoch: int
+    stopped: bool
+
+
+def records_frame(records: Sequence[object], kind: type) -> pd.DataFrame:
+    """Frozen records of dataclass ``kind`` as a frame with one column per field (empty with the columns)."""
+    columns = list(kind.__dataclass_fields__)
+    return pd.DataFrame([asdict(r) for r in records], columns=columns)
+
+
+def check_race(models: Mapping[str, nn.Module], data: LabDataset, epochs: int, lr: float, batch_size: int) -> None:
+    """Raise :class:`LabError` for race settings that cannot work."""
+    if not models:
+        raise LabError("choose at least one network to train")
+    if not isinstance(epochs, int) or not 1 <= epochs <= 200:
+        raise LabError("the number of epochs must be a whole number between 1 and 200")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and 0 < lr <= 1):
+        raise LabError("the learning rate must be a number above 0 and at most 1")
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= len(data.x_train):
+        raise LabError(f"the batch size must be between 1 and the {len(data.x_train)} training images")
+
+
+def _evaluate(model: nn.Module, x: Tensor, y: Tensor, device: torch.device, batch: int = 256) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` in eval mode on (N, 3, H, W) ``x`` and (N,) ``y``."""
+    model.eval()
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            xb, yb = x[i : i + batch].to(device), y[i : i + batch].to(device)
+            logits = model(xb)
+            loss += float(F.cross_entropy(logits, yb, reduction="sum"))
+            correct += int((logits.argmax(1) == yb).sum())
+    return loss / len(x), correct / len(x)
+
+
+def _train_step(
+    net: nn.Module, opt: torch.optim.Optimizer, xb: Tensor, yb: Tensor, name: str, epoch: int, step: int
+) -> StepRecord:
+    net.train()
+    opt.zero_grad(set_to_none=True)
+    logits = net(xb)
+    loss = F.cross_entropy(logits, yb)
+    loss.backward()
+    opt.step()
+    accuracy = float((logits.detach().argmax(1) == yb).float().mean())
+    return StepRecord(name, epoch, step, float(loss.detach()), accuracy)
+
+
+def train_race(
+    models: Mapping[str, nn.Module],
+    data: LabDataset,
+    *,
+    epochs: int = 3,
+    lr: float = 0.05,
+    batch_size: int = 128,
+    seed: int = 0,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    device: torch.device | str | None = None,
+    on_step: Callable[[StepRecord], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RaceHistory:
+    """Train ``models`` side by side, in place, on the same shuffled batches, with SGD as in the paper.
+
+    Every step each model takes one SGD step (momentum, weight decay, constant ``lr``; no augmentation) on
+    the same batch of ``batch_size`` images (the last, smaller batch of an epoch is dropped), so the race is
+    fair. ``on_step`` gets a :class:`StepRecord` after every model step, ``on_epoch`` an
+    :class:`EpochRecord` after every model's epoch. ``should_stop`` is polled before every step; when it
+    returns True training ends at once and the history so far is returned with ``stopped=True``.
+    Deterministic for a given ``seed`` and starting weights. The models are the caller's own (fresh lab
+    twins), never a shared cached model.
+    """
+    check_race(models, data, epochs, lr, batch_size)
+    device = torch.device(device or "cpu")
+    nets = {name: model.to(device) for name, model in models.items()}
+    optimisers = {
+        name: torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        for name, net in nets.items()
+    }
+    g = torch.Generator().manual_seed(seed)
+    steps_per_epoch = len(data.x_train) // batch_size
+    steps: list[StepRecord] = []
+    epoch_rows: list[EpochRecord] = []
+    stop = should_stop or (lambda: False)
+    stopped = False
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(len(data.x_train), generator=g)
+        seconds = dict.fromkeys(nets, 0.0)
+        for b in range(steps_per_epoch):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            xb, yb = data.x_train[idx].to(device), data.y_train[idx].to(device)
+            for name, net in nets.items():
+                if stop():
+                    stopped = True
+                    break
+                start = time.perf_counter()
+                record = _train_step(net, optimisers[name], xb, yb, name, epoch, (epoch - 1) * steps_per_epoch + b + 1)
+                seconds[name] += time.perf_counter() - start
+                steps.append(record)
+                if on_step is not None:
+                    on_step(record)
+            if stopped:
+                break
+        if stopped:
+            break
+        for name, net in nets.items():
+            mine = [s for s in steps if s.model == name and s.epoch == epoch]
+            test_loss, test_acc = _evaluate(net, data.x_test, data.y_test, device)
+            record = EpochRecord(
+                name,
+                epoch,
+                float(np.mean([s.loss for s in mine])),
+                float(np.mean([s.accuracy for s in mine])),
+                test_loss,
+                test_acc,
+                seconds[name],
+            )
+            epoch_rows.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+    return RaceHistory(
+        records_frame(steps, StepRecord), records_frame(epoch_rows, EpochRecord), steps_per_epoch, stopped
+    )
