@@ -14,7 +14,8 @@ from captum.attr import DeepLift, Saliency
 from explorer import attribution as attr
 from explorer.errors import ExplorerError
 from explorer.models import ARCHS, build, build_cifar
-from explorer.predict import DeviceError, InputError, hook_count, model_lock
+from explorer.predict import DeviceError, InputError
+from explorer.shared import hook_count, model_lock
 
 # Settings that keep each method to a handful of passes on a 64x64 image.
 CHEAP = {
@@ -48,6 +49,78 @@ def test_registry_covers_the_methods_of_the_issue():
     assert attr.resolve_method("Guided Grad-CAM").key == "guided_grad_cam"
     with pytest.raises(attr.AttributionError, match="choose one of"):
         attr.resolve_method("lime")
+
+
+def test_options_are_declared_once_as_data():
+    """Each user-facing option is a frozen declaration in the registry; the defaults come from it."""
+    defaults = {key: spec.defaults for key, spec in attr.METHODS.items()}
+    assert defaults["integrated_gradients"]["n_steps"] == 32
+    assert defaults["smoothgrad"]["nt_samples"] == 16
+    assert defaults["gradient_shap"]["n_samples"] == 8 and defaults["gradient_shap"]["baseline"] == "mixed"
+    assert defaults["occlusion"]["sliding_window_shapes"] == (3, 32, 32)
+    assert defaults["occlusion"]["strides"] == (3, 16, 16)
+    caps = {key: spec.cpu_cap for key, spec in attr.METHODS.items() if spec.cpu_cap}
+    assert caps == {"integrated_gradients": 256, "smoothgrad": 64, "gradient_shap": 64, "occlusion": 400}
+    for spec in attr.METHODS.values():
+        shorts = [o.short for o in spec.options]
+        assert len(set(shorts)) == len(shorts), spec.key
+        for option in spec.options:
+            assert isinstance(option, attr.Option)
+            with pytest.raises(AttributeError):
+                option.default = 0  # frozen
+            if option.kind == "layer":
+                assert spec.uses_layer and option.name == "layer"
+                continue
+            assert option.name in spec.option_names(), (spec.key, option.name)
+            if option.kind == "choice":
+                assert option.default in option.choices
+            else:
+                low, high = option.limits(224)
+                assert low <= option.default <= high and option.step and option.help
+    assert [s.key for s in attr.METHODS.values() if s.needs_baseline] == [
+        "integrated_gradients", "gradient_shap", "occlusion", "deeplift"]
+
+
+def test_no_method_is_a_special_case_by_key():
+    """The behaviour of a method lives in its declaration: neither attribute() nor the page tests its key."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [p.read_text() for p in (root / "explorer" / "attribution").glob("*.py") if p.name != "registry.py"]
+    sources.append((root / "views" / "attributions.py").read_text())
+    for key in attr.METHODS:
+        for source in sources:
+            assert f'== "{key}"' not in source and f"== '{key}'" not in source, key
+    assert all("method ==" not in source for source in sources)
+
+
+def test_layers_and_the_cascade_come_from_the_model_description():
+    resnet, cifar = build("resnet18"), build_cifar(20)
+    assert attr.cascade_layers(cifar) == ["fc", "layer3", "layer2", "layer1", "stem"]
+    assert attr.stage_names(cifar) == ["layer1", "layer2", "layer3"] and attr.default_layer(cifar) == "layer3"
+    assert attr.stage_grid(resnet, 224) == 7 and attr.stage_grid(resnet, 64) == 2
+    assert attr.stage_grid(cifar, 16) == 4 and attr.stage_grid(cifar, 32, "layer1") == 32
+    with pytest.raises(attr.AttributionError, match="no stage 'layer4'"):
+        attr.stage_grid(cifar, 32, "layer4")
+
+
+def test_randomised_copy_of_the_stem_touches_no_global_rng():
+    torch.manual_seed(0)
+    net = build_cifar(20).eval()
+    state = torch.random.get_rng_state()
+    twin = attr.randomised_copy(net, "stem", seed=3)
+    again = attr.randomised_copy(net, "stem", seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert not torch.equal(twin.conv1.weight, net.conv1.weight)
+    assert all(torch.equal(a, b) for a, b in zip(twin.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+def test_smoothgrad_noise_is_a_fraction_of_the_value_range(model, image):
+    spread = float(image.max() - image.min())
+    result = attr.attribute(model, image, 3, "smoothgrad", nt_samples=2, noise_level=0.1)
+    assert result.options["stdevs"] == pytest.approx(0.1 * spread)
+    given = attr.attribute(model, image, 3, "smoothgrad", nt_samples=2, stdevs=0.5)
+    assert given.options["stdevs"] == 0.5  # Captum's own keyword wins
 
 
 @pytest.mark.parametrize("method", list(attr.METHODS))
@@ -248,12 +321,27 @@ def test_work_holds_the_model_lock(model, image):
     assert done.is_set()
 
 
-def test_a_given_lock_is_held_during_the_work(model, image):
-    lock = threading.Lock()
+def test_the_model_lock_is_held_during_the_work_and_released_after(model, image):
+    """No lock is passed in: attribute() takes the model's own lock for the whole run, and gives it back."""
+    lock = model_lock(model)
+
+    def free_elsewhere() -> bool:  # RLock has no locked(): ask from another thread, which cannot re-enter it
+        result: list[bool] = []
+
+        def probe() -> None:
+            got = lock.acquire(blocking=False)
+            result.append(got)
+            if got:
+                lock.release()
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        return result[0]
+
     held: list[bool] = []
-    attr.attribute(model, image, 3, "smoothgrad", nt_samples=2, lock=lock,
-                   progress=lambda _: held.append(lock.locked()))
-    assert held and all(held) and not lock.locked()
+    attr.attribute(model, image, 3, "smoothgrad", nt_samples=2, progress=lambda _: held.append(not free_elsewhere()))
+    assert held and all(held) and free_elsewhere()
 
 
 def test_concurrent_soak_on_one_shared_model(model, image):

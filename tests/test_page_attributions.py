@@ -48,6 +48,10 @@ def test_predictions_and_the_random_weights_notice(atp):
     assert any("these predictions mean nothing" in w.value for w in atp.warning)
     bars = chart(atp, "attr_top5")["data"][0]
     assert len(bars["y"]) == 5 and all(0 <= p <= 100 for p in bars["x"])
+    # what is true of an untrained net: the share of its top class, stated, not "close to uniform"
+    notice = next(w.value for w in atp.warning if "these predictions mean nothing" in w.value)
+    assert f"{max(bars['x']) / 100:.0%} to its top class" in notice and "0.1%" in notice
+    assert "uniform guess" in notice and "close to uniform" not in notice
     assert atp.selectbox(key="device").value == "cpu" or atp.selectbox(key="device").value == "cuda"
     assert atp.selectbox(key="target_class").value == -1  # the top prediction by default
 
@@ -64,6 +68,33 @@ def test_one_attribution_run(atp):
     assert list(details["method"]) == ["Saliency", "Grad-CAM"]
     assert (details["passes"] == [1, 1]).all()
     assert "tiger shark (3)" in fig["layout"]["title"]["text"]
+
+
+def test_every_method_draws_its_widgets_from_the_registry(atp):
+    """Each declared option has its widget, keyed by the registry's short names, starting at its default."""
+    from explorer import attribution as attr
+    from explorer.ui import keys
+
+    methods = list(attr.METHODS)
+    for group in (methods[:4], methods[4:]):  # at most four at a time
+        atp.multiselect(key="methods").set_value(group).run()
+        assert not atp.exception and not atp.error
+        for m in group:
+            spec = attr.METHODS[m]
+            for option in spec.options:
+                key = keys.method_option(spec.short, option.short)
+                widget = atp.selectbox(key=key) if option.kind in ("choice", "layer") else atp.slider(key=key)
+                expected = {"layer": "layer4", "choice": option.default}.get(option.kind) or min(option.default, 64)
+                assert widget.value == expected, key
+    assert atp.slider(key="occ_window").max == 64  # a patch is at most the image
+    atp.multiselect(key="methods").set_value(["smoothgrad", "grad_cam", "guided_grad_cam"]).run()
+    atp.slider(key="sg_noise").set_value(0.3).run()
+    atp.selectbox(key="ggc_layer").set_value("layer3").run()
+    atp.button(key="run_attr").click().run()
+    assert not atp.exception and not atp.error
+    details = atp.dataframe[-1].value
+    assert list(details["method"]) == ["SmoothGrad", "Grad-CAM", "Guided Grad-CAM"]
+    assert "noise_level=0.3" in details["settings"][0]
 
 
 def test_settings_over_the_cpu_cap_are_refused_before_running(atp):

@@ -1,11 +1,14 @@
 """Predictions & attributions: what the network predicts for an image and why — up to four Captum methods
 side by side, a Grad-CAM filmstrip across the stages, residual-block knock-out, and a model-randomisation
-sanity check (Adebayo et al. 2018)."""
+sanity check (Adebayo et al. 2018).
+
+The widgets of each method are drawn from its declaration in ``explorer.attribution.METHODS``; every call
+into ``explorer`` takes the shared model's lock itself."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,8 +21,9 @@ from explorer.errors import ExplorerError
 from explorer.models import residual_blocks
 from explorer.plots import attribution as plots
 from explorer.predict import Prediction, predict, predict_with_knockout
-from explorer.ui import cached, lab_models
+from explorer.ui import cached, keys, lab_models
 from explorer.ui.lab_models import Subject
+from explorer.ui.page import guarded
 
 MAX_METHODS = 4
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "grad_cam"]
@@ -28,6 +32,8 @@ VIEW_HELP = {
     "positive": "positive — evidence for the class",
     "negative": "negative — evidence against the class",
 }
+TOP = -1  # the "class to explain" option meaning "whatever the network predicts"
+Settings = dict[str, dict[str, Any]]  # method key -> the keywords of attr.attribute (layer included)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -62,40 +68,45 @@ def _photo(prep: images.Preprocessed) -> np.ndarray:
 
 
 def _run_settings() -> tuple[str, bool]:
-    """Device (key ``device``) and fast mode (key ``fast_mode``)."""
+    """Device and fast mode."""
     left, right = st.columns(2)
     devices = available_devices()
-    if st.session_state.get("device") not in devices:
-        st.session_state["device"] = devices[0]
-    device = left.selectbox("Device", devices, key="device", format_func=str.upper,
+    if st.session_state.get(keys.DEVICE) not in devices:
+        st.session_state[keys.DEVICE] = devices[0]
+    device = left.selectbox("Device", devices, key=keys.DEVICE, format_func=str.upper,
                             help="CUDA when this computer has a GPU; the CPU always works.")
-    fast = right.toggle("Fast mode (bf16)", key="fast_mode",
+    fast = right.toggle("Fast mode (bf16)", key=keys.FAST_MODE,
                         help="Predictions and knock-out run their forward pass in bfloat16 (autocast): faster on GPUs "
                              "and on CPUs with native bf16 (AVX-512 BF16, AMX). Attributions always use full "
                              "precision for their gradients.")
     return device, fast
 
 
+def _random_weights_notice(pred: Prediction) -> str:
+    """What is true of an untrained network's answer: the share it gives its top class, next to uniform."""
+    n = len(pred.logits) or 1
+    return (f"**Random weights: these predictions mean nothing.** The network has learned nothing, yet it gives "
+            f"{pred.probabilities[0]:.0%} to its top class “{pred.names[0]}”, where a uniform guess would give "
+            f"each of its {n} classes {1 / n:.1%}. An untrained network often looks this confident: the share "
+            "comes from its random weights, not from the image. Everything below still runs and shows how the "
+            "methods work.")
+
+
 def _show_predictions(pred: Prediction, loaded: cached.LoadedModel) -> None:
     if not loaded.pretrained:
-        st.warning("**Random weights: these predictions mean nothing.** The network has learned nothing, so its "
-                   "probabilities are close to uniform; everything below still runs and shows how the methods "
-                   "work.", icon=":material/casino:")
+        st.warning(_random_weights_notice(pred), icon=":material/casino:")
     st.plotly_chart(plots.top_k_bars(pred, title=f"Top-{len(pred.indices)} predictions"), width="stretch",
-                    key="attr_top5")
+                    key=keys.ATTR_TOP5)
     st.caption(f"{pred.device} · {pred.seconds * 1000:.0f} ms" + (" · bf16 fast mode" if pred.fast else ""))
-    if st.session_state.get("fast_mode") and not pred.fast:
+    if st.session_state.get(keys.FAST_MODE) and not pred.fast:
         st.caption("Fast mode is off here: this device has no native bfloat16 arithmetic, where bf16 would be "
                    "emulated and slower than fp32, so the prediction ran in fp32.")
 
 
-TOP = -1  # the "class to explain" option meaning "whatever the network predicts"
-
-
-def _target(pred: Prediction, categories: list[str] | None, n_classes: int) -> int:
-    """The class to explain (key ``target_class``): the top prediction (-1), or any class found by name."""
+def _target(pred: Prediction, categories: list[str] | None) -> int:
+    """The class to explain: the top prediction (-1), or any class found by name."""
     choice = st.selectbox(
-        "Class to explain (type to search)", [TOP, *range(n_classes)], key="target_class",
+        "Class to explain (type to search)", [TOP, *range(len(pred.logits))], key=keys.TARGET_CLASS,
         format_func=lambda i: f"the top prediction: {pred.names[0]}" if i == TOP else _class_label(categories, i),
     )
     return pred.indices[0] if choice == TOP else int(choice)
@@ -104,48 +115,41 @@ def _target(pred: Prediction, categories: list[str] | None, n_classes: int) -> i
 # --------------------------------------------------------------------------------------------- method settings
 
 
-def _baseline(prefix: str, default: str, allowed: tuple[str, ...]) -> str:
-    return st.selectbox("Baseline", allowed, index=allowed.index(default), key=f"{prefix}_baseline",
-                        format_func=lambda k: f"{k} — {attr.BASELINES[k]}")
+def _widget(spec: attr.MethodSpec, option: attr.Option, model, size: int) -> Any:
+    """The widget of one declared option, for ``model`` on a ``size`` px image; its value as attribute() takes it."""
+    key = keys.method_option(spec.short, option.short)
+    start = option.start(model, size)
+    if option.kind in ("choice", "layer"):
+        values = option.values(model)
+        value = st.selectbox(option.label, values, index=values.index(start) if start in values else 0, key=key,
+                             format_func=option.text, help=option.help or None)
+    else:
+        low, high = option.limits(size)
+        value = st.slider(option.label, low, high, start, step=option.step, key=key, help=option.help or None)
+    return option.encode(value)
 
 
-def _options(method: str, model, size: int) -> tuple[dict, str | None]:
-    """The widgets of one method -> (options for ``attr.attribute``, layer or None)."""
-    plain = ("zeros", "black", "blur")
-    if method == "integrated_gradients":
-        steps = st.slider("Steps along the path (n_steps)", 4, 512, 32, step=4, key="ig_steps")
-        return {"n_steps": steps, "baseline": _baseline("ig", "zeros", plain)}, None
-    if method == "smoothgrad":
-        samples = st.slider("Noisy samples (nt_samples)", 2, 128, 16, key="sg_samples")
-        return {"nt_samples": samples}, None
-    if method == "gradient_shap":
-        samples = st.slider("Samples (n_samples)", 2, 128, 8, key="gs_samples")
-        return {"n_samples": samples, "baseline": _baseline("gs", "mixed", (*plain, "mixed"))}, None
-    if method == "occlusion":
-        window = st.slider("Window (px)", 4, max(4, size), min(32, size), key="occ_window")
-        stride = st.slider("Stride (px)", 2, max(2, size), max(2, min(window // 2, size)), key="occ_stride")
-        return {"sliding_window_shapes": (3, window, window), "strides": (3, stride, stride),
-                "baseline": _baseline("occ", "zeros", plain)}, None
-    if method in ("grad_cam", "guided_grad_cam"):
-        layers = attr.gradcam_layers(model)
-        stages = list(model.stage_names)
-        layer = st.selectbox("Layer (a stage or one block)", layers, index=layers.index(stages[-1]), key="gc_layer")
-        return {}, layer
-    if method == "deeplift":
-        return {"baseline": _baseline("dl", "zeros", plain)}, None
-    return {}, None
+def _settings(methods: list[str], model, size: int) -> Settings:
+    """Each chosen method's summary and widgets, drawn from its declaration."""
+    settings: Settings = {}
+    with st.expander("Method settings", expanded=False):
+        for m in methods:
+            spec = attr.METHODS[m]
+            st.markdown(f"**{spec.label}** — {spec.summary}")
+            settings[m] = {o.name: _widget(spec, o, model, size) for o in spec.options}
+    return settings
 
 
-def _cost_table(methods: list[str], settings: dict, shape: tuple[int, ...], device: str
+def _cost_table(methods: list[str], settings: Settings, shape: tuple[int, ...], device: str
                 ) -> tuple[pd.DataFrame, list[str]]:
     """Passes per method, and the messages of the settings over the CPU cap."""
     rows, problems = [], []
     for m in methods:
-        spec, opts = attr.METHODS[m], settings[m][0]
+        spec = attr.METHODS[m]
         try:
-            passes = attr.check_cost(m, shape, device, **opts)
+            passes = attr.check_cost(m, shape, device, **settings[m])
         except attr.CostError as err:
-            passes = attr.estimate_cost(m, shape, **opts)
+            passes = attr.estimate_cost(m, shape, **settings[m])
             problems.append(str(err))
         rows.append({"method": spec.label, "passes": passes, "kind": spec.pass_kind,
                      "CPU cap": str(spec.cpu_cap or "—")})
@@ -155,20 +159,18 @@ def _cost_table(methods: list[str], settings: dict, shape: tuple[int, ...], devi
 # --------------------------------------------------------------------------------------------- running
 
 
-def _attribute_all(loaded, x, target: int, methods: list[str], settings: dict, device: str) -> dict:
+def _attribute_all(model, x, target: int, methods: list[str], settings: Settings, device: str) -> dict:
     """Run each method with a progress bar; a failing method becomes its error message, the others still run."""
     results: dict[str, attr.Attribution | str] = {}
     bar = st.progress(0.0, text="Starting…")
     for i, m in enumerate(methods):
         label = attr.METHODS[m].label
-        opts, layer = settings[m]
 
         def tick(p: float, i: int = i, label: str = label) -> None:
             bar.progress(min(1.0, (i + p) / len(methods)), text=f"{label}: {p:.0%}")
 
         try:
-            results[m] = attr.attribute(loaded.model, x, target, m, device=device, layer=layer, lock=loaded.lock,
-                                        progress=tick, **opts)
+            results[m] = attr.attribute(model, x, target, m, device=device, progress=tick, **settings[m])
         except ExplorerError as err:
             results[m] = str(err)
     bar.empty()
@@ -194,64 +196,54 @@ def _details(results: dict[str, attr.Attribution]) -> pd.DataFrame:
 
 
 def _display_settings() -> tuple[str, str, float]:
-    """View (key ``attr_view``), colour map (key ``colormap``), overlay opacity (key ``opacity``)."""
+    """View, colour map and overlay opacity."""
     left, middle, right = st.columns(3)
-    view = left.radio("Show", list(VIEW_HELP), key="attr_view", format_func=VIEW_HELP.get)
-    colormap = middle.selectbox("Colour map", plots.COLORMAPS, key="colormap",
+    view = left.radio("Show", list(VIEW_HELP), key=keys.ATTR_VIEW, format_func=VIEW_HELP.get)
+    colormap = middle.selectbox("Colour map", plots.COLORMAPS, key=keys.COLORMAP,
                                 help="Perceptually uniform maps that stay readable with colour-vision deficiencies.")
-    opacity = right.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05, key="opacity")
+    opacity = right.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05, key=keys.OPACITY)
     return view, colormap, opacity
 
 
-def _npy(raw) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, raw.numpy())
-    return buf.getvalue()
-
-
-def _downloads(fig, photo: np.ndarray, maps: dict[str, np.ndarray], results: dict, opacity: float,
-               colormap: str, stem: str) -> None:
+def _downloads(fig, photo: np.ndarray, maps: dict[str, np.ndarray], results: dict[str, attr.Attribution],
+               opacity: float, colormap: str, stem: str) -> None:
     """PNG of the panels, HTML of the interactive figure, and each method's raw attribution as .npy."""
     cols = st.columns(2 + len(results))
     cols[0].download_button("Figure (PNG)", lambda: plots.panels_png(photo, maps, opacity=opacity, colormap=colormap),
-                            f"{stem}.png", mime="image/png", key="dl_png")
+                            f"{stem}.png", mime="image/png", key=keys.DL_PNG)
     cols[1].download_button("Interactive figure (HTML)", lambda: fig.to_html(include_plotlyjs=True),
-                            f"{stem}.html", mime="text/html", key="dl_html")
+                            f"{stem}.html", mime="text/html", key=keys.DL_HTML)
     for col, (m, res) in zip(cols[2:], results.items(), strict=True):
-        col.download_button(f"{res.label} raw map (.npy)", lambda raw=res.raw: _npy(raw), f"{stem}-{m}.npy",
-                            mime="application/octet-stream", key=f"dl_npy_{m}",
-                            help=f"Captum's attribution as returned, shape {tuple(res.raw.shape)}; np.load() it.")
+        col.download_button(f"{res.label} raw map (.npy)", res.raw_npy, f"{stem}-{m}.npy",
+                            mime="application/octet-stream", key=f"{keys.DL_NPY}_{m}",
+                            help=f"Captum's attribution as returned, shape {res.raw_shape}; np.load() it.")
 
 
 # --------------------------------------------------------------------------------------------- sections
 
 
 def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: tuple) -> None:
-    loaded = subject.loaded
+    model = subject.loaded.model
     methods = st.multiselect("Methods (up to four, side by side)", list(attr.METHODS), default=DEFAULT_METHODS,
-                             key="methods", max_selections=MAX_METHODS, format_func=lambda m: attr.METHODS[m].label)
+                             key=keys.METHODS, max_selections=MAX_METHODS,
+                             format_func=lambda m: attr.METHODS[m].label)
     if not methods:
         st.info("Choose at least one method.")
         return
-    size = prep.tensor.shape[-1]
-    settings = {}
-    with st.expander("Method settings", expanded=False):
-        for m in methods:
-            spec = attr.METHODS[m]
-            st.markdown(f"**{spec.label}** — {spec.summary}")
-            settings[m] = _options(m, loaded.model, size)
-    shape = tuple(prep.tensor.shape[1:])
-    table, problems = _cost_table(methods, settings, shape, device)
+    size = subject.input_size
+    settings = _settings(methods, model, size)
+    table, problems = _cost_table(methods, settings, (3, size, size), device)
     st.markdown(f"**Cost before running:** {int(table['passes'].sum())} passes of {subject.name} on the "
                 f"{device.upper()} (a pass = one image forward, and backward for gradient methods).")
     st.dataframe(table, hide_index=True)
     for message in problems:
         st.error(message)
     key = (*base_key, target, device, tuple(methods), repr(settings))
-    if st.button("Run", key="run_attr", type="primary", disabled=bool(problems)):
+    if st.button("Run", key=keys.RUN_ATTR, type="primary", disabled=bool(problems)):
         with st.spinner("Computing attributions…"):
-            _memo("_attr_results", key, lambda: _attribute_all(loaded, prep.tensor, target, methods, settings, device))
-    results = _recall("_attr_results", key)
+            _memo(keys.PRIVATE_ATTR_RESULTS, key,
+                  lambda: _attribute_all(model, prep.tensor, target, methods, settings, device))
+    results = _recall(keys.PRIVATE_ATTR_RESULTS, key)
     if results is None:
         st.caption("Press **Run** to compute the maps with these settings.")
         return
@@ -263,83 +255,74 @@ def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: 
         return
     view, colormap, opacity = _display_settings()
     maps = {_title(r): r.view(view) for r in done.values()}
-    label = _class_label(loaded.categories, target)
+    label = _class_label(subject.loaded.categories, target)
     fig = plots.attribution_panels(photo, maps, opacity=opacity, colormap=colormap,
                                    title=f"Why “{label}”? ({view} view)")
-    st.plotly_chart(fig, width="stretch", key="attr_panels")
+    st.plotly_chart(fig, width="stretch", key=keys.ATTR_PANELS)
     st.dataframe(_details(done), hide_index=True, width="stretch")
     _downloads(fig, photo, maps, done, opacity, colormap, f"attributions-{target}")
 
 
-def _grid_side(model, size: int) -> int:
-    """The last stage's grid for a size x size input: the stem divides by 4 (ImageNet) or 1 (CIFAR), then each
-    stage after the first by 2."""
-    side = size
-    for _ in range(2 if model.stem_kind == "imagenet" else 0):
-        side = -(-side // 2)
-    for _ in model.stage_names[1:]:
-        side = -(-side // 2)
-    return side
-
-
-def _filmstrip(loaded, prep, photo, target: int, device: str, base_key: tuple) -> None:
-    last, size = loaded.model.stage_names[-1], prep.tensor.shape[-1]
-    side = _grid_side(loaded.model, size)
+def _filmstrip(subject: Subject, prep, photo, target: int, device: str, base_key: tuple) -> None:
+    model, size = subject.loaded.model, subject.input_size
+    stages = attr.stage_names(model)
+    side = attr.stage_grid(model, size)
     st.markdown("Grad-CAM at the end of each stage. Early stages have fine grids but little idea of the class; "
-                f"{last} knows the class but sees the image on a coarse grid ({side}×{side} at {size} px).")
+                f"{stages[-1]} knows the class but sees the image on a coarse grid ({side}×{side} at {size} px).")
     key = (*base_key, target, device)
-    if st.button("Show the filmstrip", key="run_film"):
+    if st.button("Show the filmstrip", key=keys.RUN_FILM):
         with st.spinner("Grad-CAM at every stage…"):
-            _memo("_attr_film", key, lambda: {
-                stage: attr.attribute(loaded.model, prep.tensor, target, "grad_cam", layer=stage, device=device,
-                                      lock=loaded.lock)
-                for stage in loaded.model.stage_names
+            _memo(keys.PRIVATE_ATTR_FILM, key, lambda: {
+                stage: attr.attribute(model, prep.tensor, target, "grad_cam", layer=stage, device=device)
+                for stage in stages
             })
-    film = _recall("_attr_film", key)
+    film = _recall(keys.PRIVATE_ATTR_FILM, key)
     if film is None:
         return
-    maps = {plots.panel_title(s, [f"{r.raw.shape[-2]}×{r.raw.shape[-1]} grid"]): r.view("positive")
-            for s, r in film.items()}
-    fig = plots.attribution_panels(photo, maps, opacity=st.session_state.get("opacity", 0.7),
-                                   colormap=st.session_state.get("colormap", plots.DEFAULT_COLORMAP),
-                                   title="Grad-CAM from layer1 to the last stage")
-    st.plotly_chart(fig, width="stretch", key="attr_film")
+    maps = {plots.panel_title(s, [f"{r.grid[0]}×{r.grid[1]} grid"]): r.view("positive") for s, r in film.items()}
+    fig = plots.attribution_panels(photo, maps, opacity=st.session_state.get(keys.OPACITY, 0.7),
+                                   colormap=st.session_state.get(keys.COLORMAP, plots.DEFAULT_COLORMAP),
+                                   title=f"Grad-CAM from {stages[0]} to {stages[-1]}")
+    st.plotly_chart(fig, width="stretch", key=keys.ATTR_FILM)
 
 
-def _knockout(loaded, prep, full: Prediction, device: str, fast: bool, plain: bool) -> None:
+def _knockout(subject: Subject, prep, full: Prediction, device: str, fast: bool) -> None:
+    loaded = subject.loaded
     st.markdown("Skip residual blocks: a knocked-out block passes on **its shortcut alone**. Residual networks "
                 "survive losing most single blocks (Veit et al. 2016); plain networks do not.")
-    if plain:
+    if subject.plain:
         st.caption("This is a plain network: a knocked-out block with no change of shape passes its input "
                    "straight through; one that changes the shape has no way around it, so its output is zeros.")
     blocks = [name for name, _ in residual_blocks(loaded.model)]
-    chosen = st.multiselect("Blocks to knock out", blocks, key="knockout")
+    chosen = st.multiselect("Blocks to knock out", blocks, key=keys.KNOCKOUT)
     if not chosen:
         return
     after = predict_with_knockout(loaded.model, prep.tensor, chosen, categories=loaded.categories, device=device,
-                                  fast=fast, lock=loaded.lock)
+                                  fast=fast)
     k = len(full.indices)
     same = after.indices[0] == full.indices[0]
     st.metric("Top-1 without those blocks", after.names[0], delta="same as the full network" if same else
               f"was {full.names[0]}", delta_color="off" if same else "inverse", delta_arrow="off")
     st.plotly_chart(plots.knockout_bars(full, after, title=f"Top-{k} with and without the knocked-out blocks"),
-                    width="stretch", key="attr_knockout")
+                    width="stretch", key=keys.ATTR_KNOCKOUT)
 
 
-def _sanity(loaded, prep, photo, target: int, device: str, base_key: tuple) -> None:
+def _sanity(subject: Subject, prep, photo, target: int, device: str, base_key: tuple) -> None:
+    loaded = subject.loaded
     st.markdown("**Sanity check** (Adebayo et al. 2018): re-initialise the network from the top down to a layer and "
                 "compute the same map. A method whose map barely changes is showing the image, not what the "
                 "network learned.")
     left, right = st.columns(2)
-    methods = list(attr.METHODS)
-    method = left.selectbox("Method", methods, key="sanity_method", format_func=lambda m: attr.METHODS[m].label)
+    method = left.selectbox("Method", list(attr.METHODS), key=keys.SANITY_METHOD,
+                            format_func=lambda m: attr.METHODS[m].label)
     order = attr.cascade_layers(loaded.model)
-    from_layer = right.selectbox("Re-initialise from the top down to", order, index=1, key="sanity_from")
+    from_layer = right.selectbox("Re-initialise from the top down to", order, index=1, key=keys.SANITY_FROM)
     key = (*base_key, target, device, method, from_layer)
-    if st.button("Run the sanity check", key="run_sanity"):
+    if st.button("Run the sanity check", key=keys.RUN_SANITY):
         with st.spinner("Copying the model, re-initialising it and computing both maps…"):
-            _memo("_attr_sanity", key, lambda: _sanity_run(loaded, prep.tensor, target, method, from_layer, device))
-    result = _recall("_attr_sanity", key)
+            _memo(keys.PRIVATE_ATTR_SANITY, key,
+                  lambda: _sanity_run(loaded.model, prep.tensor, target, method, from_layer, device))
+    result = _recall(keys.PRIVATE_ATTR_SANITY, key)
     if result is None:
         return
     original, randomised = result
@@ -347,19 +330,20 @@ def _sanity(loaded, prep, photo, target: int, device: str, base_key: tuple) -> N
     st.metric("Rank correlation (Spearman) of the two maps", "—" if np.isnan(similarity) else f"{similarity:.2f}",
               help="1: the same ranking of pixels; near 0: unrelated. A trustworthy method should drop.")
     maps = {plots.panel_title("trained model", [original.label]): original.view("absolute"),
-            plots.panel_title(f"fc .. {from_layer} re-initialised", [randomised.label]): randomised.view("absolute")}
-    fig = plots.attribution_panels(photo, maps, colormap=st.session_state.get("colormap", plots.DEFAULT_COLORMAP),
+            plots.panel_title(f"{order[0]} .. {from_layer} re-initialised", [randomised.label]):
+                randomised.view("absolute")}
+    fig = plots.attribution_panels(photo, maps,
+                                   colormap=st.session_state.get(keys.COLORMAP, plots.DEFAULT_COLORMAP),
                                    title="The same method on the trained and the randomised network")
-    st.plotly_chart(fig, width="stretch", key="attr_sanity")
+    st.plotly_chart(fig, width="stretch", key=keys.ATTR_SANITY)
     if not loaded.pretrained:
         st.caption("With random weights both networks are untrained: load ImageNet weights for a meaningful check.")
 
 
-def _sanity_run(loaded, x, target: int, method: str, from_layer: str, device: str) -> tuple:
-    twin = attr.randomised_copy(loaded.model, from_layer, lock=loaded.lock)
-    original = attr.attribute(loaded.model, x, target, method, device=device, lock=loaded.lock)
-    randomised = attr.attribute(twin, x, target, method, device=device)
-    return original, randomised
+def _sanity_run(model, x, target: int, method: str, from_layer: str, device: str) -> tuple:
+    twin = attr.randomised_copy(model, from_layer)
+    return (attr.attribute(model, x, target, method, device=device),
+            attr.attribute(twin, x, target, method, device=device))
 
 
 # --------------------------------------------------------------------------------------------- page
@@ -379,29 +363,25 @@ def main() -> None:
 
     st.header("What the network predicts")
     device, fast = _run_settings()
-    pred = _memo("_attr_pred", (*base_key, device, fast),
-                 lambda: predict(loaded.model, prep.tensor, categories=loaded.categories, device=device, fast=fast,
-                                 lock=loaded.lock))
+    pred = _memo(keys.PRIVATE_ATTR_PRED, (*base_key, device, fast),
+                 lambda: predict(loaded.model, prep.tensor, categories=loaded.categories, device=device, fast=fast))
     _show_predictions(pred, loaded)
-    target = _target(pred, loaded.categories, loaded.model.fc.out_features)
+    target = _target(pred, loaded.categories)
 
     st.header("Why: attributions")
     tabs = st.tabs(["Compare methods", "Grad-CAM filmstrip", "Block knock-out", "Sanity check"])
     sections = (
         lambda: _compare(subject, prep, photo, target, device, base_key),
-        lambda: _filmstrip(loaded, prep, photo, target, device, base_key),
-        lambda: _knockout(loaded, prep, pred, device, fast, subject.plain),
-        lambda: _sanity(loaded, prep, photo, target, device, base_key),
+        lambda: _filmstrip(subject, prep, photo, target, device, base_key),
+        lambda: _knockout(subject, prep, pred, device, fast),
+        lambda: _sanity(subject, prep, photo, target, device, base_key),
     )
     for tab, section in zip(tabs, sections, strict=True):
         with tab:
             try:
                 section()
-            except ExplorerError as err:  # one section's problem does not hide the others
+            except ExplorerError as err:  # one section's refusal does not hide the others; guarded() does the rest
                 st.error(str(err))
 
 
-try:
-    main()
-except ExplorerError as err:  # a choice the explorer refuses: a message, and the session goes on
-    st.error(str(err))
+guarded(main)

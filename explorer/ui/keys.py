@@ -88,6 +88,10 @@ FM_STREAM = "fm_stream"
 FM_STREAM_CSV = "fm_stream_csv"
 
 # --- Predictions & attributions
+PRIVATE_ATTR_FILM = "_attr_film"
+PRIVATE_ATTR_PRED = "_attr_pred"
+PRIVATE_ATTR_RESULTS = "_attr_results"
+PRIVATE_ATTR_SANITY = "_attr_sanity"
 ATTR_FILM = "attr_film"
 ATTR_KNOCKOUT = "attr_knockout"
 ATTR_PANELS = "attr_panels"
@@ -97,23 +101,27 @@ ATTR_VIEW = "attr_view"
 COLORMAP = "colormap"
 DEVICE = "device"
 DL_HTML = "dl_html"
+DL_NPY = "dl_npy"  # + "_" + a method's key: its raw map
 DL_PNG = "dl_png"
 FAST_MODE = "fast_mode"
-GC_LAYER = "gc_layer"
-GS_SAMPLES = "gs_samples"
-IG_STEPS = "ig_steps"
 KNOCKOUT = "knockout"
 METHODS = "methods"
-OCC_STRIDE = "occ_stride"
-OCC_WINDOW = "occ_window"
 OPACITY = "opacity"
 RUN_ATTR = "run_attr"
 RUN_FILM = "run_film"
 RUN_SANITY = "run_sanity"
 SANITY_FROM = "sanity_from"
 SANITY_METHOD = "sanity_method"
-SG_SAMPLES = "sg_samples"
 TARGET_CLASS = "target_class"
+
+
+def method_option(method: str, option: str) -> str:
+    """The widget key of one option of an attribution method, from the registry's short names
+    (``MethodSpec.short``, ``Option.short``): ``ig_steps``, ``ig_baseline``, ``sg_samples``, ``sg_noise``,
+    ``gs_samples``, ``gs_baseline``, ``occ_window``, ``occ_stride``, ``occ_baseline``, ``gc_layer``,
+    ``ggc_layer``, ``dl_baseline``."""
+    return f"{method}_{option}"
+
 
 # --- Degradation lab
 LAB_ARCH = "lab_arch"

@@ -1,0 +1,59 @@
+"""One registry of Captum attribution methods behind one interface, safe on a shared model.
+
+``attribute(model, x, target, method, **options)`` runs any method of :data:`METHODS` and returns an
+:class:`Attribution`: an (H, W) map on the CPU, Captum's raw output, the baseline and what it is, Captum's
+convergence delta where the method has one, the time and the number of passes. Captum's own option names
+(``n_steps``, ``internal_batch_size``, ``sliding_window_shapes``, ``strides``, ``nt_samples``, ``stdevs``, ...)
+pass straight through; ``baseline`` ("zeros", "black", "blur", "mixed") names the reference input.
+
+The rooms:
+
+* :mod:`~explorer.attribution.registry`: every method declared once as data (its options with range, default
+  and help; its cost and CPU cap), :func:`resolve_method`, :func:`estimate_cost`, :func:`check_cost`;
+* :mod:`~explorer.attribution.spec`: what a declaration is made of (:class:`Option`, :class:`MethodSpec`);
+* :mod:`~explorer.attribution.baselines`: the reference inputs;
+* :mod:`~explorer.attribution.layers`: the layers the methods look at, asked of the model's stage description;
+* :mod:`~explorer.attribution.core`: :func:`attribute` (takes the model's lock itself, leaves no hook behind);
+* :mod:`~explorer.attribution.result`: :class:`Attribution` and the views of its map;
+* :mod:`~explorer.attribution.sanity`: the model-randomisation check of Adebayo et al. 2018.
+"""
+
+from __future__ import annotations
+
+from explorer.attribution.baselines import BASELINES, make_baseline
+from explorer.attribution.core import attribute
+from explorer.attribution.errors import AttributionError, CostError
+from explorer.attribution.layers import default_layer, gradcam_layers, stage_grid, stage_names
+from explorer.attribution.registry import METHODS, check_cost, estimate_cost, occlusion_grid, resolve_method
+from explorer.attribution.result import VIEWS, Attribution, reduce_channels, view
+from explorer.attribution.sanity import cascade_layers, randomised_copy, rank_similarity
+from explorer.attribution.spec import MethodSpec, Option
+from explorer.images import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = [
+    "BASELINES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "METHODS",
+    "VIEWS",
+    "Attribution",
+    "AttributionError",
+    "CostError",
+    "MethodSpec",
+    "Option",
+    "attribute",
+    "cascade_layers",
+    "check_cost",
+    "default_layer",
+    "estimate_cost",
+    "gradcam_layers",
+    "make_baseline",
+    "occlusion_grid",
+    "randomised_copy",
+    "rank_similarity",
+    "reduce_channels",
+    "resolve_method",
+    "stage_grid",
+    "stage_names",
+    "view",
+]

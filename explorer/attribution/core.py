@@ -1,0 +1,156 @@
+"""One interface for every method of the registry: ``attribute(model, x, target, method, **options)``.
+
+Safe on a shared model from many threads with no lock held by the caller: the work runs inside
+:func:`explorer.shared.exclusive`, which holds the model's lock and removes every hook and attribute the work
+left (even on failure). Gradients are taken with respect to the input only (the parameters' ``.grad`` stay
+``None``) and the shared model is never moved or changed.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from explorer.attribution.baselines import BASELINES, baseline_tensor
+from explorer.attribution.errors import AttributionError
+from explorer.attribution.layers import find_layer
+from explorer.attribution.registry import METHODS, passes_for, resolve_method
+from explorer.attribution.result import Attribution, reduce_channels
+from explorer.attribution.spec import MethodSpec
+from explorer.device import device_label
+from explorer.errors import ExplorerError
+from explorer.predict import InputError, as_batch, num_classes, oom_advice, resolve_device
+from explorer.shared import Hooks, exclusive
+
+__all__ = ["attribute"]
+
+# Captum announces on every call that it sets (and will remove) hooks; exclusive() makes sure it did.
+warnings.filterwarnings("ignore", message=r"Setting (forward, )?backward hooks", category=UserWarning)
+
+
+def _baseline(spec: MethodSpec, x: Tensor, opts: Mapping[str, Any]) -> tuple[Tensor | None, str | None]:
+    """The reference input for ``x`` from ``opts["baseline"]`` (a kind, a number or a tensor; Captum's own
+    ``baselines`` wins when given) and its description; (None, None) for a method without one."""
+    if not spec.needs_baseline:
+        return None, None
+    choice = opts["baselines"] if "baselines" in opts else opts.get("baseline", "zeros")
+    if isinstance(choice, str) and choice in BASELINES and choice not in spec.baseline_kinds:
+        takers = [s.label for s in METHODS.values() if choice in s.baseline_kinds]
+        raise AttributionError(f"{spec.label} takes one of the baselines {', '.join(spec.baseline_kinds)}; "
+                               f"{choice!r} is for {', '.join(takers)} only.")
+    return baseline_tensor(choice, x)
+
+
+def _run_captum(
+    spec: MethodSpec, net: nn.Module, x: Tensor, target: int, layer: nn.Module | None,
+    baseline: Tensor | None, opts: Mapping[str, Any],
+) -> tuple[Tensor, Tensor | None]:
+    """Build the Captum object and call ``attribute``; returns (raw attribution, delta or None)."""
+    kwargs = spec.for_captum(opts)
+    ctor_names = spec.constructor_names()
+    ctor = {k: kwargs.pop(k) for k in list(kwargs) if k in ctor_names}
+    if baseline is not None:
+        kwargs["baselines"] = baseline
+    if spec.has_delta:
+        kwargs.setdefault("return_convergence_delta", True)
+    out = spec.build(net, layer, **ctor).attribute(x, target=target, **kwargs)
+    return out if spec.has_delta and kwargs["return_convergence_delta"] else (out, None)
+
+
+def _count_images(hooks: Hooks, total: int, progress: Callable[[float], None]) -> None:
+    """A forward hook on the whole model reporting images processed / ``total`` (capped at 1) to ``progress``."""
+    seen = [0]
+
+    def hook(_module: nn.Module, args: tuple, _out: Tensor) -> None:
+        seen[0] += int(args[0].shape[0]) if args and isinstance(args[0], Tensor) else 1
+        progress(min(1.0, seen[0] / max(total, 1)))
+
+    hooks.forward(hooks.net, hook)
+
+
+def _check_target(model: nn.Module, target: object) -> int:
+    n_cls = num_classes(model)
+    if not isinstance(target, int | np.integer) or target < 0 or (n_cls is not None and target >= n_cls):
+        raise InputError(f"The target class must be a class index from 0 to {(n_cls or 1) - 1}, not {target!r}.")
+    return int(target)
+
+
+def attribute(
+    model: nn.Module,
+    x: Tensor,
+    target: int,
+    method: str,
+    *,
+    device: str | torch.device | None = None,
+    layer: str | None = None,
+    progress: Callable[[float], None] | None = None,
+    **options: Any,
+) -> Attribution:
+    """Attribute class ``target`` of ``model`` (eval mode) on one image ``x`` (1, 3, H, W) with ``method``.
+
+    ``device`` None runs where the model lives; another device uses a cached copy of the model there.
+    ``layer`` (Grad-CAM, Guided Grad-CAM) is a dotted module name, default the last stage. ``progress`` is
+    called with the fraction of passes done. ``options`` are Captum's keywords plus ours (``baseline``: a kind
+    of :data:`BASELINES`, a number or a tensor; the registry's declared options). Takes the model's lock itself.
+
+    Raises:
+        AttributionError: unknown method, option or layer; a failure inside Captum.
+        CostError: settings over the CPU cap.
+        InputError: a tensor that is not one RGB image, or a class the model does not have.
+        DeviceError: unknown device, or out of memory.
+    """
+    spec = resolve_method(method)
+    if model.training:
+        raise AttributionError("The model is in training mode: call model.eval() first (BatchNorm would "
+                               "otherwise use and change its running statistics).")
+    if layer is not None and not spec.uses_layer:
+        users = [s.label for s in METHODS.values() if s.uses_layer]
+        raise AttributionError(f"{spec.label} does not look at a layer; only {' and '.join(users)} do.")
+    dev = resolve_device(device, model)
+    x = as_batch(x, model).detach()
+    target = _check_target(model, target)
+    opts = spec.prepare(x, spec.with_defaults(options))
+    passes = passes_for(spec, tuple(x.shape[1:]), opts, dev)
+    layer_name = find_layer(model, layer)[0] if spec.uses_layer else None
+    try:
+        with exclusive(model, dev) as hooks:
+            net = hooks.net
+            x = x.to(dev, copy=True).requires_grad_(not spec.forward_only)  # our own copy: Captum flips its flags
+            baseline, description = _baseline(spec, x, opts)
+            module = net.get_submodule(layer_name) if layer_name else None
+            if progress is not None:
+                _count_images(hooks, passes, progress)
+            start = time.perf_counter()
+            raw, delta = _run_captum(spec, net, x, target, module, baseline, opts)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            seconds = time.perf_counter() - start
+    except torch.OutOfMemoryError:
+        raise oom_advice(dev) from None
+    except ExplorerError:
+        raise
+    except Exception as err:  # a failing method is a message on screen, not a crash
+        raise AttributionError(f"{spec.label} failed: {err}") from err
+    raw = raw.detach().cpu()
+    full = spec.finish(raw, tuple(x.shape[-2:]), opts) if spec.finish else raw
+    return Attribution(
+        method=spec.key,
+        label=spec.label,
+        target=target,
+        map=reduce_channels(full),
+        raw=raw,
+        baseline=None if baseline is None else baseline.detach().cpu(),
+        baseline_description=description,
+        delta=None if delta is None else float(delta.flatten()[delta.abs().argmax()]),
+        seconds=seconds,
+        passes=passes,
+        device=device_label(dev),
+        layer=layer_name,
+        options={k: v for k, v in opts.items() if not isinstance(v, Tensor)},
+    )

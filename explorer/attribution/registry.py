@@ -1,0 +1,253 @@
+"""The registry: every attribution method declared once, as data (:data:`METHODS`), its cost and its CPU cap.
+
+Each method's user-facing options (range, default, help) are :class:`~explorer.attribution.spec.Option` s in its
+declaration; the page draws its widgets from them and ``attribute()`` takes its defaults from them.
+:func:`estimate_cost` says before running how many forward/backward passes a setting needs; on the CPU,
+:func:`check_cost` refuses settings over the method's cap with a sentence saying what to lower.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from captum.attr import (
+    DeepLift,
+    GradientShap,
+    GuidedGradCam,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
+from torch import Tensor
+
+from explorer.attribution.baselines import BASELINES, ONE_BASELINE
+from explorer.attribution.errors import AttributionError, CostError
+from explorer.attribution.spec import Cost, MethodSpec, Option, per_dim
+from explorer.errors import ExplorerError
+
+__all__ = ["METHODS", "check_cost", "estimate_cost", "occlusion_grid", "passes_for", "resolve_method"]
+
+
+# ------------------------------------------------------------------------------------------------- the costs
+
+
+def _one(_shape: tuple[int, ...], _opts: Mapping[str, Any]) -> int:
+    return 1
+
+
+def _two(_shape: tuple[int, ...], _opts: Mapping[str, Any]) -> int:
+    return 2
+
+
+def _option(name: str) -> Cost:
+    """Cost = the value of option ``name`` (steps, samples): one forward/backward pass each."""
+    return lambda _shape, opts: int(opts[name])
+
+
+def occlusion_grid(shape: tuple[int, ...], opts: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(window, strides) per dimension of the (C, H, W) ``shape``, windows clipped to the image."""
+    dims = tuple(shape)
+    window = per_dim(opts["sliding_window_shapes"], len(dims), 1)
+    strides = per_dim(opts.get("strides"), len(dims), 1)
+    if len(window) != len(dims) or len(strides) != len(dims):
+        raise AttributionError(
+            f"sliding_window_shapes and strides need one value per (channel, height, width) dimension, "
+            f"got {window} and {strides}."
+        )
+    if min(window) < 1 or min(strides) < 1:
+        raise AttributionError("Occlusion windows and strides must be at least 1.")
+    return tuple(min(w, d) for w, d in zip(window, dims, strict=True)), strides
+
+
+def _occlusion_cost(shape: tuple[int, ...], opts: Mapping[str, Any]) -> int:
+    window, strides = occlusion_grid(shape, opts)
+    return math.prod((d - w) // s + 1 for d, w, s in zip(shape, window, strides, strict=True)) + 1
+
+
+def _hw(value: int | Sequence[int] | None) -> str:
+    """The (height, width) part of a per-dimension option: "32x32"."""
+    h, w = per_dim(value, 3, 1)[-2:]
+    return f"{h}x{w}"
+
+
+# ------------------------------------------------------------------------- what a method does around Captum
+
+
+def _clip_windows(x: Tensor, opts: Mapping[str, Any]) -> dict[str, Any]:
+    """Occlusion: windows no larger than the image (1, 3, H, W), strides per dimension."""
+    window, strides = occlusion_grid(tuple(x.shape[1:]), opts)
+    return {**opts, "sliding_window_shapes": window, "strides": strides}
+
+
+def _noise_from_level(x: Tensor, opts: Mapping[str, Any]) -> dict[str, Any]:
+    """SmoothGrad: the noise's standard deviation is ``noise_level`` times the image's value range, unless
+    Captum's own ``stdevs`` is given."""
+    if "stdevs" in opts:
+        return dict(opts)
+    spread = float(x.detach().max() - x.detach().min())
+    return {**opts, "stdevs": float(opts["noise_level"]) * spread}
+
+
+def _upsample(raw: Tensor, size: tuple[int, int], opts: Mapping[str, Any]) -> Tensor:
+    """Grad-CAM: the layer's (1, 1, h, w) grid upsampled to the image's (H, W)."""
+    return LayerAttribution.interpolate(raw.float(), size, interpolate_mode=opts["interpolate_mode"])
+
+
+# ---------------------------------------------------------------------------------------- shared options
+
+
+def _baseline(default: str, choices: tuple[str, ...] = ONE_BASELINE) -> Option:
+    return Option("baseline", "baseline", "Baseline", "choice", default, choices=choices,
+                  describe=BASELINES, help="The reference input the image is compared with.")
+
+
+def _layer() -> Option:
+    return Option("layer", "layer", "Layer (a stage or one block)", "layer",
+                  help="Early layers have fine grids but little idea of the class; the last stage knows the class "
+                       "but sees the image on a coarse grid.")
+
+
+METHODS: dict[str, MethodSpec] = {
+    spec.key: spec
+    for spec in (
+        MethodSpec(
+            "saliency", "Saliency", "sal", Saliency, has_delta=False, cost=_one, settings={"abs": True},
+            summary="The gradient of the class score with respect to each pixel (Simonyan et al. 2014).",
+        ),
+        MethodSpec(
+            "integrated_gradients", "Integrated Gradients", "ig", IntegratedGradients, has_delta=True,
+            cost=_option("n_steps"), cpu_cap=256,
+            options=(
+                Option("n_steps", "steps", "Steps along the path (n_steps)", "int", 32, 4, 512, 4,
+                       help="Points on the path from the baseline to the image; more steps make the sum closer to "
+                            "f(image) - f(baseline) (a smaller convergence delta). One pass each."),
+                _baseline("zeros"),
+            ),
+            settings={"internal_batch_size": 8, "method": "gausslegendre"},
+            setting=lambda o: f"{o['n_steps']} steps", advice="Lower n_steps",
+            summary="Gradients averaged along the straight path from a baseline to the image, times the "
+                    "difference (Sundararajan et al. 2017); they add up to f(image) - f(baseline).",
+        ),
+        MethodSpec(
+            "smoothgrad", "SmoothGrad", "sg", NoiseTunnel, inner=Saliency, has_delta=False,
+            cost=_option("nt_samples"), cpu_cap=64,
+            options=(
+                Option("nt_samples", "samples", "Noisy samples (nt_samples)", "int", 16, 2, 128, 1,
+                       help="Noisy copies of the image whose saliency maps are averaged. One pass each."),
+                Option("noise_level", "noise", "Noise (fraction of the image's value range)", "float", 0.15,
+                       0.0, 0.5, 0.05,
+                       help="The noise's standard deviation as a fraction of max - min of the input (Smilkov et "
+                            "al. suggest 10-20%)."),
+            ),
+            settings={"nt_type": "smoothgrad", "nt_samples_batch_size": 8, "abs": True},
+            prepare=_noise_from_level, ours=("noise_level",),
+            setting=lambda o: f"{o['nt_samples']} noisy samples", advice="Lower nt_samples",
+            summary="Saliency averaged over noisy copies of the image (Smilkov et al. 2017).",
+        ),
+        MethodSpec(
+            "gradient_shap", "GradientSHAP", "gs", GradientShap, has_delta=True, cost=_option("n_samples"),
+            cpu_cap=64,
+            options=(
+                Option("n_samples", "samples", "Samples (n_samples)", "int", 8, 2, 128, 1,
+                       help="Random points between the image and random baselines. One pass each."),
+                _baseline("mixed", (*ONE_BASELINE, "mixed")),
+            ),
+            settings={"stdevs": 0.0},
+            setting=lambda o: f"{o['n_samples']} samples", advice="Lower n_samples",
+            summary="Expected gradients x (image - baseline) at random points between the image and random "
+                    "baselines (Lundberg & Lee 2017).",
+        ),
+        MethodSpec(
+            "occlusion", "Occlusion", "occ", Occlusion, has_delta=False, cost=_occlusion_cost, cpu_cap=400,
+            forward_only=True,
+            options=(
+                Option("sliding_window_shapes", "window", "Window (px)", "int", 32, 4, None, 1, patch=True,
+                       help="The side of the square patch covered by the baseline."),
+                Option("strides", "stride", "Stride (px)", "int", 16, 2, None, 1, patch=True,
+                       help="How far the patch moves each time; half the window or less leaves no seams."),
+                _baseline("zeros"),
+            ),
+            settings={"perturbations_per_eval": 8},
+            prepare=_clip_windows,
+            setting=lambda o: f"{_hw(o['sliding_window_shapes'])} windows every {_hw(o.get('strides'))} px",
+            advice="Use larger sliding_window_shapes and strides",
+            summary="How much the class score drops when a patch is covered by the baseline (Zeiler & Fergus "
+                    "2014). Forward passes only.",
+        ),
+        MethodSpec(
+            "grad_cam", "Grad-CAM", "gc", LayerGradCam, has_delta=False, cost=_one, options=(_layer(),),
+            settings={"relu_attributions": True, "interpolate_mode": "bilinear"}, finish=_upsample,
+            ours=("interpolate_mode",),
+            summary="A layer's channels weighted by their average gradient (Selvaraju et al. 2017), "
+                    "upsampled from the layer's grid to the image.",
+        ),
+        MethodSpec(
+            "guided_grad_cam", "Guided Grad-CAM", "ggc", GuidedGradCam, has_delta=False, cost=_two,
+            options=(_layer(),), settings={"interpolate_mode": "bilinear"},
+            summary="Grad-CAM times guided backpropagation: pixel-sharp and class-specific.",
+        ),
+        MethodSpec(
+            "deeplift", "DeepLift", "dl", DeepLift, has_delta=True, cost=_two, options=(_baseline("zeros"),),
+            summary="Contributions relative to a baseline, propagated with the rescale rule (Shrikumar et al. "
+                    "2017); they add up to f(image) - f(baseline).",
+        ),
+    )
+}
+_ALIASES = {spec.captum.__name__.lower(): key for key, spec in METHODS.items()}
+_ALIASES.update({"noisetunnel": "smoothgrad", "layergradcam": "grad_cam"})
+
+
+def resolve_method(method: str | MethodSpec) -> MethodSpec:
+    """The spec for a registry key (``"integrated_gradients"``), a label or a Captum class name."""
+    if isinstance(method, MethodSpec):
+        return method
+    norm = str(method).strip().lower().replace(" ", "").replace("-", "").replace("_", "")
+    for spec in METHODS.values():
+        if norm in (spec.key.replace("_", ""), spec.label.lower().replace(" ", "").replace("-", "")):
+            return spec
+    if norm in _ALIASES:
+        return METHODS[_ALIASES[norm]]
+    raise AttributionError(f"Unknown attribution method {method!r}; choose one of: {', '.join(METHODS)}.")
+
+
+def estimate_cost(method: str, x_shape: Sequence[int], *, layer: str | None = None, **options: Any) -> int:
+    """Forward/backward passes (forward only for occlusion) that ``method`` needs on one image of ``x_shape``.
+
+    ``x_shape`` is (1, 3, H, W) or (3, H, W); ``layer`` and ``options`` as for ``attribute()`` (the layer a
+    method looks at does not change its passes).
+    """
+    spec = resolve_method(method)
+    shape = tuple(int(s) for s in x_shape)[-3:]
+    return int(spec.cost(shape, spec.with_defaults(options)))
+
+
+def check_cost(
+    method: str, x_shape: Sequence[int], device: str | torch.device = "cpu", *, layer: str | None = None,
+    **options: Any,
+) -> int:
+    """Like :func:`estimate_cost`, and raises :class:`CostError` when that is over the method's cap on the CPU."""
+    spec = resolve_method(method)
+    shape = tuple(int(s) for s in x_shape)[-3:]
+    return passes_for(spec, shape, spec.with_defaults(options), torch.device(device))
+
+
+def passes_for(spec: MethodSpec, shape: tuple[int, ...], opts: Mapping[str, Any], device: torch.device) -> int:
+    """The passes ``opts`` need on a (C, H, W) input; :class:`CostError` when over the CPU cap."""
+    try:
+        passes = int(spec.cost(shape, opts))
+    except ExplorerError:
+        raise
+    except (TypeError, ValueError):
+        raise AttributionError(f"{spec.label}: steps, samples, windows and strides must be whole numbers.") from None
+    if device.type == "cpu" and spec.cpu_cap is not None and passes > spec.cpu_cap:
+        raise CostError(
+            f"{spec.label} with {spec.setting(opts)} needs {passes} {spec.pass_kind} passes; on the CPU the cap "
+            f"is {spec.cpu_cap}. {spec.advice} or use the GPU."
+        )
+    return passes
