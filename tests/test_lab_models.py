@@ -116,4 +116,4 @@ def test_the_sidebar_models_cost_is_counted_for_the_configuration_chosen():
 def test_a_subject_says_its_cost_in_mult_adds_and_converts_to_flops_openly():
     subject = lab_models.Subject(None, images.Preprocessing(resize=16, crop=16, mean=(0,) * 3, std=(1,) * 3),  # type: ignore[arg-type]
                                  "m", ("k",), 2_000_000, False, "")  # fmt: skip
-    assert subject.mult_adds == 2_000_000 and subject.gflops == pytest.approx(0.004)
+    assert subject.mult_adds == 2_000_000

@@ -145,7 +145,7 @@ def test_camera_photo_is_used_when_the_camera_is_on(fm: AppTest) -> None:
 
 
 def test_cost_is_shown_before_running(fm: AppTest) -> None:
-    assert any("GFLOPs" in c.value and "of feature maps" in c.value for c in fm.caption)
+    assert any("G mult-adds" in c.value and "of feature maps" in c.value for c in fm.caption)
 
 
 def test_large_input_asks_before_running(fm: AppTest) -> None:

@@ -14,7 +14,7 @@ from explorer.ui.page import guarded
 
 LARGE_BYTES = 256 * 2**20  # above this (or above 512 px) the page asks before running
 LARGE_INPUT = 512
-SLOW_GFLOPS = 50.0  # above this the page says a CPU will take a while
+SLOW_MULT_ADDS = 25e9  # above this (one image) the page says a CPU will take a while
 RANK = {"top by mean activation": "mean", "top by max activation": "max", "channels I choose": "pick"}
 THUMBNAIL = 640  # px: the original is shown downsized, so a 40-megapixel upload does not travel to the browser
 
@@ -97,16 +97,16 @@ def _estimate(loaded: cached.LoadedModel, layers: list[str], size: int) -> activ
 
 def _cost_ok(subject: Subject, estimate: activations.MemoryEstimate) -> bool:
     """Show the cost before running; for a large run ask first (returns False until the user agrees)."""
-    gflops, size = subject.gflops, subject.input_size
-    amount = f"{gflops:,.0f}" if gflops >= 1 else f"{gflops:.2g}"
-    text = (f"One forward pass at {size} × {size} px: about **{amount} GFLOPs**; "
+    g, size = subject.mult_adds / 1e9, subject.input_size
+    amount = f"{g:,.0f}" if g >= 1 else f"{g:.2g}"
+    text = (f"One forward pass at {size} × {size} px: about **{amount} G mult-adds** (2 FLOPs each); "
             f"it keeps about **{_mb(estimate.captured_bytes)}** of feature maps and needs about "
             f"**{_mb(estimate.peak_forward_bytes)}** more while it runs.")
     if estimate.total_bytes > LARGE_BYTES or size > LARGE_INPUT:
         st.warning(text + " That is large: on a CPU it can take a while and slow the app for everybody. "
                    "A smaller input size in the sidebar is quicker.", icon=":material/warning:")
         return st.checkbox("Run it anyway", key=keys.FM_CONFIRM)
-    if gflops > SLOW_GFLOPS:
+    if subject.mult_adds > SLOW_MULT_ADDS:
         st.warning(text + " Expect several seconds on a CPU.", icon=":material/hourglass_top:")
     else:
         st.caption(text)

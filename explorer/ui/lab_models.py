@@ -212,12 +212,6 @@ class Subject:
         return self.preprocessing.crop
 
     @property
-    def gflops(self) -> float:
-        """The same work in GFLOPs, converted openly (1 mult-add = 2 FLOPs). For pages that still say GFLOPs;
-        prefer ``mult_adds``, labelled "mult-adds"."""
-        return cost.FLOPS_PER_MULT_ADD * self.mult_adds / 1e9
-
-    @property
     def from_lab(self) -> bool:
         return self.meta is not None
 
