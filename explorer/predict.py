@@ -41,7 +41,6 @@ __all__ = [
     "predict_with_knockout",
     "resolve_device",
 ]
-LockLike = contextlib.AbstractContextManager  # TODO(remove once explorer.attribution stops importing it)
 
 
 class DeviceError(ExplorerError):
