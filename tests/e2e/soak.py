@@ -93,7 +93,8 @@ async def _problems(page) -> tuple[str, ...]:
     return tuple(found)
 
 
-async def _student(browser, url: str, n: int, deadline: float, photo: Path, result: SoakResult) -> None:
+async def _student(browser, url: str, n: int, deadline: float, photo: Path, result: SoakResult,
+                   shots: Path | None) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await context.new_page()
     page.set_default_timeout(SETTLE_MS)
@@ -109,6 +110,7 @@ async def _student(browser, url: str, n: int, deadline: float, photo: Path, resu
                     break
                 start = time.monotonic()
                 await page.get_by_test_id("stSidebarNav").get_by_role("link", name=link, exact=True).click()
+                await page.wait_for_url(lambda u, path=path: u.rstrip("/").endswith(f"/{path}".rstrip("/")))
                 await _settle(page)
                 if path == "feature_maps" and not uploaded:
                     await page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(photo)
@@ -120,7 +122,10 @@ async def _student(browser, url: str, n: int, deadline: float, photo: Path, resu
                     attributed = True
                 result.visits.append(Visit(n, path or "home", time.monotonic() - start, await _problems(page)))
     except Exception as err:  # noqa: BLE001 - a session that breaks down is a problem to report, not a crash
-        result.visits.append(Visit(n, "session", 0.0, (f"driver: {type(err).__name__}: {str(err)[:300]}",)))
+        seen = await _problems(page)
+        result.visits.append(Visit(n, "session", 0.0, (f"driver: {type(err).__name__}: {str(err)[:300]}", *seen)))
+        if shots is not None:
+            await page.screenshot(path=shots / f"soak-session-{n}.png", full_page=True)
     finally:
         await context.close()
 
@@ -132,7 +137,8 @@ async def _sample_rss(pid: int, deadline: float, result: SoakResult, start: floa
     result.rss.append((time.monotonic() - start, rss_bytes(pid)))
 
 
-async def _soak(url: str, server_pid: int, sessions: int, seconds: float, photo: Path, chromium: str) -> SoakResult:
+async def _soak(url: str, server_pid: int, sessions: int, seconds: float, photo: Path, chromium: str,
+                shots: Path | None) -> SoakResult:
     from playwright.async_api import async_playwright
 
     result = SoakResult()
@@ -143,7 +149,7 @@ async def _soak(url: str, server_pid: int, sessions: int, seconds: float, photo:
         try:
             await asyncio.gather(
                 _sample_rss(server_pid, deadline, result, start),
-                *(_student(browser, url, i, deadline, photo, result) for i in range(sessions)),
+                *(_student(browser, url, i, deadline, photo, result, shots) for i in range(sessions)),
             )
         finally:
             await browser.close()
@@ -152,10 +158,11 @@ async def _soak(url: str, server_pid: int, sessions: int, seconds: float, photo:
 
 
 def soak(url: str, server_pid: int, *, sessions: int, seconds: float, photo: Path,
-         chromium: str = "/usr/bin/chromium") -> SoakResult:
-    """Run ``sessions`` students against ``url`` (loopback) for ``seconds``; sample ``server_pid``'s RSS."""
+         chromium: str = "/usr/bin/chromium", shots: Path | None = None) -> SoakResult:
+    """Run ``sessions`` students against ``url`` (loopback) for ``seconds``; sample ``server_pid``'s RSS.
+    A session that breaks down leaves a screenshot in ``shots`` (when given)."""
     if not url.startswith(("http://127.", "http://localhost")):
         raise ValueError(f"the soak only targets loopback addresses, not {url}")
     # its own thread: pytest-playwright's sync API may own this thread's event loop
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, _soak(url, server_pid, sessions, seconds, photo, chromium)).result()
+        return pool.submit(asyncio.run, _soak(url, server_pid, sessions, seconds, photo, chromium, shots)).result()

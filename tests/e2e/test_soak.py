@@ -23,7 +23,7 @@ def test_sessions_tour_every_page_at_once_without_errors(app_server: tuple[str, 
     url, pid = app_server
     photo = tmp_path / "photo.jpg"
     Image.radial_gradient("L").convert("RGB").resize((400, 300)).save(photo)
-    result = soak(url, pid, sessions=SESSIONS, seconds=SECONDS, photo=photo)
+    result = soak(url, pid, sessions=SESSIONS, seconds=SECONDS, photo=photo, shots=artifacts)
     (artifacts / "soak.txt").write_text(result.summary() + "\n" + "\n".join(map(str, result.visits)) + "\n")
     assert not result.problems, f"{result.summary()}; e.g. {result.problems[:3]}"
     pages = {v.page for v in result.visits}
