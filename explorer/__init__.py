@@ -19,7 +19,8 @@ _API: dict[str, str] = {
     "Bottleneck": "models", "build": "models", "build_cifar": "models", "residual_blocks": "models",
     # weights
     "load_pretrained": "weights", "load_checkpoint": "weights", "weights_info": "weights",
-    "WeightsError": "weights", "WeightsUnavailable": "weights",
+    "WeightsError": "weights", "WeightsUnavailable": "weights", "model_from_checkpoint": "weights",
+    "LoadReport": "weights",
     # summary
     "architecture": "summary", "layer_table": "summary", "stage_table": "summary",
     # blocks

@@ -26,6 +26,7 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile, UploadedFileRe
 from torch import Tensor, nn
 
 from explorer import weights
+from explorer.checkpoints import reading
 from explorer.errors import ExplorerError
 from explorer.models import ARCHS, build, build_cifar
 from explorer.weights import (
@@ -345,7 +346,7 @@ def test_load_checkpoint_round_trip(kind: str, state: dict[str, Tensor], model: 
     assert report.format == ("safetensors" if "safetensors" in kind else "torch")
     n_params = sum(p.numel() for p in model.parameters())
     assert report.tensors == len(state) and report.parameters == n_params == 75_290
-    assert report.dtype_conversions == () and report.unwrapped is None and report.stripped_prefixes == ()
+    assert report.dtype_conversions == () and report.unwrapped == () and report.stripped_prefixes == ()
     assert "75,290 parameters" in report.summary
 
 
@@ -365,7 +366,8 @@ def test_wrappers_and_prefixes_are_removed(
 ) -> None:
     report = load_checkpoint(model, _torch_bytes(wrap(state)), name="trained.pth")
     _assert_state_equal(model, state)
-    assert (report.unwrapped, report.stripped_prefixes) == (unwrapped, stripped)
+    assert report.unwrapped == (*([unwrapped] if unwrapped else []), *stripped)  # entries first, then prefixes
+    assert report.stripped_prefixes == stripped
 
 
 def test_half_precision_checkpoint_is_converted_and_reported(state: dict[str, Tensor], model: nn.Module) -> None:
@@ -519,7 +521,7 @@ def test_oversized_files_are_refused_before_reading(
     state: dict[str, Tensor], model: nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pth_bytes = _torch_bytes(state)
-    monkeypatch.setattr(weights, "MAX_CHECKPOINT_BYTES", 1000)
+    monkeypatch.setattr(reading, "MAX_CHECKPOINT_BYTES", 1000)  # the cap lives where files are read
     path = tmp_path / "big.pth"
     path.write_bytes(pth_bytes)
     monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("an oversized file must not be read"))

@@ -1,0 +1,187 @@
+"""User checkpoints: read safely, unwrap training wrappers, work out the ResNet, name its classes.
+
+* :func:`model_from_checkpoint` builds the ResNet a checkpoint describes (block type, blocks per stage, widths,
+  ResNeXt groups, wide bottlenecks, projection shortcuts and number of classes, all read off the tensors),
+  loads the weights strictly and names the classes. A fine-tuned ``resnet18`` with 10 classes just works.
+* :func:`load_checkpoint` loads a checkpoint into a model the caller built (it must fit exactly).
+
+Files are read with ``torch.load(weights_only=True)`` (a pickle that would run code, or a whole pickled model,
+is refused before any of it runs) or as safetensors (:mod:`.reading`). Training wrappers are unwrapped and
+reported (:mod:`.unwrap`): Lightning (``state_dict`` + ``model.``), ``model_state_dict``, ``model``
+(torchvision's reference scripts), DataParallel's ``module.``, ``torch.compile``'s ``_orig_mod.`` and EMA copies
+(``state_dict_ema``, ``model_ema``, ``ema``), which are preferred. timm's ResNets use torchvision's tensor names
+(its classifier is ``fc`` too), so they load as they are. Everything is checked before a model is touched.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from explorer.checkpoints.classes import ClassesSource, ClassNamesError, class_names
+from explorer.checkpoints.fit import load_state_dict_checked
+from explorer.checkpoints.inference import check_arch, infer
+from explorer.checkpoints.reading import MAX_CHECKPOINT_BYTES, CheckpointSource, WeightsError, parse
+from explorer.checkpoints.unwrap import describe_step, is_ema_step, unwrap
+from explorer.models import ResNet
+
+__all__ = [
+    "MAX_CHECKPOINT_BYTES",
+    "CheckpointSource",
+    "ClassNamesError",
+    "ClassesSource",
+    "LoadReport",
+    "WeightsError",
+    "load_checkpoint",
+    "model_from_checkpoint",
+]
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a checkpoint held and what was done to load it.
+
+    ``unwrapped`` lists, in order, the entries the weights were found under (``"state_dict"``, ``"model_ema"``)
+    and the prefixes removed from every name (ending with a dot: ``"model."``, ``"module."``). ``arch``,
+    ``num_classes`` and ``class_names`` are filled by :func:`model_from_checkpoint` (``arch`` is a name from
+    ``explorer.models.ARCHS`` when the network is one, e.g. ``"resnet34"``, else e.g. ``"ResNet-20 (CIFAR)"``).
+    """
+
+    source: str  # the file name, or "uploaded bytes"
+    format: Literal["torch", "safetensors"]
+    tensors: int  # entries of the state dict loaded (parameters and buffers)
+    parameters: int  # learnable numbers loaded (sum of the parameters' sizes)
+    unwrapped: tuple[str, ...] = ()
+    dtype_conversions: tuple[str, ...] = ()  # e.g. ("62 tensors float16 -> float32",)
+    arch: str | None = None
+    num_classes: int | None = None
+    class_names: tuple[str, ...] = ()
+    classes_from: str | None = None  # where the names came from (e.g. "classes.txt"); None: "class 0".. defaults
+    notes: tuple[str, ...] = ()  # what the tensors could not say and was assumed
+
+    @property
+    def stripped_prefixes(self) -> tuple[str, ...]:
+        """The prefixes removed from every tensor name, e.g. ``("module.",)``."""
+        return tuple(step for step in self.unwrapped if step.endswith("."))
+
+    @property
+    def ema(self) -> bool:
+        """Whether the weights are an EMA copy (preferred over the raw training weights when both are saved)."""
+        return any(is_ema_step(step) for step in self.unwrapped)
+
+    @property
+    def inferred(self) -> str:
+        """What the checkpoint is, e.g. ``"resnet34, 10 classes"`` (``""`` when no architecture was worked out)."""
+        if self.arch is None:
+            return ""
+        return f"{self.arch}, {self.num_classes} class{'' if self.num_classes == 1 else 'es'}"
+
+    @property
+    def summary(self) -> str:
+        """One sentence on what was loaded, for the UI."""
+        kind = "PyTorch" if self.format == "torch" else "safetensors"
+        text = f"Loaded {self.tensors} tensors ({self.parameters:,} parameters) from {self.source} ({kind} format)"
+        notes = [describe_step(step) for step in self.unwrapped]
+        notes += [f"converted {c}" for c in self.dtype_conversions]
+        return text + (f"; {', '.join(notes)}." if notes else ".")
+
+    @property
+    def message(self) -> str:
+        """What was inferred and done, in sentences, e.g. ``"resnet34, 10 classes (names from classes.txt). ..."``."""
+        if self.arch is None:
+            return self.summary
+        named = f"names from {self.classes_from}" if self.classes_from else "no names given: class 0, class 1, ..."
+        return " ".join([f"{self.inferred} ({named}).", self.summary, *self.notes])
+
+
+def model_from_checkpoint(
+    source: CheckpointSource, *, arch: str | None = None, classes: ClassesSource | None = None
+) -> tuple[ResNet, LoadReport]:
+    """Build the ResNet that ``source`` holds the weights of, load them strictly, name its classes.
+
+    ``source`` is a path, the file's bytes, or a binary file object (e.g. Streamlit's ``UploadedFile``; its
+    ``name`` is shown and a ``.safetensors`` one is read as such). The architecture is worked out from the
+    tensors; ``arch`` (a name from ``explorer.models.ARCHS``), when given, must agree. ``classes`` names the
+    outputs: a list, an index->name map, a ``.txt``/``.json`` path, bytes, ``(file name, bytes)`` or a file
+    object; otherwise a ``classes``/``class_names`` entry in the checkpoint, otherwise "class 0".."class N-1".
+
+    Returns the model (eval mode, CPU; input (N, 3, H, W) -> logits (N, num_classes)) and a :class:`LoadReport`.
+
+    Raises:
+        WeightsError: unreadable, unsafe or not a ResNet state dict; incomplete (a stage or block missing); not
+            ``arch`` (the message says what it looks like); or (:class:`ClassNamesError`) class names that are
+            malformed or not one per output.
+    """
+    parsed = parse(source)
+    found = unwrap(parsed.obj)
+    recipe = infer(found.state, parsed.metadata)
+    if arch is not None:
+        check_arch(arch, recipe)
+    names, names_from = class_names(classes, found.classes or _stored_names(parsed.metadata), recipe.num_classes)
+    with torch.device("meta"):  # no memory and no random init: the checkpoint's tensors are adopted
+        model = recipe.build()
+    lead = (
+        f"This checkpoint looks like {recipe.name} ({recipe.description}), but not all its tensors fit that "
+        "network, so it cannot be rebuilt here."
+    )
+    conversions = load_state_dict_checked(model, found.state, subject="This checkpoint", lead=lead, assign=True)
+    notes = []
+    if recipe.shortcut == "A" and not recipe.plain:
+        notes.append(
+            "It has no projection shortcuts, so it was built with zero-padded identity shortcuts (the paper's "
+            "option A); a plain net without shortcuts would have the same tensors."
+        )
+    return model.eval(), LoadReport(
+        source=parsed.source,
+        format=parsed.format,
+        tensors=len(found.state),
+        parameters=sum(p.numel() for p in model.parameters()),
+        unwrapped=found.steps,
+        dtype_conversions=conversions,
+        arch=recipe.name,
+        num_classes=recipe.num_classes,
+        class_names=names,
+        classes_from=names_from,
+        notes=tuple(notes),
+    )
+
+
+def load_checkpoint(model: nn.Module, source: CheckpointSource, *, name: str | None = None) -> LoadReport:
+    """Load a user's checkpoint into ``model`` after checking that every tensor fits; returns what was loaded.
+
+    ``source`` is a path, the file's bytes, or a binary file object (e.g. Streamlit's ``UploadedFile``).
+    Wrappers are unwrapped as in :func:`model_from_checkpoint`. The model is changed only when everything
+    fits (``strict=True``); to build the model the checkpoint describes, use :func:`model_from_checkpoint`.
+
+    Raises:
+        WeightsError: the file is too big, empty, damaged, unsafe (a pickle that would run code), holds
+            something other than tensors, or does not fit the model (missing, unexpected or reshaped tensors).
+    """
+    parsed = parse(source, name)
+    found = unwrap(parsed.obj)
+    conversions = load_state_dict_checked(model, found.state, subject="This checkpoint")
+    params = dict(model.named_parameters())
+    return LoadReport(
+        source=parsed.source,
+        format=parsed.format,
+        tensors=len(found.state),
+        parameters=sum(params[k].numel() for k in found.state if k in params),
+        unwrapped=found.steps,
+        dtype_conversions=conversions,
+    )
+
+
+def _stored_names(metadata: dict[str, str]) -> object:
+    """A ``classes``/``class_names`` list in a safetensors header (JSON text, as the degradation lab writes)."""
+    for key in ("class_names", "classes"):
+        try:
+            value = json.loads(metadata[key])
+        except (KeyError, ValueError):
+            continue
+        if isinstance(value, list | dict):
+            return value
+    return None
