@@ -84,7 +84,7 @@ def _from_source(classes: ClassesSource) -> tuple[tuple[str, ...], str]:
             raise ClassNamesError(f"{name} must be opened in binary mode ('rb').")
         return _parse(bytes(data), name), name
     if isinstance(classes, Mapping | list | tuple):
-        return _names(classes, "the class names given"), "the class names given"
+        return _names(classes, "the list given"), "the list given"
     raise ClassNamesError(
         f"Class names must be a list of names, a .txt or .json file, or its path, not {type(classes).__name__}."
     )

@@ -232,6 +232,6 @@ def _shortcuts(
     odd = sorted(projected ^ changing)
     raise WeightsError(
         "This checkpoint's projection shortcuts (downsample) follow none of the paper's options (B: where the "
-        f"shape changes, C: in every block, A: nowhere): {listing(odd)} differ from option B, so the network "
-        "cannot be rebuilt from it."
+        f"shape changes, C: in every block, A: nowhere); these blocks differ from option B: {listing(odd)}. The "
+        "network cannot be rebuilt from it."
     )
