@@ -32,6 +32,7 @@ __all__ = [
     "capture_with_stream",
     "channel_stats",
     "estimate_memory",
+    "every_block_layers",
     "output_shapes",
     "record",
     "record_residual_stream",
@@ -130,6 +131,13 @@ def stage_end_layers(model: nn.Module) -> list[str]:
     if not info:
         raise LayerError("This model does not describe its stages, so there is no filmstrip to show.")
     return [stage.module for stage in info]
+
+
+def every_block_layers(model: nn.Module) -> list[str]:
+    """The filmstrip's layers and every residual block's output, in forward order: capture these once per
+    (model, image) and any stage or block can be shown by slicing, with no new forward pass. A stage's output is
+    its last block's tensor, stored once (hooks keep references, not copies)."""
+    return list(dict.fromkeys([*stage_end_layers(model), *(name for name, _ in residual_blocks(model))]))
 
 
 # --------------------------------------------------------------------------------------------------- residual stream

@@ -249,3 +249,17 @@ def test_picked_channels_survive_a_change_to_a_smaller_layer(fm: AppTest) -> Non
     assert not fm.exception
     assert fm.multiselect(key="fm_channels").value == [3]
     assert fm.number_input(key="fm_overlay_channel").value < 64
+
+
+def test_a_stage_or_block_change_slices_the_capture_instead_of_running_again(fm: AppTest, monkeypatch) -> None:
+    from explorer import activations
+
+    calls = []
+    real = activations.capture_with_stream
+    monkeypatch.setattr(activations, "capture_with_stream", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fm.selectbox(key="fm_stage").select("layer3").run()
+    fm.selectbox(key="fm_block").select(0).run()
+    fm.selectbox(key="fm_stage").select("stem").run()
+    assert not fm.exception
+    assert calls == []  # every block was captured once, on the first run
+    assert any(t.startswith("stem · conv1") for t in plotly_titles(fm))

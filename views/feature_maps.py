@@ -13,6 +13,7 @@ from explorer.ui.lab_models import Subject
 from explorer.ui.page import guarded
 
 LARGE_BYTES = 256 * 2**20  # above this (or above 512 px) the page asks before running
+CAPTURE_BUDGET = 160 * 2**20  # every block's output is kept per (model, image) when it fits in this
 LARGE_INPUT = 512
 SLOW_MULT_ADDS = 25e9  # above this (one image) the page says a CPU will take a while
 RANK = {"top by mean activation": "mean", "top by max activation": "max", "channels I choose": "pick"}
@@ -95,6 +96,21 @@ def _estimate(loaded: cached.LoadedModel, layers: list[str], size: int) -> activ
     return st.session_state[keys.PRIVATE_FM_ESTIMATE]
 
 
+def _layers_to_capture(loaded: cached.LoadedModel, layer: str, size: int
+                       ) -> tuple[list[str], activations.MemoryEstimate]:
+    """Every block once per (model, image) when that fits in ``CAPTURE_BUDGET``, so changing the stage or block
+    only slices what was captured; else the stage ends and the chosen layer only (said on screen)."""
+    every = activations.every_block_layers(loaded.model)
+    whole = _estimate(loaded, every, size)
+    if whole.captured_bytes <= CAPTURE_BUDGET:
+        return every, whole
+    few = list(dict.fromkeys([*activations.stage_end_layers(loaded.model), layer]))
+    st.caption(f"Every block's output at {size} px would keep {_mb(whole.captured_bytes)} per image, more than "
+               f"the {_mb(CAPTURE_BUDGET)} budget: only the stage ends and the chosen block are kept, so changing "
+               "the block runs the network again.")
+    return few, activations.estimate_memory(loaded.model, few, size)
+
+
 def _cost_ok(subject: Subject, estimate: activations.MemoryEstimate) -> bool:
     """Show the cost before running; for a large run ask first (returns False until the user agrees)."""
     g, size = subject.mult_adds / 1e9, subject.input_size
@@ -152,6 +168,7 @@ def _channel_choice(fmap) -> tuple[list[int], bool]:
     return channels, scale == "shared"
 
 
+@st.fragment  # ranking, count and scale redraw this tab only
 def _show_channels(layer: str, fmap, subject: Subject) -> None:
     stats = activations.channel_stats(fmap)
     channels, shared = _channel_choice(fmap)
@@ -175,6 +192,7 @@ def _show_channels(layer: str, fmap, subject: Subject) -> None:
                        f"{subject.name}-{layer}-channels.csv", mime="text/csv", key=keys.FM_STATS_CSV)
 
 
+@st.fragment  # channel and opacity redraw this tab only
 def _show_overlay(layer: str, fmap, prep: images.Preprocessed) -> None:
     count = fmap.shape[1]
     top = activations.top_channels(fmap, 1)[0]
@@ -233,9 +251,8 @@ def main() -> None:
 
     st.subheader("The layer to look at")
     layer, title = _pick_layer(model)
-    film = activations.stage_end_layers(model)
-    layers = list(dict.fromkeys([*film, layer]))
-    if not _cost_ok(subject, _estimate(loaded, layers, subject.input_size)):
+    layers, estimate = _layers_to_capture(loaded, layer, subject.input_size)
+    if not _cost_ok(subject, estimate):
         return
     result = _run(subject, prep, image_key, layers)
     fmap = result.activations[layer]
