@@ -1,0 +1,59 @@
+"""The ``local`` backend: the heavy paths in this process, exactly as the pages run them today.
+
+It decodes the image bytes, takes the model from a bounded cache (or from a ``loader`` the app passes in, e.g.
+its ``st.cache_resource`` loader, so that models are not held twice) and calls :func:`explorer.predict.predict`,
+:func:`explorer.predict.predict_with_knockout` and :func:`explorer.attribution.attribute`. No deadline applies:
+``timeout_s`` is accepted for the interface's sake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from explorer.attribution import Attribution, attribute
+from explorer.backend.config import ImageInput, ModelConfig
+from explorer.backend.loading import Loaded, ModelCache
+from explorer.predict import Prediction, predict, predict_with_knockout
+
+__all__ = ["LocalBackend"]
+
+
+class LocalBackend:
+    """In-process backend. ``loader`` maps a configuration to a :class:`Loaded` model (default: an LRU of
+    ``max_models``)."""
+
+    name = "local"
+
+    def __init__(self, loader: Callable[[ModelConfig], Loaded] | None = None, *, max_models: int = 4) -> None:
+        self._cache = ModelCache(max_models) if loader is None else None
+        self._loader = loader or self._cache.get  # type: ignore[union-attr]
+
+    def model(self, config: ModelConfig) -> Loaded:
+        """The loaded model for ``config`` (for the paths not yet behind the interface: capture, lab, ...)."""
+        return self._loader(config)
+
+    def predict(
+        self, config: ModelConfig, image: ImageInput, *, k: int = 5, knockout: Sequence[str] = (),
+        fast: bool | None = None, timeout_s: float | None = None,
+    ) -> Prediction:
+        loaded = self._loader(config)
+        x = image.tensor(config.arch)
+        if knockout:
+            return predict_with_knockout(loaded.model, x, knockout, categories=loaded.categories, k=k, fast=fast)
+        return predict(loaded.model, x, categories=loaded.categories, k=k, fast=fast)
+
+    def attribute(
+        self, config: ModelConfig, image: ImageInput, target: int, method: str, *, layer: str | None = None,
+        timeout_s: float | None = None, **options: Any,
+    ) -> Attribution:
+        loaded = self._loader(config)
+        return attribute(loaded.model, image.tensor(config.arch), target, method, layer=layer, **options)
+
+    def describe(self) -> str:
+        return "local, in this process"
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache = ModelCache(self._cache.max_models)
+            self._loader = self._cache.get

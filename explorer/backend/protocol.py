@@ -1,0 +1,49 @@
+"""The one interface for the heavy paths: what every backend (``local``, ``ray``) answers.
+
+Today: predictions (top-k, with or without knocked-out blocks) and attributions. Capture, the sanity check,
+faithfulness and lab training join as further methods of the same shape: a :class:`ModelConfig`, an
+:class:`ImageInput` (or other plain data) in; the result dataclass the local function returns, out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from explorer.attribution.result import Attribution
+from explorer.backend.config import ImageInput, ModelConfig
+from explorer.predict import Prediction
+
+__all__ = ["Backend"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs the heavy work for a model configuration. Every method may raise an ``ExplorerError`` subclass
+    (the request's own fault, or :class:`~explorer.backend.errors.BackendError` when the server could not
+    answer: busy, dead or past its deadline), never anything else a page would show as a traceback."""
+
+    name: str  # "local" or "ray"
+
+    def predict(
+        self, config: ModelConfig, image: ImageInput, *, k: int = 5, knockout: Sequence[str] = (),
+        fast: bool | None = None, timeout_s: float | None = None,
+    ) -> Prediction:
+        """Top-``k`` classes of ``image``, with the residual blocks ``knockout`` skipped (see
+        :func:`explorer.predict.predict` and :func:`explorer.predict.predict_with_knockout`)."""
+        ...
+
+    def attribute(
+        self, config: ModelConfig, image: ImageInput, target: int, method: str, *, layer: str | None = None,
+        timeout_s: float | None = None, **options: Any,
+    ) -> Attribution:
+        """One attribution of class ``target`` (see :func:`explorer.attribution.attribute`)."""
+        ...
+
+    def describe(self) -> str:
+        """Where the work runs, for the Home page: "local, in this process" or "Ray Serve at ..., N replicas"."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what the backend holds (models, connections)."""
+        ...

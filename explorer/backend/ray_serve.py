@@ -1,0 +1,109 @@
+"""The Ray Serve side: one deployment per model configuration, the model loaded once per replica.
+
+A replica (:class:`ModelServer`) loads its configuration at start (on the GPU when the replica was given one),
+decodes each request's image bytes with the app's own safe decoder, and answers:
+
+* forward-only predictions through ``@serve.batch``: concurrent students' images go through the network as one
+  batch of up to ``max_batch_size`` (8);
+* knock-out predictions and attributions one by one (each holds the model's lock, as in the app).
+
+A checkpoint deployment holds the users' checkpoints in an LRU keyed by hash (``max_checkpoints``); a request
+names its checkpoint by hash, and the client sends the bytes again only when this replica answers
+:class:`~explorer.backend.errors.CheckpointMissing`. Imports Ray: load this module only for the ``ray`` backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from ray import serve
+
+from explorer.attribution import Attribution
+from explorer.backend.batch import predict_batch
+from explorer.backend.config import ImageInput, ModelConfig
+from explorer.backend.errors import BackendError
+from explorer.backend.loading import ModelCache
+from explorer.backend.local import LocalBackend
+from explorer.predict import Prediction
+
+__all__ = ["MAX_BATCH_SIZE", "ModelDeployment", "ModelServer", "application"]
+
+MAX_BATCH_SIZE = 8
+
+
+class ModelServer:
+    """One replica serving ``config`` (for a checkpoint deployment: any checkpoint of that architecture)."""
+
+    def __init__(self, config: ModelConfig, *, max_checkpoints: int = 2, max_batch_size: int = MAX_BATCH_SIZE,
+                 threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.config = config.without_data()
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        many = config.weights == "checkpoint"
+        self.cache = ModelCache(max_checkpoints if many else 1, self.device)
+        self.local = LocalBackend(self.cache.get)
+        self.batches: Counter[int] = Counter()
+        self._batched.set_max_batch_size(max_batch_size)
+        if not many:
+            self.cache.get(config)  # loaded once, when the replica starts
+
+    def _check(self, config: ModelConfig) -> None:
+        if config.key != self.config.key:
+            raise BackendError(f"This model server runs {self.config.key}, not {config.key}.")
+
+    async def predict(self, config: ModelConfig, image: ImageInput, k: int = 5, knockout: Sequence[str] = (),
+                      fast: bool | None = None) -> Prediction:
+        """Top-k of one image; forward-only requests of a single-model deployment are batched."""
+        self._check(config)
+        if knockout or config.weights == "checkpoint":
+            return await asyncio.to_thread(self.local.predict, config, image, k=k, knockout=knockout, fast=fast)
+        x = await asyncio.to_thread(image.tensor, config.arch)  # a bad image fails alone, before the batch
+        return await self._batched(x, k, fast)
+
+    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=0.01)
+    async def _batched(self, xs: list[torch.Tensor], ks: list[int], fasts: list[bool | None]) -> list[Prediction]:
+        loaded = self.cache.get(self.config)
+        self.batches[len(xs)] += 1
+        return await asyncio.to_thread(predict_batch, loaded.model, xs, categories=loaded.categories, k=ks,
+                                       fast=fasts)
+
+    async def attribute(self, config: ModelConfig, image: ImageInput, target: int, method: str,
+                        layer: str | None = None, options: dict[str, Any] | None = None) -> Attribution:
+        """One attribution, as :func:`explorer.attribution.attribute` computes it here."""
+        self._check(config)
+        return await asyncio.to_thread(self.local.attribute, config, image, target, method, layer=layer,
+                                       **(options or {}))
+
+    def stats(self) -> dict[str, Any]:
+        """What this replica did: batch sizes seen (size -> count), models held, device."""
+        return {"batches": dict(self.batches), "models": [c.key for c in self.cache.keys()], "device": self.device}
+
+
+ModelDeployment = serve.deployment(ModelServer)
+
+
+def application(
+    config: ModelConfig, *, num_replicas: int = 1, max_ongoing_requests: int = 8, max_queued_requests: int = 16,
+    num_cpus: float = 1, num_gpus: float | None = None, max_checkpoints: int = 2,
+    max_batch_size: int = MAX_BATCH_SIZE, runtime_env: dict | None = None,
+) -> serve.Application:
+    """The Serve application for ``config``: its deployment named ``config.key``, bounded queue, CPU or GPU.
+
+    ``num_gpus`` None gives each replica one GPU when this machine has CUDA, else none. The checkpoint bytes
+    are never bound into the deployment (requests bring them).
+    """
+    if num_gpus is None:
+        num_gpus = 1 if torch.cuda.is_available() else 0
+    actor: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus}
+    if runtime_env:
+        actor["runtime_env"] = runtime_env
+    base = ModelConfig(config.arch, config.variant, config.shortcut, config.plain, config.weights)
+    return ModelDeployment.options(
+        name=config.key, num_replicas=num_replicas, max_ongoing_requests=max_ongoing_requests,
+        max_queued_requests=max_queued_requests, ray_actor_options=actor,
+    ).bind(base, max_checkpoints=max_checkpoints, max_batch_size=max_batch_size, threads=max(1, int(num_cpus)))

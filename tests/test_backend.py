@@ -1,0 +1,274 @@
+"""The backend interface and its ``local`` backend: the same results as calling explorer directly."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from explorer import backend
+from explorer.attribution import attribute
+from explorer.backend import (
+    Backend,
+    BackendError,
+    Checkpoint,
+    CheckpointMissing,
+    ImageInput,
+    LocalBackend,
+    ModelCache,
+    ModelConfig,
+    ServerBusy,
+    ServerUnavailable,
+)
+from explorer.backend.batch import predict_batch
+from explorer.images import ImageError, load_image, preprocess, preprocessing_for
+from explorer.models import build
+from explorer.predict import Prediction, predict, predict_with_knockout
+from explorer.shared import hook_count, prepare, seeded
+
+CFG = ModelConfig("resnet18", weights="random")
+
+
+@pytest.fixture(scope="module")
+def reference() -> torch.nn.Module:
+    """What the backend should load for ``CFG``: the seeded random ResNet-18, prepared for sharing."""
+    with seeded(0):
+        return prepare(build("resnet18"))
+
+
+@pytest.fixture(scope="module")
+def local() -> LocalBackend:
+    return LocalBackend(max_models=2)
+
+
+def _png(size: tuple[int, int] = (80, 64), seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _x(seed: int = 1, size: int = 64) -> torch.Tensor:
+    return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+# ----------------------------------------------------------------------------------------------- request data
+
+
+def test_config_validates_and_names_itself() -> None:
+    assert CFG.key == "resnet18-v1.5-B-random"
+    assert ModelConfig("resnet50", "v1", "A", True, "pretrained").key == "resnet50-v1-A-plain-pretrained"
+    with pytest.raises(BackendError, match="Unknown model configuration"):
+        ModelConfig("resnet7")
+    with pytest.raises(BackendError, match="Weights come from"):
+        ModelConfig("resnet18", weights="imagenet")  # type: ignore[arg-type]
+
+
+def test_checkpoint_is_keyed_by_hash_not_bytes() -> None:
+    ckpt = Checkpoint.from_bytes("a.pth", b"abc")
+    assert ckpt == ckpt.without_data() and hash(ckpt) == hash(ckpt.without_data())
+    assert ckpt.without_data().data == b"" and ckpt.verified() == b"abc"
+    with pytest.raises(BackendError, match="damaged"):
+        Checkpoint("a.pth", ckpt.sha256, b"abd").verified()
+    cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint=ckpt)
+    assert cfg.without_data().checkpoint.data == b"" and cfg.without_data() == cfg
+
+
+def test_config_from_the_sidebar_choice() -> None:
+    class Choice:
+        arch, variant, shortcut, plain, weights = "resnet34", "v1", "C", False, "checkpoint"
+
+    cfg = ModelConfig.from_choice(Choice(), ("m.pth", b"xyz"))
+    assert (cfg.arch, cfg.variant, cfg.shortcut, cfg.weights) == ("resnet34", "v1", "C", "checkpoint")
+    assert cfg.checkpoint.name == "m.pth" and cfg.checkpoint.data == b"xyz"
+
+
+def test_encoded_image_decodes_like_the_app() -> None:
+    data = _png()
+    pre = preprocessing_for("resnet18", 64)
+    want = preprocess(load_image(data), resize=pre.resize, crop=pre.crop, mean=pre.mean, std=pre.std).tensor
+    got = ImageInput.encoded(data, 64).tensor("resnet18")
+    assert got.shape == (1, 3, 64, 64) and torch.equal(got, want)
+
+
+def test_tensor_image_round_trips() -> None:
+    x = _x()
+    assert torch.equal(ImageInput.from_tensor(x).tensor("resnet18"), x)
+    assert torch.equal(ImageInput.from_tensor(x[0]).tensor("resnet18"), x)
+
+
+@pytest.mark.parametrize("image", [
+    ImageInput.encoded(b"not an image"),
+    ImageInput(b"\x93NUMPY garbage", "tensor"),
+    ImageInput.from_tensor(torch.zeros(1, 1, 8, 8)),
+    ImageInput(b"x" * (13 * 1024 * 1024), "tensor"),
+    ImageInput(b"", "text"),  # type: ignore[arg-type]
+])
+def test_bad_images_are_sentences(image: ImageInput) -> None:
+    with pytest.raises(ImageError):
+        image.tensor("resnet18")
+
+
+def test_pickled_tensor_bytes_are_refused() -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.array([object()], dtype=object), allow_pickle=True)
+    with pytest.raises(ImageError):
+        ImageInput(buf.getvalue(), "tensor").tensor("resnet18")
+
+
+def test_errors_are_sentences_that_survive_pickling() -> None:
+    busy = pickle.loads(pickle.dumps(ServerBusy(3)))
+    assert busy.ahead == 3 and str(busy) == "The server is busy, 3 requests ahead — try again in a moment."
+    dead = pickle.loads(pickle.dumps(ServerUnavailable()))
+    assert str(dead) == "The model server stopped answering; try again."
+    assert "no answer within 5 s" in str(ServerUnavailable("no answer within 5 s"))
+    assert pickle.loads(pickle.dumps(CheckpointMissing("ab" * 32))).sha256 == "ab" * 32
+    assert all(issubclass(e, ValueError) for e in (ServerBusy, ServerUnavailable, CheckpointMissing))
+
+
+# ------------------------------------------------------------------------------------------------ local parity
+
+
+def test_local_is_a_backend(local: LocalBackend) -> None:
+    assert isinstance(local, Backend) and local.name == "local"
+    assert local.describe() == "local, in this process"
+
+
+def test_predict_parity(local: LocalBackend, reference: torch.nn.Module) -> None:
+    x = _x()
+    got = local.predict(CFG, ImageInput.from_tensor(x), k=5)
+    want = predict(reference, x, categories=local.model(CFG).categories, k=5)
+    assert isinstance(got, Prediction)
+    assert got.indices == want.indices and got.names == want.names
+    np.testing.assert_array_equal(got.logits, want.logits)
+
+
+def test_predict_from_encoded_bytes(local: LocalBackend, reference: torch.nn.Module) -> None:
+    data = _png(seed=3)
+    got = local.predict(CFG, ImageInput.encoded(data, 64), k=3, fast=False)
+    want = predict(reference, ImageInput.encoded(data, 64).tensor("resnet18"), k=3, fast=False)
+    assert got.indices == want.indices
+    np.testing.assert_array_equal(got.logits, want.logits)
+
+
+def test_knockout_parity(local: LocalBackend, reference: torch.nn.Module) -> None:
+    x = _x(2)
+    got = local.predict(CFG, ImageInput.from_tensor(x), knockout=["layer3.1"], fast=False)
+    want = predict_with_knockout(reference, x, ["layer3.1"], fast=False)
+    assert got.knocked_out == ("layer3.1",) and got.indices == want.indices
+    np.testing.assert_array_equal(got.logits, want.logits)
+    assert hook_count(local.model(CFG).model) == 0
+
+
+@pytest.mark.parametrize("method", ["saliency", "gradcam"])
+def test_attribute_parity(local: LocalBackend, reference: torch.nn.Module, method: str) -> None:
+    x = _x(4)
+    got = local.attribute(CFG, ImageInput.from_tensor(x), 7, method)
+    want = attribute(reference, x, 7, method)
+    assert (got.method, got.target, got.layer) == (want.method, want.target, want.layer)
+    np.testing.assert_allclose(got.map, want.map, rtol=1e-5, atol=1e-7)
+
+
+def test_models_are_loaded_once_and_evicted_least_recent_first() -> None:
+    cache = ModelCache(max_models=2)
+    a, b = ModelConfig("resnet18", weights="random"), ModelConfig("resnet18", shortcut="A", weights="random")
+    first = cache.get(a)
+    assert cache.get(a) is first and not first.model.training
+    cache.get(b)
+    cache.get(a)
+    cache.get(ModelConfig("resnet18", shortcut="C", weights="random"))
+    assert [c.key for c in cache.keys()] == [a.key, "resnet18-v1.5-C-random"]
+
+
+def test_pretrained_offline_falls_back_to_random_and_says_why() -> None:
+    loaded = ModelCache(1).get(ModelConfig("resnet18", weights="pretrained"))
+    assert not loaded.pretrained and loaded.problem and loaded.categories and len(loaded.categories) == 1000
+
+
+def test_user_checkpoint_by_hash(reference: torch.nn.Module) -> None:
+    torch.manual_seed(5)
+    trained = build("resnet18").eval()
+    buf = io.BytesIO()
+    torch.save(trained.state_dict(), buf)
+    ckpt = Checkpoint.from_bytes("mine.pth", buf.getvalue())
+    cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint=ckpt)
+    cache = ModelCache(max_models=1)
+    with pytest.raises(CheckpointMissing):
+        cache.get(cfg.without_data())
+    loaded = cache.get(cfg)
+    assert loaded.pretrained and "mine.pth" in loaded.label
+    assert cache.get(cfg.without_data()) is loaded  # held by hash: the bytes need not come again
+    be = LocalBackend(cache.get)
+    x = _x(6)
+    got = be.predict(cfg.without_data(), ImageInput.from_tensor(x), fast=False)
+    np.testing.assert_array_equal(got.logits, predict(trained, x, fast=False).logits)
+    cache.get(CFG)  # a second model pushes the checkpoint out (max_models=1)
+    with pytest.raises(CheckpointMissing):
+        cache.get(cfg.without_data())
+
+
+def test_damaged_checkpoint_is_random_with_a_reason() -> None:
+    cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint=Checkpoint.from_bytes("x.pth", b"garbage"))
+    loaded = ModelCache(1).get(cfg)
+    assert not loaded.pretrained and loaded.problem.startswith("Your checkpoint could not be used")
+
+
+# ---------------------------------------------------------------------------------------------------- batching
+
+
+def test_batch_matches_one_by_one(reference: torch.nn.Module) -> None:
+    xs = [_x(10 + i) for i in range(3)] + [_x(20, size=96)]
+    got = predict_batch(reference, xs, k=[5, 3, 5, 2], fast=False)
+    for x, g, k in zip(xs, got, [5, 3, 5, 2], strict=True):
+        want = predict(reference, x, k=k, fast=False)
+        assert g.indices == want.indices
+        np.testing.assert_allclose(g.logits, want.logits, atol=1e-5, rtol=0)
+    assert hook_count(reference) == 0
+
+
+def test_batch_rejects_mismatched_k(reference: torch.nn.Module) -> None:
+    with pytest.raises(ValueError, match="positive k"):
+        predict_batch(reference, [_x(), _x()], k=[5])
+
+
+# --------------------------------------------------------------------------------------------------- selection
+
+
+def test_current_is_local_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EXPLORER_BACKEND", raising=False)
+    backend.reset()
+    try:
+        assert backend.current().name == "local" and backend.current() is backend.current()
+        assert backend.describe() == "local, in this process"
+    finally:
+        backend.reset()
+
+
+def test_unknown_backend_is_a_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPLORER_BACKEND", "spark")
+    backend.reset()
+    try:
+        with pytest.raises(BackendError, match="must be one of local, ray"):
+            backend.current()
+        assert backend.describe().startswith("EXPLORER_BACKEND must be one of")
+    finally:
+        backend.reset()
+
+
+def test_ray_missing_is_a_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setenv("EXPLORER_BACKEND", "ray")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    monkeypatch.delitem(sys.modules, "explorer.backend.ray_client", raising=False)
+    monkeypatch.delitem(sys.modules, "explorer.backend.ray_serve", raising=False)
+    backend.reset()
+    try:
+        with pytest.raises(BackendError, match="requirements-scale.txt"):
+            backend.current()
+    finally:
+        backend.reset()
