@@ -1,10 +1,13 @@
-"""ResNet Explorer — the frame: page config, the shared sidebar, navigation. No logic lives here."""
+"""ResNet Explorer — the frame: page config, the shared sidebar, navigation. No logic lives here.
+
+Order matters: the link's values are restored before the page config (projector mode collapses the sidebar),
+the sidebar and the page; the current view is published to the URL (and the "Copy link" box) after the page.
+"""
 
 import streamlit as st
 
-from explorer.ui import choices
+from explorer.ui import choices, projector, url_state
 
-st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
 page = st.navigation(
     [
         st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
@@ -15,5 +18,16 @@ page = st.navigation(
         st.Page("views/lab.py", title="Degradation lab", icon=":material/science:"),
     ]
 )
+url_state.restore(page.url_path)
+st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide",
+                   initial_sidebar_state=projector.sidebar_state())
+projector.style()
+url_state.notice()
 choices.sidebar()  # after st.navigation, so the widgets belong to the page run and keep their state
-page.run()
+with st.sidebar:
+    projector.toggle()
+    link_box = st.empty()
+try:
+    page.run()
+finally:
+    url_state.publish(page.url_path, link_box)

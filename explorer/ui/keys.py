@@ -163,3 +163,9 @@ LAB_SWEEP_RESULT = "lab_sweep_result"
 LAB_TRAIN_IMAGES = "lab_train_images"
 PRIVATE_LAB_IMAGE_PREP = "_lab_image_prep"  # (key, Preprocessed) of the last lab-model input
 PRIVATE_LAB_UPLOAD_DONE = "_lab_upload_done"  # file_id of the last lab model upload opened
+
+# --- Frame (app.py: links to an exact view, projector mode; explorer/ui/url_state.py, projector.py)
+PRESENT = "present"  # projector mode: large type, captions trimmed, sidebar collapsed (?present=1)
+PRIVATE_URL_APPLIED = "_url_applied"  # the query string last applied or published in this session
+PRIVATE_URL_IGNORED = "_url_ignored"  # what the last applied link could not use: [(key, value, reason)]
+PRIVATE_URL_PAGE = "_url_page"  # the page the last run showed (a page switch clears the query)

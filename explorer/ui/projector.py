@@ -1,0 +1,61 @@
+"""Projector mode (``?present=1`` or the sidebar toggle): large type, captions trimmed, sidebar collapsed.
+
+Body text becomes at least 24 px on screen (Streamlit sizes text in rem, so the root font size scales it all),
+figures' tick labels and titles grow (CSS over plotly's SVG text, for this session only), captions are hidden.
+The sidebar's initial state is decided before ``st.set_page_config``: :func:`sidebar_state` reads the mode.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import streamlit as st
+
+from explorer.plots.theme import TICK_SIZE
+from explorer.ui import keys
+
+__all__ = ["BODY_PX", "CSS", "active", "sidebar_state", "style", "toggle"]
+
+BODY_PX = 24
+CSS = f"""
+<style>
+html {{ font-size: {BODY_PX}px !important; }}
+body, [data-testid="stAppViewContainer"], [data-testid="stMain"], [data-testid="stSidebar"] {{
+  font-size: {BODY_PX}px !important;
+}}
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li, [data-testid="stWidgetLabel"] p,
+[data-testid="stTable"] td, [data-testid="stTable"] th, [data-testid="stAlertContentInfo"] p {{
+  font-size: max({BODY_PX}px, 1rem) !important;
+}}
+[data-testid="stCaptionContainer"] {{ display: none !important; }}
+.js-plotly-plot .xtick text, .js-plotly-plot .ytick text, .js-plotly-plot .legendtext {{
+  font-size: {TICK_SIZE}px !important;
+}}
+.js-plotly-plot .gtitle {{ font-size: {TICK_SIZE + 6}px !important; }}
+[data-testid="stMainBlockContainer"] {{ max-width: 100% !important; padding-left: 2rem; padding-right: 2rem; }}
+</style>
+"""
+"""Projector CSS; ``max-width`` lets figures use the room's full width."""
+
+
+def active() -> bool:
+    """Whether this session is in projector mode (after ``url_state.restore`` has read ``?present=1``)."""
+    return bool(st.session_state.get(keys.PRESENT, False))
+
+
+def sidebar_state() -> Literal["collapsed", "auto"]:
+    """``st.set_page_config``'s ``initial_sidebar_state``: collapsed in projector mode."""
+    return "collapsed" if active() else "auto"
+
+
+def toggle() -> None:
+    """The sidebar's switch (key ``present``)."""
+    st.session_state.setdefault(keys.PRESENT, False)
+    st.toggle("Projector mode", key=keys.PRESENT,
+              help="Large type for a room's projector, captions trimmed, sidebar collapsed. Also ?present=1.")
+
+
+def style() -> None:
+    """Inject the projector CSS when the mode is on (nothing otherwise)."""
+    if active():
+        st.html(CSS)

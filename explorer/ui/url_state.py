@@ -1,0 +1,154 @@
+"""Links to an exact view: the URL's query <-> ``st.session_state``, for the keys declared in ``url_params``.
+
+app.py calls, in this order: :func:`restore` (before the sidebar and the page: a link's values become the widgets'
+values), :func:`notice` (one warning naming what a link could not use), and after the page :func:`publish`
+(the current values go to ``st.query_params``, defaults left out, and the "Copy link" box is filled).
+
+Pitfalls of Streamlit's query parameters, pinned by ``tests/test_url_state.py``:
+
+* a page switch clears the query: an empty query on a new page keeps the session's state (the sidebar model
+  stays); only a link with values, or an emptied query on the same page, is applied;
+* a value equal to its default is left out of a link, and a missing value means the default, so a link made on
+  any page, in any session, opens the same view;
+* back/forward sends the history entry's query: it differs from what this session last published, so it is
+  applied again instead of leaving the state stale.
+
+Why ``st.query_params`` from app.py and not ``bind="query-params"`` on each widget: the widgets live in views
+owned by their pages, a binding cannot check a value against the model the link names (a stage of resnet34,
+a block of that stage), and a binding drops defaults a page works out at run time (streamlit#16055).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from explorer.ui import keys
+from explorer.ui.links import encode_value, view_link
+from explorer.ui.url_params import PAGE, PARAMS, Context, Ignored, page_params
+
+__all__ = ["EMBED", "current_state", "decode", "encode", "link", "notice", "publish", "restore"]
+
+EMBED = ("embed", "embed_options")  # Streamlit's own parameters: kept, never read as a setting
+UPLOAD_NOTE = "An uploaded image cannot travel in a link: the link opens with the sample photograph."
+
+
+def _text(value: Any) -> str:
+    return "the page's own choice" if value is PAGE else encode_value(value)
+
+
+def decode(query: Mapping[str, str], page: str) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """A link's query -> (valid values by key, ignored ``(key, text, reason)``); a missing key is left out
+    (it means its default). Never raises: what cannot be used is listed, with the default it falls back to."""
+    values: dict[str, Any] = {}
+    ignored: list[tuple[str, str, str]] = []
+    mine = {p.key for p in page_params(page)}
+    for key, text in query.items():
+        if key in EMBED or key in mine:
+            continue
+        ignored.append((key, text, "not a setting of this page" if key in PARAMS else "not a setting of this app"))
+    for param in page_params(page):
+        if param.key not in query:
+            continue
+        ctx = Context(values)
+        try:
+            values[param.key] = param.parse(query[param.key], ctx)
+        except Ignored as why:
+            ignored.append((param.key, query[param.key], f"{why}; using {_text(param.default_for(ctx))}"))
+    return values, ignored
+
+
+def encode(state: Mapping[str, Any], page: str) -> dict[str, str]:
+    """Current values -> a link's query: the page's and the sidebar's keys, defaults left out (None too)."""
+    ctx = Context({k: v for k, v in state.items() if k in PARAMS})
+    query = {}
+    for param in page_params(page):
+        value = state.get(param.key)
+        if value is None or (not isinstance(value, (str, int, float, bool, list, tuple))):
+            continue
+        default = param.default_for(ctx)
+        if default is not PAGE and encode_value(value) == encode_value(default):
+            continue
+        query[param.key] = encode_value(value)
+    return query
+
+
+def _canonical(query: Mapping[str, str]) -> str:
+    return urlencode(sorted((k, v) for k, v in query.items() if k not in EMBED))
+
+
+def _query() -> dict[str, str]:
+    return {key: st.query_params[key] for key in st.query_params}  # the last value of a repeated key
+
+
+def restore(page: str) -> None:
+    """Apply the URL's query to ``st.session_state`` when it differs from what this session last applied or
+    published: valid values are written, missing or invalid ones removed (the page and the sidebar start at
+    their defaults), and what was ignored is kept for :func:`notice`."""
+    s = st.session_state
+    query = _query()
+    text, last, last_page = _canonical(query), s.get(keys.PRIVATE_URL_APPLIED), s.get(keys.PRIVATE_URL_PAGE)
+    s[keys.PRIVATE_URL_PAGE] = page
+    if text == last or (last is None and not text):
+        s[keys.PRIVATE_URL_APPLIED] = text
+        return
+    if not text and page != last_page:  # a page switch cleared the URL: the session's state stands
+        return
+    values, ignored = decode(query, page)
+    for param in page_params(page):
+        if param.key in values:
+            s[param.key] = values[param.key]
+        elif param.key in s:
+            del s[param.key]
+    s[keys.PRIVATE_URL_APPLIED] = text
+    s[keys.PRIVATE_URL_IGNORED] = ignored
+
+
+def notice() -> None:
+    """One short warning naming what the link just applied could not use, e.g. ``ignored arch=resnet999: not an
+    architecture (...); using resnet50``. Shown once."""
+    ignored = st.session_state.pop(keys.PRIVATE_URL_IGNORED, None)
+    if ignored:
+        items = "; ".join(f"**{key}={text[:40]}**: {reason}" for key, text, reason in ignored[:6])
+        more = f" (and {len(ignored) - 6} more)" if len(ignored) > 6 else ""
+        st.warning(f"This link had settings the app could not use, so they were ignored — {items}{more}.",
+                   icon=":material/link_off:")
+
+
+def current_state() -> dict[str, Any]:
+    """The session's values of every declared key that is set."""
+    return {key: st.session_state[key] for key in PARAMS if key in st.session_state}
+
+
+def link(page: str, query: Mapping[str, str]) -> str:
+    """The full link (``st.context.url``'s app root + the page + the query), or a relative one without it."""
+    relative = view_link(page, query)
+    url = st.context.url
+    if not url:
+        return relative
+    root = url.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    if page and root.endswith("/" + page):
+        root = root[: -len(page) - 1]
+    return f"{root}/{relative}"
+
+
+def publish(page: str, box: Any | None = None) -> str:
+    """Write the current view to ``st.query_params`` (only when it changed) and, into ``box`` (a placeholder),
+    the "Copy link to this view" text; returns the link."""
+    query = encode(current_state(), page)
+    text = _canonical(query)
+    if text != _canonical(_query()):
+        embed = {key: st.query_params.get_all(key) for key in EMBED if key in st.query_params}
+        st.query_params.from_dict({**query, **embed})
+    st.session_state[keys.PRIVATE_URL_APPLIED] = text
+    st.session_state[keys.PRIVATE_URL_PAGE] = page
+    full = link(page, query)
+    if box is not None:
+        with box.container():
+            st.markdown("**Copy link to this view**")
+            st.code(full, language=None, wrap_lines=True)
+            st.caption(UPLOAD_NOTE)
+    return full

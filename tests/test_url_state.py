@@ -1,0 +1,172 @@
+"""Links to an exact view: every page's state survives encode -> decode; bad links give a notice and defaults;
+Streamlit's query-parameter pitfalls (defaults dropped, page switch, back/forward) are pinned with AppTest."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer import attribution as attr
+from explorer.ui import choices, keys
+from explorer.ui.url_params import PAGE, PARAMS, page_params, view_constants
+from explorer.ui.url_state import decode, encode
+
+LAB = view_constants("lab")
+STATES: dict[str, dict[str, object]] = {
+    "": {keys.ARCH: "resnet34", keys.VARIANT: "v1", keys.SHORTCUT: "A", keys.PLAIN: True, keys.INPUT_SIZE: 160,
+         keys.WEIGHTS: "random", keys.PRESENT: True},
+    "architecture": {keys.ARCH: "resnet34", keys.LAYER_DEPTH: 3, keys.COMPARE_ARCH: "resnet101"},
+    "blocks": {keys.ARCH: "resnet34", keys.BLOCK_STAGE: "layer3", keys.BLOCK_INDEX: 4, keys.BLOCK_TAB: "Run a tensor"},
+    "feature_maps": {keys.ARCH: "resnet34", keys.FM_STAGE: "layer3", keys.FM_BLOCK: 2,
+                     keys.FM_RANK: "top by max activation", keys.FM_K: 8, keys.FM_SCALE: "per channel",
+                     keys.FM_OPACITY: 0.35, keys.FM_OVERLAY_CHANNEL: 17, keys.SAMPLE: "coffee cup"},
+    "attributions": {keys.INPUT_SIZE: 160, keys.METHODS: ["integrated_gradients", "occlusion", "grad_cam"],
+                     "ig_steps": 64, "ig_baseline": "blur", "occ_window": 24, "occ_stride": 8, "gc_layer": "layer3.1",
+                     keys.TARGET_CLASS: 281, keys.ATTR_VIEW: "positive", keys.COLORMAP: "Magma", keys.OPACITY: 0.4,
+                     keys.SANITY_METHOD: "smoothgrad", keys.SANITY_FROM: "layer3", keys.SAMPLE: "rocket launch"},
+    "lab": {keys.LAB_FAMILY: LAB["IMAGENET"], keys.LAB_DEPTH: 56, keys.LAB_ARCH: "resnet34", keys.LAB_SEED: 7,
+            keys.LAB_PRESET: LAB["PAIR"], keys.LAB_PAIR_DEPTH: 14},
+}
+
+
+@pytest.mark.parametrize("page", list(STATES))
+def test_round_trip_of_every_page(page: str) -> None:
+    state = STATES[page]
+    query = encode(state, page)
+    assert set(query) == set(state)  # every value differs from its default, so every one travels
+    values, ignored = decode(query, page)
+    assert ignored == []
+    assert values == state
+
+
+def test_defaults_are_left_out_and_a_missing_key_means_its_default() -> None:
+    assert encode(dict(choices.DEFAULTS), "") == {}
+    assert encode({**choices.DEFAULTS, keys.ARCH: "resnet18"}, "feature_maps") == {keys.ARCH: "resnet18"}
+    assert decode({}, "feature_maps") == ({}, [])
+
+
+def test_every_page_declares_its_main_controls() -> None:
+    assert all(hasattr(keys, name) for name in ("PRESENT", "SAMPLE"))
+    assert {p.key for p in page_params("")} == {keys.ARCH, keys.VARIANT, keys.SHORTCUT, keys.PLAIN, keys.INPUT_SIZE,
+                                                keys.WEIGHTS, keys.PRESENT}
+    option_keys = {keys.method_option(s.short, o.short) for s in attr.METHODS.values() for o in s.options}
+    assert option_keys <= set(PARAMS)
+    for name in ("RANK",):
+        assert name in view_constants("feature_maps")  # the page's own choices are read, not copied
+    for name in ("VIEW_HELP", "DEFAULT_METHODS", "MAX_METHODS", "TOP"):
+        assert name in view_constants("attributions")
+    for name in ("CIFAR", "IMAGENET", "PRESET", "PAIR"):
+        assert name in LAB
+    assert PARAMS[keys.FM_STAGE].default is PAGE  # the page works it out: always in a link
+
+
+@pytest.mark.parametrize(("page", "key", "text"), [
+    ("", keys.ARCH, "resnet999"), ("", keys.INPUT_SIZE, "5000"), ("", keys.INPUT_SIZE, "16"),
+    ("", keys.INPUT_SIZE, "abc"), ("", keys.PLAIN, "maybe"), ("", keys.WEIGHTS, "checkpoint"),
+    ("", keys.VARIANT, "v2"), ("attributions", keys.METHODS, "foo"), ("attributions", keys.METHODS, "saliency,foo"),
+    ("attributions", keys.METHODS, "saliency,smoothgrad,occlusion,grad_cam,deeplift"),
+    ("attributions", keys.OPACITY, "2"), ("attributions", keys.OPACITY, "nan"), ("attributions", "ig_steps", "1"),
+    ("attributions", "gc_layer", "layer9"), ("attributions", keys.TARGET_CLASS, "5000"),
+    ("attributions", keys.COLORMAP, "jet"), ("feature_maps", keys.FM_STAGE, "layer9"),
+    ("feature_maps", keys.FM_BLOCK, "99"), ("feature_maps", keys.FM_K, "0"), ("feature_maps", keys.SAMPLE, "x"),
+    ("blocks", keys.BLOCK_INDEX, "-1"), ("lab", keys.LAB_SEED, "1e9"),
+])
+def test_bad_values_are_ignored_with_a_reason(page: str, key: str, text: str) -> None:
+    values, ignored = decode({keys.ARCH: "resnet18", key: text}, page)
+    assert key not in values
+    assert [(k, t) for k, t, _ in ignored] == [(key, text)]
+    assert "using" in ignored[0][2]
+
+
+def test_unknown_and_other_pages_keys_are_ignored_embed_is_not() -> None:
+    values, ignored = decode({"zzz": "1", keys.FM_STAGE: "layer3", "embed": "true"}, "")
+    assert values == {}
+    assert {k: reason for k, _, reason in ignored} == {"zzz": "not a setting of this app",
+                                                       keys.FM_STAGE: "not a setting of this page"}
+
+
+def test_a_block_is_checked_against_the_stage_and_model_the_link_names() -> None:
+    assert decode({keys.ARCH: "resnet34", keys.FM_STAGE: "layer3", keys.FM_BLOCK: "5"}, "feature_maps")[1] == []
+    _, ignored = decode({keys.ARCH: "resnet18", keys.FM_STAGE: "layer3", keys.FM_BLOCK: "5"}, "feature_maps")
+    assert [k for k, _, _ in ignored] == [keys.FM_BLOCK]  # resnet18's layer3 has 2 blocks
+
+
+# --------------------------------------------------------------------------------------------- AppTest
+
+
+def _model(app: AppTest) -> str:
+    return {m.label: m.value for m in app.metric}["Model"]
+
+
+def test_a_link_opens_its_view_and_the_url_keeps_it(app: AppTest) -> None:
+    app.query_params[keys.ARCH] = "resnet34"
+    app.query_params[keys.SHORTCUT] = "B"  # its default: dropped from the URL, the view is the same
+    app.run()
+    assert not app.exception and not app.warning
+    assert _model(app) == "resnet34"
+    assert app.query_params == {keys.ARCH: "resnet34"}
+    link = app.sidebar.code[0].value
+    assert link.endswith("?arch=resnet34")
+
+
+def test_a_bad_link_gives_one_notice_and_the_defaults(app: AppTest) -> None:
+    app.query_params.update({keys.ARCH: "resnet999", keys.INPUT_SIZE: "5000", keys.METHODS: "foo", "zzz": "1",
+                             keys.WEIGHTS: "checkpoint"})
+    app.run()
+    assert not app.exception
+    assert len(app.warning) == 1
+    text = app.warning[0].value
+    assert "arch=resnet999" in text and "not an architecture" in text and "using resnet50" in text
+    assert "input_size=5000" in text and "zzz=1" in text and "checkpoint cannot travel" in text
+    assert _model(app) == "resnet50"
+    assert app.session_state[keys.INPUT_SIZE] == 224
+    app.run()  # the notice is shown once
+    assert not app.warning
+
+
+def test_a_widget_change_is_not_undone_by_the_old_url(app: AppTest) -> None:
+    app.query_params[keys.ARCH] = "resnet34"
+    app.run()
+    app.session_state[keys.ARCH] = "resnet18"  # what the sidebar widget writes; the browser still sends arch=resnet34
+    app.run()
+    assert _model(app) == "resnet18"
+    assert app.query_params == {keys.ARCH: "resnet18"}
+
+
+def test_back_and_forward_apply_the_history_entry(app: AppTest) -> None:
+    app.query_params[keys.ARCH] = "resnet34"
+    app.run()
+    app.session_state[keys.ARCH] = "resnet18"
+    app.run()
+    app.query_params.clear()
+    app.query_params[keys.ARCH] = "resnet34"  # back: the browser sends the earlier entry's query
+    app.run()
+    assert _model(app) == "resnet34"
+
+
+def test_a_page_switch_clears_the_url_but_keeps_the_model(app: AppTest) -> None:
+    app.query_params[keys.ARCH] = "resnet34"
+    app.query_params[keys.PLAIN] = "1"
+    app.run()
+    app.query_params.clear()  # Streamlit clears the query on a page switch
+    app.switch_page("views/architecture.py")
+    app.run()
+    assert not app.exception
+    assert app.session_state[keys.ARCH] == "resnet34" and app.session_state[keys.PLAIN] is True
+    assert app.query_params[keys.ARCH] == "resnet34"  # published again for the new page
+
+
+def test_the_same_page_emptied_query_is_the_default_view(app: AppTest) -> None:
+    app.query_params[keys.ARCH] = "resnet34"
+    app.run()
+    app.query_params.clear()  # back to the entry before the link, on the same page
+    app.run()
+    assert _model(app) == "resnet50"
+
+
+def test_present_mode_from_the_url(app: AppTest) -> None:
+    app.query_params[keys.PRESENT] = "1"
+    app.run()
+    assert not app.exception
+    assert app.session_state[keys.PRESENT] is True
+    assert app.query_params[keys.PRESENT] == "1"
