@@ -236,9 +236,12 @@ def subject() -> Subject:
     choice = choices.model_choice()
     loaded_ = cached.model(choice)
     cached.weights_notice(loaded_)
-    settings = images.preprocessing_for(choice.arch, choice.input_size)
-    return Subject(loaded_, settings, choice.arch, (choice, loaded_.label), _sidebar_mult_adds(choice, loaded_),
-                   choice.plain, "the ImageNet mean and standard deviation the weights were trained with")  # fmt: skip
+    settings = choices.preprocessing(choice)
+    words = "the ImageNet mean and standard deviation the weights were trained with"
+    if choice.inferred is not None:  # a user's checkpoint: the normalisation set for it in the sidebar
+        words = choices.normalisation(choice).description
+    return Subject(loaded_, settings, choice.name, (choice, loaded_.label, settings),
+                   _sidebar_mult_adds(choice, loaded_), choice.plain, words)
 
 
 def _digit_choice(m: TrainedMeta) -> tuple[Image.Image, str, tuple]:
@@ -264,7 +267,10 @@ def image(s: Subject) -> tuple[images.Preprocessed, tuple, str] | None:
         prep = st.session_state.get(keys.IMAGE_PREPROCESSED)
         if picked is None or prep is None:
             return None
-        return prep, st.session_state.get(keys.IMAGE_KEY), st.session_state.get(keys.IMAGE_NAME) or ""
+        key, name = st.session_state.get(keys.IMAGE_KEY), st.session_state.get(keys.IMAGE_NAME) or ""
+        if _made_with(prep, s.preprocessing):
+            return prep, key, name
+        return _prepared(picked, ("sidebar", key), s), (key, s.preprocessing), name  # e.g. a checkpoint's
     m = s.meta
     assert m is not None
     source = PHOTO
@@ -283,9 +289,20 @@ def image(s: Subject) -> tuple[images.Preprocessed, tuple, str] | None:
         name = st.session_state.get(keys.IMAGE_NAME) or ""
         key = ("picker", st.session_state.get(keys.IMAGE_SOURCE))
     memo_key = (key, s.key, s.preprocessing)
+    return _prepared(img, key, s), memo_key, name
+
+
+def _made_with(prep: images.Preprocessed, p: images.Preprocessing) -> bool:
+    """Whether ``prep`` is what ``p`` makes (the same normalisation, resize and crop)."""
+    return (prep.mean, prep.std, prep.cropped.size, min(prep.resized.size)) == (p.mean, p.std, (p.crop,) * 2, p.resize)
+
+
+def _prepared(img: Image.Image, key: tuple, s: Subject) -> images.Preprocessed:
+    """``img`` preprocessed for ``s``, remembered for the last (image ``key``, subject) pair."""
+    memo_key = (key, s.key, s.preprocessing)
     memo = st.session_state.get(_PREP_MEMO)
     if memo is None or memo[0] != memo_key:
         p = s.preprocessing
         prep = images.preprocess(img, resize=p.resize, crop=p.crop, mean=p.mean, std=p.std)
         st.session_state[_PREP_MEMO] = memo = (memo_key, prep)
-    return memo[1], memo_key, name
+    return memo[1]
