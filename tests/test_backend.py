@@ -164,7 +164,7 @@ def test_knockout_parity(local: LocalBackend, reference: torch.nn.Module) -> Non
     assert hook_count(local.model(CFG).model) == 0
 
 
-@pytest.mark.parametrize("method", ["saliency", "gradcam"])
+@pytest.mark.parametrize("method", ["saliency", "grad_cam"])
 def test_attribute_parity(local: LocalBackend, reference: torch.nn.Module, method: str) -> None:
     x = _x(4)
     got = local.attribute(CFG, ImageInput.from_tensor(x), 7, method)
