@@ -39,6 +39,7 @@ from explorer.lab.gradients import (
     random_batch,
 )
 from explorer.lab.race import EpochRecord, RaceHistory, StepRecord, train_race
+from explorer.lab.responses import layer_responses, pair_layer_responses, response_norms  # noqa: F401 - Fig. 7
 from explorer.lab.runner import LiveRace, RaceSnapshot
 from explorer.lab.saved import (
     MAX_FILE_MB,

@@ -1,0 +1,365 @@
+"""The lesson "ResNet in ten steps": the steps as data, and "predict, then reveal" questions computed from the model.
+
+A :class:`Step` says what to read (two to four plain sentences), which live figure to draw, one thing to try and
+the full page that goes deeper, with that page's state as session keys -> values (the URL contract of
+``explorer.ui.links``). A :class:`Question` is never typed in: :func:`question` measures the answer on the
+configuration the student chose (shapes on the meta device, small CIFAR twins for gradients), writes the
+explanation from the same measurement and puts a few wrong choices around the true answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from torch import nn
+
+from explorer import blocks, lab
+from explorer.activations import output_shapes
+from explorer.attribution.layers import stage_grid
+from explorer.images import SAMPLES
+from explorer.models import arch_spec, build_cifar
+from explorer.ui import keys
+
+__all__ = [
+    "RACE_DEPTHS", "SAMPLE", "STEPS", "LessonModel", "Question", "Step", "degradation_race", "link_state",
+    "question", "step",
+]
+
+SAMPLE = next(iter(SAMPLES))
+"""The sample photograph of steps 8 and 9 (the cat: one clear object)."""
+RACE_PRESET = "Degradation preset: plain-20 and plain-56 against ResNet-20 and ResNet-56"
+"""The Degradation lab's race preset (the value of its "Networks" radio)."""
+
+
+@dataclass(frozen=True)
+class LessonModel:
+    """The sidebar's model, as far as the lesson needs it (hashable: it keys the caches)."""
+
+    arch: str = "resnet50"
+    variant: str = "v1.5"
+    shortcut: str = "B"
+    plain: bool = False
+    input_size: int = 224
+
+    def meta(self, **changes: object) -> nn.Module:
+        """This configuration (with ``changes``) built on the meta device: shapes and counts, no weights."""
+        opts = {"variant": self.variant, "shortcut": self.shortcut, "plain": self.plain, **changes}
+        return blocks.meta_model(str(opts.pop("arch", self.arch)), **opts)
+
+    @property
+    def bottleneck_arch(self) -> str:
+        """This arch when it is built from bottlenecks, else resnet50 (v1 and v1.5 differ only in bottlenecks)."""
+        return self.arch if arch_spec(self.arch).block == "bottleneck" else "resnet50"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the lesson. ``state``: the full page's session keys -> values (the model keys come from
+    :func:`link_state`)."""
+
+    number: int
+    title: str
+    sentences: tuple[str, ...]
+    figure: str
+    try_this: str
+    page: str
+    state: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Question:
+    """A "predict, then reveal" question: ``answer`` is one of ``choices``."""
+
+    prompt: str
+    choices: tuple[str, ...]
+    answer: str
+    explanation: str
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "The degradation problem", (
+        "Stacking more layers should never hurt: a deeper net could copy a shallower one and set the extra layers "
+        "to the identity.",
+        "Yet in the paper's Fig. 1 the 56-layer plain net has a higher *training* error than the 20-layer one, so "
+        "this is not overfitting: the deeper net is harder to optimise.",
+        "The figure is the same experiment in miniature: plain-8 and plain-20 raced for a few epochs on "
+        "handwritten digits.",
+    ), "degradation", "Open the Degradation lab, keep the preset and start the race: does plain-56 lag plain-20?",
+        "lab", {keys.LAB_PRESET: RACE_PRESET}),
+    Step(2, "Residual learning: y = F(x) + x", (
+        "Instead of asking a few layers to learn a mapping H(x), a residual block learns F(x) = H(x) − x and adds "
+        "x back through a shortcut.",
+        "If the identity is what is needed, the block only has to push F(x) towards zero, which is easy.",
+        "The figure is one block of your model, op by op, with the shape after every op (paper Fig. 2).",
+    ), "block", "Open the block page and pick another block: see where the shortcut needs a projection.",
+        "blocks", {keys.BLOCK_TAB: "The block", keys.BLOCK_STAGE: "layer2", keys.BLOCK_INDEX: 0}),
+    Step(3, "Identity vs projection: options A, B and C", (
+        "F(x) + x is an element-wise sum, so both paths must have the same shape.",
+        "Where a stage doubles the channels and halves the resolution the shortcut must change shape: option A "
+        "subsamples and pads with zeros, B uses a 1x1 projection only there, C projects every shortcut.",
+        "The paper found B slightly better than A and C barely better than B, so B is the default.",
+    ), "options", "Switch the sidebar's shortcut option to A or C and watch the parameter count change.",
+        "blocks", {keys.BLOCK_TAB: "Options A / B / C"}),
+    Step(4, "BasicBlock vs Bottleneck", (
+        "ResNet-18 and 34 stack two 3x3 convs per block; ResNet-50 and deeper use a bottleneck: a 1x1 conv "
+        "squeezes the channels, a 3x3 works on the narrow tensor and a 1x1 expands them again.",
+        "The expansion is 4: a bottleneck outputs four times the channels its 3x3 sees.",
+        "The figure compares the costs of the three blocks at the same width and resolution.",
+    ), "block_types", "Choose resnet18 and then resnet50 in the sidebar: which block does each use?",
+        "blocks", {keys.BLOCK_TAB: "Basic vs bottleneck"}),
+    Step(5, "Table 1 for your depth", (
+        "Every ResNet is a stem, four stages (conv2_x to conv5_x) and a classifier.",
+        "Each stage halves the resolution and doubles the width, so the cost per stage stays about the same.",
+        "The table is the paper's Table 1, measured on your model for your input size.",
+    ), "table", "Change the input size in the sidebar to 160 px and see every output size shrink.",
+        "architecture", {keys.LAYER_DEPTH: 1}),
+    Step(6, "v1 vs v1.5: where the stride sits", (
+        "In a downsampling bottleneck the paper (v1) puts the stride in the first 1x1 conv; torchvision's v1.5 "
+        "puts it in the 3x3.",
+        "A 1x1 conv with stride 2 simply skips three quarters of its input; a 3x3 with stride 2 still looks at it.",
+        "v1.5 costs a little more and is about half a point more accurate on ImageNet.",
+    ), "stride", "Switch the sidebar's stride placement between v1 and v1.5 and compare the bars.",
+        "blocks", {keys.BLOCK_TAB: "v1 vs v1.5", keys.BLOCK_STAGE: "layer2", keys.BLOCK_INDEX: 0}),
+    Step(7, "The output-size formula on the stem", (
+        "A convolution with kernel K, stride S and padding P turns an I-pixel side into O = ⌊(I − K + 2P) / S⌋ + 1.",
+        "The stem's 7x7 conv with stride 2 and padding 3, then its 3x3 max-pool with stride 2, shrink the image "
+        "four-fold before the first block.",
+    ), "arithmetic", "Open the calculator and try an input of 225 px: where does the floor drop a pixel?",
+        "blocks", {keys.BLOCK_TAB: "Output size", keys.CALC_PRESET: next(iter(blocks.CONV_PRESETS))}),
+    Step(8, "What each stage sees", (
+        "Feature maps are the outputs of a stage: one small image per channel.",
+        "Early stages answer *where* (edges and colours at high resolution); late stages answer *what* "
+        "(few pixels, many channels).",
+        "The filmstrip shows each stage's mean over channels on a sample photograph.",
+    ), "filmstrip", "Open Feature maps at conv4_x and look at single channels instead of the mean.",
+        "feature_maps", {keys.FM_STAGE: "layer3", keys.SAMPLE: SAMPLE}),
+    Step(9, "Why the network decided", (
+        "Grad-CAM weights the last stage's feature maps by how much the top class's score depends on each, and "
+        "sums them into one coarse map.",
+        "The map has the resolution of the last stage, upsampled onto the photo.",
+        "With random weights it shows an untrained network: the pictures only mean something with ImageNet "
+        "weights.",
+    ), "gradcam", "Open Predictions & attributions and compare Grad-CAM with Integrated Gradients.",
+        "attributions", {keys.METHODS: ["grad_cam", "integrated_gradients"], keys.SAMPLE: SAMPLE}),
+    Step(10, "Why shortcuts matter", (
+        "A shortcut gives the gradient a path around every block, straight back to the early layers.",
+        "The figure measures one backward pass through freshly initialised plain and residual twins of the "
+        "paper's CIFAR nets.",
+        "The paper's Fig. 7 below measures each 3x3 layer's response: in trained ResNets the residual functions "
+        "stay small, close to the identity.",
+    ), "gradients", "Open the Degradation lab at depth 56 and compare the plain and residual gradient curves.",
+        "lab", {keys.LAB_DEPTH: 56}),
+)
+
+
+def step(number: int) -> Step:
+    """Step ``number`` (1..10); an out-of-range number is clamped."""
+    return STEPS[min(max(int(number), 1), len(STEPS)) - 1]
+
+
+def link_state(s: Step, model: Mapping[str, object]) -> dict[str, object]:
+    """The full page's state for a link: the sidebar's model keys (``model``) and then the step's own keys."""
+    return {**model, **s.state}
+
+
+# --------------------------------------------------------------------------------------------------- live data
+
+RACE_DEPTHS: tuple[int, int] = (8, 20)
+"""The plain nets of the miniature Fig. 1: small enough to race in a few seconds on a CPU."""
+
+
+def degradation_race(depths: tuple[int, int] = RACE_DEPTHS, *, size: int = 16, train_limit: int = 256,
+                     epochs: int = 3, seed: int = 0) -> lab.RaceHistory:
+    """The paper's Fig. 1 in miniature: two fresh plain CIFAR nets of ``depths`` raced for ``epochs`` on
+    ``train_limit`` handwritten digits of ``size`` px (``lab.digits_dataset``, offline). A few seconds on a CPU;
+    cache it."""
+    data = lab.digits_dataset(size=size, seed=seed, train_limit=train_limit)
+    models = lab.race_models([(d, True) for d in depths], seed=seed)
+    return lab.train_race(models, data, epochs=epochs, batch_size=64, lr=0.05, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------------- questions
+
+
+def _around(n: int) -> list[int]:
+    """Four distinct positive whole numbers around ``n`` (n included), sorted."""
+    picks = [n, max(1, n // 2), 2 * n, n + 1, n + 2, n + 3]
+    return sorted(dict.fromkeys(p for p in picks if p > 0))[:4] if n > 2 else [1, 2, 3, 4]
+
+
+def _options(true: str, others: list[str]) -> tuple[str, ...]:
+    """The true answer and up to three distinct others, in a fixed order (sorted by text length, then text)."""
+    picks = list(dict.fromkeys([true, *others]))[:4]
+    return tuple(sorted(picks, key=lambda t: (len(t), t)))
+
+
+def _counts(n: int, others: list[int]) -> tuple[str, ...]:
+    """``n`` and up to three distinct ``others`` as text, sorted by value."""
+    picks = list(dict.fromkeys([n, *others]))[:4]
+    return tuple(map(str, sorted(picks)))
+
+
+def _sides(n: int) -> tuple[tuple[str, ...], str]:
+    values = _around(n)
+    if n not in values:
+        values = sorted([*values[:3], n])
+    return tuple(f"{v}×{v}" for v in values), f"{n}×{n}"
+
+
+def _shape(c: int, h: int, w: int) -> str:
+    return f"{c} × {h} × {w}"
+
+
+def depth_question(depth: int = 56) -> Question:
+    """How many 3x3 conv layers the plain CIFAR net of ``depth`` stacks (counted on a meta build)."""
+    with torch.device("meta"):
+        net = build_cifar(depth, plain=True)
+    convs = [m for _, m in lab.weight_layers(net) if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    n = len(convs)
+    return Question(
+        f"The deep plain net of Fig. 1 has {depth} weighted layers. How many of them are 3x3 convolutions?",
+        _counts(n, _around(n)), str(n),
+        f"{depth} = 6n + 2 with n = {(depth - 2) // 6}: one 3x3 stem conv, then 3 stages × {(depth - 2) // 6} blocks "
+        f"× 2 convs = {n - 1}, so {n} 3x3 convs, plus the final fully connected layer.")
+
+
+def branch_question(model: LessonModel, block: str = "layer2.0") -> Question:
+    """The shape of F(x) in ``block`` of the model (a meta shape trace)."""
+    trace = blocks.shape_trace(model.meta(), block, (1, 3, model.input_size, model.input_size))
+    (ci, hi, wi), (co, ho, wo) = trace.input_shape, trace.output_shape
+    true = _shape(co, ho, wo)
+    others = [_shape(ci, hi, wi), _shape(co, hi, wi), _shape(ci, ho, wo), _shape(2 * co, ho // 2, wo // 2)]
+    kind = trace.shortcut_kind
+    how = {"none": "this plain net has no shortcut, so nothing is added",
+           "identity": "here the shapes already match, so the shortcut is the identity"}.get(
+        kind, f"so the shortcut here is a {kind} that turns x into that shape too")
+    return Question(f"{model.arch}'s block {block} receives x of shape {_shape(ci, hi, wi)}. What shape is F(x)?",
+                    _options(true, others), true,
+                    f"F(x) is {true}: its first conv {'halves the resolution and ' if ho < hi else ''}"
+                    f"{'changes' if co != ci else 'keeps'} the channels. F(x) + x adds element by element, {how}.")
+
+
+def projection_question(arch: str, shortcut: str = "B", input_size: int = 224) -> Question:
+    """How many projection shortcuts ``arch`` has under ``shortcut`` (``blocks.block_inventory``)."""
+    inventory = blocks.block_inventory(blocks.meta_model(arch, shortcut=shortcut), (1, 3, input_size, input_size))
+    projected = inventory[inventory["shortcut"] == "projection"]
+    n, total = len(projected), len(inventory)
+    reasons = "; ".join(f"{r.name}: {r.reason}" for r in projected.itertuples())
+    return Question(f"How many projection shortcuts does {arch} have in option {shortcut}?",
+                    _counts(n, [max(0, n - 1), n + 1, 0, total]),
+                    str(n),
+                    f"{n} of its {total} blocks project. " + (reasons + "." if n else
+                    "Option A pads with zeros instead, so no shortcut has parameters."))
+
+
+def bottleneck_question(stage: int = 0, size: int = 56) -> Question:
+    """How many times the parameters of a Bottleneck a BasicBlock at the same 4x width needs."""
+    table = blocks.block_type_comparison(stage, size)
+    ratio = float(table.loc[2, "params_vs_bottleneck"])
+    width = 4 * 64 * 2**stage
+    values = [max(1, round(ratio / 4)), max(1, round(ratio / 2)), round(ratio), round(2 * ratio)]
+    return Question(f"A bottleneck keeps {width} channels in and out but runs its 3x3 on {width // 4}. How many times "
+                    f"its parameters would a BasicBlock of two 3x3 convs at the full {width} channels need?",
+                    tuple(f"{v}×" for v in dict.fromkeys(values)), f"{round(ratio)}×",
+                    f"{int(table.loc[2, 'params']):,} against {int(table.loc[1, 'params']):,} parameters: "
+                    f"{ratio:.1f}×. The 1x1 squeeze and expand are cheap, and the 3x3 on a quarter of the channels "
+                    "costs a sixteenth; this is what makes 50, 101 and 152 layers affordable.")
+
+
+def stage_size_question(model: LessonModel, stage: str = "conv4_x") -> Question:
+    """The spatial output size of ``stage`` (a paper label, e.g. "conv4_x") for the model's input size."""
+    net = model.meta()
+    info = next(i for i in net.feature_info if i.label == stage)
+    _, c, h, w = output_shapes(net, [info.module], model.input_size)[info.module]
+    choices, true = _sides(h)
+    return Question(f"What is {stage}'s output size for a {model.input_size} px input?", choices, true,
+                    f"{stage} ({info.module}) outputs {_shape(c, h, w)}: its features are 1/{info.reduction} of the "
+                    f"input, and ⌈{model.input_size} / {info.reduction}⌉ = {h}, because every stride-2 step rounds "
+                    "up.")
+
+
+def stride_question(model: LessonModel, block: str = "layer2.0") -> Question:
+    """How many times v1.5's first 1x1 conv of ``block`` costs what v1's does (``blocks.stride_placement``)."""
+    arch = model.bottleneck_arch
+    placed = blocks.stride_placement(arch, block, model.input_size)
+    convs = placed.convs.set_index(["variant", "conv"])
+    ratio = convs.loc[("v1.5", "conv1"), "mult_adds"] / convs.loc[("v1", "conv1"), "mult_adds"]
+    extra = 100 * (placed.model_mult_adds["v1.5"] / placed.model_mult_adds["v1"] - 1)
+    return Question(f"In {arch}'s {block}, how many times v1's mult-adds does v1.5's first 1x1 conv cost?",
+                    ("1×", "2×", "4×", "8×") if round(ratio) in (1, 2, 4, 8) else _options(f"{ratio:.0f}×", []),
+                    f"{ratio:.0f}×",
+                    f"v1 strides in that 1x1, so it outputs {convs.loc[('v1', 'conv1'), 'output']}; v1.5 strides in "
+                    f"the 3x3, so the 1x1 runs on all {convs.loc[('v1.5', 'conv1'), 'output']}: {ratio:.0f}× the "
+                    f"pixels. The 3x3's output is the same size either way. Over the whole model v1.5 costs "
+                    f"{extra:.0f}% more.")
+
+
+def stem_question(input_size: int = 224) -> Question:
+    """The stem conv's output size by the formula (``blocks.conv_output_size``)."""
+    out = blocks.conv_output_size(input_size, 7, 2, 3)
+    choices, true = _sides(out)
+    return Question(f"The stem's 7x7 conv has stride 2 and padding 3. What size does a {input_size} px image come "
+                    "out?", choices, true, blocks.conv_arithmetic(input_size, 7, 2, 3).replace("\n", "  \n"))
+
+
+def last_stage_question(model: LessonModel) -> Question:
+    """The shape the last stage outputs (``activations.output_shapes`` on a meta twin)."""
+    net = model.meta()
+    info = net.feature_info[-1]
+    _, c, h, w = output_shapes(net, [info.module], model.input_size)[info.module]
+    true = _shape(c, h, w)
+    return Question(f"What shape (channels × height × width) does {info.label} output for a {model.input_size} px "
+                    "image?", _options(true, [_shape(c // 2, 2 * h, 2 * w), _shape(c, 2 * h, 2 * w),
+                                               _shape(2 * c, max(1, h // 2), max(1, w // 2))]), true,
+                    f"{info.label} keeps {c} channels on a {h}×{w} grid: 1/{info.reduction} of the input per side. "
+                    "Each stage trades resolution for channels: *where* for *what*.")
+
+
+def gradcam_question(model: LessonModel) -> Question:
+    """How many cells across Grad-CAM's map has before it is upsampled (``attribution.layers.stage_grid``)."""
+    net = model.meta()
+    n = stage_grid(net, model.input_size)
+    choices, true = _sides(n)
+    last = net.feature_info[-1]
+    return Question(f"Grad-CAM looks at {last.label} ({last.module}). How many cells across is its map for a "
+                    f"{model.input_size} px image, before it is stretched over the photo?", choices, true,
+                    f"{last.label} works on a {n}×{n} grid (⌈{model.input_size} / {last.reduction}⌉), so each "
+                    f"cell covers about {last.reduction}×{last.reduction} px of the photo: Grad-CAM is coarse.")
+
+
+def gradient_question(flow: pd.DataFrame | None = None, depth: int = 20) -> Question:
+    """In which twin the weight gradients stay more even from the last conv back to the first
+    (``lab.pair_gradient_flow``, ``lab.first_last_ratio``)."""
+    flow = lab.pair_gradient_flow(depth) if flow is None else flow
+    ratios = lab.first_last_ratio(flow)
+    (plain, r_plain), (resnet, r_res) = ratios["plain"], ratios["residual"]
+    uneven = {plain: abs(math.log(r_plain)), resnet: abs(math.log(r_res))}
+    true = min(uneven, key=uneven.get)
+    return Question("At initialisation, in which net is the first conv's gradient closer to the last conv's "
+                    "(the gradient flows back more evenly)?", (plain, resnet), true,
+                    f"The first conv's gradient is {r_plain:.3g}× the last conv's in {plain} and {r_res:.3g}× in "
+                    f"{resnet}. With BatchNorm neither net's gradient vanishes outright (the paper says so too); the "
+                    "shortcuts give it a direct path around every block, so it reaches the early layers more evenly.")
+
+
+_QUESTIONS: dict[int, Callable[[LessonModel], Question]] = {
+    1: lambda m: depth_question(56),
+    2: branch_question,
+    3: lambda m: projection_question(m.arch, "B" if m.plain else m.shortcut, m.input_size),
+    4: lambda m: bottleneck_question(0, max(1, m.input_size // 4)),
+    5: stage_size_question,
+    6: stride_question,
+    7: lambda m: stem_question(m.input_size),
+    8: last_stage_question,
+    9: gradcam_question,
+    10: lambda m: gradient_question(),
+}
+
+
+def question(number: int, model: LessonModel) -> Question:
+    """The "predict, then reveal" question of step ``number``, computed for ``model``."""
+    return _QUESTIONS[step(number).number](model)
