@@ -27,6 +27,13 @@ CHEAP = {
     "grad_cam": {},
     "guided_grad_cam": {},
     "deeplift": {},
+    "grad_cam_pp": {},
+    "xgrad_cam": {},
+    "hires_cam": {},
+    "layer_cam": {},
+    "eigen_cam": {},
+    "score_cam": {"layer": "layer1", "batch_size": 64},  # 64 channels: 65 forwards
+    "ablation_cam": {"layer": "layer2"},  # 128 channels, only the layers after layer2 run per channel
 }
 
 
@@ -43,10 +50,13 @@ def assert_untouched(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> 
 def test_registry_covers_the_methods_of_the_issue():
     labels = {spec.label for spec in attr.METHODS.values()}
     assert labels == {"Saliency", "Integrated Gradients", "SmoothGrad", "GradientSHAP", "Occlusion", "Grad-CAM",
-                      "Guided Grad-CAM", "DeepLift"}
+                      "Guided Grad-CAM", "DeepLift", "Grad-CAM++", "XGrad-CAM", "HiResCAM", "LayerCAM", "Eigen-CAM",
+                      "Score-CAM", "Ablation-CAM"}
     assert attr.resolve_method("IntegratedGradients").key == "integrated_gradients"
     assert attr.resolve_method("NoiseTunnel").key == "smoothgrad"
     assert attr.resolve_method("Guided Grad-CAM").key == "guided_grad_cam"
+    assert attr.resolve_method("Grad-CAM++").key == attr.resolve_method("GradCAMPlusPlus").key == "grad_cam_pp"
+    assert attr.resolve_method("ScoreCAM").key == "score_cam"
     with pytest.raises(attr.AttributionError, match="choose one of"):
         attr.resolve_method("lime")
 
@@ -60,7 +70,8 @@ def test_options_are_declared_once_as_data():
     assert defaults["occlusion"]["sliding_window_shapes"] == (3, 32, 32)
     assert defaults["occlusion"]["strides"] == (3, 16, 16)
     caps = {key: spec.cpu_cap for key, spec in attr.METHODS.items() if spec.cpu_cap}
-    assert caps == {"integrated_gradients": 256, "smoothgrad": 64, "gradient_shap": 64, "occlusion": 400}
+    assert caps == {"integrated_gradients": 256, "smoothgrad": 64, "gradient_shap": 64, "occlusion": 400,
+                    "score_cam": 600, "ablation_cam": 600}
     for spec in attr.METHODS.values():
         shorts = [o.short for o in spec.options]
         assert len(set(shorts)) == len(shorts), spec.key
@@ -130,7 +141,7 @@ def test_every_method_gives_a_map_and_leaves_the_model_as_it_was(method, model, 
     result = attr.attribute(model, image, 3, method, **CHEAP[method])
     assert result.map.shape == (64, 64) and result.map.dtype == np.float32
     assert np.isfinite(result.map).all() and np.abs(result.map).sum() > 0
-    assert result.passes == attr.estimate_cost(method, image.shape, **CHEAP[method])
+    assert result.passes == attr.estimate_cost(method, image.shape, model=model, **CHEAP[method])
     assert (result.delta is not None) == spec.has_delta
     assert (result.baseline is not None) == spec.needs_baseline == (result.baseline_description is not None)
     assert result.seconds > 0 and result.device.startswith("CPU")

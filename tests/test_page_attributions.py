@@ -1,5 +1,5 @@
 """AppTest of views/attributions.py on a small random-weight resnet18 (64 px): predictions, one attribution run,
-the cost cap, knock-out, the filmstrip and the sanity check."""
+the cost cap, Grad-CAM++ and the faithfulness ranking, knock-out, the filmstrip (any CAM) and the sanity check."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_every_method_draws_its_widgets_from_the_registry(atp):
     from explorer.ui import keys
 
     methods = list(attr.METHODS)
-    for group in (methods[:4], methods[4:]):  # at most four at a time
+    for group in (methods[i:i + 4] for i in range(0, len(methods), 4)):  # at most four at a time
         atp.multiselect(key="methods").set_value(group).run()
         assert not atp.exception and not atp.error
         for m in group:
@@ -86,6 +86,7 @@ def test_every_method_draws_its_widgets_from_the_registry(atp):
                 widget = atp.selectbox(key=key) if option.kind in ("choice", "layer") else atp.slider(key=key)
                 expected = {"layer": "layer4", "choice": option.default}.get(option.kind) or min(option.default, 64)
                 assert widget.value == expected, key
+    atp.multiselect(key="methods").set_value(["occlusion"]).run()
     assert atp.slider(key="occ_window").max == 64  # a patch is at most the image
     atp.multiselect(key="methods").set_value(["smoothgrad", "grad_cam", "guided_grad_cam"]).run()
     atp.slider(key="sg_noise").set_value(0.3).run()
@@ -106,6 +107,39 @@ def test_settings_over_the_cpu_cap_are_refused_before_running(atp):
     assert not atp.error and not atp.button(key="run_attr").disabled
 
 
+def test_grad_cam_plus_plus_and_which_map_to_trust(atp):
+    atp.multiselect(key="methods").set_value(["grad_cam_pp", "saliency"]).run()
+    assert atp.selectbox(key="gcpp_layer").value == "layer4"
+    atp.button(key="run_attr").click().run()
+    assert not atp.exception and not atp.error
+    heatmaps = [t for t in chart(atp, "attr_panels")["data"] if t["type"] == "heatmap"]
+    assert [z_shape(h) for h in heatmaps] == [(64, 64), (64, 64)]
+    assert list(atp.dataframe[-1].value["method"]) == ["Grad-CAM++", "Saliency"]
+    # the cost in forward passes is shown before running: 2 maps x 2 curves x (8 + 1) images
+    atp.slider(key="trust_steps").set_value(8).run()
+    assert any("Cost: 36 forward passes" in c.value for c in atp.caption)
+    atp.button(key="run_trust").click().run()
+    assert not atp.exception and not atp.error
+    assert any("this ranking means nothing" in w.value for w in atp.warning)  # random weights
+    table = atp.dataframe[-1].value
+    assert sorted(table["map"]) == ["Grad-CAM++", "Saliency"] and (table["forward passes"] == 18).all()
+    assert table["deletion AUC"].between(0, 1).all() and table["insertion AUC"].between(0, 1).all()
+    assert list(table["rank"]) == sorted(table["rank"]) and table["rank"].min() == 1
+    curves = chart(atp, "attr_trust")["data"]
+    assert len(curves) == 4 and all(len(c["x"]) == 9 for c in curves)  # deletion and insertion per map
+
+
+def test_score_cam_on_the_last_stage_of_a_resnet50_is_refused_on_the_cpu(atp):
+    atp.session_state["arch"] = "resnet50"
+    atp.run()
+    atp.multiselect(key="methods").set_value(["score_cam"]).run()
+    assert any("needs 2049 forward passes; on the CPU the cap is 600" in e.value for e in atp.error)
+    assert atp.button(key="run_attr").disabled
+    atp.selectbox(key="sc_layer").set_value("layer1").run()  # 256 channels
+    assert not atp.error and not atp.button(key="run_attr").disabled
+    assert atp.dataframe[0].value["passes"][0] == 257
+
+
 def test_knockout_filmstrip_and_sanity_check(atp):
     atp.multiselect(key="knockout").set_value(["layer3.0", "layer4.1"]).run()
     assert not atp.exception
@@ -114,6 +148,12 @@ def test_knockout_filmstrip_and_sanity_check(atp):
     atp.button(key="run_film").click().run()
     film = [t for t in chart(atp, "attr_film")["data"] if t["type"] == "heatmap"]
     assert len(film) == 4  # layer1 .. layer4
+    atp.selectbox(key="film_method").set_value("layer_cam").run()
+    atp.button(key="run_film").click().run()
+    assert not atp.exception and not atp.error
+    fig = chart(atp, "attr_film")
+    assert fig["layout"]["title"]["text"].startswith("LayerCAM from layer1")
+    assert len([t for t in fig["data"] if t["type"] == "heatmap"]) == 4
     atp.selectbox(key="sanity_method").set_value("saliency").run()
     atp.button(key="run_sanity").click().run()
     assert not atp.exception and not atp.error

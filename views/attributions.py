@@ -1,6 +1,6 @@
-"""Predictions & attributions: what the network predicts for an image and why — up to four Captum methods
-side by side, a Grad-CAM filmstrip across the stages, residual-block knock-out, and a model-randomisation
-sanity check (Adebayo et al. 2018).
+"""Predictions & attributions: what the network predicts for an image and why — up to four methods (Captum's
+and the grad-cam package's CAMs) side by side, which of their maps to trust (deletion and insertion curves), a CAM
+filmstrip across the stages, residual-block knock-out, and a model-randomisation sanity check (Adebayo et al. 2018).
 
 The widgets of each method are drawn from its declaration in ``explorer.attribution.METHODS``; every call
 into ``explorer`` takes the shared model's lock itself."""
@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from explorer import attribution as attr
@@ -140,22 +139,6 @@ def _settings(methods: list[str], model, size: int) -> Settings:
     return settings
 
 
-def _cost_table(methods: list[str], settings: Settings, shape: tuple[int, ...], device: str
-                ) -> tuple[pd.DataFrame, list[str]]:
-    """Passes per method, and the messages of the settings over the CPU cap."""
-    rows, problems = [], []
-    for m in methods:
-        spec = attr.METHODS[m]
-        try:
-            passes = attr.check_cost(m, shape, device, **settings[m])
-        except attr.CostError as err:
-            passes = attr.estimate_cost(m, shape, **settings[m])
-            problems.append(str(err))
-        rows.append({"method": spec.label, "passes": passes, "kind": spec.pass_kind,
-                     "CPU cap": str(spec.cpu_cap or "—")})
-    return pd.DataFrame(rows), problems
-
-
 # --------------------------------------------------------------------------------------------- running
 
 
@@ -184,15 +167,6 @@ def _title(res: attr.Attribution) -> str:
     if res.delta is not None:
         lines.append(f"δ {res.delta:.2g}")
     return plots.panel_title(res.label, lines)
-
-
-def _details(results: dict[str, attr.Attribution]) -> pd.DataFrame:
-    return pd.DataFrame([
-        {"method": r.label, "device": r.device, "seconds": round(r.seconds, 3), "passes": r.passes,
-         "convergence delta": r.delta, "baseline": r.baseline_description or "—",
-         "settings": ", ".join(f"{k}={v}" for k, v in r.options.items() if k != "baseline")}
-        for r in results.values()
-    ])
 
 
 def _display_settings() -> tuple[str, str, float]:
@@ -232,7 +206,7 @@ def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: 
         return
     size = subject.input_size
     settings = _settings(methods, model, size)
-    table, problems = _cost_table(methods, settings, (3, size, size), device)
+    table, problems = attr.cost_table(model, methods, settings, (3, size, size), device)
     st.markdown(f"**Cost before running:** {int(table['passes'].sum())} passes of {subject.name} on the "
                 f"{device.upper()} (a pass = one image forward, and backward for gradient methods).")
     st.dataframe(table, hide_index=True)
@@ -259,22 +233,36 @@ def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: 
     fig = plots.attribution_panels(photo, maps, opacity=opacity, colormap=colormap,
                                    title=f"Why “{label}”? ({view} view)")
     st.plotly_chart(fig, width="stretch", key=keys.ATTR_PANELS)
-    st.dataframe(_details(done), hide_index=True, width="stretch")
+    st.dataframe(attr.details_table(done), hide_index=True, width="stretch")
     _downloads(fig, photo, maps, done, opacity, colormap, f"attributions-{target}")
+    _trust(subject, prep, done, target, device, key)
 
 
 def _filmstrip(subject: Subject, prep, photo, target: int, device: str, base_key: tuple) -> None:
     model, size = subject.loaded.model, subject.input_size
     stages = attr.stage_names(model)
     side = attr.stage_grid(model, size)
-    st.markdown("Grad-CAM at the end of each stage. Early stages have fine grids but little idea of the class; "
-                f"{stages[-1]} knows the class but sees the image on a coarse grid ({side}×{side} at {size} px).")
-    key = (*base_key, target, device)
-    if st.button("Show the filmstrip", key=keys.RUN_FILM):
-        with st.spinner("Grad-CAM at every stage…"):
+    cams = [m for m, spec in attr.METHODS.items() if spec.grid_map]
+    method = st.selectbox("CAM method", cams, key=keys.FILM_METHOD, format_func=lambda m: attr.METHODS[m].label)
+    label = attr.METHODS[method].label
+    st.markdown(f"{label} at the end of each stage. Early stages have fine grids but little idea of the class; "
+                f"{stages[-1]} knows the class but sees the image on a coarse grid ({side}×{side} at {size} px). "
+                "LayerCAM is known to localise better than Grad-CAM in early stages, where averaged gradients blur.")
+    costs, refused = {}, []
+    for stage in stages:
+        try:
+            costs[stage] = attr.check_cost(method, (3, size, size), device, layer=stage, model=model)
+        except attr.CostError as err:
+            refused.append(f"{stage}: {err}")
+    st.caption(f"Cost: {sum(costs.values())} {attr.METHODS[method].pass_kind} passes for {len(costs)} stages.")
+    for message in refused:
+        st.warning(message)
+    key = (*base_key, target, device, method)
+    if costs and st.button("Show the filmstrip", key=keys.RUN_FILM):
+        with st.spinner(f"{label} at every stage…"):
             _memo(keys.PRIVATE_ATTR_FILM, key, lambda: {
-                stage: attr.attribute(model, prep.tensor, target, "grad_cam", layer=stage, device=device)
-                for stage in stages
+                stage: attr.attribute(model, prep.tensor, target, method, layer=stage, device=device)
+                for stage in costs
             })
     film = _recall(keys.PRIVATE_ATTR_FILM, key)
     if film is None:
@@ -282,8 +270,37 @@ def _filmstrip(subject: Subject, prep, photo, target: int, device: str, base_key
     maps = {plots.panel_title(s, [f"{r.grid[0]}×{r.grid[1]} grid"]): r.view("positive") for s, r in film.items()}
     fig = plots.attribution_panels(photo, maps, opacity=st.session_state.get(keys.OPACITY, 0.7),
                                    colormap=st.session_state.get(keys.COLORMAP, plots.DEFAULT_COLORMAP),
-                                   title=f"Grad-CAM from {stages[0]} to {stages[-1]}")
+                                   title=f"{label} from {stages[0]} to {stages[-1]}")
     st.plotly_chart(fig, width="stretch", key=keys.ATTR_FILM)
+
+
+def _trust(subject: Subject, prep, done: dict[str, attr.Attribution], target: int, device: str, run_key: tuple
+           ) -> None:
+    """Which map to trust: on demand, the deletion and insertion curves of every computed map, ranked."""
+    st.subheader("Which map to trust?")
+    st.markdown("Remove the pixels each map calls most important first and watch the class probability fall "
+                "(**deletion**), or put them back into a blurred image and watch it rise (**insertion**). "
+                "**A lower deletion AUC and a higher insertion AUC are better.** Pixels are ranked by each map's "
+                "positive evidence.")
+    steps = st.slider("Steps per curve", 4, attr.CPU_MAX_STEPS if device == "cpu" else 128, 16, 4,
+                      key=keys.TRUST_STEPS, help="More steps give smoother curves; each step is one forward "
+                                                 "pass per curve, batched 8 at a time.")
+    st.caption(f"Cost: {len(done) * attr.faithfulness_cost(steps)} forward passes ({len(done)} maps × 2 curves × "
+               f"{steps + 1} images).")
+    key = (*run_key, steps)
+    if st.button("Rank the maps", key=keys.RUN_TRUST):
+        with st.spinner("Deleting and inserting pixels…"):
+            _memo(keys.PRIVATE_ATTR_TRUST, key, lambda: {
+                r.label: attr.faithfulness(subject.loaded.model, prep.tensor, target, r, steps=steps, device=device)
+                for r in done.values()})
+    scores = _recall(keys.PRIVATE_ATTR_TRUST, key)
+    if scores is None:
+        return
+    if not subject.loaded.pretrained:
+        st.warning("**Random weights: this ranking means nothing.** An untrained network has no evidence to find; "
+                   "load ImageNet weights (or a trained lab model) to compare the methods.", icon=":material/casino:")
+    st.dataframe(attr.trust_table(scores), hide_index=True, width="stretch")
+    st.plotly_chart(plots.faithfulness_curves(scores), width="stretch", key=keys.ATTR_TRUST)
 
 
 def _knockout(subject: Subject, prep, full: Prediction, device: str, fast: bool) -> None:
@@ -369,7 +386,7 @@ def main() -> None:
     target = _target(pred, loaded.categories)
 
     st.header("Why: attributions")
-    tabs = st.tabs(["Compare methods", "Grad-CAM filmstrip", "Block knock-out", "Sanity check"])
+    tabs = st.tabs(["Compare methods", "CAM filmstrip", "Block knock-out", "Sanity check"])
     sections = (
         lambda: _compare(subject, prep, photo, target, device, base_key),
         lambda: _filmstrip(subject, prep, photo, target, device, base_key),

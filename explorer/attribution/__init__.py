@@ -15,7 +15,11 @@ The rooms:
 * :mod:`~explorer.attribution.layers`: the layers the methods look at, asked of the model's stage description;
 * :mod:`~explorer.attribution.core`: :func:`attribute` (takes the model's lock itself, leaves no hook behind);
 * :mod:`~explorer.attribution.result`: :class:`Attribution` and the views of its map;
-* :mod:`~explorer.attribution.sanity`: the model-randomisation check of Adebayo et al. 2018.
+* :mod:`~explorer.attribution.cams`: the ``grad-cam`` package's CAMs (Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM,
+  Eigen-CAM, Score-CAM, Ablation-CAM), run the shared-model way (imported only when one runs);
+* :mod:`~explorer.attribution.sanity`: the model-randomisation check of Adebayo et al. 2018;
+* :mod:`~explorer.attribution.faithfulness`: which map to trust: deletion and insertion curves and their areas;
+* :mod:`~explorer.attribution.tables`: the page's tables (cost before running, details, the faithfulness ranking).
 """
 
 from __future__ import annotations
@@ -23,15 +27,18 @@ from __future__ import annotations
 from explorer.attribution.baselines import BASELINES, make_baseline
 from explorer.attribution.core import attribute
 from explorer.attribution.errors import AttributionError, CostError
-from explorer.attribution.layers import default_layer, gradcam_layers, stage_grid, stage_names
+from explorer.attribution.faithfulness import CPU_MAX_STEPS, Faithfulness, faithfulness, faithfulness_cost
+from explorer.attribution.layers import default_layer, gradcam_layers, layer_channels, stage_grid, stage_names
 from explorer.attribution.registry import METHODS, check_cost, estimate_cost, occlusion_grid, resolve_method
 from explorer.attribution.result import VIEWS, Attribution, reduce_channels, view
 from explorer.attribution.sanity import cascade_layers, randomised_copy, rank_similarity
 from explorer.attribution.spec import MethodSpec, Option
+from explorer.attribution.tables import cost_table, details_table, trust_table
 from explorer.images import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "BASELINES",
+    "CPU_MAX_STEPS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "METHODS",
@@ -39,14 +46,20 @@ __all__ = [
     "Attribution",
     "AttributionError",
     "CostError",
+    "Faithfulness",
     "MethodSpec",
     "Option",
     "attribute",
     "cascade_layers",
     "check_cost",
+    "cost_table",
     "default_layer",
+    "details_table",
     "estimate_cost",
+    "faithfulness",
+    "faithfulness_cost",
     "gradcam_layers",
+    "layer_channels",
     "make_baseline",
     "occlusion_grid",
     "randomised_copy",
@@ -55,5 +68,6 @@ __all__ = [
     "resolve_method",
     "stage_grid",
     "stage_names",
+    "trust_table",
     "view",
 ]

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from explorer.attribution.baselines import BASELINES, baseline_tensor
 from explorer.attribution.errors import AttributionError
 from explorer.attribution.layers import find_layer
-from explorer.attribution.registry import METHODS, passes_for, resolve_method
+from explorer.attribution.registry import METHODS, passes_for, resolve_method, with_channels
 from explorer.attribution.result import Attribution, reduce_channels
 from explorer.attribution.spec import MethodSpec
 from explorer.device import device_label
@@ -52,6 +52,8 @@ def _run_captum(
     baseline: Tensor | None, opts: Mapping[str, Any],
 ) -> tuple[Tensor, Tensor | None]:
     """Build the Captum object and call ``attribute``; returns (raw attribution, delta or None)."""
+    if spec.captum is None:
+        raise AttributionError(f"{spec.label} is not a Captum method.")
     kwargs = spec.for_captum(opts)
     ctor_names = spec.constructor_names()
     ctor = {k: kwargs.pop(k) for k in list(kwargs) if k in ctor_names}
@@ -95,7 +97,7 @@ def attribute(
     """Attribute class ``target`` of ``model`` (eval mode) on one image ``x`` (1, 3, H, W) with ``method``.
 
     ``device`` None runs where the model lives; another device uses a cached copy of the model there.
-    ``layer`` (Grad-CAM, Guided Grad-CAM) is a dotted module name, default the last stage. ``progress`` is
+    ``layer`` (the CAMs, Guided Grad-CAM) is a dotted module name, default the last stage. ``progress`` is
     called with the fraction of passes done. ``options`` are Captum's keywords plus ours (``baseline``: a kind
     of :data:`BASELINES`, a number or a tensor; the registry's declared options). Takes the model's lock itself.
 
@@ -111,13 +113,13 @@ def attribute(
                                "otherwise use and change its running statistics).")
     if layer is not None and not spec.uses_layer:
         users = [s.label for s in METHODS.values() if s.uses_layer]
-        raise AttributionError(f"{spec.label} does not look at a layer; only {' and '.join(users)} do.")
+        raise AttributionError(f"{spec.label} does not look at a layer; only these methods do: {', '.join(users)}.")
     dev = resolve_device(device, model)
     x = as_batch(x, model).detach()
     target = _check_target(model, target)
-    opts = spec.prepare(x, spec.with_defaults(options))
-    passes = passes_for(spec, tuple(x.shape[1:]), opts, dev)
     layer_name = find_layer(model, layer)[0] if spec.uses_layer else None
+    opts = with_channels(spec, spec.prepare(x, spec.with_defaults(options)), model, layer_name)
+    passes = passes_for(spec, tuple(x.shape[1:]), opts, dev)
     try:
         with exclusive(model, dev) as hooks:
             net = hooks.net
@@ -127,7 +129,11 @@ def attribute(
             if progress is not None:
                 _count_images(hooks, passes, progress)
             start = time.perf_counter()
-            raw, delta = _run_captum(spec, net, x, target, module, baseline, opts)
+            if spec.runner is not None:  # a CAM of the grad-cam package: its own full-size map
+                (raw, full), delta = spec.runner(spec, net, x, target, module, opts), None
+            else:
+                raw, delta = _run_captum(spec, net, x, target, module, baseline, opts)
+                full = None
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             seconds = time.perf_counter() - start
@@ -138,7 +144,8 @@ def attribute(
     except Exception as err:  # a failing method is a message on screen, not a crash
         raise AttributionError(f"{spec.label} failed: {err}") from err
     raw = raw.detach().cpu()
-    full = spec.finish(raw, tuple(x.shape[-2:]), opts) if spec.finish else raw
+    if full is None:
+        full = spec.finish(raw, tuple(x.shape[-2:]), opts) if spec.finish else raw
     return Attribution(
         method=spec.key,
         label=spec.label,

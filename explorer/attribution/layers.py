@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from explorer.attribution.errors import AttributionError
 from explorer.models import residual_blocks
+from explorer.shared import Hooks, meta_twin
 
-__all__ = ["default_layer", "find_layer", "gradcam_layers", "stage_grid", "stage_names"]
+__all__ = ["default_layer", "find_layer", "gradcam_layers", "layer_channels", "stage_grid", "stage_names"]
 
 
 def stage_names(model: nn.Module) -> list[str]:
@@ -54,3 +56,26 @@ def stage_grid(model: nn.Module, size: int, stage: str | None = None) -> int:
         raise AttributionError(f"This model has no stage {name!r}; its stages are: "
                                f"{', '.join(stage_names(model)) or 'none'}.") from None
     return math.ceil(size / info.reduction)
+
+
+def layer_channels(model: nn.Module, layer: str | None = None) -> int:
+    """The output channels of ``layer`` (default the last stage): what Score-CAM and Ablation-CAM pay one forward
+    each for. A stage's comes from the model's description; a block's from its stage; any other module from a
+    shape pass on a private meta twin (no lock, no data)."""
+    name, module = find_layer(model, layer)
+    for info in getattr(model, "stage_infos", ()):
+        stage = model.get_submodule(info.module)
+        if name == info.name or any(module is m for m in stage.children()):
+            return int(info.channels)
+    twin = meta_twin(model)
+    seen: list[int] = []
+
+    def record(_module: nn.Module, _args: tuple, out: Tensor) -> None:
+        seen.append(int(out.shape[1]))
+
+    with Hooks(twin) as hooks, torch.no_grad():
+        hooks.forward(twin.get_submodule(name), record)
+        twin(torch.empty(1, 3, 64, 64, device="meta"))
+    if not seen:
+        raise AttributionError(f"The layer {name!r} is not used by this model's forward pass.")
+    return seen[0]

@@ -24,14 +24,16 @@ from captum.attr import (
     Occlusion,
     Saliency,
 )
-from torch import Tensor
+from torch import Tensor, nn
 
 from explorer.attribution.baselines import BASELINES, ONE_BASELINE
+from explorer.attribution.cams import run_cam
 from explorer.attribution.errors import AttributionError, CostError
+from explorer.attribution.layers import find_layer, layer_channels
 from explorer.attribution.spec import Cost, MethodSpec, Option, per_dim
 from explorer.errors import ExplorerError
 
-__all__ = ["METHODS", "check_cost", "estimate_cost", "occlusion_grid", "passes_for", "resolve_method"]
+__all__ = ["METHODS", "check_cost", "estimate_cost", "occlusion_grid", "passes_for", "resolve_method", "with_channels"]
 
 
 # ------------------------------------------------------------------------------------------------- the costs
@@ -48,6 +50,11 @@ def _two(_shape: tuple[int, ...], _opts: Mapping[str, Any]) -> int:
 def _option(name: str) -> Cost:
     """Cost = the value of option ``name`` (steps, samples): one forward/backward pass each."""
     return lambda _shape, opts: int(opts[name])
+
+
+def _per_channel(extra: int) -> Cost:
+    """Cost = one forward per channel of the layer, plus ``extra`` forwards of the whole image."""
+    return lambda _shape, opts: int(opts["channels"]) + extra
 
 
 def occlusion_grid(shape: tuple[int, ...], opts: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -112,6 +119,16 @@ def _layer() -> Option:
                   help="Early layers have fine grids but little idea of the class; the last stage knows the class "
                        "but sees the image on a coarse grid.")
 
+
+def _cam(key: str, label: str, short: str, cam: str, summary: str, **more: Any) -> MethodSpec:
+    """A class activation map of the grad-cam package, looking at one layer (default the last stage)."""
+    return MethodSpec(key, label, short, None, has_delta=False, cost=more.pop("cost", _one), options=(_layer(),),
+                      cam=cam, runner=run_cam, grid_map=True, summary=summary, **more)
+
+
+_PER_CHANNEL = {"forward_only": True, "per_channel": True, "cpu_cap": 600, "settings": {"batch_size": 32},
+                "setting": lambda o: f"a layer of {o['channels']} channels",
+                "advice": "Pick an earlier layer (fewer channels)"}
 
 METHODS: dict[str, MethodSpec] = {
     spec.key: spec
@@ -183,10 +200,30 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             "grad_cam", "Grad-CAM", "gc", LayerGradCam, has_delta=False, cost=_one, options=(_layer(),),
             settings={"relu_attributions": True, "interpolate_mode": "bilinear"}, finish=_upsample,
-            ours=("interpolate_mode",),
+            ours=("interpolate_mode",), grid_map=True,
             summary="A layer's channels weighted by their average gradient (Selvaraju et al. 2017), "
                     "upsampled from the layer's grid to the image.",
         ),
+        _cam("grad_cam_pp", "Grad-CAM++", "gcpp", "GradCAMPlusPlus",
+             "Grad-CAM with each channel weighted by its positive gradients, weighted again pixel by pixel "
+             "(Chattopadhay et al. 2018): better when the class appears several times."),
+        _cam("xgrad_cam", "XGrad-CAM", "xgc", "XGradCAM",
+             "Grad-CAM with the gradients weighted by the activations, normalised per channel (Fu et al. 2020)."),
+        _cam("hires_cam", "HiResCAM", "hrc", "HiResCAM",
+             "The gradient times the activation at every position, summed over channels (Draelos & Carin 2020): "
+             "exactly what the layer's positions add to the score of a network ending in average pooling."),
+        _cam("layer_cam", "LayerCAM", "lc", "LayerCAM",
+             "Each position's activations weighted by its own positive gradients (Jiang et al. 2021): sharper "
+             "than Grad-CAM in early stages."),
+        _cam("eigen_cam", "Eigen-CAM", "ec", "EigenCAM",
+             "The first principal component of the layer's activations (Muhammad & Yeasin 2020): no gradients, "
+             "and the same map for every class.", forward_only=True),
+        _cam("score_cam", "Score-CAM", "sc", "ScoreCAM",
+             "Each channel's map used as a mask on the image, weighted by the class score it keeps (Wang et al. "
+             "2020): gradient-free, one forward per channel.", cost=_per_channel(1), **_PER_CHANNEL),
+        _cam("ablation_cam", "Ablation-CAM", "ac", "AblationCAM",
+             "Each channel weighted by how much the class score drops when it is set to zero (Desai & Ramaswamy "
+             "2020): gradient-free, one forward per channel.", cost=_per_channel(2), **_PER_CHANNEL),
         MethodSpec(
             "guided_grad_cam", "Guided Grad-CAM", "ggc", GuidedGradCam, has_delta=False, cost=_two,
             options=(_layer(),), settings={"interpolate_mode": "bilinear"},
@@ -199,42 +236,60 @@ METHODS: dict[str, MethodSpec] = {
         ),
     )
 }
-_ALIASES = {spec.captum.__name__.lower(): key for key, spec in METHODS.items()}
+_ALIASES = {(spec.cam or spec.captum.__name__).lower(): key for key, spec in METHODS.items()}
 _ALIASES.update({"noisetunnel": "smoothgrad", "layergradcam": "grad_cam"})
+
+
+def _plain(name: str) -> str:
+    """A method's name without case, spaces, dashes or underscores: "Grad-CAM++" -> "gradcampp"."""
+    return name.strip().lower().replace(" ", "").replace("-", "").replace("_", "").replace("++", "pp")
 
 
 def resolve_method(method: str | MethodSpec) -> MethodSpec:
     """The spec for a registry key (``"integrated_gradients"``), a label or a Captum class name."""
     if isinstance(method, MethodSpec):
         return method
-    norm = str(method).strip().lower().replace(" ", "").replace("-", "").replace("_", "")
+    norm = _plain(str(method))
     for spec in METHODS.values():
-        if norm in (spec.key.replace("_", ""), spec.label.lower().replace(" ", "").replace("-", "")):
+        if norm in (_plain(spec.key), _plain(spec.label)):
             return spec
     if norm in _ALIASES:
         return METHODS[_ALIASES[norm]]
     raise AttributionError(f"Unknown attribution method {method!r}; choose one of: {', '.join(METHODS)}.")
 
 
-def estimate_cost(method: str, x_shape: Sequence[int], *, layer: str | None = None, **options: Any) -> int:
+def with_channels(spec: MethodSpec, opts: dict[str, Any], model: nn.Module | None, layer: str | None) -> dict:
+    """``opts`` plus ``channels``, the output channels of ``layer``, for a method whose cost counts them."""
+    if not spec.per_channel:
+        return opts
+    if model is None:
+        raise AttributionError(f"{spec.label} costs one forward per channel of its layer: pass the model too.")
+    return {**opts, "channels": layer_channels(model, find_layer(model, layer)[0])}
+
+
+def estimate_cost(
+    method: str, x_shape: Sequence[int], *, layer: str | None = None, model: nn.Module | None = None, **options: Any,
+) -> int:
     """Forward/backward passes (forward only for occlusion) that ``method`` needs on one image of ``x_shape``.
 
-    ``x_shape`` is (1, 3, H, W) or (3, H, W); ``layer`` and ``options`` as for ``attribute()`` (the layer a
-    method looks at does not change its passes).
+    ``x_shape`` is (1, 3, H, W) or (3, H, W); ``layer`` and ``options`` as for ``attribute()``. Score-CAM and
+    Ablation-CAM pay one forward per channel of the layer, so they need ``model`` to count them; for the other
+    methods the layer does not change the passes.
     """
     spec = resolve_method(method)
     shape = tuple(int(s) for s in x_shape)[-3:]
-    return int(spec.cost(shape, spec.with_defaults(options)))
+    return int(spec.cost(shape, with_channels(spec, spec.with_defaults(options), model, layer)))
 
 
 def check_cost(
     method: str, x_shape: Sequence[int], device: str | torch.device = "cpu", *, layer: str | None = None,
-    **options: Any,
+    model: nn.Module | None = None, **options: Any,
 ) -> int:
     """Like :func:`estimate_cost`, and raises :class:`CostError` when that is over the method's cap on the CPU."""
     spec = resolve_method(method)
     shape = tuple(int(s) for s in x_shape)[-3:]
-    return passes_for(spec, shape, spec.with_defaults(options), torch.device(device))
+    opts = with_channels(spec, spec.with_defaults(options), model, layer)
+    return passes_for(spec, shape, opts, torch.device(device))
 
 
 def passes_for(spec: MethodSpec, shape: tuple[int, ...], opts: Mapping[str, Any], device: torch.device) -> int:

@@ -3,7 +3,8 @@
 An option is declared once, here in data: the page draws its widget from the declaration, ``attribute()`` takes
 its default from it, and nothing else writes its range or default again. A method is a declaration plus, at
 most, two small functions: ``prepare`` (adjust the options to this image before the cost check) and ``finish``
-(turn Captum's output into a full-size map).
+(turn Captum's output into a full-size map). A method of the ``grad-cam`` package names its class (``cam``) and
+is run by ``runner`` instead of Captum.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from torch import Tensor, nn
 from explorer.attribution.errors import AttributionError
 from explorer.attribution.layers import default_layer, gradcam_layers
 
-__all__ = ["Cost", "Finish", "Kind", "MethodSpec", "Option", "Prepare", "per_dim"]
+__all__ = ["Cost", "Finish", "Kind", "MethodSpec", "Option", "Prepare", "Runner", "per_dim"]
 
 Kind = Literal["int", "float", "choice", "layer"]
 Cost = Callable[[tuple[int, ...], Mapping[str, Any]], int]  # (C, H, W) input shape, options -> passes
 Prepare = Callable[[Tensor, Mapping[str, Any]], dict[str, Any]]  # image (1, 3, H, W), options -> options
 Finish = Callable[[Tensor, tuple[int, int], Mapping[str, Any]], Tensor]  # raw, (H, W), options -> (1, C, H, W)
+Runner = Callable[..., tuple[Tensor, Tensor]]  # (spec, net, x, target, layer, options) -> (raw, (1, 1, H, W) map)
 
 _NOT_OPTIONS = {"self", "inputs", "target", "additional_forward_args", "forward_func", "model", "layer", "device_ids",
                 "attribution_method", "custom_attribution_func", "grad_kwargs", "kwargs"}
@@ -92,17 +94,19 @@ def _no_change(_x: Tensor, opts: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One attribution method: how to build it in Captum, its options, its cost and its CPU cap.
+    """One attribution method: how to build it in Captum (or which class of the ``grad-cam`` package runs it),
+    its options, its cost and its CPU cap.
 
     ``options`` are the ones a user sets (declared once, drawn by the page); ``settings`` are fixed keywords
     passed to Captum unless given (batch sizes, the quadrature rule). ``ours`` names the options that
-    ``prepare``/``finish`` consume and Captum never sees (``baseline`` always is one).
+    ``prepare``/``finish`` consume and Captum never sees (``baseline`` always is one). ``per_channel``: the cost
+    counts the layer's channels, given to ``cost`` as the option ``channels`` (Score-CAM: one forward each).
     """
 
     key: str
     label: str
     short: str  # names the method's widgets ("ig_steps") and downloads
-    captum: type
+    captum: type | None  # None for a method of the grad-cam package (``cam`` names its class)
     has_delta: bool
     cost: Cost
     options: tuple[Option, ...] = ()
@@ -116,6 +120,15 @@ class MethodSpec:
     finish: Finish | None = None
     ours: tuple[str, ...] = ()
     summary: str = ""
+    cam: str = ""  # the grad-cam package's class (imported only when the method runs)
+    runner: Runner | None = None  # runs the method instead of Captum
+    per_channel: bool = False
+    grid_map: bool = False  # a class activation map: raw is on the layer's grid, upsampled to the image
+
+    @property
+    def library(self) -> str:
+        """Where the method comes from, for the screen: "Captum" or "grad-cam"."""
+        return "Captum" if self.captum is not None else "grad-cam"
 
     @property
     def pass_kind(self) -> str:
@@ -156,13 +169,16 @@ class MethodSpec:
         """Captum's constructor and ``attribute`` keywords for this method, plus ours (``baseline``...)."""
         if self.key not in _OPTION_NAMES:
             names = set(self.defaults) | set(self.ours)
-            for fn in (self.captum.__init__, self.captum.attribute, *((self.inner.attribute,) if self.inner else ())):
+            fns = () if self.captum is None else (self.captum.__init__, self.captum.attribute)
+            for fn in (*fns, *((self.inner.attribute,) if self.inner else ())):
                 names |= set(inspect.signature(fn).parameters)
             _OPTION_NAMES[self.key] = frozenset(names - _NOT_OPTIONS)
         return set(_OPTION_NAMES[self.key])
 
     def constructor_names(self) -> set[str]:
         """The keywords of the Captum class's constructor (``multiply_by_inputs``, ``eps``)."""
+        if self.captum is None:
+            return set()
         return set(inspect.signature(self.captum.__init__).parameters) - _NOT_OPTIONS
 
     def build(self, net: nn.Module, layer: nn.Module | None, **ctor: Any) -> Any:
@@ -175,7 +191,7 @@ class MethodSpec:
 
     def for_captum(self, opts: Mapping[str, Any]) -> dict[str, Any]:
         """``opts`` without the ones that are ours (``baseline``, ``prepare``'s and ``finish``'s inputs)."""
-        return {k: v for k, v in opts.items() if k not in ("baseline", *self.ours)}
+        return {k: v for k, v in opts.items() if k not in ("baseline", "channels", *self.ours)}
 
 
 def per_dim(value: int | Sequence[int] | None, n: int, default: int) -> tuple[int, ...]:

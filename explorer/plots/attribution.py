@@ -1,5 +1,6 @@
 """Figures for predictions and attributions: top-k bars, knock-out comparison, attribution maps over the image
-(side by side, the Grad-CAM filmstrip, the sanity check) and a PNG of the same panels that needs no kaleido.
+(side by side, the CAM filmstrip, the sanity check), a PNG of the same panels that needs no kaleido, and the
+deletion and insertion curves of the faithfulness check.
 
 Pure functions: numpy arrays and ``Prediction`` in, ``go.Figure`` (or PNG bytes) out; no streamlit, no model calls.
 """
@@ -10,6 +11,7 @@ import base64
 import io
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.colors as pc
@@ -19,11 +21,15 @@ from PIL import Image, ImageDraw, ImageFont
 from explorer.plots import FONT_SIZE, panel_layout
 from explorer.predict import Prediction
 
+if TYPE_CHECKING:
+    from explorer.attribution.faithfulness import Faithfulness
+
 __all__ = [
     "COLORMAPS",
     "DEFAULT_COLORMAP",
     "FONT_SIZE",
     "attribution_panels",
+    "faithfulness_curves",
     "knockout_bars",
     "panel_title",
     "panels_png",
@@ -38,6 +44,7 @@ MAX_SIDE = 112
 """Maps larger than this per side are average-pooled for the browser (the PNG download keeps full size)."""
 _RAMP = 0.3  # the overlay fades in from transparent at 0 to opaque at this fraction of the scale
 PER_ROW = 4
+CURVE_COLOURS = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D")
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -88,7 +95,6 @@ def _overlay_colorscale(colormap: str) -> list[list]:
     return [
         [float(s), f"rgba({r:.0f},{g:.0f},{b:.0f},{_alpha(s):.2f})"] for s, (r, g, b) in zip(stops, rgb, strict=True)
     ]
-
 
 
 def _axes(suffix: str, domain_x: list[float], domain_y: list[float], width: int, height: int) -> dict:
@@ -228,3 +234,30 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def panel_title(label: str, lines: Sequence[str]) -> str:
     """``"<b>label</b><br>line1 · line2"``: a panel title with one line of details."""
     return f"<b>{label}</b>" + ("<br>" + " · ".join(lines) if lines else "")
+
+
+def faithfulness_curves(scores: Mapping[str, Faithfulness], title: str = "Deletion and insertion curves") -> go.Figure:
+    """Two panels: the class probability as the most important pixels are removed (deletion, left) and as they
+    are put back into a blurred image (insertion, right), one line per map, named with its area under the curve."""
+    if not scores:
+        raise ValueError("no curves to show")
+    fig = go.Figure()
+    for i, (name, f) in enumerate(scores.items()):
+        colour = CURVE_COLOURS[i % len(CURVE_COLOURS)]
+        label = f"{name} (deletion {f.deletion_auc:.3f}, insertion {f.insertion_auc:.3f})"
+        for curve, axes, first in ((f.deletion, ("x", "y"), True), (f.insertion, ("x2", "y2"), False)):
+            fig.add_trace(go.Scatter(
+                x=(f.fractions * 100).tolist(), y=(curve * 100).tolist(), mode="lines+markers", name=label,
+                legendgroup=name, showlegend=first, line={"color": colour}, xaxis=axes[0], yaxis=axes[1],
+                hovertemplate=f"{name}<br>%{{x:.0f}}% of pixels: %{{y:.1f}}%<extra></extra>",
+            ))
+    axis = {"range": [0, 100], "title": {"text": "pixels changed, most important first (%)"}}
+    prob = {"range": [0, 100], "title": {"text": "class probability (%)"}}
+    fig.update_layout(**panel_layout(title, 480, margin={"l": 60, "r": 20, "t": 110, "b": 60}), legend={
+        "orientation": "h", "y": -0.25}, xaxis={**axis, "domain": [0, 0.47]}, yaxis={**prob, "anchor": "x"},
+        xaxis2={**axis, "domain": [0.53, 1], "anchor": "y2"}, yaxis2={**prob, "anchor": "x2"}, annotations=[
+            {"text": "<b>deletion</b>: lower area is better", "x": 0.235, "y": 1.02, "xref": "paper",
+             "yref": "paper", "showarrow": False, "yanchor": "bottom"},
+            {"text": "<b>insertion</b> into a blurred image: higher area is better", "x": 0.765, "y": 1.02,
+             "xref": "paper", "yref": "paper", "showarrow": False, "yanchor": "bottom"}])
+    return fig

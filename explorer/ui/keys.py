@@ -101,11 +101,13 @@ PRIVATE_ATTR_FILM = "_attr_film"
 PRIVATE_ATTR_PRED = "_attr_pred"
 PRIVATE_ATTR_RESULTS = "_attr_results"
 PRIVATE_ATTR_SANITY = "_attr_sanity"
+PRIVATE_ATTR_TRUST = "_attr_trust"
 ATTR_FILM = "attr_film"
 ATTR_KNOCKOUT = "attr_knockout"
 ATTR_PANELS = "attr_panels"
 ATTR_SANITY = "attr_sanity"
 ATTR_TOP5 = "attr_top5"
+ATTR_TRUST = "attr_trust"
 ATTR_VIEW = "attr_view"
 COLORMAP = "colormap"
 DEVICE = "device"
@@ -113,22 +115,25 @@ DL_HTML = "dl_html"
 DL_NPY = "dl_npy"  # + "_" + a method's key: its raw map
 DL_PNG = "dl_png"
 FAST_MODE = "fast_mode"
+FILM_METHOD = "film_method"
 KNOCKOUT = "knockout"
 METHODS = "methods"
 OPACITY = "opacity"
 RUN_ATTR = "run_attr"
 RUN_FILM = "run_film"
 RUN_SANITY = "run_sanity"
+RUN_TRUST = "run_trust"
 SANITY_FROM = "sanity_from"
 SANITY_METHOD = "sanity_method"
 TARGET_CLASS = "target_class"
+TRUST_STEPS = "trust_steps"
 
 
 def method_option(method: str, option: str) -> str:
     """The widget key of one option of an attribution method, from the registry's short names
     (``MethodSpec.short``, ``Option.short``): ``ig_steps``, ``ig_baseline``, ``sg_samples``, ``sg_noise``,
     ``gs_samples``, ``gs_baseline``, ``occ_window``, ``occ_stride``, ``occ_baseline``, ``gc_layer``,
-    ``ggc_layer``, ``dl_baseline``."""
+    ``ggc_layer``, ``dl_baseline`` and each CAM's layer (``gcpp_layer``, ``lc_layer``, ``sc_layer``, ...)."""
     return f"{method}_{option}"
 
 
