@@ -11,6 +11,7 @@ from explorer.ui import choices, projector, url_state
 page = st.navigation(
     [
         st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("views/lesson.py", title="Lesson: ResNet in ten steps", icon=":material/school:"),
         st.Page("views/architecture.py", title="Architecture", icon=":material/account_tree:"),
         st.Page("views/blocks.py", title="Blocks & shortcuts", icon=":material/call_split:"),
         st.Page("views/feature_maps.py", title="Feature maps", icon=":material/grid_view:"),

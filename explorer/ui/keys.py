@@ -182,3 +182,13 @@ PRESENT = "present"  # projector mode: large type, captions trimmed, sidebar col
 PRIVATE_URL_APPLIED = "_url_applied"  # the query string last applied or published in this session
 PRIVATE_URL_IGNORED = "_url_ignored"  # what the last applied link could not use: [(key, value, reason)]
 PRIVATE_URL_PAGE = "_url_page"  # the page the last run showed (a page switch clears the query)
+
+# --- Lesson (views/lesson.py)
+LESSON_ANSWER = "lesson_answer"  # + "_" + step number: the "predict, then reveal" radio of that step
+LESSON_FIG = "lesson_fig"  # + "_" + a figure's name: the plotly charts of the lesson
+LESSON_NEXT = "lesson_next"
+LESSON_PREVIOUS = "lesson_previous"
+LESSON_REVEAL = "lesson_reveal"  # + "_" + step number
+LESSON_STEP = "lesson_step"  # 1..10, also ?lesson_step=N in the URL
+PRIVATE_LESSON_REVEALED = "_lesson_revealed"  # the step numbers whose answer is shown
+PRIVATE_LESSON_URL_READ = "_lesson_url_read"  # ?lesson_step was read once this session
