@@ -26,6 +26,7 @@ STATES: dict[str, dict[str, object]] = {
                      keys.SANITY_METHOD: "smoothgrad", keys.SANITY_FROM: "layer3", keys.SAMPLE: "rocket launch"},
     "lab": {keys.LAB_FAMILY: LAB["IMAGENET"], keys.LAB_DEPTH: 56, keys.LAB_ARCH: "resnet34", keys.LAB_SEED: 7,
             keys.LAB_PRESET: LAB["PAIR"], keys.LAB_PAIR_DEPTH: 14},
+    "lesson": {keys.ARCH: "resnet18", keys.LESSON_STEP: 5},
 }
 
 
@@ -69,7 +70,7 @@ def test_every_page_declares_its_main_controls() -> None:
     ("attributions", "gc_layer", "layer9"), ("attributions", keys.TARGET_CLASS, "5000"),
     ("attributions", keys.COLORMAP, "jet"), ("feature_maps", keys.FM_STAGE, "layer9"),
     ("feature_maps", keys.FM_BLOCK, "99"), ("feature_maps", keys.FM_K, "0"), ("feature_maps", keys.SAMPLE, "x"),
-    ("blocks", keys.BLOCK_INDEX, "-1"), ("lab", keys.LAB_SEED, "1e9"),
+    ("blocks", keys.BLOCK_INDEX, "-1"), ("lab", keys.LAB_SEED, "1e9"), ("lesson", keys.LESSON_STEP, "11"),
 ])
 def test_bad_values_are_ignored_with_a_reason(page: str, key: str, text: str) -> None:
     values, ignored = decode({keys.ARCH: "resnet18", key: text}, page)
@@ -170,3 +171,19 @@ def test_present_mode_from_the_url(app: AppTest) -> None:
     assert not app.exception
     assert app.session_state[keys.PRESENT] is True
     assert app.query_params[keys.PRESENT] == "1"
+
+
+def test_projector_template_is_large_and_per_figure() -> None:
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from explorer.plots import theme
+
+    before = pio.templates.default
+    fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
+    big = theme.styled(fig)
+    assert big.layout.template.layout.xaxis.tickfont.size == theme.TICK_SIZE >= 20
+    projector = pio.templates[theme.PROJECTOR].layout
+    assert big.layout.template.layout.colorscale.sequential == projector.colorscale.sequential
+    assert fig.layout.template.layout.xaxis.tickfont.size is None  # the original is untouched
+    assert pio.templates.default == before  # never process-global

@@ -7,14 +7,15 @@ The sidebar's initial state is decided before ``st.set_page_config``: :func:`sid
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+import plotly.graph_objects as go
 import streamlit as st
 
-from explorer.plots.theme import TICK_SIZE
+from explorer.plots.theme import TICK_SIZE, styled
 from explorer.ui import keys
 
-__all__ = ["BODY_PX", "CSS", "active", "sidebar_state", "style", "toggle"]
+__all__ = ["BODY_PX", "CSS", "active", "chart", "sidebar_state", "style", "toggle"]
 
 BODY_PX = 24
 CSS = f"""
@@ -27,12 +28,21 @@ body, [data-testid="stAppViewContainer"], [data-testid="stMain"], [data-testid="
 [data-testid="stTable"] td, [data-testid="stTable"] th, [data-testid="stAlertContentInfo"] p {{
   font-size: max({BODY_PX}px, 1rem) !important;
 }}
+[data-baseweb="select"] *, input, [data-baseweb="tag"] span, [data-testid="stNumberInputField"], textarea,
+[data-testid="stTickBarMin"], [data-testid="stTickBarMax"], [data-testid="stSliderThumbValue"],
+[data-testid="stMetricLabel"] p, [data-testid="stDataFrame"] {{
+  font-size: {BODY_PX}px !important;
+}}
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] p {{ font-size: 1.6rem !important; }}
 [data-testid="stCaptionContainer"] {{ display: none !important; }}
 .js-plotly-plot .xtick text, .js-plotly-plot .ytick text, .js-plotly-plot .legendtext {{
   font-size: {TICK_SIZE}px !important;
 }}
 .js-plotly-plot .gtitle {{ font-size: {TICK_SIZE + 6}px !important; }}
-[data-testid="stMainBlockContainer"] {{ max-width: 100% !important; padding-left: 2rem; padding-right: 2rem; }}
+[data-testid="stMainBlockContainer"] {{
+  max-width: 100% !important; padding: 3rem 1.5rem 2rem !important;
+}}
+[data-testid="stHeader"] {{ height: 2.5rem; }}
 </style>
 """
 """Projector CSS; ``max-width`` lets figures use the room's full width."""
@@ -59,3 +69,12 @@ def style() -> None:
     """Inject the projector CSS when the mode is on (nothing otherwise)."""
     if active():
         st.html(CSS)
+
+
+def chart(fig: go.Figure, *, where: Any = st, **kwargs: Any) -> Any:
+    """``where.plotly_chart(fig, **kwargs)``, drawn with the projector template in projector mode (this session
+    only: the figure is copied, ``plotly.io.templates.default`` is never touched). A page that wants large tick
+    labels in its figures calls this instead of ``st.plotly_chart`` (``where=left`` for a column)."""
+    if active():
+        fig, kwargs = styled(fig), {**kwargs, "theme": None}
+    return where.plotly_chart(fig, **kwargs)

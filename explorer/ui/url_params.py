@@ -291,8 +291,14 @@ def _lab() -> list[Param]:
     ]
 
 
+def _lesson() -> list[Param]:
+    from explorer import lesson  # noqa: PLC0415 - the lesson's data, loaded with its page's links only
+
+    return [Param(keys.LESSON_STEP, ("lesson",), int, 1, bounds=lambda _ctx: (1, len(lesson.STEPS)))]
+
+
 PARAMS: dict[str, Param] = {p.key: p for p in (*_sidebar(), *_architecture(), *_blocks(), *_feature_maps(),
-                                               *_attributions(), *_lab())}
+                                               *_attributions(), *_lab(), *_lesson())}
 """Every view-defining key, sidebar first; within a page a key comes after those it depends on."""
 
 
