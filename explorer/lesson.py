@@ -113,7 +113,8 @@ STEPS: tuple[Step, ...] = (
         "blocks", {keys.BLOCK_TAB: "Basic vs bottleneck"}),
     Step(5, "Table 1 for your depth", (
         "Every ResNet is a stem, four stages (conv2_x to conv5_x) and a classifier.",
-        "Each stage halves the resolution and doubles the width, so the cost per stage stays about the same.",
+        "Each stage halves the resolution and doubles the width, so one block costs about the same in every "
+        "stage; where the computation goes depends on how many blocks each stage stacks.",
         "The table is the paper's Table 1, measured on your model for your input size.",
     ), "table", "Change the input size in the sidebar to 160 px and see every output size shrink.",
         "architecture", {keys.LAYER_DEPTH: 1}),

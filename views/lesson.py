@@ -26,6 +26,7 @@ from explorer.ui.page import guarded
 N = len(lesson.STEPS)
 PAGE_TITLES = {"architecture": "Architecture", "blocks": "Blocks & shortcuts", "feature_maps": "Feature maps",
                "attributions": "Predictions & attributions", "lab": "Degradation lab"}
+TABLE_COLUMNS = ("stage", "output_size", "recipe", "blocks", "channels", "params", "mult_adds")
 LAB_DEPTH = 20  # the CIFAR twins of step 10: cheap enough to run live
 FIG7_NOTE = ("A short run at initialisation shows how the measurement is made and that, with BatchNorm's running "
              "statistics still at their defaults, the residual net's responses grow as every block adds to the "
@@ -155,8 +156,9 @@ def _fig_block_types(choice: ModelChoice, m: LessonModel) -> None:
 
 def _fig_table(choice: ModelChoice, m: LessonModel) -> None:
     table = _stage_table(*_config(m))
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"mult_adds": st.column_config.NumberColumn("mult-adds", format="localized"),
+    st.dataframe(table, hide_index=True, width="stretch", column_order=TABLE_COLUMNS,
+                 column_config={"output_size": "output size", "recipe": "layers (paper's Table 1)",
+                                "mult_adds": st.column_config.NumberColumn("mult-adds", format="localized"),
                                 "params": st.column_config.NumberColumn(format="localized")})
     _chart(arch_plots.cost_per_stage(table), "table")
 

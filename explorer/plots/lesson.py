@@ -6,6 +6,8 @@ Pure functions of ``explorer`` frames (``blocks.block_inventory``, ``lab.pair_la
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -18,8 +20,9 @@ __all__ = ["PROJECTION_COLOUR", "plain_vs_residual_columns", "response_std", "si
 PROJECTION_COLOUR = "#6a51a3"
 IDENTITY_COLOUR = "#7f7f7f"
 STAGE_FILLS = ("#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6")
-_X = {"plain": 0.0, "residual": 1.6}
-_BRACKET = 0.62  # how far right of a block's centre its shortcut runs
+_X = {"plain": 0.0, "residual": 1.5}
+_HALF = 0.45  # half a block's width
+_BRACKET = _HALF + 0.16  # how far right of a block's centre its shortcut reaches
 
 
 def _style(fig: go.Figure, title: str, height: int, **layout: object) -> go.Figure:
@@ -38,31 +41,33 @@ def _column(fig: go.Figure, rows: pd.DataFrame, net: str, name: str) -> None:
     """One network's blocks top to bottom as coloured boxes, labelled, in one text trace."""
     x = _X[net]
     for i, row in enumerate(rows.itertuples()):
-        fig.add_shape(type="rect", x0=x - 0.5, x1=x + 0.5, y0=-i - 0.4, y1=-i + 0.4, layer="below",
+        fig.add_shape(type="rect", x0=x - _HALF, x1=x + _HALF, y0=-i - 0.4, y1=-i + 0.4, layer="below",
                       fillcolor=STAGE_FILLS[int(row.stage_index) % len(STAGE_FILLS)], line=dict(color="#444"))
     fig.add_scatter(x=[x] * len(rows), y=[-i for i in range(len(rows))], mode="text", name=name,
-                    text=[_block_label(r) for _, r in rows.iterrows()], textfont=dict(size=FONT_SIZE - 3),
+                    text=[_block_label(r) for _, r in rows.iterrows()], textfont=dict(size=FONT_SIZE - 3, color="#111"),
                     hovertext=list(rows["reason"]), hoverinfo="text", showlegend=False)
 
 
-def _brackets(rows: pd.DataFrame, indices: list[int]) -> tuple[list[float | None], list[float | None]]:
-    """The x and y of one bracket per block (top of the block, out to the right, down, back in): a shortcut."""
-    x0, x1 = _X["residual"] + 0.5, _X["residual"] + _BRACKET
+def _brackets(indices: list[int]) -> tuple[list[float | None], list[float | None]]:
+    """The x and y of one arc per block, from the block's top out to the right and back in at its bottom, as in
+    the paper's drawing of a shortcut; arcs separated by ``None``."""
+    x0, reach = _X["residual"] + _HALF, _BRACKET - _HALF
+    angles = [math.pi * k / 12 for k in range(13)]
     xs: list[float | None] = []
     ys: list[float | None] = []
     for i in indices:
-        xs += [x0, x1, x1, x0, None]
-        ys += [-i + 0.45, -i + 0.45, -i - 0.45, -i - 0.45, None]
+        xs += [x0 + reach * math.sin(a) for a in angles] + [None]
+        ys += [-i + 0.46 * math.cos(a) for a in angles] + [None]
     return xs, ys
 
 
 def plain_vs_residual_columns(plain: pd.DataFrame, residual: pd.DataFrame, arch: str = "resnet34") -> go.Figure:
-    """The paper's Fig. 3: the plain net beside the ResNet, block by block, the shortcuts drawn as brackets on
+    """The paper's Fig. 3: the plain net beside the ResNet, block by block, the shortcuts drawn as arcs on
     the ResNet's side, projections (dashed, purple) where the shape changes, identities (solid, grey) elsewhere.
 
     ``plain`` and ``residual``: :func:`explorer.blocks.block_inventory` rows of the plain and residual model.
-    Traces: "plain blocks", "residual blocks", "identity shortcuts" and "projection shortcuts" (one bracket per
-    shortcut, brackets separated by ``None``; ``customdata`` holds the block names).
+    Traces: "plain blocks", "residual blocks", "identity shortcuts" and "projection shortcuts" (one arc per
+    shortcut, arcs separated by ``None``; ``customdata`` holds the block names).
     """
     depth = arch.removeprefix("resnet")
     fig = go.Figure()
@@ -72,11 +77,14 @@ def plain_vs_residual_columns(plain: pd.DataFrame, residual: pd.DataFrame, arch:
     for kind, label, colour, dash in (("identity", "identity shortcuts", IDENTITY_COLOUR, "solid"),
                                       ("projection", "projection shortcuts", PROJECTION_COLOUR, "dash")):
         picked = [i for i, k in enumerate(kinds) if k == kind]
-        xs, ys = _brackets(residual, picked)
+        xs, ys = _brackets(picked)
         names = [residual["name"].iloc[i] for i in picked]
         fig.add_scatter(x=xs, y=ys, mode="lines", name=f"{label} ({len(picked)})", customdata=names,
                         line=dict(color=colour, width=4 if kind == "projection" else 2, dash=dash),
                         hoverinfo="skip")
+    for i in (i for i, k in enumerate(kinds) if k == "projection"):
+        fig.add_annotation(x=_X["residual"] + _BRACKET + 0.03, y=-i, text="1x1 projection", showarrow=False,
+                           xanchor="left", font=dict(size=FONT_SIZE - 3, color=PROJECTION_COLOUR))
     n = max(len(plain), len(residual))
     for net, title in (("plain", f"plain-{depth}"), ("residual", f"ResNet-{depth}")):
         fig.add_annotation(x=_X[net], y=0.9, text=f"<b>{title}</b>", showarrow=False,
@@ -86,7 +94,7 @@ def plain_vs_residual_columns(plain: pd.DataFrame, residual: pd.DataFrame, arch:
         fig, f"Fig. 3, live: plain-{depth} beside ResNet-{depth} ({projections} projection shortcuts, option B)",
         height=44 * n + 180, plot_bgcolor="white", margin=dict(l=10, r=10, t=110, b=10),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
-        xaxis=dict(visible=False, range=[-0.6, _X["residual"] + _BRACKET + 0.1], fixedrange=True),
+        xaxis=dict(visible=False, range=[-_HALF - 0.05, _X["residual"] + _BRACKET + 0.45], fixedrange=True),
         yaxis=dict(visible=False, range=[-n + 0.4, 1.3], fixedrange=True),
     )
 
@@ -106,8 +114,8 @@ def response_std(frame: pd.DataFrame, title: str = "Fig. 7, live: std of each 3Ã
     fig.update_yaxes(type="log", title="std")
     fig.update_xaxes(title="3Ã—3 layer index", row=2, col=1)
     fig.update_annotations(font_size=FONT_SIZE)
-    return _style(fig, title, height=620, margin=dict(l=70, r=30, t=110, b=60),
-                  legend=dict(orientation="h", yanchor="bottom", y=1.06, xanchor="left", x=0))
+    return _style(fig, title, height=660, margin=dict(l=70, r=30, t=150, b=60),
+                  legend=dict(orientation="h", yanchor="bottom", y=1.1, xanchor="left", x=0))
 
 
 def size_walk_bars(walk: pd.DataFrame) -> go.Figure:
