@@ -139,3 +139,13 @@ def test_through_the_app(app: AppTest) -> None:
     assert not app.exception, app.exception
     assert _progress(app) == "Step 4 of 10"
     assert app.get("plotly_chart")
+
+
+@pytest.mark.parametrize(("text", "expected", "notices"), [("7", 7, 0), ("abc", 1, 1), ("99", 1, 1)])
+def test_a_link_to_step_n_through_the_app(app: AppTest, text: str, expected: int, notices: int) -> None:
+    """In the app the URL state applies (and checks) ?lesson_step before the page: one notice for a bad one."""
+    app.query_params["lesson_step"] = text
+    app.switch_page("views/lesson.py").run()
+    assert not app.exception, app.exception
+    assert app.session_state["lesson_step"] == expected and _progress(app) == f"Step {expected} of 10"
+    assert len([w for w in app.warning if "lesson_step" in w.value]) == notices

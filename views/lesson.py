@@ -213,9 +213,11 @@ def _go(number: int) -> None:
 
 
 def _current_step() -> int:
-    """The step from session state; ``?lesson_step=N`` in the URL sets it, read once per session."""
+    """The step from session state; ``?lesson_step=N`` in the URL sets it, read once per session. Within the app
+    ``explorer.ui.url_state`` has already applied (and checked) the link before the page ran, so the page reads
+    the URL itself only when it runs on its own."""
     s = st.session_state
-    if not s.get(keys.PRIVATE_LESSON_URL_READ):
+    if not s.get(keys.PRIVATE_LESSON_URL_READ) and keys.PRIVATE_URL_PAGE not in s:
         s[keys.PRIVATE_LESSON_URL_READ] = True
         text = st.query_params.get(keys.LESSON_STEP)
         if text is not None:
