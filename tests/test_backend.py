@@ -272,3 +272,17 @@ def test_ray_missing_is_a_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
             backend.current()
     finally:
         backend.reset()
+
+
+def test_ray_options_from_the_environment() -> None:
+    from explorer.backend.select import ray_options
+
+    assert ray_options({}) == {}
+    got = ray_options({"EXPLORER_RAY_REPLICAS": "auto", "EXPLORER_RAY_GPUS": "0.5", "EXPLORER_RAY_TIMEOUT_S": "30",
+                       "EXPLORER_RAY_QUEUE": "64"})
+    assert got == {"num_replicas": "auto", "num_gpus": 0.5, "timeout_s": 30.0, "max_queued_requests": 64}
+    assert ray_options({"EXPLORER_RAY_REPLICAS": "3", "EXPLORER_RAY_GPUS": "0"}) == {"num_replicas": 3, "num_gpus": 0}
+    with pytest.raises(BackendError, match="EXPLORER_RAY_REPLICAS must be a number or auto"):
+        ray_options({"EXPLORER_RAY_REPLICAS": "many"})
+    with pytest.raises(BackendError, match="above zero"):
+        ray_options({"EXPLORER_RAY_TIMEOUT_S": "0"})

@@ -21,7 +21,7 @@ from ray.serve.handle import DeploymentHandle
 from explorer.attribution import Attribution
 from explorer.backend.config import ImageInput, ModelConfig
 from explorer.backend.errors import BackendError, CheckpointMissing, ServerBusy, ServerUnavailable
-from explorer.backend.ray_serve import application
+from explorer.backend.ray_serve import BATCH_WAIT_S, MAX_BATCH_SIZE, application
 from explorer.errors import ExplorerError
 from explorer.predict import Prediction
 
@@ -61,21 +61,25 @@ def _unwrap(err: ray_errors.RayTaskError) -> Exception:
 
 
 class RayBackend:
-    """Ray Serve backend. Deployment options apply to the configurations it deploys itself."""
+    """Ray Serve backend. Deployment options apply to the configurations it deploys itself (see
+    :func:`explorer.backend.ray_serve.application`); ``app_prefix`` names its Serve applications."""
 
     name = "ray"
 
     def __init__(
-        self, address: str | None = None, *, timeout_s: float = 120.0, num_replicas: int = 1,
+        self, address: str | None = None, *, timeout_s: float = 120.0, num_replicas: int | str = 1,
         max_ongoing_requests: int = 8, max_queued_requests: int = 16, num_cpus: float = 1,
-        num_gpus: float | None = None, max_checkpoints: int = 2, max_batch_size: int = 8,
+        num_gpus: float | None = None, max_checkpoints: int = 2, max_batch_size: int = MAX_BATCH_SIZE,
+        batch_wait_s: float = BATCH_WAIT_S, threads: int | None = None, app_prefix: str = _PREFIX,
     ) -> None:
         connect(address)
+        self.prefix = app_prefix
         self.address = address or "a local Ray instance (127.0.0.1)"
         self.timeout_s = timeout_s
         self.options = dict(num_replicas=num_replicas, max_ongoing_requests=max_ongoing_requests,
                             max_queued_requests=max_queued_requests, num_cpus=num_cpus, num_gpus=num_gpus,
-                            max_checkpoints=max_checkpoints, max_batch_size=max_batch_size)
+                            max_checkpoints=max_checkpoints, max_batch_size=max_batch_size, batch_wait_s=batch_wait_s,
+                            threads=threads)
         self._handles: dict[str, DeploymentHandle] = {}
         self._lock = threading.Lock()
 
@@ -83,7 +87,7 @@ class RayBackend:
 
     def handle(self, config: ModelConfig) -> DeploymentHandle:
         """The handle of ``config``'s deployment, deployed (and its model loaded) on first use."""
-        name = _PREFIX + config.key
+        name = self.prefix + config.key
         with self._lock:
             if name not in self._handles:
                 try:
@@ -146,7 +150,7 @@ class RayBackend:
             apps = serve.status().applications
         except Exception:  # noqa: BLE001 - a status call must never break the Home page
             return 0
-        return sum(n for name, app in apps.items() if name.startswith(_PREFIX)
+        return sum(n for name, app in apps.items() if name.startswith(self.prefix)
                    for dep in app.deployments.values() for state, n in dep.replica_states.items()
                    if str(getattr(state, "value", state)).upper() == "RUNNING")
 

@@ -30,16 +30,17 @@ from explorer.backend.loading import ModelCache
 from explorer.backend.local import LocalBackend
 from explorer.predict import Prediction
 
-__all__ = ["MAX_BATCH_SIZE", "ModelDeployment", "ModelServer", "application"]
+__all__ = ["BATCH_WAIT_S", "MAX_BATCH_SIZE", "ModelDeployment", "ModelServer", "application"]
 
 MAX_BATCH_SIZE = 8
+BATCH_WAIT_S = 0.05  # a batch waits this long for more requests once one came (ResNet-50 at 224 px: ~0.1 s an image)
 
 
 class ModelServer:
     """One replica serving ``config`` (for a checkpoint deployment: any checkpoint of that architecture)."""
 
     def __init__(self, config: ModelConfig, *, max_checkpoints: int = 2, max_batch_size: int = MAX_BATCH_SIZE,
-                 threads: int | None = None) -> None:
+                 batch_wait_s: float = BATCH_WAIT_S, threads: int | None = None) -> None:
         if threads:
             torch.set_num_threads(threads)
         self.config = config.without_data()
@@ -49,6 +50,7 @@ class ModelServer:
         self.local = LocalBackend(self.cache.get)
         self.batches: Counter[int] = Counter()
         self._batched.set_max_batch_size(max_batch_size)
+        self._batched.set_batch_wait_timeout_s(batch_wait_s)
         if not many:
             self.cache.get(config)  # loaded once, when the replica starts
 
@@ -65,7 +67,7 @@ class ModelServer:
         x = await asyncio.to_thread(image.tensor, config.arch)  # a bad image fails alone, before the batch
         return await self._batched(x, k, fast)
 
-    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=0.01)
+    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
     async def _batched(self, xs: list[torch.Tensor], ks: list[int], fasts: list[bool | None]) -> list[Prediction]:
         loaded = self.cache.get(self.config)
         self.batches[len(xs)] += 1
@@ -88,13 +90,17 @@ ModelDeployment = serve.deployment(ModelServer)
 
 
 def application(
-    config: ModelConfig, *, num_replicas: int = 1, max_ongoing_requests: int = 8, max_queued_requests: int = 16,
+    config: ModelConfig, *, num_replicas: int | str = 1, max_ongoing_requests: int = 8, max_queued_requests: int = 16,
     num_cpus: float = 1, num_gpus: float | None = None, max_checkpoints: int = 2,
-    max_batch_size: int = MAX_BATCH_SIZE, runtime_env: dict | None = None,
+    max_batch_size: int = MAX_BATCH_SIZE, batch_wait_s: float = BATCH_WAIT_S, threads: int | None = None,
+    runtime_env: dict | None = None,
 ) -> serve.Application:
     """The Serve application for ``config``: its deployment named ``config.key``, bounded queue, CPU or GPU.
 
-    ``num_gpus`` None gives each replica one GPU when this machine has CUDA, else none. The checkpoint bytes
+    ``num_replicas="auto"`` lets Serve add and remove replicas with demand (its default autoscaling).
+
+    ``num_gpus`` None gives each replica one GPU when this machine has CUDA, else none; ``threads`` (torch's CPU
+    threads in a replica) defaults to ``num_cpus``. The checkpoint bytes
     are never bound into the deployment (requests bring them).
     """
     if num_gpus is None:
@@ -106,4 +112,5 @@ def application(
     return ModelDeployment.options(
         name=config.key, num_replicas=num_replicas, max_ongoing_requests=max_ongoing_requests,
         max_queued_requests=max_queued_requests, ray_actor_options=actor,
-    ).bind(base, max_checkpoints=max_checkpoints, max_batch_size=max_batch_size, threads=max(1, int(num_cpus)))
+    ).bind(base, max_checkpoints=max_checkpoints, max_batch_size=max_batch_size, batch_wait_s=batch_wait_s,
+          threads=threads or max(1, int(num_cpus)))

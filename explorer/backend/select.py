@@ -1,4 +1,10 @@
-"""Which backend runs the heavy paths: ``EXPLORER_BACKEND=local|ray`` (default ``local``) and ``RAY_ADDRESS``."""
+"""Which backend runs the heavy paths: ``EXPLORER_BACKEND=local|ray`` (default ``local``) and ``RAY_ADDRESS``.
+
+For ``ray``, optionally: ``EXPLORER_RAY_REPLICAS`` (replicas per deployment, or ``auto`` for Serve's
+autoscaling with demand), ``EXPLORER_RAY_GPUS`` (GPUs per replica; default one when this machine has CUDA),
+``EXPLORER_RAY_TIMEOUT_S`` (each request's deadline, default 120) and ``EXPLORER_RAY_QUEUE`` (requests that may
+wait per deployment, default 16).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,39 @@ from explorer.backend.errors import BackendError
 from explorer.backend.local import LocalBackend
 from explorer.backend.protocol import Backend
 
-__all__ = ["BACKENDS", "current", "describe", "reset"]
+__all__ = ["BACKENDS", "current", "describe", "ray_options", "reset"]
 
 BACKENDS = ("local", "ray")
 _LOCK = threading.Lock()
 _CURRENT: Backend | None = None
+
+
+def ray_options(env: dict[str, str] | None = None) -> dict[str, object]:
+    """The ``RayBackend`` options set in ``env`` (default ``os.environ``); an unreadable value is a sentence.
+
+    Raises:
+        BackendError: a value that is not a number (or ``auto`` for the replicas).
+    """
+    env = dict(os.environ if env is None else env)
+    spec = {"EXPLORER_RAY_REPLICAS": ("num_replicas", int), "EXPLORER_RAY_GPUS": ("num_gpus", float),
+            "EXPLORER_RAY_TIMEOUT_S": ("timeout_s", float), "EXPLORER_RAY_QUEUE": ("max_queued_requests", int)}
+    out: dict[str, object] = {}
+    for var, (option, kind) in spec.items():
+        raw = (env.get(var) or "").strip()
+        if not raw:
+            continue
+        if option == "num_replicas" and raw == "auto":
+            out[option] = "auto"
+            continue
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise BackendError(f"{var} must be a number{' or auto' if option == 'num_replicas' else ''}, "
+                               f"not {raw!r}.") from None
+        if value < 0 or (value == 0 and option != "num_gpus"):
+            raise BackendError(f"{var} must be above zero, not {raw!r}.")
+        out[option] = value
+    return out
 
 
 def _make(name: str) -> Backend:
@@ -25,7 +59,7 @@ def _make(name: str) -> Backend:
         except ImportError as err:
             raise BackendError(f"EXPLORER_BACKEND=ray needs Ray Serve, which is not installed ({err.name}): run "
                                "pip install -r requirements-scale.txt, or use EXPLORER_BACKEND=local.") from None
-        return RayBackend(os.environ.get("RAY_ADDRESS") or None)
+        return RayBackend(os.environ.get("RAY_ADDRESS") or None, **ray_options())  # type: ignore[arg-type]
     raise BackendError(f"EXPLORER_BACKEND must be one of {', '.join(BACKENDS)}, not {name!r}.")
 
 
