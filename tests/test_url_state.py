@@ -187,3 +187,31 @@ def test_projector_template_is_large_and_per_figure() -> None:
     assert big.layout.template.layout.colorscale.sequential == projector.colorscale.sequential
     assert fig.layout.template.layout.xaxis.tickfont.size is None  # the original is untouched
     assert pio.templates.default == before  # never process-global
+
+
+def test_a_blocks_link_opens_that_block_and_tab(app: AppTest) -> None:
+    app.query_params.update({keys.ARCH: "resnet18", keys.BLOCK_STAGE: "layer2", keys.BLOCK_INDEX: "1",
+                             keys.BLOCK_TAB: "Output size"})
+    app.switch_page("views/blocks.py").run()
+    assert not app.exception and not app.warning
+    assert app.selectbox(key=keys.BLOCK_STAGE).value == "layer2"
+    assert app.selectbox(key=keys.BLOCK_INDEX).value == 1
+    assert app.session_state[keys.BLOCK_TAB] == "Output size"
+    assert app.query_params[keys.BLOCK_STAGE] == "layer2" and app.query_params[keys.BLOCK_TAB] == "Output size"
+
+
+def test_an_attributions_link_sets_methods_and_their_options(app: AppTest) -> None:
+    app.query_params.update({keys.ARCH: "resnet18", keys.INPUT_SIZE: "64", keys.METHODS: "saliency,grad_cam",
+                             "gc_layer": "layer3", keys.COLORMAP: "Magma", keys.OPACITY: "0.4"})
+    app.switch_page("views/attributions.py").run()
+    assert not app.exception
+    assert not [w for w in app.warning if "link" in w.value]  # the page's own weights notices only
+    assert app.multiselect(key=keys.METHODS).value == ["saliency", "grad_cam"]
+    assert app.selectbox(key="gc_layer").value == "layer3"
+    # the display widgets are drawn with the results (after Run); the link's values wait for them
+    assert app.session_state[keys.COLORMAP] == "Magma" and app.session_state[keys.OPACITY] == 0.4
+    assert app.query_params[keys.COLORMAP] == "Magma" and app.query_params[keys.OPACITY] == "0.4"
+    assert app.query_params[keys.METHODS] == "saliency,grad_cam" and app.query_params["gc_layer"] == "layer3"
+    app.button(key=keys.RUN_ATTR).click().run()
+    assert not app.exception
+    assert app.selectbox(key=keys.COLORMAP).value == "Magma" and app.slider(key=keys.OPACITY).value == 0.4

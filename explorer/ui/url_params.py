@@ -144,8 +144,10 @@ class Param:
         if self.choices is not None:
             allowed = list(self.choices(ctx))
             if value not in allowed:
-                shown = ", ".join(map(str, allowed[:8])) + (" ..." if len(allowed) > 8 else "")
-                raise Ignored(f"not {self.what or 'one of ' + shown}" + (f" (one of {shown})" if self.what else ""))
+                shown = ", ".join(map(str, allowed[:5])) + (" ..." if len(allowed) > 5 else "")
+                if not self.what:
+                    raise Ignored(f"not one of {shown}")
+                raise Ignored(f"not {self.what}" + (f" ({shown})" if len(allowed) <= 5 else ""))
         if self.bounds is not None:
             low, high = self.bounds(ctx)
             if not low <= value <= high:
