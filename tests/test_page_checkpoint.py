@@ -97,6 +97,23 @@ def test_architecture_page_shows_the_checkpoints_network_not_the_sidebars() -> N
     assert at.header[0].value == f"resnet18 (10 classes) — {params:,} parameters"
 
 
+@pytest.mark.parametrize("path", [ARCHITECTURE, "views/blocks.py", FEATURE_MAPS])
+def test_the_other_pages_work_on_the_checkpoints_network(path: str) -> None:
+    at = page(path, state_dict_bytes(), classes=("fruit.txt", "\n".join(CLASSES).encode()))
+    assert not at.exception and not at.error
+    words = " ".join(e.value for e in [*at.caption, *at.header])
+    assert "Your checkpoint: resnet18, 10 classes" in words or "resnet18 (10 classes)" in words
+    assert "resnet50" not in words
+    assert not any("random weights" in i.value for i in at.info)
+
+
+def test_home_names_the_checkpoints_network(app: AppTest) -> None:
+    upload(app, state_dict_bytes())
+    app.run()
+    assert not app.exception
+    assert {m.label: m.value for m in app.metric}["Model"] == "resnet18 (10 classes)"
+
+
 def test_1000_classes_without_names_are_imagenets() -> None:
     at = page(PREDICTIONS, state_dict_bytes(num_classes=1000))
     assert not at.exception and not at.error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import streamlit as st
@@ -295,9 +296,7 @@ def _checkpoint_widgets(found: cached.CheckpointModel | None) -> None:
     if found.loaded is None:
         st.error(found.error, icon=":material/block:")
         return
-    name = s.get(keys.CHECKPOINTS, {}).get(s.get(keys.CHECKPOINT), ("",))[0]
-    st.success(f"Your checkpoint{f' {name}' if name else ''}: {found.loaded.report.message}",
-               icon=":material/check_circle:")
+    st.success(f"Your checkpoint: {found.loaded.report.message}", icon=":material/check_circle:")
     if found.loaded.problem:
         st.error(found.loaded.problem, icon=":material/block:")
     _preprocessing_widgets(s[keys.CHECKPOINT])
@@ -313,17 +312,21 @@ def sidebar() -> None:
     with st.sidebar:
         st.subheader("Model")
         if follows:
-            st.caption(f"The network is your checkpoint's: **{model_choice().title}**. The four settings below "
-                       "apply to the other weights.")
-        st.selectbox("Architecture", ARCHS, key=keys.ARCH, disabled=follows)
-        st.radio(
-            "Stride placement", VARIANTS, key=keys.VARIANT, horizontal=True, disabled=follows,
-            help="v1.5 (torchvision): a downsampling bottleneck strides in its 3x3 conv. "
-                 "v1 (the paper): in its first 1x1 conv.",
-        )
-        st.radio("Shortcut option", SHORTCUTS, key=keys.SHORTCUT, format_func=_SHORTCUT_HELP.get, disabled=follows)
-        st.toggle("Plain network (no shortcuts)", key=keys.PLAIN, disabled=follows)
+            st.markdown(f"**{model_choice().title}**, from your checkpoint.")
+        with st.expander("Architecture for ImageNet or random weights") if follows else nullcontext():
+            _architecture_widgets()
         st.number_input("Input size (px)", min_value=MIN_INPUT, max_value=MAX_INPUT, step=32, key=keys.INPUT_SIZE)
         st.radio("Weights", WEIGHTS, key=keys.WEIGHTS, format_func=_WEIGHTS_HELP.get)
         if st.session_state[keys.WEIGHTS] == "checkpoint":
             _checkpoint_widgets(found)
+
+
+def _architecture_widgets() -> None:
+    st.selectbox("Architecture", ARCHS, key=keys.ARCH)
+    st.radio(
+        "Stride placement", VARIANTS, key=keys.VARIANT, horizontal=True,
+        help="v1.5 (torchvision): a downsampling bottleneck strides in its 3x3 conv. "
+             "v1 (the paper): in its first 1x1 conv.",
+    )
+    st.radio("Shortcut option", SHORTCUTS, key=keys.SHORTCUT, format_func=_SHORTCUT_HELP.get)
+    st.toggle("Plain network (no shortcuts)", key=keys.PLAIN)
