@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 import torch
@@ -257,18 +257,16 @@ def projection_question(arch: str, shortcut: str = "B", input_size: int = 224) -
                     "Option A pads with zeros instead, so no shortcut has parameters."))
 
 
-def bottleneck_question(stage: int = 0, size: int = 56) -> Question:
-    """How many times the parameters of a Bottleneck a BasicBlock at the same 4x width needs."""
-    table = blocks.block_type_comparison(stage, size)
-    ratio = float(table.loc[2, "params_vs_bottleneck"])
-    width = 4 * 64 * 2**stage
-    values = [max(1, round(ratio / 4)), max(1, round(ratio / 2)), round(ratio), round(2 * ratio)]
-    return Question(f"A bottleneck keeps {width} channels in and out but runs its 3x3 on {width // 4}. How many times "
-                    f"its parameters would a BasicBlock of two 3x3 convs at the full {width} channels need?",
-                    tuple(f"{v}×" for v in dict.fromkeys(values)), f"{round(ratio)}×",
-                    f"{int(table.loc[2, 'params']):,} against {int(table.loc[1, 'params']):,} parameters: "
-                    f"{ratio:.1f}×. The 1x1 squeeze and expand are cheap, and the 3x3 on a quarter of the channels "
-                    "costs a sixteenth; this is what makes 50, 101 and 152 layers affordable.")
+def expansion_question(stage: str = "conv4_x", arch: str = "resnet50") -> Question:
+    """How many channels a bottleneck of ``stage`` outputs, from the width its 3x3 works at (a meta build)."""
+    net = blocks.meta_model(arch)
+    info = next(i for i in net.feature_info if i.label == stage)
+    block = net.get_submodule(f"{info.module}.0")
+    width, out = block.conv2.out_channels, block.conv3.out_channels
+    return Question(f"{arch}'s bottlenecks in {stage} run their 3x3 conv on {width} channels. How many channels does "
+                    "each of those blocks output?", _counts(out, [width, 2 * width, 8 * width]), str(out),
+                    f"The last 1x1 conv expands {width} to {out} channels: expansion = {out // width}. The block's "
+                    f"input and output are {out} channels wide, so the identity shortcuts of the next blocks fit.")
 
 
 def stage_size_question(model: LessonModel, stage: str = "conv4_x") -> Question:
@@ -340,24 +338,36 @@ def gradient_question(flow: pd.DataFrame | None = None, depth: int = 20) -> Ques
     (plain, r_plain), (resnet, r_res) = ratios["plain"], ratios["residual"]
     uneven = {plain: abs(math.log(r_plain)), resnet: abs(math.log(r_res))}
     true = min(uneven, key=uneven.get)
-    return Question("At initialisation, in which net is the first conv's gradient closer to the last conv's "
-                    "(the gradient flows back more evenly)?", (plain, resnet), true,
+    return Question(f"Now {depth} layers deep: at initialisation, in which net is the first conv's gradient closer "
+                    "to the last conv's (the gradient flows back more evenly)?", (plain, resnet), true,
                     f"The first conv's gradient is {r_plain:.3g}× the last conv's in {plain} and {r_res:.3g}× in "
                     f"{resnet}. With BatchNorm neither net's gradient vanishes outright (the paper says so too); the "
                     "shortcuts give it a direct path around every block, so it reaches the early layers more evenly.")
 
 
+def quiz_size(input_size: int) -> int:
+    """The input size a question asks about: 160 px, or 224 px when the figure already shows 160 px, so that the
+    figure (drawn for the sidebar's size) teaches the rule and the question asks to apply it."""
+    return 160 if input_size != 160 else 224
+
+
+def _quiz(m: LessonModel) -> LessonModel:
+    return replace(m, input_size=quiz_size(m.input_size))
+
+
+# Each question is about something next to what its step's figure shows (another block, size or depth), so the
+# figure never simply displays the answer.
 _QUESTIONS: dict[int, Callable[[LessonModel], Question]] = {
     1: lambda m: depth_question(56),
-    2: branch_question,
+    2: lambda m: branch_question(m, "layer3.0"),
     3: lambda m: projection_question(m.arch, "B" if m.plain else m.shortcut, m.input_size),
-    4: lambda m: bottleneck_question(0, max(1, m.input_size // 4)),
-    5: stage_size_question,
-    6: stride_question,
-    7: lambda m: stem_question(m.input_size),
-    8: last_stage_question,
-    9: gradcam_question,
-    10: lambda m: gradient_question(),
+    4: lambda m: expansion_question("conv4_x"),
+    5: lambda m: stage_size_question(_quiz(m)),
+    6: lambda m: stride_question(m, "layer3.0"),
+    7: lambda m: stem_question(quiz_size(m.input_size)),
+    8: lambda m: last_stage_question(_quiz(m)),
+    9: lambda m: gradcam_question(_quiz(m)),
+    10: lambda m: gradient_question(depth=56),
 }
 
 

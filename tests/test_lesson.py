@@ -76,20 +76,24 @@ def test_conv4_x_at_160_px_is_10_by_10() -> None:
     assert q.answer == "10×10" and q.answer in q.choices
     assert "256 × 10 × 10" in q.explanation
     assert lesson.stage_size_question(LessonModel("resnet50"), "conv5_x").answer == "7×7"
+    assert lesson.stem_question(225).answer == "113×113"
+    assert lesson.gradcam_question(LessonModel(input_size=200)).answer == "7×7"
 
 
 @pytest.mark.parametrize(("number", "model", "answer"), [
     (1, LessonModel(), "55"),
-    (2, LessonModel("resnet50"), "512 × 28 × 28"),
-    (2, LessonModel("resnet18", plain=True, input_size=64), "128 × 8 × 8"),
-    (4, LessonModel(), "17×"),
+    (2, LessonModel("resnet50"), "1024 × 14 × 14"),  # layer3.0: the figure shows layer2.0
+    (2, LessonModel("resnet18", plain=True, input_size=64), "256 × 4 × 4"),
+    (4, LessonModel(), "1024"),
+    (5, LessonModel("resnet34"), "10×10"),  # asked at 160 px: the figure shows 224
+    (5, LessonModel("resnet34", input_size=160), "14×14"),  # asked at 224 px: the figure shows 160
     (6, LessonModel("resnet50"), "4×"),
     (6, LessonModel("resnet18"), "4×"),  # basic blocks: asked on resnet50
-    (7, LessonModel(input_size=224), "112×112"),
-    (7, LessonModel(input_size=225), "113×113"),
-    (8, LessonModel("resnet18", input_size=160), "512 × 5 × 5"),
-    (9, LessonModel(input_size=224), "7×7"),
-    (9, LessonModel(input_size=200), "7×7"),
+    (7, LessonModel(input_size=224), "80×80"),
+    (7, LessonModel(input_size=160), "112×112"),
+    (8, LessonModel("resnet18", input_size=224), "512 × 5 × 5"),
+    (9, LessonModel(input_size=224), "5×5"),
+    (9, LessonModel(input_size=160), "7×7"),
 ])
 def test_answers_are_measured_on_the_model(number: int, model: LessonModel, answer: str) -> None:
     q = lesson.question(number, model)
@@ -100,7 +104,7 @@ def test_answers_are_measured_on_the_model(number: int, model: LessonModel, answ
 @pytest.mark.parametrize("model", [LessonModel("resnet18", input_size=64), LessonModel("resnet50", "v1", "A"),
                                    LessonModel("resnet101", plain=True, input_size=96)])
 def test_every_question_has_distinct_choices_around_its_answer(model: LessonModel) -> None:
-    for number in range(1, 10):
+    for number in range(1, 11):
         q = lesson.question(number, model)
         assert 2 <= len(q.choices) <= 4 and len(set(q.choices)) == len(q.choices), (number, q.choices)
         assert q.answer in q.choices and q.explanation and q.prompt.endswith("?"), number
@@ -156,9 +160,10 @@ def test_fig3_marks_the_three_projection_shortcuts_of_resnet34() -> None:
     fig = plots.plain_vs_residual_columns(plain, residual, "resnet34")
     traces = {t.name: t for t in fig.data}
     assert len(traces["plain blocks"].text) == len(traces["residual blocks"].text) == 16
-    assert list(traces["projection shortcuts (3)"].customdata) == ["layer2.0", "layer3.0", "layer4.0"]
-    assert len(traces["identity shortcuts (13)"].customdata) == 13
-    assert traces["projection shortcuts (3)"].line.dash == "dash"
+    assert list(traces["projection shortcuts"].customdata) == ["layer2.0", "layer3.0", "layer4.0"]
+    assert len(traces["identity shortcuts"].customdata) == 13
+    assert traces["projection shortcuts"].line.dash == "dash"
+    assert sum(a.text == "1x1 projection" for a in fig.layout.annotations) == 3
     assert "plain-34" in str(fig.layout.annotations) and "ResNet-34" in str(fig.layout.annotations)
 
 

@@ -171,11 +171,9 @@ def _fig_stride(choice: ModelChoice, m: LessonModel) -> None:
 
 
 def _fig_arithmetic(choice: ModelChoice, m: LessonModel) -> None:
-    left, right = st.columns([2, 3])
-    left.markdown("**The stem's 7x7 conv, worked out:**")
-    left.code(blocks.conv_arithmetic(m.input_size, 7, 2, 3), language=None)
-    with right:
-        _chart(plots.size_walk_bars(blocks.size_walk(m.input_size)), "arithmetic")
+    st.markdown("**The stem's 7x7 conv, worked out:**")
+    st.code(blocks.conv_arithmetic(m.input_size, 7, 2, 3), language=None)
+    _chart(plots.size_walk_bars(blocks.size_walk(m.input_size)), "arithmetic")
 
 
 def _fig_filmstrip(choice: ModelChoice, m: LessonModel) -> None:

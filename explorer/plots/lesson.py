@@ -79,7 +79,7 @@ def plain_vs_residual_columns(plain: pd.DataFrame, residual: pd.DataFrame, arch:
         picked = [i for i, k in enumerate(kinds) if k == kind]
         xs, ys = _brackets(picked)
         names = [residual["name"].iloc[i] for i in picked]
-        fig.add_scatter(x=xs, y=ys, mode="lines", name=f"{label} ({len(picked)})", customdata=names,
+        fig.add_scatter(x=xs, y=ys, mode="lines", name=label, customdata=names,
                         line=dict(color=colour, width=4 if kind == "projection" else 2, dash=dash),
                         hoverinfo="skip")
     for i in (i for i, k in enumerate(kinds) if k == "projection"):
@@ -89,9 +89,8 @@ def plain_vs_residual_columns(plain: pd.DataFrame, residual: pd.DataFrame, arch:
     for net, title in (("plain", f"plain-{depth}"), ("residual", f"ResNet-{depth}")):
         fig.add_annotation(x=_X[net], y=0.9, text=f"<b>{title}</b>", showarrow=False,
                            font=dict(size=FONT_SIZE + 2))
-    projections = kinds.count("projection")
     return _style(
-        fig, f"Fig. 3, live: plain-{depth} beside ResNet-{depth} ({projections} projection shortcuts, option B)",
+        fig, f"Fig. 3, live: plain-{depth} beside ResNet-{depth}",
         height=44 * n + 180, plot_bgcolor="white", margin=dict(l=10, r=10, t=110, b=10),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
         xaxis=dict(visible=False, range=[-_HALF - 0.05, _X["residual"] + _BRACKET + 0.45], fixedrange=True),
@@ -120,7 +119,7 @@ def response_std(frame: pd.DataFrame, title: str = "Fig. 7, live: std of each 3Ã
 
 def size_walk_bars(walk: pd.DataFrame) -> go.Figure:
     """The spatial size after each step of the stem and the first conv of each stage (``blocks.size_walk``)."""
-    labels = ["input", *walk["step"]]
+    labels = ["input", *(str(step).replace(" (", "<br>(").replace("stem ", "stem<br>") for step in walk["step"])]
     values = [int(walk["input"].iloc[0]), *map(int, walk["output"])]
     fig = go.Figure(go.Bar(x=labels, y=values, marker_color=["#bdbdbd"] + ["#4c78a8"] * len(walk),
                            text=[f"{v}Ã—{v}" for v in values], textposition="outside",
