@@ -93,9 +93,15 @@ class RayBackend:
                 try:
                     self._handles[name] = serve.get_app_handle(name)
                 except Exception:  # noqa: BLE001 - "no such application": deploy it
-                    app = application(config, **self.options)
-                    self._handles[name] = serve.run(app, name=name, route_prefix=None)
+                    self._handles[name] = self._deploy(config, name)
             return self._handles[name]
+
+    def _deploy(self, config: ModelConfig, name: str) -> DeploymentHandle:
+        try:
+            return serve.run(application(config, **self.options), name=name, route_prefix=None)
+        except Exception as err:  # noqa: BLE001 - a replica that cannot start fails in many ways
+            raise BackendError(f"The model server for {config.key} could not start ({type(err).__name__}); try "
+                               "again in a moment, or ask whoever runs the server to look at its logs.") from None
 
     def _call(self, config: ModelConfig, method: str, args: tuple, timeout_s: float | None) -> Any:
         """Call ``method`` of ``config``'s deployment; a missing checkpoint is sent once with its bytes."""
