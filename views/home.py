@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from explorer import weights
+from explorer import backend, weights
 from explorer.device import device_label, pick_device, versions
+from explorer.errors import ExplorerError
 from explorer.ui import choices
 from explorer.ui.page import guarded
 
@@ -60,6 +61,19 @@ def _session(choice: choices.ModelChoice) -> None:
     if not choice.pretrained_possible:
         st.info(f"{choice.title} has no ImageNet weights (they exist for v1.5, option B, with shortcuts): "
                 "its results come from random weights.")
+    _backend()
+
+
+def _backend() -> None:
+    """Where the heavy paths run (EXPLORER_BACKEND, RAY_ADDRESS): in this process, or on Ray Serve."""
+    try:
+        with st.spinner("Connecting to the model server…"):
+            where = backend.describe()
+    except ExplorerError as err:
+        st.warning(f"The configured backend is not available: {err}")
+        return
+    st.caption(f"Backend: {where} (set EXPLORER_BACKEND=ray and RAY_ADDRESS to serve a class from Ray Serve; "
+               "see README, Serving a class).")
 
 
 guarded(main)

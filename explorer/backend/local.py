@@ -9,12 +9,14 @@ its ``st.cache_resource`` loader, so that models are not held twice) and calls :
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from explorer.attribution import Attribution, attribute
 from explorer.backend.config import ImageInput, ModelConfig
 from explorer.backend.loading import Loaded, ModelCache
 from explorer.predict import Prediction, predict, predict_with_knockout
+
+if TYPE_CHECKING:
+    from explorer.attribution import Attribution
 
 __all__ = ["LocalBackend"]
 
@@ -48,6 +50,8 @@ class LocalBackend:
         timeout_s: float | None = None, **options: Any,
     ) -> Attribution:
         loaded = self._loader(config)
+        from explorer.attribution import attribute  # Captum loads on the first attribution, not at start
+
         return attribute(loaded.model, image.tensor(config.arch), target, method, layer=layer, **options)
 
     def describe(self) -> str:

@@ -8,11 +8,13 @@ faithfulness and lab training join as further methods of the same shape: a :clas
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from explorer.attribution.result import Attribution
 from explorer.backend.config import ImageInput, ModelConfig
 from explorer.predict import Prediction
+
+if TYPE_CHECKING:  # Captum loads on the first attribution, not when the app starts
+    from explorer.attribution.result import Attribution
 
 __all__ = ["Backend"]
 
