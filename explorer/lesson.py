@@ -130,7 +130,7 @@ STEPS: tuple[Step, ...] = (
         "The stem's 7x7 conv with stride 2 and padding 3, then its 3x3 max-pool with stride 2, shrink the image "
         "four-fold before the first block.",
     ), "arithmetic", "Open the calculator and try an input of 225 px: where does the floor drop a pixel?",
-        "blocks", {keys.BLOCK_TAB: "Output size", keys.CALC_PRESET: next(iter(blocks.CONV_PRESETS))}),
+        "blocks", {keys.BLOCK_TAB: "Output size"}),  # the calculator opens on the stem conv
     Step(8, "What each stage sees", (
         "Feature maps are the outputs of a stage: one small image per channel.",
         "Early stages answer *where* (edges and colours at high resolution); late stages answer *what* "
@@ -302,7 +302,7 @@ def stem_question(input_size: int = 224) -> Question:
     out = blocks.conv_output_size(input_size, 7, 2, 3)
     choices, true = _sides(out)
     return Question(f"The stem's 7x7 conv has stride 2 and padding 3. What size does a {input_size} px image come "
-                    "out?", choices, true, blocks.conv_arithmetic(input_size, 7, 2, 3).replace("\n", "  \n"))
+                    "out?", choices, true, blocks.conv_arithmetic(input_size, 7, 2, 3))
 
 
 def last_stage_question(model: LessonModel) -> Question:

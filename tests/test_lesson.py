@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from explorer.lesson import LessonModel
 from explorer.plots import lesson as plots
 from explorer.shared import hook_count
 from explorer.ui import keys
+from explorer.ui.links import view_link
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"architecture", "blocks", "feature_maps", "attributions", "lab"}
@@ -52,11 +54,24 @@ def test_step_clamps_and_link_state_puts_the_step_over_the_model() -> None:
 def test_page_states_name_values_the_pages_offer() -> None:
     lab_view = (ROOT / "views" / "lab.py").read_text()
     assert f'"{lesson.RACE_PRESET}"' in lab_view
-    assert lesson.step(7).state[keys.CALC_PRESET] in blocks.CONV_PRESETS
     blocks_view = (ROOT / "views" / "blocks.py").read_text()
     for s in lesson.STEPS:
         if keys.BLOCK_TAB in s.state:
             assert f'"{s.state[keys.BLOCK_TAB]}"' in blocks_view
+
+
+def test_every_link_opens_its_page_with_nothing_ignored() -> None:
+    """The URL state (explorer.ui.url_state) accepts every key and value a step's link carries."""
+    from explorer.ui import url_state
+
+    model = {keys.ARCH: "resnet34", keys.VARIANT: "v1", keys.SHORTCUT: "A", keys.PLAIN: False,
+             keys.INPUT_SIZE: 160, keys.WEIGHTS: "random"}
+    for s in lesson.STEPS:
+        url = urlsplit(view_link(s.page, lesson.link_state(s, model)))
+        values, ignored = url_state.decode({k: v[0] for k, v in parse_qs(url.query).items()}, url.path)
+        assert not ignored, (s.number, ignored)
+        assert values[keys.ARCH] == "resnet34" and values[keys.INPUT_SIZE] == 160
+        assert {k: values[k] for k in s.state} == dict(s.state), s.number
 
 
 # ------------------------------------------------------------------------------------------------ questions
