@@ -4,7 +4,6 @@ state. UI only: the steps and questions come from explorer.lesson, figures from 
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -114,7 +113,7 @@ def _gradcam(choice: ModelChoice, _loaded: cached.LoadedModel) -> go.Figure:
     result = attr.attribute(model, prep.tensor, top[0], "grad_cam")
     photo = images.to_uint8(images.denormalise(prep.tensor, prep.mean, prep.std))
     title = f"Grad-CAM at {result.layer}: {result.grid[0]}×{result.grid[1]} cells"
-    return attr_plots.attribution_panels(np.asarray(photo), {title: result.view("positive")},
+    return attr_plots.attribution_panels(photo, {title: result.view("positive")},
                                          title=f"Why “{top[1]}” ({top[2]:.0%})?")
 
 
