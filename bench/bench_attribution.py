@@ -4,12 +4,16 @@
   torchvision's ResNet with the same weights, image, target and settings (target: ratio <= 1.1);
 * Grad-CAM against the ``grad-cam`` package's ``GradCAM`` (target: ratio <= 1.0), with the rank agreement
   of the two maps;
+* each CAM explorer takes from the ``grad-cam`` package (Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, Eigen-CAM,
+  Score-CAM, Ablation-CAM) through ``explorer.attribution.attribute`` on our ResNet against the package called
+  directly on torchvision's ResNet (target: ratio <= 1.1), with the correlation of the two maps;
 * bf16 fast mode: the speed ratio of ``predict(fast=True)`` over fp32, and top-1 / top-5 agreement.
 
-Run from the repository root (bench-only dependency: ``pip install -r requirements-bench.txt``)::
+Run from the repository root (``pip install -r requirements-bench.txt``; grad-cam is a runtime dependency)::
 
     .venv/bin/python bench/bench_attribution.py                  # resnet50, 224 px, 5 repeats, 1 thread
     .venv/bin/python bench/bench_attribution.py --arch resnet18 --reps 5 --threads 2
+    .venv/bin/python bench/bench_attribution.py --only cams --arch resnet18 --size 112 --reps 3
 
 In each repeat every side runs once, in rotating order; see ``timed`` for the statistics. The weights are
 random (seeded) unless the torch hub cache holds the ImageNet ones: timings do not depend on them, the fast
@@ -189,6 +193,40 @@ def bench_grad_cam_package(reference, ours, x, target, reps) -> list[str]:
     return [line]
 
 
+CAMS = ("grad_cam_pp", "xgrad_cam", "hires_cam", "layer_cam", "eigen_cam", "score_cam", "ablation_cam")
+
+
+def bench_cams(reference, ours, x, target, reps, layer: str, channel_layer: str) -> list[str]:
+    """Each grad-cam CAM through explorer (our model) against the package called directly (torchvision's model),
+    at ``layer``; Score-CAM and Ablation-CAM (one forward per channel) at ``channel_layer``."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from explorer.attribution.cams import cam_class
+
+    print("\n| CAM | layer | explorer (ms) | grad-cam on torchvision (ms) | ratio (CPU / wall) | target | passes "
+          "| correlation of the maps |")
+    print("|---|---|---:|---:|---:|---|---:|---:|")
+    lines = []
+    for method in CAMS:
+        spec = attr.METHODS[method]
+        at = channel_layer if spec.per_channel else layer
+        cls = cam_class(spec.cam)
+
+        def theirs(cls=cls, at=at) -> np.ndarray:
+            with cls(model=reference, target_layers=[reference.get_submodule(at)]) as cam:
+                cam.batch_size = 32  # explorer's batch for Score-CAM and Ablation-CAM (Ablation-CAM's own default)
+                return cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])[0]
+
+        mine = lambda m=method, at=at: attr.attribute(ours, x, target, m, layer=at)  # noqa: E731
+        a, b = timed(mine, theirs, reps=reps)
+        result = mine()
+        r = float(np.corrcoef(result.map.ravel(), theirs().ravel())[0, 1])
+        lines.append(f"| {spec.label} | {at} | {ms(a)} | {ms(b)} | {ratio(a, b)} | {verdict(a, b, 1.1)} "
+                     f"| {result.passes} | {r:.4f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def bench_fast_mode(ours, arch: str, size: int, reps: int) -> list[str]:
     """bf16 over fp32 on the sample photographs: ``predict(fast=True)`` as the app runs it (bf16 only where the
     device has native bf16), and a forced bf16 autocast forward; top-1 / top-5 agreement of the forced run."""
@@ -231,7 +269,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: CPU-time ratios stay meaningful on a shared machine)")
-    parser.add_argument("--only", choices=["methods", "gradcam", "fast"], default=None)
+    parser.add_argument("--only", choices=["methods", "gradcam", "cams", "fast"], default=None)
+    parser.add_argument("--cam-layer", default="layer4", help="the layer of the gradient CAMs and Eigen-CAM")
+    parser.add_argument("--channel-layer", default="layer1",
+                        help="the layer of Score-CAM and Ablation-CAM (one forward per channel)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     reference, ours, weights = models(args.arch)
@@ -246,6 +287,8 @@ def main() -> None:
         bench_methods(reference, ours, x, target, args.reps)
     if args.only in (None, "gradcam"):
         bench_grad_cam_package(reference, ours, x, target, args.reps)
+    if args.only in (None, "cams"):
+        bench_cams(reference, ours, x, target, args.reps, args.cam_layer, args.channel_layer)
     if args.only in (None, "fast"):
         bench_fast_mode(ours, args.arch, args.size, args.reps)
 

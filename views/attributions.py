@@ -243,11 +243,13 @@ def _filmstrip(subject: Subject, prep, photo, target: int, device: str, base_key
     stages = attr.stage_names(model)
     side = attr.stage_grid(model, size)
     cams = [m for m, spec in attr.METHODS.items() if spec.grid_map]
-    method = st.selectbox("CAM method", cams, key=keys.FILM_METHOD, format_func=lambda m: attr.METHODS[m].label)
+    method = st.columns(3)[0].selectbox("CAM method", cams, key=keys.FILM_METHOD,
+                                        format_func=lambda m: attr.METHODS[m].label)
     label = attr.METHODS[method].label
     st.markdown(f"{label} at the end of each stage. Early stages have fine grids but little idea of the class; "
                 f"{stages[-1]} knows the class but sees the image on a coarse grid ({side}×{side} at {size} px). "
-                "LayerCAM is known to localise better than Grad-CAM in early stages, where averaged gradients blur.")
+                "Tip: LayerCAM is known to localise better than Grad-CAM in early stages, where averaged gradients "
+                "blur.")
     costs, refused = {}, []
     for stage in stages:
         try:
@@ -282,10 +284,11 @@ def _trust(subject: Subject, prep, done: dict[str, attr.Attribution], target: in
                 "(**deletion**), or put them back into a blurred image and watch it rise (**insertion**). "
                 "**A lower deletion AUC and a higher insertion AUC are better.** Pixels are ranked by each map's "
                 "positive evidence.")
-    steps = st.slider("Steps per curve", 4, attr.CPU_MAX_STEPS if device == "cpu" else 128, 16, 4,
-                      key=keys.TRUST_STEPS, help="More steps give smoother curves; each step is one forward "
-                                                 "pass per curve, batched 8 at a time.")
-    st.caption(f"Cost: {len(done) * attr.faithfulness_cost(steps)} forward passes ({len(done)} maps × 2 curves × "
+    left, right = st.columns([1, 2], vertical_alignment="bottom")
+    steps = left.slider("Steps per curve", 4, attr.CPU_MAX_STEPS if device == "cpu" else 128, 16, 4,
+                        key=keys.TRUST_STEPS, help="More steps give smoother curves; each step is one forward "
+                                                   "pass per curve, batched 8 at a time.")
+    right.caption(f"Cost: {len(done) * attr.faithfulness_cost(steps)} forward passes ({len(done)} maps × 2 curves × "
                f"{steps + 1} images).")
     key = (*run_key, steps)
     if st.button("Rank the maps", key=keys.RUN_TRUST):

@@ -252,12 +252,12 @@ def faithfulness_curves(scores: Mapping[str, Faithfulness], title: str = "Deleti
                 hovertemplate=f"{name}<br>%{{x:.0f}}% of pixels: %{{y:.1f}}%<extra></extra>",
             ))
     axis = {"range": [0, 100], "title": {"text": "pixels changed, most important first (%)"}}
-    prob = {"range": [0, 100], "title": {"text": "class probability (%)"}}
+    prob = {"rangemode": "tozero", "title": {"text": "class probability (%)"}}  # an untrained net's are tiny
     fig.update_layout(**panel_layout(title, 480, margin={"l": 60, "r": 20, "t": 110, "b": 60}), legend={
         "orientation": "h", "y": -0.25}, xaxis={**axis, "domain": [0, 0.47]}, yaxis={**prob, "anchor": "x"},
         xaxis2={**axis, "domain": [0.53, 1], "anchor": "y2"}, yaxis2={**prob, "anchor": "x2"}, annotations=[
             {"text": "<b>deletion</b>: lower area is better", "x": 0.235, "y": 1.02, "xref": "paper",
-             "yref": "paper", "showarrow": False, "yanchor": "bottom"},
+             "yref": "paper", "showarrow": False, "xanchor": "center", "yanchor": "bottom"},
             {"text": "<b>insertion</b> into a blurred image: higher area is better", "x": 0.765, "y": 1.02,
-             "xref": "paper", "yref": "paper", "showarrow": False, "yanchor": "bottom"}])
+             "xref": "paper", "yref": "paper", "showarrow": False, "xanchor": "center", "yanchor": "bottom"}])
     return fig
