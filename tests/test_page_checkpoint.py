@@ -210,9 +210,6 @@ def test_preprocessing_is_remembered_with_its_checkpoint(app: AppTest) -> None:
     assert "**96 × 96** crop" in text and "mean 0.5 and standard deviation 0.5" in text
 
 
-@pytest.mark.xfail(strict=True, reason="explorer/ui/url_params.py refuses weights=checkpoint, the value url_state "
-                   "itself publishes, so any differing query (a stale URL racing a rerun, back/forward) drops the "
-                   "session to ImageNet weights; seen in the browser flow after Run")
 def test_the_checkpoint_survives_a_link_of_this_session(app: AppTest) -> None:
     upload(app, state_dict_bytes())
     app.run()

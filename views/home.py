@@ -58,7 +58,7 @@ def _session(choice: choices.ModelChoice) -> None:
     if status == "unavailable":
         st.info(f"To use pretrained weights offline, place **{weights.cache_path(choice.arch).name}** in "
                 f"`{weights.cache_path(choice.arch).parent}`.")
-    if not choice.pretrained_possible:
+    if choice.weights != "checkpoint" and not choice.pretrained_possible:
         st.info(f"{choice.title} has no ImageNet weights (they exist for v1.5, option B, with shortcuts): "
                 "its results come from random weights.")
     _backend()

@@ -24,14 +24,14 @@ from streamlit.delta_generator import DeltaGenerator
 from explorer import images
 from explorer.errors import ExplorerError
 from explorer.ui import keys
-from explorer.ui.choices import model_choice
+from explorer.ui.choices import model_choice, preprocessing
 
 __all__ = ["UPLOAD_LIMIT_MB", "image_picker"]
 
 UPLOAD_LIMIT_MB = images.MAX_UPLOAD_BYTES // 2**20
 PREVIEW = 200  # px: the chosen image's preview, small, so a big upload does not travel to the browser
 _CACHE_KEY = keys.PRIVATE_IMAGE_PICKER_CACHE  # the last _Decoded: each upload is decoded once, not on every rerun
-_PREP_KEY = keys.IMAGE_KEY  # (source, arch, input size) that "image_preprocessed" was made for
+_PREP_KEY = keys.IMAGE_KEY  # (source, preprocessing settings) that "image_preprocessed" was made for
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,9 @@ def _remember(decoded: _Decoded, name: str | None) -> None:
         st.session_state[keys.IMAGE_PREPROCESSED] = st.session_state[keys.IMAGE_TENSOR] = None
         st.session_state.pop(_PREP_KEY, None)
         return
-    choice = model_choice()
-    key = (decoded.key, choice.arch, choice.input_size)
+    settings = preprocessing(model_choice())  # a user's checkpoint brings its own normalisation
+    key = (decoded.key, settings)
     if st.session_state.get(_PREP_KEY) != key or st.session_state.get(keys.IMAGE_PREPROCESSED) is None:
-        settings = images.preprocessing_for(choice.arch, choice.input_size)
         prep = images.preprocess(decoded.image, resize=settings.resize, crop=settings.crop, mean=settings.mean,
                                  std=settings.std)
         st.session_state[keys.IMAGE_PREPROCESSED], st.session_state[keys.IMAGE_TENSOR] = prep, prep.tensor

@@ -98,6 +98,9 @@ def restore(page: str) -> None:
     if not text and page != last_page:  # a page switch cleared the URL: the session's state stands
         return
     values, ignored = decode(query, page)
+    if query.get(keys.WEIGHTS) == "checkpoint" and s.get(keys.CHECKPOINT):  # this session's own upload: keep it
+        values[keys.WEIGHTS] = "checkpoint"
+        ignored = [item for item in ignored if item[0] != keys.WEIGHTS]
     for param in page_params(page):
         if param.key in values:
             s[param.key] = values[param.key]
