@@ -182,15 +182,16 @@ def _display_settings() -> tuple[str, str, float]:
 def _downloads(fig, photo: np.ndarray, maps: dict[str, np.ndarray], results: dict[str, attr.Attribution],
                opacity: float, colormap: str, stem: str) -> None:
     """PNG of the panels, HTML of the interactive figure, and each method's raw attribution as .npy."""
-    cols = st.columns(2 + len(results))
+    cols = st.columns(MAX_METHODS)  # the figure, then each method's raw map on a row of its own
     cols[0].download_button("Figure (PNG)", lambda: plots.panels_png(photo, maps, opacity=opacity, colormap=colormap),
                             f"{stem}.png", mime="image/png", key=keys.DL_PNG)
     cols[1].download_button("Interactive figure (HTML)", lambda: fig.to_html(include_plotlyjs=True),
                             f"{stem}.html", mime="text/html", key=keys.DL_HTML)
-    for col, (m, res) in zip(cols[2:], results.items(), strict=True):
+    for col, (m, res) in zip(st.columns(MAX_METHODS), results.items(), strict=False):
         col.download_button(f"{res.label} raw map (.npy)", res.raw_npy, f"{stem}-{m}.npy",
                             mime="application/octet-stream", key=f"{keys.DL_NPY}_{m}",
-                            help=f"Captum's attribution as returned, shape {res.raw_shape}; np.load() it.")
+                            help=f"The raw map as {attr.METHODS[m].library} returned it (a CAM: on the layer's "
+                                 f"grid), shape {res.raw_shape}; np.load() it.")
 
 
 # --------------------------------------------------------------------------------------------- sections
@@ -276,8 +277,7 @@ def _filmstrip(subject: Subject, prep, photo, target: int, device: str, base_key
     st.plotly_chart(fig, width="stretch", key=keys.ATTR_FILM)
 
 
-def _trust(subject: Subject, prep, done: dict[str, attr.Attribution], target: int, device: str, run_key: tuple
-           ) -> None:
+def _trust(subject: Subject, prep, done: dict[str, attr.Attribution], target: int, device: str, run_key: tuple) -> None:
     """Which map to trust: on demand, the deletion and insertion curves of every computed map, ranked."""
     st.subheader("Which map to trust?")
     st.markdown("Remove the pixels each map calls most important first and watch the class probability fall "
