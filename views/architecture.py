@@ -11,7 +11,7 @@ import streamlit as st
 from explorer import summary
 from explorer.models import ARCHS
 from explorer.plots import architecture as plots
-from explorer.ui import cached, choices, keys
+from explorer.ui import cached, choices, keys, projector
 from explorer.ui.choices import ModelChoice
 from explorer.ui.page import guarded
 
@@ -101,7 +101,7 @@ def _show_layers(choice: ModelChoice, data: summary.Architecture) -> None:
 
 def _show_charts(key: ModelChoice, data: summary.Architecture) -> None:
     for figure in _charts(key, data):
-        st.plotly_chart(figure, width="stretch")
+        projector.chart(figure, width="stretch")
 
 
 def _show_comparison(choice: ModelChoice, key: ModelChoice, data: summary.Architecture) -> None:
@@ -125,7 +125,7 @@ def _show_comparison(choice: ModelChoice, key: ModelChoice, data: summary.Archit
     st.dataframe(view, hide_index=True, width="stretch")
     st.caption("Accuracy: torchvision's published figures for its default ImageNet weights (v1.5, option B, "
                "224 px); costs are for your configuration and input size.")
-    st.plotly_chart(_comparison_chart(key, other, table), width="stretch")
+    projector.chart(_comparison_chart(key, other, table), width="stretch")
 
 
 def main() -> None:

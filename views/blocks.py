@@ -13,7 +13,7 @@ from explorer.errors import ExplorerError
 from explorer.models import arch_spec
 from explorer.plots import blocks as plots
 from explorer.plots.blocks import si
-from explorer.ui import cached, choices, keys
+from explorer.ui import cached, choices, keys, projector
 from explorer.ui.choices import ModelChoice
 from explorer.ui.page import guarded
 
@@ -115,7 +115,7 @@ def _show_block(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None:
     st.markdown(f"#### {row['name']}: `{row['reason']}`")
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(plots.block_diagram(trace), width="stretch", theme=None, key=keys.BLOCK_DIAGRAM)
+        projector.chart(plots.block_diagram(trace), width="stretch", theme=None, key=keys.BLOCK_DIAGRAM)
     with right:
         st.metric("F(x) parameters", f"{int(row['branch_params']):,}")
         st.metric("F(x) mult-adds", si(int(row["branch_mult_adds"])))
@@ -130,7 +130,7 @@ def _show_block(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None:
             "F(x) params": COUNT, "shortcut params": COUNT, "shortcut mult-adds": COUNT})
         st.download_button("Block table (CSV)", inv.to_csv(index=False), f"{choice.arch}-blocks.csv",
                            mime="text/csv", key=keys.BLOCKS_CSV)
-        st.plotly_chart(plots.shortcut_bars(inv), width="stretch", theme=None, key=keys.SHORTCUT_BARS)
+        projector.chart(plots.shortcut_bars(inv), width="stretch", theme=None, key=keys.SHORTCUT_BARS)
 
 
 def _show_run(choice: ModelChoice, row: pd.Series) -> None:
@@ -168,7 +168,7 @@ def _show_run(choice: ModelChoice, row: pd.Series) -> None:
     left.dataframe(pd.DataFrame(steps, columns=["path", "op", "shape"]).assign(
         shape=lambda d: d["shape"].map(blocks.fmt_shape)), hide_index=True, width="stretch",
         height=36 * (len(steps) + 1) + 10)
-    right.plotly_chart(plots.magnitude_bars(trace), width="stretch", theme=None, key=keys.MAGNITUDES)
+    projector.chart(plots.magnitude_bars(trace), width="stretch", theme=None, key=keys.MAGNITUDES, where=right)
     if trace.ratio is not None:
         st.markdown(f"‖F(x)‖ is **{trace.ratio:.2f}x** ‖shortcut(x)‖: "
                     + ("the block mostly passes its input on and adds a correction." if trace.ratio < 1 else
@@ -190,7 +190,7 @@ def _show_block_types(choice: ModelChoice, row: pd.Series) -> None:
                  "params / bottleneck's": st.column_config.NumberColumn(format="%.2fx")})
     figure = plots.cost_bars(table["block"], table["params"], table["mult_adds"],
                              f"BasicBlock vs Bottleneck in {row['stage']}")
-    st.plotly_chart(figure, width="stretch", theme=None, key=keys.TYPES)
+    projector.chart(figure, width="stretch", theme=None, key=keys.TYPES)
     wide = table.iloc[2]
     st.caption(f"Two 3x3 convs at {wide['channels'].split(' -> ')[0]} channels would cost "
                f"{wide['params_vs_bottleneck']:.1f}x the bottleneck's parameters: that is why resnet50/101/152 "
@@ -217,7 +217,7 @@ def _show_stride(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None
               delta_color="off")
     m1, m15 = placement.model_mult_adds["v1"], placement.model_mult_adds["v1.5"]
     c3.metric("Whole model, v1.5 vs v1", f"{si(m15)}", delta=f"{100 * (m15 / m1 - 1):+.1f} %", delta_color="off")
-    st.plotly_chart(plots.stride_bars(placement.convs), width="stretch", theme=None, key=keys.STRIDE)
+    projector.chart(plots.stride_bars(placement.convs), width="stretch", theme=None, key=keys.STRIDE)
     st.dataframe(placement.convs.rename(columns={"mult_adds": "mult-adds"}), hide_index=True, width="stretch",
                  column_config={"mult-adds": COUNT})
 
@@ -232,7 +232,7 @@ def _show_options(choice: ModelChoice) -> None:
     st.dataframe(view, hide_index=True, width="stretch", column_config={
         "what it does": st.column_config.TextColumn(width="large"), "shortcut params": COUNT, "params": COUNT,
         "mult-adds": COUNT, "params vs B": COUNT, "vs B (%)": st.column_config.NumberColumn(format="%+.2f")})
-    st.plotly_chart(plots.cost_bars(table["option"], table["params"], table["mult_adds"],
+    projector.chart(plots.cost_bars(table["option"], table["params"], table["mult_adds"],
                                     f"{choice.arch}: shortcut options"), width="stretch", theme=None, key=keys.OPTIONS)
     st.caption("The paper found the three close (for ResNet-34 on ImageNet, C slightly ahead of B, B of A) and "
                "kept B: the projections everywhere of C cost parameters and time for a marginal gain.")

@@ -8,7 +8,7 @@ import streamlit as st
 from explorer import activations, images
 from explorer.models import StageInfo
 from explorer.plots import features as plots
-from explorer.ui import cached, keys, lab_models
+from explorer.ui import cached, keys, lab_models, projector
 from explorer.ui.lab_models import Subject
 from explorer.ui.page import guarded
 
@@ -45,7 +45,7 @@ def _show_preprocessing(prep: images.Preprocessed, subject: Subject) -> None:
     if prep.trimmed:
         st.caption(f"This image is more than {images.MAX_ASPECT:.0f}× longer than it is wide, so its long side "
                    "was trimmed to the centre before resizing; the crop is the same part of the picture.")
-    st.plotly_chart(plots.normalised_channels(prep.tensor, prep.mean, prep.std), width="stretch", key=keys.FM_PREP)
+    projector.chart(plots.normalised_channels(prep.tensor, prep.mean, prep.std), width="stretch", key=keys.FM_PREP)
 
 
 # --------------------------------------------------------------------------------------------- layer choice
@@ -181,7 +181,7 @@ def _show_channels(layer: str, fmap, subject: Subject) -> None:
         return
     fig = plots.feature_grid(fmap, channels, stats=stats, shared_scale=shared,
                              title=f"{layer}: {len(channels)} of {c} channels")
-    st.plotly_chart(fig, width="stretch", key=keys.FM_GRID)
+    projector.chart(fig, width="stretch", key=keys.FM_GRID)
     shown = stats.set_index("channel").loc[channels].reset_index()
     st.dataframe(shown, hide_index=True, width="stretch", column_config={
         "mean": st.column_config.NumberColumn(format="%.3f"), "max": st.column_config.NumberColumn(format="%.3f"),
@@ -208,7 +208,7 @@ def _show_overlay(layer: str, fmap, prep: images.Preprocessed) -> None:
     heat = activations.upsample(fmap[0, int(channel)], (side, side))
     fig = plots.channel_overlay(images.to_uint8(images.denormalise(prep.tensor, prep.mean, prep.std)), heat,
                                 opacity=opacity, title=f"{layer}, channel {channel}, upsampled to the input")
-    st.plotly_chart(fig, width="stretch", key=keys.FM_OVERLAY)
+    projector.chart(fig, width="stretch", key=keys.FM_OVERLAY)
 
 
 def _show_filters(loaded: cached.LoadedModel) -> None:
@@ -219,14 +219,14 @@ def _show_filters(loaded: cached.LoadedModel) -> None:
         st.caption("A CIFAR-style network's stem is a 3×3 convolution: each filter sees 9 pixels, so there is "
                    "little picture to see; the larger structure is built up by the stages.")
     first_conv = loaded.model.get_submodule(loaded.model.stem_modules[0])
-    st.plotly_chart(plots.first_conv_filters(first_conv.weight), width="stretch", key=keys.FM_FILTERS)
+    projector.chart(plots.first_conv_filters(first_conv.weight), width="stretch", key=keys.FM_FILTERS)
 
 
 def _show_stream(result: activations.Capture, subject: Subject) -> None:
     st.markdown("Each block adds its residual branch **F(x)** to the stream **x** carried by the shortcut. "
                 "A ratio well below 1 means the block makes a small correction; near or above 1, it rewrites "
                 "the stream. Where a projection or zero-padding shortcut changes the shape, x is measured after it.")
-    st.plotly_chart(plots.residual_stream_chart(result.stream), width="stretch", key=keys.FM_STREAM)
+    projector.chart(plots.residual_stream_chart(result.stream), width="stretch", key=keys.FM_STREAM)
     table = activations.stream_frame(result.stream)
     with st.expander("The numbers"):
         st.dataframe(table, hide_index=True, width="stretch")
@@ -264,7 +264,7 @@ def main() -> None:
         _show_channels(title, fmap, subject)
     with tabs[1]:
         strip = {_title(info): result.activations[info.module] for info in model.feature_info}
-        st.plotly_chart(plots.filmstrip(strip), width="stretch", key=keys.FM_FILM)
+        projector.chart(plots.filmstrip(strip), width="stretch", key=keys.FM_FILM)
         st.caption("Each stage halves the resolution and adds channels: the network trades *where* for *what*.")
     with tabs[2]:
         _show_overlay(title, fmap, prep)

@@ -18,7 +18,7 @@ from explorer import lab
 from explorer.errors import ExplorerError
 from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots import lab as plots
-from explorer.ui import keys, lab_models
+from explorer.ui import keys, lab_models, projector
 from explorer.ui.page import guarded
 
 CIFAR = "CIFAR nets of the paper (6n+2 layers)"
@@ -109,7 +109,7 @@ def gradient_flow_section() -> tuple[int | str, int, int, int, int, bool]:
     if ready:
         with st.spinner("One forward and backward pass through each twin…"):
             flow, flow_seconds = timed(flow_pair, spec, batch, size, seed)
-        st.plotly_chart(plots.gradient_flow(flow), key=keys.LAB_FLOW_CHART)
+        projector.chart(plots.gradient_flow(flow), key=keys.LAB_FLOW_CHART)
         cols = st.columns(len(lab.NETS))
         for col, (name, ratio) in zip(cols, lab.first_last_ratio(flow).values(), strict=True):
             col.metric(f"{name}: first conv ÷ last conv gradient", f"{ratio:.3g}×")
@@ -143,8 +143,8 @@ def shattered_section(spec: int | str, size: int, seed: int, pair: int, ready: b
     for col, (name, result) in zip(cols, correlations.items(), strict=True):
         col.metric(f"{name}: correlation of neighbours' gradients", f"{result.neighbour:.3f}")
     left, right = st.columns(2)
-    left.plotly_chart(plots.gradient_along_line(correlations), key=keys.LAB_LINE_CHART)
-    right.plotly_chart(plots.correlation_by_distance(correlations), key=keys.LAB_LAG_CHART)
+    projector.chart(plots.gradient_along_line(correlations), key=keys.LAB_LINE_CHART, where=left)
+    projector.chart(plots.correlation_by_distance(correlations), key=keys.LAB_LAG_CHART, where=right)
     st.caption(
         f"Correlation = mean cosine similarity between the input gradients (3×{size}×{size} numbers each) of "
         "two points; 1 means identical directions, 0 unrelated. BatchNorm normalises with the statistics of "
@@ -172,8 +172,8 @@ def sweep_section(batch: int, seed: int) -> None:
     if sweep is None:
         return
     left, right = st.columns(2)
-    left.plotly_chart(plots.correlation_vs_depth(sweep), key=keys.LAB_SWEEP_CORR)
-    right.plotly_chart(plots.gradient_ratio_vs_depth(sweep), key=keys.LAB_SWEEP_RATIO)
+    projector.chart(plots.correlation_vs_depth(sweep), key=keys.LAB_SWEEP_CORR, where=left)
+    projector.chart(plots.gradient_ratio_vs_depth(sweep), key=keys.LAB_SWEEP_RATIO, where=right)
     st.dataframe(sweep, hide_index=True)
     st.download_button("Depth sweep (CSV)", sweep.to_csv(index=False), "depth-sweep.csv", key=keys.LAB_SWEEP_CSV)
     st.markdown(
@@ -254,7 +254,7 @@ def race_panel(polling: bool) -> None:
     if snap.message:
         (st.error if snap.status == "failed" else st.warning)(snap.message)
     if len(snap.steps):
-        st.plotly_chart(plots.training_curves(snap.steps, snap.epochs, snap.steps_per_epoch),
+        projector.chart(plots.training_curves(snap.steps, snap.epochs, snap.steps_per_epoch),
                         key=keys.LAB_RACE_CHART)  # fmt: skip
     if len(snap.epochs):
         st.dataframe(snap.epochs, hide_index=True)

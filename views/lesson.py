@@ -17,7 +17,7 @@ from explorer.plots import blocks as block_plots
 from explorer.plots import features as feature_plots
 from explorer.plots import lab as lab_plots
 from explorer.plots import lesson as plots
-from explorer.ui import cached, choices, keys
+from explorer.ui import cached, choices, keys, projector
 from explorer.ui.choices import ModelChoice
 from explorer.ui.links import view_link
 from explorer.ui.page import guarded
@@ -121,7 +121,7 @@ def _gradcam(choice: ModelChoice, _loaded: cached.LoadedModel) -> go.Figure:
 
 
 def _chart(fig: go.Figure, name: str) -> None:
-    st.plotly_chart(fig, width="stretch", key=f"{keys.LESSON_FIG}_{name}")
+    projector.chart(fig, width="stretch", key=f"{keys.LESSON_FIG}_{name}")
 
 
 def _fig_degradation(choice: ModelChoice, m: LessonModel) -> None:
