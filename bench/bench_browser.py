@@ -1,0 +1,179 @@
+"""Interactive speed as a user feels it: every interaction of issue 13's table, in headless Chromium.
+
+    .venv/bin/python bench/bench_browser.py            # resnet50 at 224 px, random weights (offline)
+
+Starts `streamlit run app.py` and a bare Streamlit page that imports torch and torchvision, each on a loopback
+port, and drives both with Playwright + Debian's Chromium. A run is timed from the action to the moment the app's
+script state leaves "running" (a MutationObserver on ``stApp``'s ``data-test-script-state``), so nothing waits
+on a fixed sleep. Each figure is printed in seconds and as a ratio to the bare page's rerun measured in the same
+run (this machine is shared and noisy: the ratios are what to compare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+BARE = """import streamlit as st
+import torch
+import torchvision
+
+st.title("Bare page")
+st.button("Rerun", key="again")
+st.write(torch.__version__, torchvision.__version__)
+"""
+WATCH = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (window.__runs === undefined) {
+    window.__runs = 0; window.__last = app.getAttribute('data-test-script-state');
+    new MutationObserver(() => {
+      const s = app.getAttribute('data-test-script-state');
+      if (window.__last === 'running' && s !== 'running') window.__runs += 1;
+      window.__last = s;
+    }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  }
+  return window.__runs;
+}"""
+TIMEOUT = 240_000
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(script: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str, float]:
+    """Start streamlit on ``script``; returns the process, its URL and the monotonic time it answered health."""
+    port = _port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.address",
+         "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            return proc, url, time.monotonic()
+        except OSError:
+            time.sleep(0.25)
+    proc.terminate()
+    raise RuntimeError(f"streamlit did not start on {script}; see {log}")
+
+
+def _first_render(page, url: str) -> float:
+    """Open ``url`` and wait for the first script run to finish; seconds from navigation."""
+    start = time.monotonic()
+    page.goto(url, timeout=TIMEOUT)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=TIMEOUT)
+    seconds = time.monotonic() - start
+    page.evaluate(WATCH)
+    page.wait_for_timeout(1500)  # a click straight after the first render can be lost: let the page settle
+    return seconds
+
+
+def _timed(page, action: Callable[[], None]) -> float:
+    """Seconds from ``action`` until the run it starts has finished. An action that starts no run within 5 s
+    (a click the page dropped) is done again, and timed from then."""
+    page.wait_for_function("() => window.__last !== 'running'", timeout=TIMEOUT)  # nothing still running
+    for attempt in range(3):
+        before = page.evaluate(WATCH)
+        start = time.monotonic()
+        action()
+        try:
+            page.wait_for_function(f"() => window.__runs > {before} || window.__last === 'running'", timeout=5000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+    page.wait_for_function(f"() => window.__runs > {before}", timeout=TIMEOUT)
+    return time.monotonic() - start
+
+
+def _nav(page, title: str) -> Callable[[], None]:
+    return lambda: page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+
+
+def _select(page, label: str, option: str) -> Callable[[], None]:
+    def act() -> None:
+        page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+        page.get_by_role("option", name=option, exact=True).click()
+
+    return act
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="bare-page reruns to take the median of")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+
+    from explorer.device import cpu_flags
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-browser-"))
+    (tmp / "bare.py").write_text(BARE)
+    env = {**os.environ, "TORCH_HOME": str(tmp / "torch_home"), "EXPLORER_OFFLINE": "1"}
+    figures: dict[str, float] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+        bare, bare_url, _ = _serve(tmp / "bare.py", env, tmp / "bare.log")
+        try:
+            figures["bare page, first render (cold)"] = _first_render(page, bare_url)
+            reruns = [_timed(page, lambda: page.get_by_role("button", name="Rerun").click())
+                      for _ in range(args.repeats)]
+            figures["bare page, rerun"] = statistics.median(reruns)
+        finally:
+            bare.terminate()
+        app, url, _ = _serve(ROOT / "app.py", env, tmp / "app.log")
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            figures["first page after start (cold)"] = _first_render(page, url)
+            figures["first visit of Feature maps"] = _timed(page, _nav(page, "Feature maps"))
+            figures["warm page switch to Architecture (first visit)"] = _timed(page, _nav(page, "Architecture"))
+            figures["warm page switch to Feature maps"] = _timed(page, _nav(page, "Feature maps"))
+            figures["warm page switch to Architecture"] = _timed(page, _nav(page, "Architecture"))
+            _timed(page, _nav(page, "Feature maps"))
+            figures["changing the stage on Feature maps"] = _timed(page, _select(page, "Stage", "layer3 · conv4_x"))
+            figures["first visit of Predictions & attributions"] = _timed(
+                page, _nav(page, "Predictions & attributions"))
+            figures["Run with Saliency + IG (32 steps) + Grad-CAM"] = _timed(
+                page, lambda: page.get_by_role("button", name="Run", exact=True).first.click())
+            figures["display-only change (view absolute -> positive)"] = _timed(
+                page, lambda: page.get_by_text("positive — evidence for the class").first.click())
+            _timed(page, _nav(page, "Architecture"))
+            figures["arch switch to a new arch (resnet34)"] = _timed(page, _select(page, "Architecture", "resnet34"))
+            figures["arch switch back to a cached one (resnet50)"] = _timed(
+                page, _select(page, "Architecture", "resnet50"))
+        finally:
+            app.terminate()
+        browser.close()
+    unit = figures["bare page, rerun"]
+    print(f"CPU flags: {' '.join(cpu_flags()) or 'unknown'}; {os.cpu_count()} CPUs; bare rerun {unit:.3f} s")
+    print("| interaction | seconds | x bare rerun |")
+    print("|---|---|---|")
+    for name, seconds in figures.items():
+        print(f"| {name} | {seconds:.2f} | {seconds / unit:.1f} |")
+    cold = figures["first page after start (cold)"] / figures["bare page, first render (cold)"]
+    print(f"cold start: first app page / bare page's first render = {cold:.2f} (target <= 1.3)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
