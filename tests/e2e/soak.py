@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -110,7 +111,7 @@ async def _student(browser, url: str, n: int, deadline: float, photo: Path, resu
                     break
                 start = time.monotonic()
                 await page.get_by_test_id("stSidebarNav").get_by_role("link", name=link, exact=True).click()
-                await page.wait_for_url(lambda u, path=path: u.rstrip("/").endswith(f"/{path}".rstrip("/")))
+                await page.wait_for_url(lambda u, path=path: urlparse(u).path.strip("/") == path)  # query aside
                 await _settle(page)
                 if path == "feature_maps" and not uploaded:
                     await page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(photo)
