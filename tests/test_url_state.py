@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import attribution as attr
-from explorer.ui import choices, keys
+from explorer.ui import choices, keys, url_state
 from explorer.ui.url_params import PAGE, PARAMS, page_params, view_constants
 from explorer.ui.url_state import decode, encode
 
@@ -134,15 +134,50 @@ def test_a_widget_change_is_not_undone_by_the_old_url(app: AppTest) -> None:
     assert app.query_params == {keys.ARCH: "resnet18"}
 
 
-def test_back_and_forward_apply_the_history_entry(app: AppTest) -> None:
+def _history(monkeypatch: pytest.MonkeyPatch, on: bool = True) -> None:
+    """Make the next runs back/forward reruns, as Streamlit marks a popstate (``ctx.is_history_navigation``)."""
+    monkeypatch.setattr(url_state, "history_navigation", lambda: on)
+
+
+def test_back_and_forward_apply_the_history_entry(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
     app.query_params[keys.ARCH] = "resnet34"
     app.run()
     app.session_state[keys.ARCH] = "resnet18"
     app.run()
     app.query_params.clear()
     app.query_params[keys.ARCH] = "resnet34"  # back: the browser sends the earlier entry's query
+    _history(monkeypatch)
     app.run()
     assert _model(app) == "resnet34"
+
+
+def test_a_stale_query_does_not_undo_an_edit(app: AppTest) -> None:
+    """The browser sends its address bar with every rerun; a click that lands before it shows the newest query
+    sends an older one. Only back/forward reads it: the edits stand, the current view is published again."""
+    app.query_params.update({keys.ARCH: "resnet34", keys.INPUT_SIZE: "160"})
+    app.run()
+    app.session_state[keys.ARCH] = "resnet18"
+    app.session_state[keys.INPUT_SIZE] = 96
+    app.run()
+    app.query_params.clear()
+    app.query_params[keys.ARCH] = "resnet34"  # an older view's query, without the input size
+    app.run()
+    assert not app.exception and not app.warning
+    assert _model(app) == "resnet18" and app.session_state[keys.INPUT_SIZE] == 96
+    assert app.query_params == {keys.ARCH: "resnet18", keys.INPUT_SIZE: "96"}
+
+
+def test_back_to_an_entry_without_the_size_gives_the_default_size_not_the_minimum(
+        app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    app.query_params[keys.INPUT_SIZE] = "96"
+    app.run()
+    app.query_params.clear()
+    app.query_params[keys.ARCH] = "resnet18"  # a history entry that lacks input_size: its default, 224
+    _history(monkeypatch)
+    app.run()
+    assert not app.exception
+    assert app.session_state[keys.INPUT_SIZE] == 224
+    assert app.sidebar.number_input(key=keys.INPUT_SIZE).value == 224
 
 
 def test_a_page_switch_clears_the_url_but_keeps_the_model(app: AppTest) -> None:
@@ -157,10 +192,14 @@ def test_a_page_switch_clears_the_url_but_keeps_the_model(app: AppTest) -> None:
     assert app.query_params[keys.ARCH] == "resnet34"  # published again for the new page
 
 
-def test_the_same_page_emptied_query_is_the_default_view(app: AppTest) -> None:
+def test_back_to_the_empty_entry_is_the_default_view(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
     app.query_params[keys.ARCH] = "resnet34"
     app.run()
+    app.query_params.clear()  # a rerun whose address bar is empty: not a navigation, the view stands
+    app.run()
+    assert _model(app) == "resnet34"
     app.query_params.clear()  # back to the entry before the link, on the same page
+    _history(monkeypatch)
     app.run()
     assert _model(app) == "resnet50"
 

@@ -4,14 +4,18 @@ app.py calls, in this order: :func:`restore` (before the sidebar and the page: a
 values), :func:`notice` (one warning naming what a link could not use), and after the page :func:`publish`
 (the current values go to ``st.query_params``, defaults left out, and the "Copy link" box is filled).
 
-Pitfalls of Streamlit's query parameters, pinned by ``tests/test_url_state.py``:
+When a query is read — Streamlit's own rule for widgets bound to the URL, pinned by ``tests/test_url_state.py``:
 
-* a page switch clears the query: an empty query on a new page keeps the session's state (the sidebar model
-  stays); only a link with values, or an emptied query on the same page, is applied;
+* **a link opened** (the session's first run): the URL wins; what it cannot use is named in one notice;
+* **back/forward** (a rerun Streamlit marks ``is_history_navigation``): the URL wins, a missing value means its
+  default;
+* **every other rerun** (a click, a page switch): the session's state wins and the URL is only written. The
+  browser sends its address bar with every rerun, and a rerun can start before it shows the query the last run
+  published (quick clicks, a busy browser); reading that stale echo undid the user's last edit — once it even
+  deleted the input size, whose widget then fell back to its 32 px minimum;
 * a value equal to its default is left out of a link, and a missing value means the default, so a link made on
-  any page, in any session, opens the same view;
-* back/forward sends the history entry's query: it differs from what this session last published, so it is
-  applied again instead of leaving the state stale.
+  any page, in any session, opens the same view. Applying a link sets every sidebar key it lacks to its default,
+  never deletes it.
 
 Why ``st.query_params`` from app.py and not ``bind="query-params"`` on each widget: the widgets live in views
 owned by their pages, a binding cannot check a value against the model the link names (a stage of resnet34,
@@ -25,10 +29,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer.ui import keys
 from explorer.ui.links import encode_value, view_link
-from explorer.ui.url_params import PAGE, PARAMS, Context, Ignored, page_params
+from explorer.ui.url_params import ALL, PAGE, PARAMS, Context, Ignored, page_params
 
 __all__ = ["EMBED", "current_state", "decode", "encode", "link", "notice", "publish", "restore"]
 
@@ -84,29 +89,38 @@ def _query() -> dict[str, str]:
     return {key: st.query_params[key] for key in st.query_params}  # the last value of a repeated key
 
 
+def history_navigation() -> bool:
+    """Whether this rerun is the browser's back/forward (Streamlit >= 1.67 marks it on the run's context)."""
+    return bool(getattr(get_script_run_ctx(), "is_history_navigation", False))
+
+
 def restore(page: str) -> None:
-    """Apply the URL's query to ``st.session_state`` when it differs from what this session last applied or
-    published: valid values are written, missing or invalid ones removed (the page and the sidebar start at
-    their defaults), and what was ignored is kept for :func:`notice`."""
+    """Apply the URL's query to ``st.session_state`` on a link's first run and on back/forward, never otherwise
+    (see the module docstring): valid values are written, a sidebar key the link lacks is set to its default, a
+    page key it lacks is removed (the page starts at its default), and what was ignored is kept for :func:`notice`."""
     s = st.session_state
     query = _query()
-    text, last, last_page = _canonical(query), s.get(keys.PRIVATE_URL_APPLIED), s.get(keys.PRIVATE_URL_PAGE)
+    first = keys.PRIVATE_URL_APPLIED not in s
     s[keys.PRIVATE_URL_PAGE] = page
-    if text == last or (last is None and not text):
-        s[keys.PRIVATE_URL_APPLIED] = text
+    if not (first or history_navigation()):
         return
-    if not text and page != last_page:  # a page switch cleared the URL: the session's state stands
+    text = _canonical(query)
+    s[keys.PRIVATE_URL_APPLIED] = text
+    if first and not text:
         return
     values, ignored = decode(query, page)
     if query.get(keys.WEIGHTS) == "checkpoint" and s.get(keys.CHECKPOINT):  # this session's own upload: keep it
         values[keys.WEIGHTS] = "checkpoint"
         ignored = [item for item in ignored if item[0] != keys.WEIGHTS]
+    ctx = Context(values)
     for param in page_params(page):
+        default = param.default_for(ctx)
         if param.key in values:
             s[param.key] = values[param.key]
+        elif ALL in param.pages and default is not PAGE and default is not None:
+            s[param.key] = default  # set, not deleted: a widget without its key falls back to its own minimum
         elif param.key in s:
             del s[param.key]
-    s[keys.PRIVATE_URL_APPLIED] = text
     s[keys.PRIVATE_URL_IGNORED] = ignored
 
 
