@@ -168,3 +168,18 @@ def test_the_page_in_the_app(app):
     app.switch_page("views/attributions.py").run()
     assert not app.exception
     assert app.title[0].value == "Predictions & attributions"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_fast_mode_is_on_by_default_exactly_where_bf16_is_native(monkeypatch, native):
+    import explorer.device
+
+    monkeypatch.setattr(explorer.device, "native_bf16", lambda _device: native)
+    st.cache_resource.clear()
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    for key, value in SMALL.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception
+    assert at.toggle(key="fast_mode").value is native
+    assert any("channels_last" in c.value for c in at.caption)  # the precision that ran is said

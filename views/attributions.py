@@ -15,12 +15,12 @@ import streamlit as st
 
 from explorer import attribution as attr
 from explorer import images
-from explorer.device import available_devices
+from explorer.device import available_devices, native_bf16
 from explorer.errors import ExplorerError
 from explorer.models import residual_blocks
 from explorer.plots import attribution as plots
 from explorer.predict import Prediction, predict, predict_with_knockout
-from explorer.ui import cached, keys, lab_models
+from explorer.ui import cached, keys, lab_models, projector
 from explorer.ui.lab_models import Subject
 from explorer.ui.page import guarded
 
@@ -74,10 +74,11 @@ def _run_settings() -> tuple[str, bool]:
         st.session_state[keys.DEVICE] = devices[0]
     device = left.selectbox("Device", devices, key=keys.DEVICE, format_func=str.upper,
                             help="CUDA when this computer has a GPU; the CPU always works.")
+    st.session_state.setdefault(keys.FAST_MODE, native_bf16(device))  # on by default where bf16 is native
     fast = right.toggle("Fast mode (bf16)", key=keys.FAST_MODE,
                         help="Predictions and knock-out run their forward pass in bfloat16 (autocast): faster on GPUs "
-                             "and on CPUs with native bf16 (AVX-512 BF16, AMX). Attributions always use full "
-                             "precision for their gradients.")
+                             "and on CPUs with native bf16 (AVX-512 BF16, AMX), where it is on by default. "
+                             "Attributions always use full precision for their gradients.")
     return device, fast
 
 
@@ -94,9 +95,9 @@ def _random_weights_notice(pred: Prediction) -> str:
 def _show_predictions(pred: Prediction, loaded: cached.LoadedModel) -> None:
     if not loaded.pretrained:
         st.warning(_random_weights_notice(pred), icon=":material/casino:")
-    st.plotly_chart(plots.top_k_bars(pred, title=f"Top-{len(pred.indices)} predictions"), width="stretch",
+    projector.chart(plots.top_k_bars(pred, title=f"Top-{len(pred.indices)} predictions"), width="stretch",
                     key=keys.ATTR_TOP5)
-    st.caption(f"{pred.device} · {pred.seconds * 1000:.0f} ms" + (" · bf16 fast mode" if pred.fast else ""))
+    st.caption(f"{pred.device} · {pred.seconds * 1000:.0f} ms · {pred.precision}")
     if st.session_state.get(keys.FAST_MODE) and not pred.fast:
         st.caption("Fast mode is off here: this device has no native bfloat16 arithmetic, where bf16 would be "
                    "emulated and slower than fp32, so the prediction ran in fp32.")
@@ -233,7 +234,7 @@ def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: 
     label = _class_label(subject.loaded.categories, target)
     fig = plots.attribution_panels(photo, maps, opacity=opacity, colormap=colormap,
                                    title=f"Why “{label}”? ({view} view)")
-    st.plotly_chart(fig, width="stretch", key=keys.ATTR_PANELS)
+    projector.chart(fig, width="stretch", key=keys.ATTR_PANELS)
     st.dataframe(attr.details_table(done), hide_index=True, width="stretch")
     _downloads(fig, photo, maps, done, opacity, colormap, f"attributions-{target}")
     _trust(subject, prep, done, target, device, key)
@@ -274,7 +275,7 @@ def _filmstrip(subject: Subject, prep, photo, target: int, device: str, base_key
     fig = plots.attribution_panels(photo, maps, opacity=st.session_state.get(keys.OPACITY, 0.7),
                                    colormap=st.session_state.get(keys.COLORMAP, plots.DEFAULT_COLORMAP),
                                    title=f"{label} from {stages[0]} to {stages[-1]}")
-    st.plotly_chart(fig, width="stretch", key=keys.ATTR_FILM)
+    projector.chart(fig, width="stretch", key=keys.ATTR_FILM)
 
 
 def _trust(subject: Subject, prep, done: dict[str, attr.Attribution], target: int, device: str, run_key: tuple) -> None:
@@ -303,7 +304,7 @@ def _trust(subject: Subject, prep, done: dict[str, attr.Attribution], target: in
         st.warning("**Random weights: this ranking means nothing.** An untrained network has no evidence to find; "
                    "load ImageNet weights (or a trained lab model) to compare the methods.", icon=":material/casino:")
     st.dataframe(attr.trust_table(scores), hide_index=True, width="stretch")
-    st.plotly_chart(plots.faithfulness_curves(scores), width="stretch", key=keys.ATTR_TRUST)
+    projector.chart(plots.faithfulness_curves(scores), width="stretch", key=keys.ATTR_TRUST)
 
 
 def _knockout(subject: Subject, prep, full: Prediction, device: str, fast: bool) -> None:
@@ -323,7 +324,7 @@ def _knockout(subject: Subject, prep, full: Prediction, device: str, fast: bool)
     same = after.indices[0] == full.indices[0]
     st.metric("Top-1 without those blocks", after.names[0], delta="same as the full network" if same else
               f"was {full.names[0]}", delta_color="off" if same else "inverse", delta_arrow="off")
-    st.plotly_chart(plots.knockout_bars(full, after, title=f"Top-{k} with and without the knocked-out blocks"),
+    projector.chart(plots.knockout_bars(full, after, title=f"Top-{k} with and without the knocked-out blocks"),
                     width="stretch", key=keys.ATTR_KNOCKOUT)
 
 
@@ -355,7 +356,7 @@ def _sanity(subject: Subject, prep, photo, target: int, device: str, base_key: t
     fig = plots.attribution_panels(photo, maps,
                                    colormap=st.session_state.get(keys.COLORMAP, plots.DEFAULT_COLORMAP),
                                    title="The same method on the trained and the randomised network")
-    st.plotly_chart(fig, width="stretch", key=keys.ATTR_SANITY)
+    projector.chart(fig, width="stretch", key=keys.ATTR_SANITY)
     if not loaded.pretrained:
         st.caption("With random weights both networks are untrained: load ImageNet weights for a meaningful check.")
 
