@@ -70,6 +70,30 @@ def test_one_attribution_run(atp):
     assert "tiger shark (3)" in fig["layout"]["title"]["text"]
 
 
+def test_a_view_change_redraws_the_panels_without_computing_again(atp, monkeypatch):
+    """The display controls are one fragment over the memoised results: a new view, colour map or opacity redraws
+    the panels and never calls attribute() again; the choices stay in session state for the next full run."""
+    from explorer import attribution
+
+    atp.multiselect(key="methods").set_value(["saliency", "grad_cam"]).run()
+    atp.button(key="run_attr").click().run()
+    before = chart(atp, "attr_panels")
+    calls = []
+    real = attribution.attribute
+    monkeypatch.setattr(attribution, "attribute", lambda *a, **k: calls.append(1) or real(*a, **k))
+    atp.radio(key="attr_view").set_value("negative").run()
+    assert not atp.exception and not atp.error
+    after = chart(atp, "attr_panels")
+    assert "(negative view)" in after["layout"]["title"]["text"]
+    assert "(absolute view)" in before["layout"]["title"]["text"]
+    z = [[t["z"] for t in fig["data"] if t["type"] == "heatmap"] for fig in (before, after)]
+    assert len(z[1]) == 2 and z[0] != z[1]  # the maps themselves changed, not only the title
+    atp.selectbox(key="colormap").set_value(atp.selectbox(key="colormap").options[-1]).run()
+    atp.slider(key="opacity").set_value(0.3).run()
+    assert not atp.exception and calls == []  # drawn from the results of the one run
+    assert atp.session_state["attr_view"] == "negative" and atp.session_state["opacity"] == 0.3
+
+
 def test_every_method_draws_its_widgets_from_the_registry(atp):
     """Each declared option has its widget, keyed by the registry's short names, starting at its default."""
     from explorer import attribution as attr

@@ -229,15 +229,28 @@ def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: 
             st.error(f"{attr.METHODS[m].label}: {r}")
     if not done:
         return
-    view, colormap, opacity = _display_settings()
-    maps = {_title(r): r.view(view) for r in done.values()}
-    label = _class_label(subject.loaded.categories, target)
-    fig = plots.attribution_panels(photo, maps, opacity=opacity, colormap=colormap,
-                                   title=f"Why “{label}”? ({view} view)")
-    projector.chart(fig, width="stretch", key=keys.ATTR_PANELS)
-    st.dataframe(attr.details_table(done), hide_index=True, width="stretch")
-    _downloads(fig, photo, maps, done, opacity, colormap, f"attributions-{target}")
+    _panels(photo, done, _class_label(subject.loaded.categories, target), f"attributions-{target}")
     _trust(subject, prep, done, target, device, key)
+
+
+@st.fragment
+def _panels(photo: np.ndarray, done: dict[str, attr.Attribution], label: str, stem: str) -> None:
+    """The display controls and what they drive (the panels, their downloads), as one fragment: a change of view,
+    colour map or opacity reruns only this (the details table and downloads come along), on the results already
+    computed. ``photo``: (S, S, 3) uint8.
+
+    Streamlit calls a fragment's rerun with the arguments of the last full run; the widget keys are the page's
+    own, so the next full run (and the link it publishes) sees the values chosen here."""
+    try:
+        view, colormap, opacity = _display_settings()
+        maps = {_title(r): r.view(view) for r in done.values()}
+        fig = plots.attribution_panels(photo, maps, opacity=opacity, colormap=colormap,
+                                       title=f"Why “{label}”? ({view} view)")
+        projector.chart(fig, width="stretch", key=keys.ATTR_PANELS)
+        st.dataframe(attr.details_table(done), hide_index=True, width="stretch")
+        _downloads(fig, photo, maps, done, opacity, colormap, stem)
+    except ExplorerError as err:  # a fragment's own rerun runs outside main()'s guard
+        st.error(str(err))
 
 
 def _filmstrip(subject: Subject, prep, photo, target: int, device: str, base_key: tuple) -> None:
