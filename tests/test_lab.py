@@ -351,6 +351,32 @@ def test_train_race_is_deterministic_and_records_every_step_and_epoch():
     assert a.epochs.test_accuracy.between(0, 1).all() and not a.stopped
 
 
+def test_race_layer_responses_measure_raced_models_and_their_initial_twins():
+    from explorer.lab.responses import AFTER_RACE, AT_INIT, initial_twin, race_layer_responses
+
+    data = tiny_data(n_train=64, size=8)
+    entries = ((8, True), (8, False))
+    models = lab.race_models(entries, num_classes=len(data.classes), seed=3)
+    fresh = {name: buffers_and_params(m) for name, m in models.items()}
+    for name, model in models.items():  # the twin it started from is rebuilt with the same recipe
+        twin = initial_twin(model, seed=3).state_dict()
+        assert all(torch.equal(twin[k], v) for k, v in fresh[name].items())
+    lab.train_race(models, data, epochs=1, batch_size=32, seed=3)
+    trained = {name: buffers_and_params(m) for name, m in models.items()}
+    modes = {name: m.training for name, m in models.items()}
+    frame = race_layer_responses(models, data, seed=3, images=8)
+    assert all(torch.equal(trained[name][k], v) for name, m in models.items() for k, v in m.state_dict().items())
+    assert {name: m.training for name, m in models.items()} == modes  # eval mode on a private copy only
+    assert frame.groupby(["when", "model"]).size().to_dict() == {
+        (when, name): 6 for when in (AT_INIT, AFTER_RACE) for name in ("plain-8", "ResNet-8")}
+    assert np.isfinite(frame["std"]).all() and (frame["std"] > 0).all()
+    assert set(frame.loc[frame["model"] == "plain-8", "net"]) == {"plain"}
+    again = race_layer_responses(models, data, seed=3, images=8)  # a fixed batch, not a random one
+    assert again["std"].tolist() == frame["std"].tolist()
+    at_init = frame[frame["when"] == AT_INIT].set_index(["model", "layer"])["std"]
+    assert at_init[("plain-8", 1)] == pytest.approx(at_init[("ResNet-8", 1)])  # same weights before any addition
+
+
 def test_stop_callback_stops_before_the_next_step():
     data = tiny_data(n_train=64, size=8)
     polls = []

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer import lab
@@ -96,8 +97,19 @@ def test_a_one_epoch_tiny_race_completes_and_offers_downloads(lab_page):
     run: lab.LiveRace = lab_page.session_state["lab_race"]
     run.join(120)
     assert run.snapshot().status == "finished"
+    trained = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in run.models.items()}
     lab_page.run()
     assert not lab_page.exception
+    # Fig. 7 after the race, beside the same measure at initialisation; measuring leaves the raced models alone
+    fig7 = {spec["layout"]["title"]["text"]: spec for spec in chart_specs(lab_page)
+            if spec["layout"].get("title", {}).get("text", "").startswith("Fig. 7")}
+    assert set(fig7) == {"Fig. 7, at initialisation", "Fig. 7, after the race"}
+    for spec in fig7.values():
+        assert [t["name"] for t in spec["data"]] == ["plain-8", "plain-8", "ResNet-8", "ResNet-8"]
+        assert [t.get("yaxis", "y") for t in spec["data"]] == ["y", "y2"] * 2  # two traces per panel
+        assert all(np.isfinite(values(t["y"])).all() and len(values(t["y"])) == 6 for t in spec["data"])
+    assert all(torch.equal(trained[name][k], v) for name, m in run.models.items() for k, v in m.state_dict().items())
+    assert lab_page.session_state["lab_responses"][0] is run
     downloads = lab_page.get("download_button")
     assert len(downloads) == 2
     payloads = lab_page.session_state["lab_downloads"]
@@ -107,7 +119,7 @@ def test_a_one_epoch_tiny_race_completes_and_offers_downloads(lab_page):
     data = lab.digits_dataset(size=16, train_limit=64)  # what the race trained on: its statistics travel along
     assert meta.mean == data.mean and meta.std == data.std and meta.split_seed == 0
     assert meta.normalisation_note is None
-    race = chart_specs(lab_page)[-1]
+    race = next(spec for spec in chart_specs(lab_page) if "Loss (cross-entropy)" in json.dumps(spec["layout"]))
     assert {trace["name"] for trace in race["data"]} >= {"plain-8 train", "ResNet-8 test"}
     # open one on the image pages: on its own this page has no navigation to switch to, so it says so instead
     assert lab_page.button(key="lab_open_ResNet-8").label == "Open ResNet-8 on Feature maps & Attributions"

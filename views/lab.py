@@ -16,8 +16,10 @@ from streamlit.errors import StreamlitAPIException
 
 from explorer import lab
 from explorer.errors import ExplorerError
+from explorer.lab.responses import AFTER_RACE, AT_INIT, race_layer_responses
 from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots import lab as plots
+from explorer.plots import lesson as lesson_plots
 from explorer.ui import keys, lab_models, projector
 from explorer.ui.page import guarded
 
@@ -32,6 +34,7 @@ SWEEP_POINTS = 32
 POLL_SECONDS = 1.0
 ABANDON_SECONDS = 300.0
 TRAIN_STEP = 3  # a forward and a backward pass cost about 3 forward passes
+RESPONSE_IMAGES = 64  # Fig. 7 after a race: this many of the race's test images, always the same ones
 IMAGE_PAGES = (
     ("views/feature_maps.py", "Feature maps", "🖼️"),
     ("views/attributions.py", "Predictions & attributions", "🔍"),
@@ -232,6 +235,7 @@ def race_setup(seed: int, busy: bool) -> None:
         dataset=data.name, classes=data.classes, size=data.size, mean=data.mean, std=data.std, seed=seed
     )
     st.session_state.pop(keys.LAB_DOWNLOADS, None)
+    st.session_state.pop(keys.LAB_RESPONSES, None)
     st.rerun()  # redraw with the start button disabled and the live panel polling
 
 
@@ -288,6 +292,34 @@ def downloads(run: lab.LiveRace) -> None:
                 col.success(f"{name} is open on the Feature maps and Predictions & attributions pages.")
 
 
+def responses_after_race(run: lab.LiveRace) -> None:
+    """The paper's Fig. 7 for a finished (or stopped) race: each 3x3 layer's response std, raced vs at init."""
+    snap = run.snapshot()
+    if run.running or not snap.finished_or_stopped:
+        return
+    cached = st.session_state.get(keys.LAB_RESPONSES)
+    if cached is None or cached[0] is not run:  # measured once per race: eval mode, the race's first test images
+        with st.spinner("Measuring each 3×3 layer's response…"):
+            cached = (run, race_layer_responses(run.models, run.data, seed=int(run.options["seed"]),
+                                                  images=RESPONSE_IMAGES))
+        st.session_state[keys.LAB_RESPONSES] = cached
+    frame = cached[1]
+    images = min(RESPONSE_IMAGES, len(run.data.x_test))
+    st.markdown(f"**Fig. 7, after the race** — the standard deviation of each 3×3 layer's response (after "
+                f"BatchNorm, before the ReLU or the addition), eval mode, on {images} of the race's test images:")
+    left, right = st.columns(2)
+    for where, when, key in ((left, AT_INIT, keys.LAB_RESPONSES_INIT), (right, AFTER_RACE, keys.LAB_RESPONSES_AFTER)):
+        fig = lesson_plots.response_std(frame[frame["when"] == when], f"Fig. 7, {when}")
+        projector.chart(fig, key=key, where=where)
+    epochs = int(snap.epochs["epoch"].max()) if len(snap.epochs) else 0
+    st.markdown(
+        f"**What this short run shows — and what it does not.** After {epochs} epoch(s) on small digits you can "
+        "see whether the residual nets' responses drift below the plain nets' (the paper: residual functions stay "
+        "close to zero, so the blocks stay close to the identity). It is not the paper's CIFAR-10 training to "
+        "convergence: compare the trend between plain and residual, not the magnitudes, and try a second seed."
+    )
+
+
 def upload_section() -> None:
     """Open a saved lab model from a file, for the image pages."""
     st.markdown("**Open a saved lab model** on the Feature maps and Predictions & attributions pages:")
@@ -327,6 +359,7 @@ def main() -> None:
     st.fragment(race_panel, run_every=POLL_SECONDS if busy else None)(busy)
     if run is not None:
         downloads(run)
+        responses_after_race(run)
     upload_section()
     st.markdown(
         "**What a short run on small data shows — and what it does not.** With the preset (digits at 16 px, "

@@ -4,7 +4,8 @@ He et al. (2016, section 4.2) measure "the outputs of each 3x3 layer, after BN a
 (ReLU/addition)" of *trained* CIFAR nets: the residual functions' responses are generally smaller than the plain
 net's, so the blocks stay close to the identity. :func:`layer_responses` makes that measurement on any model
 (a freshly initialised twin or a raced one); :func:`pair_layer_responses` on the plain and residual twins of
-one depth, freshly initialised from one seed.
+one depth, freshly initialised from one seed; :func:`race_layer_responses` on a finished race's networks and on
+the twins they started from, on the race's own test images.
 
 Freshly initialised, BatchNorm still has its default running statistics (mean 0, variance 1), so in eval mode
 (the paper's measurement) the response is the raw output of a random 3x3 conv; with batch statistics
@@ -14,18 +15,23 @@ Freshly initialised, BatchNorm still has its default running statistics (mean 0,
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from explorer.lab.datasets import LabDataset
 from explorer.lab.errors import LabError
 from explorer.lab.gradients import random_batch
-from explorer.lab.twins import NETS, lab_model, model_name
-from explorer.models import BasicBlock, Bottleneck, residual_blocks
+from explorer.lab.twins import NETS, cifar_depth, lab_model, model_name
+from explorer.models import BasicBlock, Bottleneck, ResNet, residual_blocks
 from explorer.shared import Hooks, model_lock
 
-__all__ = ["layer_responses", "pair_layer_responses", "response_norms"]
+__all__ = ["AFTER_RACE", "AT_INIT", "initial_twin", "layer_responses", "pair_layer_responses", "race_layer_responses",
+           "response_norms"]
+
+AT_INIT, AFTER_RACE = "at initialisation", "after the race"
 
 
 def response_norms(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -98,4 +104,31 @@ def pair_layer_responses(
         frame = layer_responses(lab_model(spec, plain=plain, seed=seed), batch=batch, size=size, seed=seed,
                                 batch_stats=batch_stats)
         frames.append(frame.assign(net=net, model=model_name(spec, plain)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def initial_twin(model: ResNet, seed: int) -> ResNet:
+    """A fresh copy of the lab twin a raced CIFAR ``model`` started from: :func:`lab.race_models`'s recipe (its
+    depth, plain or not, its classes, option A shortcuts) drawn from the race's ``seed``."""
+    with model_lock(model):
+        depth, plain, classes = cifar_depth(model), model.plain, model.fc.out_features
+    return lab_model(depth, plain=plain, num_classes=classes, seed=seed)
+
+
+def race_layer_responses(
+    models: Mapping[str, ResNet], data: LabDataset, *, seed: int, images: int = 64
+) -> pd.DataFrame:
+    """Fig. 7 of a race: :func:`layer_responses` (eval mode) of every raced model and of its :func:`initial_twin`
+    on one fixed batch, the first ``images`` test images of ``data`` (N, 3, size, size), normalised as trained.
+
+    The raced models are only read (each is copied under its lock). Returns the rows of :func:`layer_responses`
+    with ``model`` (the race's name), ``net`` ("plain" | "residual") and ``when`` (:data:`AT_INIT` |
+    :data:`AFTER_RACE`).
+    """
+    x = data.x_test[:images]
+    frames = []
+    for name, model in models.items():
+        net = "plain" if model.plain else "residual"
+        for when, measured in ((AT_INIT, initial_twin(model, seed)), (AFTER_RACE, model)):
+            frames.append(layer_responses(measured, x).assign(model=name, net=net, when=when))
     return pd.concat(frames, ignore_index=True)

@@ -100,16 +100,18 @@ def plain_vs_residual_columns(plain: pd.DataFrame, residual: pd.DataFrame, arch:
 
 def response_std(frame: pd.DataFrame, title: str = "Fig. 7, live: std of each 3×3 layer's response") -> go.Figure:
     """Two panels as in the paper: the standard deviation of each 3x3 layer's response by layer index (top) and
-    sorted by magnitude (bottom), log y, one line per net (``explorer.lab.pair_layer_responses`` rows)."""
+    sorted by magnitude (bottom), log y, one line per model (``explorer.lab.pair_layer_responses`` rows, or
+    ``race_layer_responses`` rows of one ``when``), coloured by net, plain first; a net's second model is dashed."""
     fig = make_subplots(rows=2, cols=1, vertical_spacing=0.14,
                         subplot_titles=("in forward order", "sorted by magnitude"))
     for net in [n for n in NET_COLOURS if n in set(frame["net"])]:
-        rows = frame[frame["net"] == net]
-        name = str(rows["model"].iloc[0])
-        for r, column in ((1, "std"), (2, "sorted_std")):
-            fig.add_scatter(x=rows["layer"], y=rows[column], mode="lines+markers", name=name, legendgroup=name,
-                            showlegend=r == 1, line=dict(color=NET_COLOURS[net], width=3), text=rows["name"],
-                            hovertemplate="%{text}: std %{y:.3g}<extra></extra>", row=r, col=1)
+        for i, name in enumerate(frame.loc[frame["net"] == net, "model"].unique()):
+            rows = frame[frame["model"] == name]
+            line = dict(color=NET_COLOURS[net], width=3, dash="dash" if i else "solid")
+            for r, column in ((1, "std"), (2, "sorted_std")):
+                fig.add_scatter(x=rows["layer"], y=rows[column], mode="lines+markers", name=str(name),
+                                legendgroup=str(name), showlegend=r == 1, line=line, text=rows["name"],
+                                hovertemplate="%{text}: std %{y:.3g}<extra></extra>", row=r, col=1)
     fig.update_yaxes(type="log", title="std")
     fig.update_xaxes(title="3×3 layer index", row=2, col=1)
     fig.update_annotations(font_size=FONT_SIZE)
