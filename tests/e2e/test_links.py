@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
 TIMEOUT = 120_000
@@ -70,3 +71,81 @@ def test_a_bad_link_shows_a_notice_and_no_exception(page: Page, app_url: str, ar
     expect(page.get_by_test_id("stException")).to_have_count(0)
     assert "resnet50" in _selected(page, "Architecture")
     page.screenshot(path=artifacts / "link-bad.png", full_page=True)
+
+
+def _chips(page: Page, label: str) -> list[str]:
+    """The labels of a multiselect's chosen items (its chips), in order."""
+    box = page.get_by_test_id("stMultiSelect").filter(has_text=label).first
+    expect(box).to_be_visible(timeout=TIMEOUT)
+    return [t.strip() for t in box.locator("[data-tag]").all_inner_texts()]
+
+
+def _set_methods(page: Page, label: str, remove: str, add: str) -> None:
+    box = page.get_by_test_id("stMultiSelect").filter(has_text=label).first
+    expect(box).to_be_visible(timeout=TIMEOUT)
+    box.get_by_role("button", name=f"Remove {remove}", exact=True).first.click()
+    _wait_idle(page)
+    box.get_by_role("combobox").click()
+    page.get_by_role("option", name=add, exact=True).click()
+    page.keyboard.press("Escape")
+    _wait_idle(page)
+
+
+def _link_with(page: Page, *parts: str) -> str:
+    """The "Copy link" text once it carries every part (the box is refilled at the end of each run)."""
+    code = page.get_by_test_id("stSidebar").get_by_test_id("stCode").first
+    for part in parts:
+        expect(code).to_contain_text(part, timeout=TIMEOUT)
+    link = _copy_link(page)
+    expect(page).to_have_url(link, timeout=TIMEOUT)  # the next rerun sends the address bar's query: let it catch up
+    return link
+
+
+def _run(page: Page) -> None:
+    page.get_by_role("button", name="Run", exact=True).click()
+    _wait_idle(page)
+    expect(page.get_by_role("button", name="Figure (PNG)")).to_be_visible(timeout=TIMEOUT)
+
+
+@pytest.mark.xfail(reason="url_state.restore applies a stale query that a widget's rerun carries from the address bar "
+                          "(the browser had not yet taken the last published one), so quick edits revert", strict=False)
+def test_a_copied_link_keeps_the_methods_and_options(page: Page, browser: Browser, app_url: str,
+                                                     artifacts: Path) -> None:
+    page.goto(f"{app_url}/attributions", timeout=TIMEOUT)
+    _wait_idle(page)
+    _pick(page, "Architecture", "resnet18")
+    size = page.get_by_role("spinbutton", name="Input size (px)").first
+    size.fill("64")
+    size.press("Enter")
+    _wait_idle(page)
+    label = "Methods (up to four, side by side)"
+    _set_methods(page, label, remove="Integrated Gradients", add="Grad-CAM++")
+    _link_with(page, "arch=resnet18", "input_size=64", "grad_cam_pp")
+    methods = _chips(page, label)
+    assert "Integrated Gradients" not in methods and "Grad-CAM++" in methods, methods
+    _run(page)
+    _pick(page, "Colour map", "Magma")
+    _link_with(page, "colormap=Magma")
+    page.get_by_test_id("stRadio").filter(has_text="Show").get_by_text("positive", exact=False).first.click()
+    _wait_idle(page)
+    link = _link_with(page, "arch=resnet18", "input_size=64", "grad_cam_pp", "colormap=Magma", "attr_view=positive")
+    assert link.startswith(f"{app_url}/attributions?"), link
+    assert "integrated_gradients" not in link
+
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    try:
+        fresh = context.new_page()
+        fresh.goto(link, timeout=TIMEOUT)
+        _wait_idle(fresh)
+        assert _chips(fresh, label) == methods
+        assert "resnet18" in _selected(fresh, "Architecture")
+        expect(fresh.get_by_role("spinbutton", name="Input size (px)").first).to_have_value("64")
+        _run(fresh)  # results never travel; the settings do
+        assert _selected(fresh, "Colour map") == "Magma"
+        expect(fresh.get_by_role("radio", name=re.compile("^positive")).first).to_be_checked()
+        expect(fresh.get_by_test_id("stException")).to_have_count(0)
+        expect(fresh.get_by_text("Session State API")).to_have_count(0)  # no default-vs-state warning
+        assert _copy_link(fresh) == link
+        fresh.screenshot(path=artifacts / "link-methods-reopened.png", full_page=True)
+    finally:
+        context.close()
