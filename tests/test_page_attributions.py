@@ -15,15 +15,20 @@ PAGE = str(Path(__file__).resolve().parents[1] / "views" / "attributions.py")
 SMALL = {"arch": "resnet18", "input_size": 64, "weights": "random"}
 
 
-@pytest.fixture
-def atp() -> Iterator[AppTest]:
+def small_page() -> AppTest:
+    """The page on a small random-weight resnet18, run once (caches cleared first)."""
     st.cache_resource.clear()
     at = AppTest.from_file(PAGE, default_timeout=240)
     for key, value in SMALL.items():
         at.session_state[key] = value
     at.run()
     assert not at.exception
-    yield at
+    return at
+
+
+@pytest.fixture
+def atp() -> Iterator[AppTest]:
+    yield small_page()
     st.cache_resource.clear()
 
 
@@ -199,11 +204,6 @@ def test_fast_mode_is_on_by_default_exactly_where_bf16_is_native(monkeypatch, na
     import explorer.device
 
     monkeypatch.setattr(explorer.device, "native_bf16", lambda _device: native)
-    st.cache_resource.clear()
-    at = AppTest.from_file(PAGE, default_timeout=240)
-    for key, value in SMALL.items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception
+    at = small_page()
     assert at.toggle(key="fast_mode").value is native
     assert any("channels_last" in c.value for c in at.caption)  # the precision that ran is said
