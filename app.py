@@ -27,8 +27,9 @@ url_state.notice()
 choices.sidebar()  # after st.navigation, so the widgets belong to the page run and keep their state
 with st.sidebar:
     projector.toggle()
-    link_box = st.empty()
+    link_place = st.container()
 try:
     page.run()
 finally:
-    url_state.publish(page.url_path, link_box)
+    with link_place:
+        url_state.link_box(page.url_path)

@@ -20,7 +20,7 @@ from explorer.errors import ExplorerError
 from explorer.models import residual_blocks
 from explorer.plots import attribution as plots
 from explorer.predict import Prediction, predict, predict_with_knockout
-from explorer.ui import cached, keys, lab_models, projector
+from explorer.ui import cached, keys, lab_models, projector, url_state
 from explorer.ui.lab_models import Subject
 from explorer.ui.page import guarded
 
@@ -173,10 +173,11 @@ def _title(res: attr.Attribution) -> str:
 def _display_settings() -> tuple[str, str, float]:
     """View, colour map and overlay opacity."""
     left, middle, right = st.columns(3)
-    view = left.radio("Show", list(VIEW_HELP), key=keys.ATTR_VIEW, format_func=VIEW_HELP.get)
-    colormap = middle.selectbox("Colour map", plots.COLORMAPS, key=keys.COLORMAP,
+    relink = url_state.relink(keys.FRAGMENT_ATTR_PANELS)
+    view = left.radio("Show", list(VIEW_HELP), key=keys.ATTR_VIEW, format_func=VIEW_HELP.get, on_change=relink)
+    colormap = middle.selectbox("Colour map", plots.COLORMAPS, key=keys.COLORMAP, on_change=relink,
                                 help="Perceptually uniform maps that stay readable with colour-vision deficiencies.")
-    opacity = right.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05, key=keys.OPACITY)
+    opacity = right.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05, key=keys.OPACITY, on_change=relink)
     return view, colormap, opacity
 
 
@@ -233,7 +234,7 @@ def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: 
     _trust(subject, prep, done, target, device, key)
 
 
-@st.fragment
+@st.fragment(key=keys.FRAGMENT_ATTR_PANELS)
 def _panels(photo: np.ndarray, done: dict[str, attr.Attribution], label: str, stem: str) -> None:
     """The display controls and what they drive (the panels, their downloads), as one fragment: a change of view,
     colour map or opacity reruns only this (the details table and downloads come along), on the results already

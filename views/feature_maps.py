@@ -8,7 +8,7 @@ import streamlit as st
 from explorer import activations, images
 from explorer.models import StageInfo
 from explorer.plots import features as plots
-from explorer.ui import cached, keys, lab_models, projector
+from explorer.ui import cached, keys, lab_models, projector, url_state
 from explorer.ui.lab_models import Subject
 from explorer.ui.page import guarded
 
@@ -150,8 +150,9 @@ def _run(
 def _channel_choice(fmap) -> tuple[list[int], bool]:
     """Rank or pick channels (keys fm_rank, fm_k, fm_channels) and the colour scale (fm_scale)."""
     left, middle, right = st.columns([1.2, 1, 1])
-    rank = left.radio("Channels", list(RANK), key=keys.FM_RANK)
-    scale = right.radio("Colour scale", ["shared", "per channel"], key=keys.FM_SCALE,
+    relink = url_state.relink(keys.FRAGMENT_FM_CHANNELS)
+    rank = left.radio("Channels", list(RANK), key=keys.FM_RANK, on_change=relink)
+    scale = right.radio("Colour scale", ["shared", "per channel"], key=keys.FM_SCALE, on_change=relink,
                         help="Shared: tiles are comparable. Per channel: each tile stretched to show its pattern.")
     count = fmap.shape[1]
     if RANK[rank] == "pick":
@@ -159,16 +160,16 @@ def _channel_choice(fmap) -> tuple[list[int], bool]:
         first = list(range(min(8, count)))
         st.session_state[keys.FM_CHANNELS] = kept if keys.FM_CHANNELS in st.session_state else first
         channels = list(middle.multiselect("Channels to show", list(range(count)), key=keys.FM_CHANNELS,
-                                           max_selections=32))
+                                           max_selections=32, on_change=relink))
     else:
         top = min(32, count)
         st.session_state[keys.FM_K] = min(st.session_state.get(keys.FM_K, min(16, count)), top)
-        k = middle.slider("How many", 1, top, key=keys.FM_K)
+        k = middle.slider("How many", 1, top, key=keys.FM_K, on_change=relink)
         channels = activations.top_channels(fmap, k, by=RANK[rank])
     return channels, scale == "shared"
 
 
-@st.fragment  # ranking, count and scale redraw this tab only
+@st.fragment(key=keys.FRAGMENT_FM_CHANNELS)  # ranking, count and scale redraw this tab (and the link)
 def _show_channels(layer: str, fmap, subject: Subject) -> None:
     stats = activations.channel_stats(fmap)
     channels, shared = _channel_choice(fmap)
@@ -192,18 +193,20 @@ def _show_channels(layer: str, fmap, subject: Subject) -> None:
                        f"{subject.name}-{layer}-channels.csv", mime="text/csv", key=keys.FM_STATS_CSV)
 
 
-@st.fragment  # channel and opacity redraw this tab only
+@st.fragment(key=keys.FRAGMENT_FM_OVERLAY)  # channel and opacity redraw this tab (and the link)
 def _show_overlay(layer: str, fmap, prep: images.Preprocessed) -> None:
     count = fmap.shape[1]
     top = activations.top_channels(fmap, 1)[0]
-    new_layer = st.session_state.get(keys.PRIVATE_FM_OVERLAY_LAYER) != layer
+    shown = st.session_state.get(keys.PRIVATE_FM_OVERLAY_LAYER)
+    new_layer = shown is not None and shown != layer  # a link's channel stands on the session's first layer
     if new_layer or st.session_state.get(keys.FM_OVERLAY_CHANNEL) not in range(count):
         st.session_state[keys.FM_OVERLAY_CHANNEL] = top  # a new layer starts at its strongest channel
-        st.session_state[keys.PRIVATE_FM_OVERLAY_LAYER] = layer
+    st.session_state[keys.PRIVATE_FM_OVERLAY_LAYER] = layer
     left, right = st.columns(2)
+    relink = url_state.relink(keys.FRAGMENT_FM_OVERLAY)
     channel = left.number_input(f"Channel (0–{count - 1}; the strongest is {top})", 0, count - 1,
-                                key=keys.FM_OVERLAY_CHANNEL)
-    opacity = right.slider("Opacity of the map", 0.0, 1.0, 0.5, 0.05, key=keys.FM_OPACITY)
+                                key=keys.FM_OVERLAY_CHANNEL, on_change=relink)
+    opacity = right.slider("Opacity of the map", 0.0, 1.0, 0.5, 0.05, key=keys.FM_OPACITY, on_change=relink)
     side = min(prep.cropped.size[0], plots.MAX_SIDE)  # the browser stretches (and smooths) it the rest of the way
     heat = activations.upsample(fmap[0, int(channel)], (side, side))
     fig = plots.channel_overlay(images.to_uint8(images.denormalise(prep.tensor, prep.mean, prep.std)), heat,

@@ -182,6 +182,10 @@ PRIVATE_LAB_UPLOAD_DONE = "_lab_upload_done"  # file_id of the last lab model up
 
 # --- Frame (app.py: links to an exact view, projector mode; explorer/ui/url_state.py, projector.py)
 PRESENT = "present"  # projector mode: large type, captions trimmed, sidebar collapsed (?present=1)
+FRAGMENT_LINK = "frag_copy_link"  # st.fragment keys: the sidebar's link box, rerun with a page fragment
+FRAGMENT_ATTR_PANELS = "frag_attr_panels"
+FRAGMENT_FM_CHANNELS = "frag_fm_channels"
+FRAGMENT_FM_OVERLAY = "frag_fm_overlay"
 PRIVATE_URL_APPLIED = "_url_applied"  # the query string last applied or published in this session
 PRIVATE_URL_IGNORED = "_url_ignored"  # what the last applied link could not use: [(key, value, reason)]
 PRIVATE_URL_PAGE = "_url_page"  # the page the last run showed (a page switch clears the query)

@@ -1,8 +1,10 @@
 """Links to an exact view: the URL's query <-> ``st.session_state``, for the keys declared in ``url_params``.
 
 app.py calls, in this order: :func:`restore` (before the sidebar and the page: a link's values become the widgets'
-values), :func:`notice` (one warning naming what a link could not use), and after the page :func:`publish`
-(the current values go to ``st.query_params``, defaults left out, and the "Copy link" box is filled).
+values), :func:`notice` (one warning naming what a link could not use), and after the page :func:`link_box`
+(a fragment: :func:`publish` writes the current values to ``st.query_params``, defaults left out, and fills the
+"Copy link" box). A control inside a page's own ``st.fragment`` passes ``on_change=relink(<fragment key>)``, so
+its change reruns that fragment and the link box together, not the page.
 
 When a query is read — Streamlit's own rule for widgets bound to the URL, pinned by ``tests/test_url_state.py``:
 
@@ -24,7 +26,7 @@ a block of that stage), and a binding drops defaults a page works out at run tim
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,7 +37,8 @@ from explorer.ui import keys
 from explorer.ui.links import encode_value, view_link
 from explorer.ui.url_params import ALL, PAGE, PARAMS, Context, Ignored, page_params
 
-__all__ = ["EMBED", "current_state", "decode", "encode", "link", "notice", "publish", "restore"]
+__all__ = ["EMBED", "current_state", "decode", "encode", "link", "link_box", "notice", "publish", "relink",
+           "restore"]
 
 EMBED = ("embed", "embed_options")  # Streamlit's own parameters: kept, never read as a setting
 UPLOAD_NOTE = "An uploaded image cannot travel in a link: the link opens with the sample photograph."
@@ -169,3 +172,28 @@ def publish(page: str, box: Any | None = None) -> str:
             st.code(full, language=None, wrap_lines=True)
             st.caption(UPLOAD_NOTE)
     return full
+
+
+
+@st.fragment(key=keys.FRAGMENT_LINK)
+def _link_fragment(page: str) -> None:
+    publish(page, st.empty())
+
+
+def link_box(page: str) -> None:
+    """Publish the view and draw the "Copy link to this view" box, as a fragment: app.py calls it after the page
+    (inside the sidebar's place for it); a linked control inside a page's own fragment reruns it through
+    :func:`relink`, so the link never lags behind the screen."""
+    _link_fragment(page)
+
+
+def relink(fragment: str) -> Callable[[], None]:
+    """``on_change`` for a control that belongs in the link and lives in the page's fragment keyed ``fragment``:
+    its change reruns that fragment and the link box (``st.rerun`` with fragment keys), not the whole page."""
+
+    def rerun() -> None:
+        if keys.PRIVATE_URL_PAGE in st.session_state:  # restore() ran: app.py draws the link box
+            st.rerun([fragment, keys.FRAGMENT_LINK])
+        # a page run on its own has no link box: the interaction's own rerun stands
+
+    return rerun
