@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from streamlit_wait import APP, START_MS, STARTED
+
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run",
@@ -84,7 +86,11 @@ async def _settle(page) -> None:
     """Wait until Streamlit has finished the run the last action started."""
     from playwright.async_api import expect
 
-    await page.wait_for_timeout(400)  # let the run start before waiting for it to end
+    try:  # the run starts a moment after the action (see streamlit_wait)
+        await page.wait_for_function(STARTED, timeout=START_MS, polling=20)
+    except Exception:  # noqa: BLE001 - none started, or it came and went between polls
+        pass
+    await page.locator(f"{APP}[data-test-script-state='notRunning']").wait_for(timeout=SETTLE_MS)
     await expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=SETTLE_MS)
 
 

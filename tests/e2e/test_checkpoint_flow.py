@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 from playwright.sync_api import Page, expect
+from streamlit_wait import wait_idle
 
 from explorer import attribution
 from explorer.models import build
@@ -15,12 +16,6 @@ from explorer.shared import seeded
 
 TIMEOUT = 120_000
 CLASSES = ["apple", "banana", "cherry", "date", "elderberry", "fig", "grape", "honeydew", "kiwi", "lemon"]
-
-
-def _wait_idle(page: Page) -> None:
-    """Wait until streamlit has finished running the script (no 'Running...' status widget)."""
-    page.wait_for_load_state("networkidle")
-    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=TIMEOUT)
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path]:
@@ -40,27 +35,27 @@ def _choose_method(page: Page, label: str) -> None:
     box.locator("input").fill(label)
     page.get_by_role("option", name=label, exact=True).click()
     page.keyboard.press("Escape")
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def test_my_checkpoint_with_its_class_names(page: Page, app_url: str, artifacts: Path, tmp_path: Path) -> None:
     weights, names = _files(tmp_path)
     page.set_viewport_size({"width": 1400, "height": 1600})
     page.goto(app_url, timeout=TIMEOUT)
-    _wait_idle(page)
+    wait_idle(page)
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_text("My checkpoint (.pth / .safetensors)").click()
-    _wait_idle(page)
+    wait_idle(page)
     uploads = sidebar.get_by_test_id("stFileUploaderDropzoneInput")
     uploads.nth(0).set_input_files(weights)
-    _wait_idle(page)
+    wait_idle(page)
     expect(sidebar.get_by_text(re.compile(r"Your checkpoint: resnet18, 10 classes"))).to_be_visible(timeout=TIMEOUT)
     uploads.nth(1).set_input_files(names)
-    _wait_idle(page)
+    wait_idle(page)
     expect(sidebar.get_by_text(re.compile(r"10 classes \(names from fruit\.txt\)"))).to_be_visible(timeout=TIMEOUT)
 
     page.get_by_role("link", name="Predictions & attributions").first.click()
-    _wait_idle(page)
+    wait_idle(page)
     top5 = page.get_by_test_id("stPlotlyChart").first
     expect(top5).to_contain_text(re.compile("|".join(CLASSES)), timeout=TIMEOUT)
     expect(page.get_by_test_id("stException")).to_have_count(0)
@@ -71,7 +66,7 @@ def test_my_checkpoint_with_its_class_names(page: Page, app_url: str, artifacts:
         _choose_method(page, "Grad-CAM++")
     expect(top5).to_contain_text(re.compile("|".join(CLASSES)), timeout=TIMEOUT)
     page.get_by_role("button", name="Run", exact=True).click()
-    _wait_idle(page)
+    wait_idle(page)
     expect(page.get_by_test_id("stPlotlyChart").first).to_contain_text(re.compile("|".join(CLASSES)))  # still yours
     expect(page.get_by_role("button", name="Figure (PNG)")).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_test_id("stException")).to_have_count(0)

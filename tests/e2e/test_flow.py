@@ -6,21 +6,16 @@ import re
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
+from streamlit_wait import wait_idle
 
 TIMEOUT = 120_000
-
-
-def _wait_idle(page: Page) -> None:
-    """Wait until streamlit has finished running the script (no 'Running...' status widget)."""
-    page.wait_for_load_state("networkidle")
-    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=TIMEOUT)
 
 
 def _pick(page: Page, label: str, option: str) -> None:
     box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
     box.click()
     page.get_by_role("option", name=option, exact=True).click()
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def test_architecture_resnet50(page: Page, app_url: str, artifacts: Path) -> None:
@@ -28,7 +23,7 @@ def test_architecture_resnet50(page: Page, app_url: str, artifacts: Path) -> Non
     expect(page.get_by_role("heading", name="ResNet Explorer")).to_be_visible(timeout=TIMEOUT)
     page.screenshot(path=artifacts / "home.png", full_page=True)
     page.get_by_role("link", name="Architecture").first.click()
-    _wait_idle(page)
+    wait_idle(page)
     _pick(page, "Architecture", "resnet18")
     _pick(page, "Architecture", "resnet50")
     expect(page.get_by_text("25,557,032").first).to_be_visible(timeout=TIMEOUT)
@@ -39,7 +34,7 @@ def test_architecture_resnet50(page: Page, app_url: str, artifacts: Path) -> Non
 
 def _open(page: Page, app_url: str, path: str) -> None:
     page.goto(f"{app_url}/{path}", timeout=TIMEOUT)
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def test_blocks_page(page: Page, app_url: str, artifacts: Path) -> None:
@@ -56,7 +51,7 @@ def test_feature_maps_from_an_upload(page: Page, app_url: str, artifacts: Path, 
     Image.radial_gradient("L").convert("RGB").resize((320, 240)).save(photo)
     _open(page, app_url, "feature_maps")
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(photo)
-    _wait_idle(page)
+    wait_idle(page)
     expect(page.get_by_text("upload: gradient.png").first).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_text(re.compile(r"layer[\d.]+: \d+ of \d+ channels")).first).to_be_visible(timeout=TIMEOUT)
     page.screenshot(path=artifacts / "feature_maps.png", full_page=True)
@@ -67,7 +62,7 @@ def test_a_bad_upload_is_a_message(page: Page, app_url: str, tmp_path: Path) -> 
     fake.write_text("these are my lecture notes, not a picture")
     _open(page, app_url, "feature_maps")
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(fake)
-    _wait_idle(page)
+    wait_idle(page)
     expect(page.get_by_test_id("stAlertContentError").first).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
@@ -75,7 +70,7 @@ def test_a_bad_upload_is_a_message(page: Page, app_url: str, tmp_path: Path) -> 
 def test_one_attribution(page: Page, app_url: str, artifacts: Path) -> None:
     _open(page, app_url, "attributions")
     page.get_by_role("button", name="Run", exact=True).click()
-    _wait_idle(page)
+    wait_idle(page)
     expect(page.get_by_role("button", name="Figure (PNG)")).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_test_id("stException")).to_have_count(0)
     page.screenshot(path=artifacts / "attributions.png", full_page=True)
