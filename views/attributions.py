@@ -15,14 +15,15 @@ import streamlit as st
 
 from explorer import attribution as attr
 from explorer import images
+from explorer.backend import BackendError
 from explorer.device import available_devices, native_bf16
 from explorer.errors import ExplorerError
 from explorer.models import residual_blocks
 from explorer.plots import attribution as plots
-from explorer.predict import Prediction, predict, predict_with_knockout
-from explorer.ui import cached, keys, lab_models, projector, url_state
+from explorer.predict import Prediction
+from explorer.ui import cached, keys, lab_models, projector, url_state, work
 from explorer.ui.lab_models import Subject
-from explorer.ui.page import guarded
+from explorer.ui.page import guarded, show_error
 
 MAX_METHODS = 4
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "grad_cam"]
@@ -143,7 +144,7 @@ def _settings(methods: list[str], model, size: int) -> Settings:
 # --------------------------------------------------------------------------------------------- running
 
 
-def _attribute_all(model, x, target: int, methods: list[str], settings: Settings, device: str) -> dict:
+def _attribute_all(subject: Subject, x, target: int, methods: list[str], settings: Settings, device: str) -> dict:
     """Run each method with a progress bar; a failing method becomes its error message, the others still run."""
     results: dict[str, attr.Attribution | str] = {}
     bar = st.progress(0.0, text="Starting…")
@@ -154,7 +155,9 @@ def _attribute_all(model, x, target: int, methods: list[str], settings: Settings
             bar.progress(min(1.0, (i + p) / len(methods)), text=f"{label}: {p:.0%}")
 
         try:
-            results[m] = attr.attribute(model, x, target, m, device=device, progress=tick, **settings[m])
+            results[m] = work.attribute(subject, x, target, m, device=device, progress=tick, **settings[m])
+        except BackendError:
+            raise  # the server, not the method: the page offers to try again
         except ExplorerError as err:
             results[m] = str(err)
     bar.empty()
@@ -219,7 +222,7 @@ def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: 
     if st.button("Run", key=keys.RUN_ATTR, type="primary", disabled=bool(problems)):
         with st.spinner("Computing attributions…"):
             _memo(keys.PRIVATE_ATTR_RESULTS, key,
-                  lambda: _attribute_all(model, prep.tensor, target, methods, settings, device))
+                  lambda: _attribute_all(subject, prep.tensor, target, methods, settings, device))
     results = _recall(keys.PRIVATE_ATTR_RESULTS, key)
     if results is None:
         st.caption("Press **Run** to compute the maps with these settings.")
@@ -279,7 +282,7 @@ def _filmstrip(subject: Subject, prep, photo, target: int, device: str, base_key
     if costs and st.button("Show the filmstrip", key=keys.RUN_FILM):
         with st.spinner(f"{label} at every stage…"):
             _memo(keys.PRIVATE_ATTR_FILM, key, lambda: {
-                stage: attr.attribute(model, prep.tensor, target, method, layer=stage, device=device)
+                stage: work.attribute(subject, prep.tensor, target, method, layer=stage, device=device)
                 for stage in costs
             })
     film = _recall(keys.PRIVATE_ATTR_FILM, key)
@@ -332,8 +335,7 @@ def _knockout(subject: Subject, prep, full: Prediction, device: str, fast: bool)
     chosen = st.multiselect("Blocks to knock out", blocks, key=keys.KNOCKOUT)
     if not chosen:
         return
-    after = predict_with_knockout(loaded.model, prep.tensor, chosen, categories=loaded.categories, device=device,
-                                  fast=fast)
+    after = work.predict_top(subject, prep.tensor, device=device, fast=fast, knockout=chosen)
     k = len(full.indices)
     same = after.indices[0] == full.indices[0]
     st.metric("Top-1 without those blocks", after.names[0], delta="same as the full network" if same else
@@ -399,7 +401,7 @@ def main() -> None:
     st.header("What the network predicts")
     device, fast = _run_settings()
     pred = _memo(keys.PRIVATE_ATTR_PRED, (*base_key, device, fast),
-                 lambda: predict(loaded.model, prep.tensor, categories=loaded.categories, device=device, fast=fast))
+                 lambda: work.predict_top(subject, prep.tensor, device=device, fast=fast))
     _show_predictions(pred, loaded)
     target = _target(pred, loaded.categories)
 
@@ -411,12 +413,12 @@ def main() -> None:
         lambda: _knockout(subject, prep, pred, device, fast),
         lambda: _sanity(subject, prep, photo, target, device, base_key),
     )
-    for tab, section in zip(tabs, sections, strict=True):
+    for index, (tab, section) in enumerate(zip(tabs, sections, strict=True)):
         with tab:
             try:
                 section()
             except ExplorerError as err:  # one section's refusal does not hide the others; guarded() does the rest
-                st.error(str(err))
+                show_error(err, f"section{index}")
 
 
 guarded(main)

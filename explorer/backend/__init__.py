@@ -24,7 +24,7 @@ from explorer.backend.errors import BackendError, CheckpointMissing, ServerBusy,
 from explorer.backend.loading import Loaded, ModelCache
 from explorer.backend.local import LocalBackend
 from explorer.backend.protocol import Backend
-from explorer.backend.select import BACKENDS, current, describe, reset
+from explorer.backend.select import BACKENDS, configured, current, describe, reset
 
 __all__ = [
     "BACKENDS",
@@ -40,6 +40,7 @@ __all__ = [
     "ModelConfig",
     "ServerBusy",
     "ServerUnavailable",
+    "configured",
     "current",
     "describe",
     "reset",

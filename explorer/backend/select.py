@@ -15,7 +15,7 @@ from explorer.backend.errors import BackendError
 from explorer.backend.local import LocalBackend
 from explorer.backend.protocol import Backend
 
-__all__ = ["BACKENDS", "current", "describe", "ray_options", "reset"]
+__all__ = ["BACKENDS", "configured", "current", "describe", "ray_options", "reset"]
 
 BACKENDS = ("local", "ray")
 _LOCK = threading.Lock()
@@ -63,6 +63,11 @@ def _make(name: str) -> Backend:
     raise BackendError(f"EXPLORER_BACKEND must be one of {', '.join(BACKENDS)}, not {name!r}.")
 
 
+def configured() -> str:
+    """The backend's name as configured (``EXPLORER_BACKEND``, default ``local``), without making it."""
+    return (os.environ.get("EXPLORER_BACKEND") or "local").strip().lower()
+
+
 def current() -> Backend:
     """The configured backend, made once per process (again when ``EXPLORER_BACKEND`` changes).
 
@@ -70,7 +75,7 @@ def current() -> Backend:
         BackendError: an unknown name, Ray missing, or a Ray cluster that cannot be reached.
     """
     global _CURRENT
-    name = (os.environ.get("EXPLORER_BACKEND") or "local").strip().lower()
+    name = configured()
     with _LOCK:
         if _CURRENT is None or _CURRENT.name != name:
             if _CURRENT is not None:

@@ -181,6 +181,7 @@ PRIVATE_LAB_IMAGE_PREP = "_lab_image_prep"  # (key, Preprocessed) of the last la
 PRIVATE_LAB_UPLOAD_DONE = "_lab_upload_done"  # file_id of the last lab model upload opened
 
 # --- Frame (app.py: links to an exact view, projector mode; explorer/ui/url_state.py, projector.py)
+RETRY = "retry"  # + "_" + where: the "Try again" button after a server error (explorer/ui/page.py)
 PRESENT = "present"  # projector mode: large type, captions trimmed, sidebar collapsed (?present=1)
 FRAGMENT_LINK = "frag_copy_link"  # st.fragment keys: the sidebar's link box, rerun with a page fragment
 FRAGMENT_ATTR_PANELS = "frag_attr_panels"

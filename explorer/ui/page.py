@@ -9,8 +9,9 @@ from collections.abc import Callable
 import streamlit as st
 
 from explorer.errors import ExplorerError
+from explorer.ui import keys
 
-__all__ = ["guarded"]
+__all__ = ["guarded", "show_error"]
 
 log = logging.getLogger("explorer")
 
@@ -26,10 +27,21 @@ def guarded(main: Callable[[], None]) -> None:
     try:
         main()
     except ExplorerError as err:
-        st.error(str(err), icon=":material/error:")
+        show_error(err, "page")
     except Exception as err:  # noqa: BLE001 - the last line of defence: a message, never a traceback
         if os.environ.get("EXPLORER_RAISE") == "1":
             raise
         log.exception("unexpected error on a page")
         st.error(f"Something went wrong on this page ({type(err).__name__}: {err}). The rest of the app still "
                  "works; change a setting or reload the page to try again.", icon=":material/error:")
+
+
+def show_error(err: ExplorerError, where: str) -> None:
+    """An error's sentence; when the server could not answer (busy, dead, late: a ``BackendError``), a "Try
+    again" button too: nothing failed is remembered, so the rerun it starts asks again. ``where`` keys the
+    button (one per place on a page)."""
+    from explorer.backend import BackendError  # the backend package loads with its first use, not with the page
+
+    st.error(str(err), icon=":material/error:")
+    if isinstance(err, BackendError):
+        st.button("Try again", key=f"{keys.RETRY}_{where}", icon=":material/refresh:")

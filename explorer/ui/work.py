@@ -1,0 +1,77 @@
+"""A page's heavy calls, sent where the configured backend runs them (``EXPLORER_BACKEND``, see
+:mod:`explorer.backend`).
+
+``local`` (the default) runs them here, on the session's shared model, exactly as before. ``ray`` sends the
+sidebar's model configuration (a user's checkpoint as its bytes and hash) and the preprocessed image tensor to
+Ray Serve; a lab-trained model has no configuration a replica could load, so it always runs here. The results
+are the dataclasses the local functions return; a remote prediction keeps this session's class names (a
+checkpoint's class file stays in the browser's session). A server that is busy, dead or late raises a
+:class:`~explorer.backend.BackendError`, which the page shows with a "Try again" button.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+from torch import Tensor
+
+from explorer import backend
+from explorer.predict import Prediction, predict, predict_with_knockout
+from explorer.ui import keys
+from explorer.ui.lab_models import Subject
+
+if TYPE_CHECKING:
+    from explorer.attribution import Attribution
+
+__all__ = ["attribute", "predict_top", "remote_config", "where"]
+
+
+def remote_config(subject: Subject) -> backend.ModelConfig | None:
+    """The configuration a remote backend loads for ``subject``; ``None`` when the work runs in this process
+    (the ``local`` backend, or a lab model)."""
+    if backend.configured() == "local" or subject.from_lab:
+        return None
+    choice = subject.key[0]
+    upload = None  # (file name, bytes): what choices keeps of this session's upload
+    if choice.weights == "checkpoint":
+        upload = st.session_state.get(keys.CHECKPOINTS, {}).get(choice.checkpoint)
+    return backend.ModelConfig.from_choice(choice, upload)
+
+
+def where(subject: Subject) -> str:
+    """Where this subject's heavy work runs, for a caption: "in this process" or "on Ray Serve"."""
+    return "in this process" if remote_config(subject) is None else "on Ray Serve"
+
+
+def predict_top(subject: Subject, x: Tensor, *, device: str, fast: bool | None, k: int = 5,
+                knockout: Sequence[str] = ()) -> Prediction:
+    """Top-``k`` of ``x`` (1, 3, S, S), preprocessed for ``subject``, with the residual blocks ``knockout``
+    skipped."""
+    loaded = subject.loaded
+    config = remote_config(subject)
+    if config is None:
+        if knockout:
+            return predict_with_knockout(loaded.model, x, list(knockout), categories=loaded.categories,
+                                         device=device, fast=fast, k=k)
+        return predict(loaded.model, x, categories=loaded.categories, device=device, fast=fast, k=k)
+    pred = backend.current().predict(config, backend.ImageInput.from_tensor(x), k=k, knockout=tuple(knockout),
+                                     fast=fast)
+    if loaded.categories:
+        pred = replace(pred, names=tuple(loaded.categories[i] for i in pred.indices))
+    return pred
+
+
+def attribute(subject: Subject, x: Tensor, target: int, method: str, *, device: str, progress: Any = None,
+              **options: Any) -> Attribution:
+    """One attribution of class ``target`` on ``x`` (1, 3, S, S) (see :func:`explorer.attribution.attribute`);
+    a remote one reports no progress."""
+    config = remote_config(subject)
+    if config is None:
+        from explorer import attribution
+
+        return attribution.attribute(subject.loaded.model, x, target, method, device=device, progress=progress,
+                                     **options)
+    return backend.current().attribute(config, backend.ImageInput.from_tensor(x), target, method, **options)

@@ -1,0 +1,115 @@
+"""The Predictions & attributions page through a remote backend (``EXPLORER_BACKEND=ray``), with a stand-in for
+Ray Serve that answers from a :class:`LocalBackend` in this process: the page sends the sidebar's configuration and
+the image tensor, gets the same figures the in-process path gives, and a busy or dead server is a message with a
+"Try again" button, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import streamlit as st
+
+from explorer import backend
+from explorer.backend import select
+from test_page_attributions import small_page
+
+
+class StandIn:
+    """A remote backend's interface, answered by a local one; ``fail`` makes its next calls raise."""
+
+    name = "ray"
+
+    def __init__(self) -> None:
+        self.local = backend.LocalBackend()
+        self.calls: list[tuple[str, backend.ModelConfig]] = []
+        self.fail: backend.BackendError | None = None
+
+    def _call(self, what: str, config: backend.ModelConfig) -> None:
+        self.calls.append((what, config))
+        if self.fail is not None:
+            raise self.fail
+
+    def predict(self, config, image, **kw):
+        self._call("predict", config)
+        return self.local.predict(config, image, **kw)
+
+    def attribute(self, config, image, target, method, **kw):
+        self._call(method, config)
+        return self.local.attribute(config, image, target, method, **kw)
+
+    def describe(self) -> str:
+        return "a stand-in for Ray Serve"
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def remote(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
+    stand_in = StandIn()
+    monkeypatch.setenv("EXPLORER_BACKEND", "ray")
+    monkeypatch.setattr(select, "_make", lambda name: stand_in)
+    select.reset()
+    yield stand_in
+    select.reset()
+    st.cache_resource.clear()
+
+
+def _bars(at) -> dict:
+    chart = next(e for e in at.get("plotly_chart") if "attr_top5" in e.proto.id)
+    return json.loads(chart.proto.spec)["data"][0]
+
+
+def test_the_page_sends_its_work_to_the_backend_and_shows_the_same_figures(remote: StandIn,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    at = small_page()
+    assert not at.exception and not at.error
+    assert [what for what, _ in remote.calls] == ["predict"]
+    config = remote.calls[0][1]
+    assert (config.arch, config.weights) == ("resnet18", "random")
+    sent = _bars(at)
+    at.multiselect(key="methods").set_value(["saliency", "grad_cam"]).run()
+    at.button(key="run_attr").click().run()
+    assert not at.exception and not at.error
+    assert [what for what, _ in remote.calls][1:] == ["saliency", "grad_cam"]
+    remote_maps = json.loads(next(e for e in at.get("plotly_chart") if "attr_panels" in e.proto.id).proto.spec)
+
+    monkeypatch.setenv("EXPLORER_BACKEND", "local")  # the same page in this process
+    here = small_page()
+    here.multiselect(key="methods").set_value(["saliency", "grad_cam"]).run()
+    here.button(key="run_attr").click().run()
+    assert _bars(here)["y"] == sent["y"] and _bars(here)["x"] == pytest.approx(sent["x"], abs=1e-6)
+    local_maps = json.loads(next(e for e in here.get("plotly_chart") if "attr_panels" in e.proto.id).proto.spec)
+    heat = [[t["z"] for t in fig["data"] if t["type"] == "heatmap"] for fig in (remote_maps, local_maps)]
+    assert heat[0] == heat[1] and heat[0]
+    assert len(remote.calls) == 3  # the local page asked the stand-in nothing
+
+
+def test_a_busy_server_is_a_message_with_try_again(remote: StandIn) -> None:
+    remote.fail = backend.ServerBusy(7)
+    at = small_page()
+    assert not at.exception
+    assert any("The server is busy, 7 requests ahead" in e.value for e in at.error)
+    retry = at.button(key="retry_page")
+    remote.fail = None  # the queue drained
+    retry.click().run()
+    assert not at.exception and not at.error
+    assert len(_bars(at)["y"]) == 5
+
+
+def test_a_dead_replica_during_a_run_is_a_message_and_the_page_goes_on(remote: StandIn) -> None:
+    at = small_page()
+    remote.fail = backend.ServerUnavailable("The model server stopped answering (its replica died); a new one is "
+                                            "starting.")
+    at.multiselect(key="methods").set_value(["saliency"]).run()
+    at.button(key="run_attr").click().run()
+    assert not at.exception
+    assert any("replica died" in e.value for e in at.error)
+    assert len(_bars(at)["y"]) == 5  # the prediction made before stays on screen
+    remote.fail = None
+    at.button(key="retry_section0").click().run()
+    at.button(key="run_attr").click().run()
+    assert not at.exception and not at.error
+    assert any("attr_panels" in e.proto.id for e in at.get("plotly_chart"))
