@@ -207,3 +207,19 @@ def test_fast_mode_is_on_by_default_exactly_where_bf16_is_native(monkeypatch, na
     at = small_page()
     assert at.toggle(key="fast_mode").value is native
     assert any("channels_last" in c.value for c in at.caption)  # the precision that ran is said
+
+
+def test_projector_mode_says_random_weights_in_one_line_and_keeps_the_details() -> None:
+    """Offline, ImageNet weights cannot load: on a projector the long how-to moves into an expander."""
+    st.cache_resource.clear()
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    for key, value in {**SMALL, "weights": "pretrained", "present": True}.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception
+    notices = [w.value for w in at.warning if "could not be loaded" in w.value]
+    assert len(notices) == 1 and len(notices[0]) < 200
+    assert not [i for i in at.info if "random weights" in i.value]  # one notice, not two
+    assert [e.label for e in at.expander][:1] == ["Why, and how to get the weights"]
+    assert "download" in at.expander[0].markdown[0].value
+    st.cache_resource.clear()

@@ -5,7 +5,7 @@ import streamlit as st
 from explorer import backend, weights
 from explorer.device import device_label, pick_device, versions
 from explorer.errors import ExplorerError
-from explorer.ui import choices
+from explorer.ui import choices, projector
 from explorer.ui.page import guarded
 
 
@@ -28,7 +28,7 @@ def _introduction() -> None:
     )
 
     st.subheader("Where to start")
-    cols = st.columns(5)
+    cols = st.columns(3 if projector.active() else 5)  # at projector sizes five labels do not fit a row
     tour = [
         ("views/architecture.py", "Architecture", "Table 1 of the paper for your model, layer by layer."),
         ("views/blocks.py", "Blocks & shortcuts", "One block drawn op by op; identity vs projection."),
@@ -36,8 +36,8 @@ def _introduction() -> None:
         ("views/attributions.py", "Predictions & attributions", "Top-5 and why: Grad-CAM, IG, and more."),
         ("views/lab.py", "Degradation lab", "Plain vs residual nets: gradients and a training race."),
     ]
-    for col, (page, label, text) in zip(cols, tour, strict=True):
-        with col:
+    for i, (page, label, text) in enumerate(tour):
+        with cols[i % len(cols)]:
             st.page_link(page, label=f"**{label}**")
             st.caption(text)
 

@@ -14,7 +14,7 @@ from explorer.checkpoints import ClassNamesError, LoadReport
 from explorer.errors import ExplorerError
 from explorer.models import ResNet, build
 from explorer.shared import model_lock, prepare, seeded
-from explorer.ui import keys
+from explorer.ui import keys, projector
 
 if TYPE_CHECKING:  # choices imports this module (the sidebar follows what a checkpoint holds)
     from explorer.ui.choices import ModelChoice
@@ -148,6 +148,13 @@ def model(choice: ModelChoice) -> LoadedModel:
 
 def weights_notice(loaded: LoadedModel) -> None:
     """Say on screen when the requested weights failed, and when results come from random weights."""
+    if projector.active() and loaded.problem and not loaded.error and not loaded.pretrained:
+        # on a projector, one line: the room needs to know the weights are random, not where the file goes
+        st.warning("**Random weights**: the requested weights could not be loaded, so predictions, feature maps "
+                   "and attributions show an untrained network.", icon=":material/casino:")
+        with st.expander("Why, and how to get the weights"):
+            st.markdown(loaded.problem)
+        return
     if loaded.problem:
         (st.error if loaded.error else st.warning)(loaded.problem)
     if loaded.report is not None:
