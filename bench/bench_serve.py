@@ -8,6 +8,12 @@
 3. **Latency, local vs Ray**: p50 / p95 of one prediction under N = 1 and N = 8 concurrent threaded clients,
    the local backend (in this process, one model lock) vs the Ray backend (batch 8), in the same rounds.
 
+4. **The standard tour under a class's load** (``--students``, default N = 1, 8 and 30): each simulated student
+   sends what a visit of Predictions & attributions costs the server (the prediction, then the page's default
+   methods: Saliency, Integrated Gradients and Grad-CAM, at their default settings) ``--tours`` times, on
+   ``--tour-arch`` at ``--tour-size`` px; p50 / p95 of a whole tour, errors and tours/s, local vs Ray, in
+   interleaved rounds. Skip it with ``--students`` and no number.
+
 Every client sends ``--requests`` predictions (distinct random images, preprocessed, as tensor bytes) or stops
 at ``--time-limit`` seconds, whichever comes first. Ray runs on loopback (a local instance, ``--cpus`` CPUs,
 no dashboard, no HTTP proxy). Needs ``pip install -r requirements-scale.txt``.
@@ -35,6 +41,8 @@ from explorer.backend import ImageInput, LocalBackend, ModelConfig  # noqa: E402
 from explorer.backend.batch import predict_batch  # noqa: E402
 from explorer.device import native_bf16  # noqa: E402
 from explorer.predict import predict  # noqa: E402
+
+TOUR_METHODS = ("saliency", "integrated_gradients", "grad_cam")  # views/attributions.py's DEFAULT_METHODS
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,14 @@ def merge(a: Load | None, b: Load) -> Load:
     return Load(b.clients, a.latencies + b.latencies, a.errors + b.errors, a.wall + b.wall)
 
 
+def tour(be, cfg: ModelConfig, image: ImageInput) -> None:
+    """One student's visit of Predictions & attributions, as the server sees it: the top-5, then each default
+    method on the top class."""
+    top = be.predict(cfg, image, k=5).indices[0]
+    for method in TOUR_METHODS:
+        be.attribute(cfg, image, top, method)
+
+
 def in_process(cfg: ModelConfig, xs: list[torch.Tensor], repeats: int) -> tuple[float, float]:
     """images/s of predict() one by one and of predict_batch() on 8 at once (medians of ``repeats``)."""
     model = LocalBackend().model(cfg).model
@@ -126,6 +142,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every Ray/local variant")
     ap.add_argument("--batch-wait", type=float, default=0.05, help="seconds a batch waits for more requests")
+    ap.add_argument("--students", type=int, nargs="*", default=[1, 8, 30], help="N of the tour section")
+    ap.add_argument("--tours", type=int, default=1, help="tours per student and round")
+    ap.add_argument("--tour-arch", default="resnet18")
+    ap.add_argument("--tour-size", type=int, default=112)
     args = ap.parse_args()
 
     import ray
@@ -182,10 +202,42 @@ def main() -> None:
     for n in args.clients:
         print(" ", results[f"local N={n}"].line("local backend"))
         print(" ", results[f"ray N={n}"].line("ray backend (batch 8)"))
+    if args.students:
+        results.update(tour_section(args, RayBackend))
     errors = [e for r in results.values() for e in r.errors]
     if errors:
         print(f"{len(errors)} errors, e.g. {errors[0]}")
     ray.shutdown()
+
+
+def tour_section(args: argparse.Namespace, ray_backend: type) -> dict[str, Load]:
+    """Section 4: N students each touring ``args.tours`` times, local vs Ray (one replica, batch 8), interleaved."""
+    cfg = ModelConfig(args.tour_arch, weights="random")
+    gen = torch.Generator().manual_seed(1)
+    images = [ImageInput.from_tensor(torch.randn(1, 3, args.tour_size, args.tour_size, generator=gen))
+              for _ in range(32)]
+    most = max(args.students)
+    ray_be = ray_backend(num_cpus=args.cpus / 2, threads=args.cpus, max_batch_size=8, max_ongoing_requests=most,
+                         max_queued_requests=2 * most, timeout_s=args.time_limit + 60, batch_wait_s=args.batch_wait,
+                         app_prefix="bench-tour-")
+    local = LocalBackend()
+    for be in (ray_be, local):
+        tour(be, cfg, images[0])  # deployed, loaded, warm
+    backends = {"local": local, "ray": ray_be}
+    results: dict[str, Load] = {}
+    for rnd in range(args.rounds):
+        for n in args.students:
+            for name in ("local", "ray") if rnd % 2 == 0 else ("ray", "local"):
+                load = run_clients(lambda im, be=backends[name]: tour(be, cfg, im), images, n, args.tours,
+                                   args.time_limit)
+                results[f"tour {name} N={n}"] = merge(results.get(f"tour {name} N={n}"), load)
+    print(f"\nthe standard tour (top-5 + {', '.join(TOUR_METHODS)}), {args.tour_arch} at {args.tour_size} px, "
+          f"{args.tours} per student and round, {args.rounds} rounds; latency of a whole tour:")
+    for n in args.students:
+        for name in ("local", "ray"):
+            print(" ", results[f"tour {name} N={n}"].line(f"{name} backend").replace("images/s", "tours/s"))
+    ray_be.close()
+    return results
 
 
 if __name__ == "__main__":
