@@ -13,17 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from captum.attr import (
-    DeepLift,
-    GradientShap,
-    GuidedGradCam,
-    IntegratedGradients,
-    LayerAttribution,
-    LayerGradCam,
-    NoiseTunnel,
-    Occlusion,
-    Saliency,
-)
 from torch import Tensor, nn
 
 from explorer.attribution.baselines import BASELINES, ONE_BASELINE
@@ -103,6 +92,8 @@ def _noise_from_level(x: Tensor, opts: Mapping[str, Any]) -> dict[str, Any]:
 
 def _upsample(raw: Tensor, size: tuple[int, int], opts: Mapping[str, Any]) -> Tensor:
     """Grad-CAM: the layer's (1, 1, h, w) grid upsampled to the image's (H, W)."""
+    from captum.attr import LayerAttribution  # noqa: PLC0415 - Captum loads with the first attribution
+
     return LayerAttribution.interpolate(raw.float(), size, interpolate_mode=opts["interpolate_mode"])
 
 
@@ -134,11 +125,11 @@ METHODS: dict[str, MethodSpec] = {
     spec.key: spec
     for spec in (
         MethodSpec(
-            "saliency", "Saliency", "sal", Saliency, has_delta=False, cost=_one, settings={"abs": True},
+            "saliency", "Saliency", "sal", "Saliency", has_delta=False, cost=_one, settings={"abs": True},
             summary="The gradient of the class score with respect to each pixel (Simonyan et al. 2014).",
         ),
         MethodSpec(
-            "integrated_gradients", "Integrated Gradients", "ig", IntegratedGradients, has_delta=True,
+            "integrated_gradients", "Integrated Gradients", "ig", "IntegratedGradients", has_delta=True,
             cost=_option("n_steps"), cpu_cap=256,
             options=(
                 Option("n_steps", "steps", "Steps along the path (n_steps)", "int", 32, 4, 512, 4,
@@ -152,7 +143,7 @@ METHODS: dict[str, MethodSpec] = {
                     "difference (Sundararajan et al. 2017); they add up to f(image) - f(baseline).",
         ),
         MethodSpec(
-            "smoothgrad", "SmoothGrad", "sg", NoiseTunnel, inner=Saliency, has_delta=False,
+            "smoothgrad", "SmoothGrad", "sg", "NoiseTunnel", inner="Saliency", has_delta=False,
             cost=_option("nt_samples"), cpu_cap=64,
             options=(
                 Option("nt_samples", "samples", "Noisy samples (nt_samples)", "int", 16, 2, 128, 1,
@@ -168,7 +159,7 @@ METHODS: dict[str, MethodSpec] = {
             summary="Saliency averaged over noisy copies of the image (Smilkov et al. 2017).",
         ),
         MethodSpec(
-            "gradient_shap", "GradientSHAP", "gs", GradientShap, has_delta=True, cost=_option("n_samples"),
+            "gradient_shap", "GradientSHAP", "gs", "GradientShap", has_delta=True, cost=_option("n_samples"),
             cpu_cap=64,
             options=(
                 Option("n_samples", "samples", "Samples (n_samples)", "int", 8, 2, 128, 1,
@@ -181,7 +172,7 @@ METHODS: dict[str, MethodSpec] = {
                     "baselines (Lundberg & Lee 2017).",
         ),
         MethodSpec(
-            "occlusion", "Occlusion", "occ", Occlusion, has_delta=False, cost=_occlusion_cost, cpu_cap=400,
+            "occlusion", "Occlusion", "occ", "Occlusion", has_delta=False, cost=_occlusion_cost, cpu_cap=400,
             forward_only=True,
             options=(
                 Option("sliding_window_shapes", "window", "Window (px)", "int", 32, 4, None, 1, patch=True,
@@ -198,7 +189,7 @@ METHODS: dict[str, MethodSpec] = {
                     "2014). Forward passes only.",
         ),
         MethodSpec(
-            "grad_cam", "Grad-CAM", "gc", LayerGradCam, has_delta=False, cost=_one, options=(_layer(),),
+            "grad_cam", "Grad-CAM", "gc", "LayerGradCam", has_delta=False, cost=_one, options=(_layer(),),
             settings={"relu_attributions": True, "interpolate_mode": "bilinear"}, finish=_upsample,
             ours=("interpolate_mode",), grid_map=True,
             summary="A layer's channels weighted by their average gradient (Selvaraju et al. 2017), "
@@ -225,18 +216,18 @@ METHODS: dict[str, MethodSpec] = {
              "Each channel weighted by how much the class score drops when it is set to zero (Desai & Ramaswamy "
              "2020): gradient-free, one forward per channel.", cost=_per_channel(2), **_PER_CHANNEL),
         MethodSpec(
-            "guided_grad_cam", "Guided Grad-CAM", "ggc", GuidedGradCam, has_delta=False, cost=_two,
+            "guided_grad_cam", "Guided Grad-CAM", "ggc", "GuidedGradCam", has_delta=False, cost=_two,
             options=(_layer(),), settings={"interpolate_mode": "bilinear"},
             summary="Grad-CAM times guided backpropagation: pixel-sharp and class-specific.",
         ),
         MethodSpec(
-            "deeplift", "DeepLift", "dl", DeepLift, has_delta=True, cost=_two, options=(_baseline("zeros"),),
+            "deeplift", "DeepLift", "dl", "DeepLift", has_delta=True, cost=_two, options=(_baseline("zeros"),),
             summary="Contributions relative to a baseline, propagated with the rescale rule (Shrikumar et al. "
                     "2017); they add up to f(image) - f(baseline).",
         ),
     )
 }
-_ALIASES = {(spec.cam or spec.captum.__name__).lower(): key for key, spec in METHODS.items()}
+_ALIASES = {(spec.cam or spec.captum or key).lower(): key for key, spec in METHODS.items()}
 _ALIASES.update({"noisetunnel": "smoothgrad", "layergradcam": "grad_cam"})
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from scipy.stats import rankdata
 from torch import nn
 
 from explorer.attribution.errors import AttributionError
@@ -75,6 +74,8 @@ def rank_similarity(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     if a.shape != b.shape:
         raise AttributionError(f"Maps of different sizes cannot be compared: {a.size} and {b.size} pixels.")
+    from scipy.stats import rankdata  # noqa: PLC0415 - scipy.stats loads with the first comparison, not the app
+
     ra, rb = rankdata(a), rankdata(b)
     if ra.std() == 0 or rb.std() == 0:
         return float("nan")

@@ -106,7 +106,7 @@ class MethodSpec:
     key: str
     label: str
     short: str  # names the method's widgets ("ig_steps") and downloads
-    captum: type | None  # None for a method of the grad-cam package (``cam`` names its class)
+    captum: str | None  # the class in ``captum.attr`` (imported when first used); None for the grad-cam package
     has_delta: bool
     cost: Cost
     options: tuple[Option, ...] = ()
@@ -115,7 +115,7 @@ class MethodSpec:
     setting: Callable[[Mapping[str, Any]], str] = lambda _opts: ""  # "with 2000 steps", for messages
     advice: str = ""  # what to lower when over the cap
     forward_only: bool = False
-    inner: type | None = None  # the method NoiseTunnel wraps
+    inner: str | None = None  # the ``captum.attr`` class NoiseTunnel wraps
     prepare: Prepare = _no_change
     finish: Finish | None = None
     ours: tuple[str, ...] = ()
@@ -129,6 +129,12 @@ class MethodSpec:
     def library(self) -> str:
         """Where the method comes from, for the screen: "Captum" or "grad-cam"."""
         return "Captum" if self.captum is not None else "grad-cam"
+
+    @property
+    def captum_class(self) -> type:
+        """The Captum class, imported on first use (Captum, and the matplotlib and scipy it loads, cost the
+        app's cold start seconds)."""
+        return _captum(self.captum)
 
     @property
     def pass_kind(self) -> str:
@@ -169,8 +175,8 @@ class MethodSpec:
         """Captum's constructor and ``attribute`` keywords for this method, plus ours (``baseline``...)."""
         if self.key not in _OPTION_NAMES:
             names = set(self.defaults) | set(self.ours)
-            fns = () if self.captum is None else (self.captum.__init__, self.captum.attribute)
-            for fn in (*fns, *((self.inner.attribute,) if self.inner else ())):
+            fns = () if self.captum is None else (self.captum_class.__init__, self.captum_class.attribute)
+            for fn in (*fns, *((_captum(self.inner).attribute,) if self.inner else ())):
                 names |= set(inspect.signature(fn).parameters)
             _OPTION_NAMES[self.key] = frozenset(names - _NOT_OPTIONS)
         return set(_OPTION_NAMES[self.key])
@@ -179,19 +185,27 @@ class MethodSpec:
         """The keywords of the Captum class's constructor (``multiply_by_inputs``, ``eps``)."""
         if self.captum is None:
             return set()
-        return set(inspect.signature(self.captum.__init__).parameters) - _NOT_OPTIONS
+        return set(inspect.signature(self.captum_class.__init__).parameters) - _NOT_OPTIONS
 
     def build(self, net: nn.Module, layer: nn.Module | None, **ctor: Any) -> Any:
         """The Captum object for ``net`` (wrapping ``inner``, or looking at ``layer``)."""
         if self.inner is not None:
-            return self.captum(self.inner(net), **ctor)
+            return self.captum_class(_captum(self.inner)(net), **ctor)
         if self.uses_layer:
-            return self.captum(net, layer, **ctor)
-        return self.captum(net, **ctor)
+            return self.captum_class(net, layer, **ctor)
+        return self.captum_class(net, **ctor)
 
     def for_captum(self, opts: Mapping[str, Any]) -> dict[str, Any]:
         """``opts`` without the ones that are ours (``baseline``, ``prepare``'s and ``finish``'s inputs)."""
         return {k: v for k, v in opts.items() if k not in ("baseline", "channels", *self.ours)}
+
+
+def _captum(name: str | None) -> type:
+    if name is None:
+        raise AttributionError("This method does not run in Captum.")
+    import captum.attr  # noqa: PLC0415 - loaded with the first attribution, not with the app
+
+    return getattr(captum.attr, name)
 
 
 def per_dim(value: int | Sequence[int] | None, n: int, default: int) -> tuple[int, ...]:
