@@ -173,6 +173,18 @@ def test_attribute_parity(local: LocalBackend, reference: torch.nn.Module, metho
     np.testing.assert_allclose(got.map, want.map, rtol=1e-5, atol=1e-7)
 
 
+def test_sanity_parity(local: LocalBackend, reference: torch.nn.Module) -> None:
+    from explorer.attribution import sanity_pair
+
+    x = _x(5)
+    got = local.sanity(CFG, ImageInput.from_tensor(x), 3, "saliency", "layer3")
+    want = sanity_pair(reference, x, 3, "saliency", "layer3")
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g.map, w.map, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(got[0].map, got[1].map)  # the re-initialised copy gives another map
+    assert hook_count(local.model(CFG).model) == 0
+
+
 def test_models_are_loaded_once_and_evicted_least_recent_first() -> None:
     cache = ModelCache(max_models=2)
     a, b = ModelConfig("resnet18", weights="random"), ModelConfig("resnet18", shortcut="A", weights="random")

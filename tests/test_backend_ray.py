@@ -135,6 +135,13 @@ def test_attribute_parity(remote, local: LocalBackend) -> None:
     np.testing.assert_allclose(got.map, want.map, rtol=1e-5, atol=1e-7)
 
 
+def test_sanity_parity(remote, local: LocalBackend) -> None:
+    image = ImageInput.from_tensor(_x(6))
+    got, want = remote.sanity(CFG, image, 2, "saliency", "layer4"), local.sanity(CFG, image, 2, "saliency", "layer4")
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g.map, w.map, rtol=1e-5, atol=1e-7)
+
+
 def test_bad_upload_is_the_same_sentence(remote) -> None:
     with pytest.raises(ImageError, match="not an image"):
         remote.predict(CFG, ImageInput.encoded(b"hello, world"))

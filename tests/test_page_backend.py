@@ -39,6 +39,10 @@ class StandIn:
         self._call(method, config)
         return self.local.attribute(config, image, target, method, **kw)
 
+    def sanity(self, config, image, target, method, from_layer, **kw):
+        self._call(f"sanity {method}", config)
+        return self.local.sanity(config, image, target, method, from_layer, **kw)
+
     def describe(self) -> str:
         return "a stand-in for Ray Serve"
 
@@ -113,3 +117,12 @@ def test_a_dead_replica_during_a_run_is_a_message_and_the_page_goes_on(remote: S
     at.button(key="run_attr").click().run()
     assert not at.exception and not at.error
     assert any("attr_panels" in e.proto.id for e in at.get("plotly_chart"))
+
+
+def test_the_sanity_check_runs_on_the_backend(remote: StandIn) -> None:
+    at = small_page()
+    at.selectbox(key="sanity_method").set_value("saliency").run()
+    at.button(key="run_sanity").click().run()
+    assert not at.exception and not at.error
+    assert [what for what, _ in remote.calls] == ["predict", "sanity saliency"]
+    assert any(m.label.startswith("Rank correlation") for m in at.metric)

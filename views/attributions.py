@@ -358,7 +358,7 @@ def _sanity(subject: Subject, prep, photo, target: int, device: str, base_key: t
     if st.button("Run the sanity check", key=keys.RUN_SANITY):
         with st.spinner("Copying the model, re-initialising it and computing both maps…"):
             _memo(keys.PRIVATE_ATTR_SANITY, key,
-                  lambda: _sanity_run(loaded.model, prep.tensor, target, method, from_layer, device))
+                  lambda: work.sanity(subject, prep.tensor, target, method, from_layer, device=device))
     result = _recall(keys.PRIVATE_ATTR_SANITY, key)
     if result is None:
         return
@@ -375,12 +375,6 @@ def _sanity(subject: Subject, prep, photo, target: int, device: str, base_key: t
     projector.chart(fig, width="stretch", key=keys.ATTR_SANITY)
     if not loaded.pretrained:
         st.caption("With random weights both networks are untrained: load ImageNet weights for a meaningful check.")
-
-
-def _sanity_run(model, x, target: int, method: str, from_layer: str, device: str) -> tuple:
-    twin = attr.randomised_copy(model, from_layer)
-    return (attr.attribute(model, x, target, method, device=device),
-            attr.attribute(twin, x, target, method, device=device))
 
 
 # --------------------------------------------------------------------------------------------- page

@@ -31,7 +31,7 @@ from explorer.attribution.faithfulness import CPU_MAX_STEPS, Faithfulness, faith
 from explorer.attribution.layers import default_layer, gradcam_layers, layer_channels, stage_grid, stage_names
 from explorer.attribution.registry import METHODS, check_cost, estimate_cost, occlusion_grid, resolve_method
 from explorer.attribution.result import VIEWS, Attribution, reduce_channels, view
-from explorer.attribution.sanity import cascade_layers, randomised_copy, rank_similarity
+from explorer.attribution.sanity import cascade_layers, randomised_copy, rank_similarity, sanity_pair
 from explorer.attribution.spec import MethodSpec, Option
 from explorer.attribution.tables import cost_table, details_table, trust_table
 from explorer.images import IMAGENET_MEAN, IMAGENET_STD
@@ -64,6 +64,7 @@ __all__ = [
     "occlusion_grid",
     "randomised_copy",
     "rank_similarity",
+    "sanity_pair",
     "reduce_channels",
     "resolve_method",
     "stage_grid",

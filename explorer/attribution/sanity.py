@@ -11,7 +11,7 @@ from torch import nn
 from explorer.attribution.errors import AttributionError
 from explorer.shared import exclusive, seeded
 
-__all__ = ["cascade_layers", "randomised_copy", "rank_similarity"]
+__all__ = ["cascade_layers", "randomised_copy", "rank_similarity", "sanity_pair"]
 
 
 def _groups(model: nn.Module) -> dict[str, tuple[str, ...]]:
@@ -80,3 +80,12 @@ def rank_similarity(a: np.ndarray, b: np.ndarray) -> float:
     if ra.std() == 0 or rb.std() == 0:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def sanity_pair(model: nn.Module, x, target: int, method: str, from_layer: str, *, device=None):
+    """The check itself: ``method``'s map of class ``target`` on ``x`` (1, 3, H, W) from ``model`` and from its
+    copy re-initialised from the top down to ``from_layer`` -> ``(original, randomised)`` Attributions."""
+    from explorer.attribution.core import attribute  # noqa: PLC0415 - core imports this module's neighbours
+
+    twin = randomised_copy(model, from_layer)
+    return (attribute(model, x, target, method, device=device), attribute(twin, x, target, method, device=device))

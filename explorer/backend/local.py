@@ -54,6 +54,15 @@ class LocalBackend:
 
         return attribute(loaded.model, image.tensor(config.arch), target, method, layer=layer, **options)
 
+    def sanity(
+        self, config: ModelConfig, image: ImageInput, target: int, method: str, from_layer: str, *,
+        timeout_s: float | None = None,
+    ) -> tuple[Attribution, Attribution]:
+        loaded = self._loader(config)
+        from explorer.attribution import sanity_pair  # Captum loads on the first attribution, not at start
+
+        return sanity_pair(loaded.model, image.tensor(config.arch), target, method, from_layer)
+
     def describe(self) -> str:
         return "local, in this process"
 

@@ -1,6 +1,6 @@
 """The one interface for the heavy paths: what every backend (``local``, ``ray``) answers.
 
-Today: predictions (top-k, with or without knocked-out blocks) and attributions. Capture, the sanity check,
+Today: predictions (top-k, with or without knocked-out blocks), attributions and the sanity check. Capture,
 faithfulness and lab training join as further methods of the same shape: a :class:`ModelConfig`, an
 :class:`ImageInput` (or other plain data) in; the result dataclass the local function returns, out.
 """
@@ -40,6 +40,14 @@ class Backend(Protocol):
         timeout_s: float | None = None, **options: Any,
     ) -> Attribution:
         """One attribution of class ``target`` (see :func:`explorer.attribution.attribute`)."""
+        ...
+
+    def sanity(
+        self, config: ModelConfig, image: ImageInput, target: int, method: str, from_layer: str, *,
+        timeout_s: float | None = None,
+    ) -> tuple[Attribution, Attribution]:
+        """The model-randomisation check: ``method``'s map on the model and on its copy re-initialised from the
+        top down to ``from_layer`` (see :func:`explorer.attribution.sanity_pair`)."""
         ...
 
     def describe(self) -> str:

@@ -146,6 +146,12 @@ class RayBackend:
     ) -> Attribution:
         return self._call(config, "attribute", (image, target, method, layer, options), timeout_s)
 
+    def sanity(
+        self, config: ModelConfig, image: ImageInput, target: int, method: str, from_layer: str, *,
+        timeout_s: float | None = None,
+    ) -> tuple[Attribution, Attribution]:
+        return self._call(config, "sanity", (image, target, method, from_layer), timeout_s)
+
     def stats(self, config: ModelConfig) -> dict[str, Any]:
         """One replica's :meth:`ModelServer.stats` (batch sizes seen, models held, device)."""
         return self.handle(config).stats.remote().result(timeout_s=self.timeout_s)

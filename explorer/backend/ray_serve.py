@@ -81,6 +81,12 @@ class ModelServer:
         return await asyncio.to_thread(self.local.attribute, config, image, target, method, layer=layer,
                                        **(options or {}))
 
+    async def sanity(self, config: ModelConfig, image: ImageInput, target: int, method: str,
+                     from_layer: str) -> tuple[Attribution, Attribution]:
+        """The sanity check's two maps, as :func:`explorer.attribution.sanity_pair` computes them here."""
+        self._check(config)
+        return await asyncio.to_thread(self.local.sanity, config, image, target, method, from_layer)
+
     def stats(self) -> dict[str, Any]:
         """What this replica did: batch sizes seen (size -> count), models held, device."""
         return {"batches": dict(self.batches), "models": [c.key for c in self.cache.keys()], "device": self.device}

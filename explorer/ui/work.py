@@ -26,7 +26,7 @@ from explorer.ui.lab_models import Subject
 if TYPE_CHECKING:
     from explorer.attribution import Attribution
 
-__all__ = ["attribute", "predict_top", "remote_config", "where"]
+__all__ = ["attribute", "predict_top", "remote_config", "sanity", "where"]
 
 
 def remote_config(subject: Subject) -> backend.ModelConfig | None:
@@ -75,3 +75,15 @@ def attribute(subject: Subject, x: Tensor, target: int, method: str, *, device: 
         return attribution.attribute(subject.loaded.model, x, target, method, device=device, progress=progress,
                                      **options)
     return backend.current().attribute(config, backend.ImageInput.from_tensor(x), target, method, **options)
+
+
+def sanity(subject: Subject, x: Tensor, target: int, method: str, from_layer: str, *,
+           device: str) -> tuple[Attribution, Attribution]:
+    """The sanity check's two maps of class ``target`` on ``x`` (1, 3, S, S): the model's and its copy's,
+    re-initialised from the top down to ``from_layer``."""
+    config = remote_config(subject)
+    if config is None:
+        from explorer import attribution
+
+        return attribution.sanity_pair(subject.loaded.model, x, target, method, from_layer, device=device)
+    return backend.current().sanity(config, backend.ImageInput.from_tensor(x), target, method, from_layer)
