@@ -185,6 +185,18 @@ def test_sanity_parity(local: LocalBackend, reference: torch.nn.Module) -> None:
     assert hook_count(local.model(CFG).model) == 0
 
 
+def test_faithfulness_parity(local: LocalBackend, reference: torch.nn.Module) -> None:
+    from explorer.attribution import faithfulness
+
+    x = _x(6)
+    result = local.attribute(CFG, ImageInput.from_tensor(x), 2, "saliency")
+    got = local.faithfulness(CFG, ImageInput.from_tensor(x), 2, result, steps=4)
+    want = faithfulness(reference, x, 2, result, steps=4)
+    np.testing.assert_allclose(got.deletion, want.deletion, atol=1e-6)
+    np.testing.assert_allclose(got.insertion, want.insertion, atol=1e-6)
+    assert (got.passes, got.target) == (want.passes, want.target) == (10, 2)
+
+
 def test_models_are_loaded_once_and_evicted_least_recent_first() -> None:
     cache = ModelCache(max_models=2)
     a, b = ModelConfig("resnet18", weights="random"), ModelConfig("resnet18", shortcut="A", weights="random")

@@ -142,6 +142,14 @@ def test_sanity_parity(remote, local: LocalBackend) -> None:
         np.testing.assert_allclose(g.map, w.map, rtol=1e-5, atol=1e-7)
 
 
+def test_faithfulness_parity(remote, local: LocalBackend) -> None:
+    image = ImageInput.from_tensor(_x(7))
+    result = local.attribute(CFG, image, 1, "saliency")
+    got, want = remote.faithfulness(CFG, image, 1, result, steps=4), local.faithfulness(CFG, image, 1, result, steps=4)
+    np.testing.assert_allclose(got.deletion, want.deletion, atol=1e-5)
+    np.testing.assert_allclose(got.insertion, want.insertion, atol=1e-5)
+
+
 def test_bad_upload_is_the_same_sentence(remote) -> None:
     with pytest.raises(ImageError, match="not an image"):
         remote.predict(CFG, ImageInput.encoded(b"hello, world"))

@@ -43,6 +43,10 @@ class StandIn:
         self._call(f"sanity {method}", config)
         return self.local.sanity(config, image, target, method, from_layer, **kw)
 
+    def faithfulness(self, config, image, target, attribution, **kw):
+        self._call(f"faithfulness {attribution.method}", config)
+        return self.local.faithfulness(config, image, target, attribution, **kw)
+
     def describe(self) -> str:
         return "a stand-in for Ray Serve"
 
@@ -126,3 +130,15 @@ def test_the_sanity_check_runs_on_the_backend(remote: StandIn) -> None:
     assert not at.exception and not at.error
     assert [what for what, _ in remote.calls] == ["predict", "sanity saliency"]
     assert any(m.label.startswith("Rank correlation") for m in at.metric)
+
+
+def test_which_map_to_trust_runs_on_the_backend(remote: StandIn) -> None:
+    at = small_page()
+    at.multiselect(key="methods").set_value(["saliency"]).run()
+    at.button(key="run_attr").click().run()
+    at.slider(key="trust_steps").set_value(4).run()
+    at.button(key="run_trust").click().run()
+    assert not at.exception and not at.error
+    assert [what for what, _ in remote.calls] == ["predict", "saliency", "faithfulness saliency"]
+    table = at.dataframe[-1].value
+    assert list(table["map"]) == ["Saliency"] and table["deletion AUC"].between(0, 1).all()

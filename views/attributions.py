@@ -312,7 +312,7 @@ def _trust(subject: Subject, prep, done: dict[str, attr.Attribution], target: in
     if st.button("Rank the maps", key=keys.RUN_TRUST):
         with st.spinner("Deleting and inserting pixels…"):
             _memo(keys.PRIVATE_ATTR_TRUST, key, lambda: {
-                r.label: attr.faithfulness(subject.loaded.model, prep.tensor, target, r, steps=steps, device=device)
+                r.label: work.faithfulness(subject, prep.tensor, target, r, steps=steps, device=device)
                 for r in done.values()})
     scores = _recall(keys.PRIVATE_ATTR_TRUST, key)
     if scores is None:

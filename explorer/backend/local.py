@@ -16,7 +16,7 @@ from explorer.backend.loading import Loaded, ModelCache
 from explorer.predict import Prediction, predict, predict_with_knockout
 
 if TYPE_CHECKING:
-    from explorer.attribution import Attribution
+    from explorer.attribution import Attribution, Faithfulness
 
 __all__ = ["LocalBackend"]
 
@@ -62,6 +62,15 @@ class LocalBackend:
         from explorer.attribution import sanity_pair  # Captum loads on the first attribution, not at start
 
         return sanity_pair(loaded.model, image.tensor(config.arch), target, method, from_layer)
+
+    def faithfulness(
+        self, config: ModelConfig, image: ImageInput, target: int, attribution: Attribution, *, steps: int = 16,
+        timeout_s: float | None = None,
+    ) -> Faithfulness:
+        loaded = self._loader(config)
+        from explorer.attribution import faithfulness
+
+        return faithfulness(loaded.model, image.tensor(config.arch), target, attribution, steps=steps)
 
     def describe(self) -> str:
         return "local, in this process"

@@ -1,7 +1,7 @@
 """The one interface for the heavy paths: what every backend (``local``, ``ray``) answers.
 
-Today: predictions (top-k, with or without knocked-out blocks), attributions and the sanity check. Capture,
-faithfulness and lab training join as further methods of the same shape: a :class:`ModelConfig`, an
+Today: predictions (top-k, with or without knocked-out blocks), attributions, the sanity check and
+faithfulness. Capture and lab training join as further methods of the same shape: a :class:`ModelConfig`, an
 :class:`ImageInput` (or other plain data) in; the result dataclass the local function returns, out.
 """
 
@@ -14,6 +14,7 @@ from explorer.backend.config import ImageInput, ModelConfig
 from explorer.predict import Prediction
 
 if TYPE_CHECKING:  # Captum loads on the first attribution, not when the app starts
+    from explorer.attribution.faithfulness import Faithfulness
     from explorer.attribution.result import Attribution
 
 __all__ = ["Backend"]
@@ -48,6 +49,14 @@ class Backend(Protocol):
     ) -> tuple[Attribution, Attribution]:
         """The model-randomisation check: ``method``'s map on the model and on its copy re-initialised from the
         top down to ``from_layer`` (see :func:`explorer.attribution.sanity_pair`)."""
+        ...
+
+    def faithfulness(
+        self, config: ModelConfig, image: ImageInput, target: int, attribution: Attribution, *, steps: int = 16,
+        timeout_s: float | None = None,
+    ) -> Faithfulness:
+        """The deletion and insertion curves of ``attribution``'s map for class ``target`` (see
+        :func:`explorer.attribution.faithfulness`)."""
         ...
 
     def describe(self) -> str:

@@ -18,7 +18,7 @@ from ray import serve
 from ray.serve import exceptions as serve_errors
 from ray.serve.handle import DeploymentHandle
 
-from explorer.attribution import Attribution
+from explorer.attribution import Attribution, Faithfulness
 from explorer.backend.config import ImageInput, ModelConfig
 from explorer.backend.errors import BackendError, CheckpointMissing, ServerBusy, ServerUnavailable
 from explorer.backend.ray_serve import BATCH_WAIT_S, MAX_BATCH_SIZE, application
@@ -151,6 +151,12 @@ class RayBackend:
         timeout_s: float | None = None,
     ) -> tuple[Attribution, Attribution]:
         return self._call(config, "sanity", (image, target, method, from_layer), timeout_s)
+
+    def faithfulness(
+        self, config: ModelConfig, image: ImageInput, target: int, attribution: Attribution, *, steps: int = 16,
+        timeout_s: float | None = None,
+    ) -> Faithfulness:
+        return self._call(config, "faithfulness", (image, target, attribution, steps), timeout_s)
 
     def stats(self, config: ModelConfig) -> dict[str, Any]:
         """One replica's :meth:`ModelServer.stats` (batch sizes seen, models held, device)."""

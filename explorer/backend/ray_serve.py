@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from ray import serve
 
-from explorer.attribution import Attribution
+from explorer.attribution import Attribution, Faithfulness
 from explorer.backend.batch import predict_batch
 from explorer.backend.config import ImageInput, ModelConfig
 from explorer.backend.errors import BackendError
@@ -86,6 +86,12 @@ class ModelServer:
         """The sanity check's two maps, as :func:`explorer.attribution.sanity_pair` computes them here."""
         self._check(config)
         return await asyncio.to_thread(self.local.sanity, config, image, target, method, from_layer)
+
+    async def faithfulness(self, config: ModelConfig, image: ImageInput, target: int, attribution: Attribution,
+                           steps: int = 16) -> Faithfulness:
+        """The deletion and insertion curves, as :func:`explorer.attribution.faithfulness` computes them here."""
+        self._check(config)
+        return await asyncio.to_thread(self.local.faithfulness, config, image, target, attribution, steps=steps)
 
     def stats(self) -> dict[str, Any]:
         """What this replica did: batch sizes seen (size -> count), models held, device."""

@@ -24,9 +24,9 @@ from explorer.ui import keys
 from explorer.ui.lab_models import Subject
 
 if TYPE_CHECKING:
-    from explorer.attribution import Attribution
+    from explorer.attribution import Attribution, Faithfulness
 
-__all__ = ["attribute", "predict_top", "remote_config", "sanity", "where"]
+__all__ = ["attribute", "faithfulness", "predict_top", "remote_config", "sanity", "where"]
 
 
 def remote_config(subject: Subject) -> backend.ModelConfig | None:
@@ -87,3 +87,14 @@ def sanity(subject: Subject, x: Tensor, target: int, method: str, from_layer: st
 
         return attribution.sanity_pair(subject.loaded.model, x, target, method, from_layer, device=device)
     return backend.current().sanity(config, backend.ImageInput.from_tensor(x), target, method, from_layer)
+
+
+def faithfulness(subject: Subject, x: Tensor, target: int, result: Attribution, *, steps: int,
+                 device: str) -> Faithfulness:
+    """The deletion and insertion curves of ``result``'s map for class ``target`` on ``x`` (1, 3, S, S)."""
+    config = remote_config(subject)
+    if config is None:
+        from explorer import attribution
+
+        return attribution.faithfulness(subject.loaded.model, x, target, result, steps=steps, device=device)
+    return backend.current().faithfulness(config, backend.ImageInput.from_tensor(x), target, result, steps=steps)
