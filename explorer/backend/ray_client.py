@@ -46,12 +46,38 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
             opts.update(num_cpus=num_cpus, _node_ip_address="127.0.0.1",
                         runtime_env={"env_vars": {"PYTHONPATH": _ROOT}})
         try:
-            ray.init(**opts)
+            _init(opts, local=not address)
         except Exception as err:  # noqa: BLE001 - connection failures come in many types
             where = f" at {address}" if address else ""
             raise BackendError(f"Could not reach the Ray cluster{where} ({type(err).__name__}: {err}). Check "
                                "RAY_ADDRESS or use EXPLORER_BACKEND=local.") from None
     serve.start(proxy_location="Disabled")
+
+
+def _init(opts: dict[str, Any], *, local: bool) -> None:
+    """``ray.init(**opts)``. A local instance is started from a thread that lives as long as the process: Ray's
+    head processes die with the *thread* that started them (they are spawned with a parent-death signal), and
+    Streamlit runs each script run in a thread of its own, so an instance started there was killed as soon as
+    that run ended ("The connection to the plasma store is failed") and the next request took the app down."""
+    if not local or threading.current_thread() is threading.main_thread():
+        ray.init(**opts)
+        return
+    done: dict[str, BaseException | None] = {}
+    ready = threading.Event()
+
+    def keeper() -> None:
+        try:
+            ray.init(**opts)
+            done["error"] = None
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            done["error"] = err
+        ready.set()
+        threading.Event().wait()  # never returns: the head processes live with this thread
+
+    threading.Thread(target=keeper, name="explorer-ray-keeper", daemon=True).start()
+    ready.wait()
+    if done["error"] is not None:
+        raise done["error"]
 
 
 def _unwrap(err: ray_errors.RayTaskError) -> Exception:

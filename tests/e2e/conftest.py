@@ -56,11 +56,10 @@ def app_url(app_server: tuple[str, int]) -> str:
     return app_server[0]
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """Start `streamlit run app.py` on a free loopback port; yield (its URL, its pid); stop it afterwards."""
+def serve_app(tmp_path_factory: pytest.TempPathFactory, **env: str) -> Iterator[tuple[str, int]]:
+    """Start `streamlit run app.py` on a free loopback port with ``env`` added; yield (its URL, its pid); stop it."""
     port = _free_port()
-    env = {**os.environ, "TORCH_HOME": str(tmp_path_factory.mktemp("torch_home")), "EXPLORER_OFFLINE": "1"}
+    env = {**os.environ, "TORCH_HOME": str(tmp_path_factory.mktemp("torch_home")), "EXPLORER_OFFLINE": "1", **env}
     log = open(tmp_path_factory.mktemp("streamlit") / "server.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
@@ -81,8 +80,14 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         yield url, proc.pid
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """The app on the local backend, for the whole session."""
+    yield from serve_app(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
