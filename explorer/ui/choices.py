@@ -315,7 +315,12 @@ def sidebar() -> None:
             st.markdown(f"**{model_choice().title}**, from your checkpoint.")
         with st.expander("Architecture for ImageNet or random weights") if follows else nullcontext():
             _architecture_widgets()
-        st.number_input("Input size (px)", min_value=MIN_INPUT, max_value=MAX_INPUT, step=32, key=keys.INPUT_SIZE)
+        # value= the size in use: a number input without one falls back to its minimum (32 px) whenever its state
+        # is missing for a run, which once turned resnet50's Table 1 into 1x1 maps mid-session
+        size = st.session_state.get(keys.INPUT_SIZE)
+        size = min(max(size, MIN_INPUT), MAX_INPUT) if isinstance(size, int) else DEFAULTS[keys.INPUT_SIZE]
+        st.number_input("Input size (px)", min_value=MIN_INPUT, max_value=MAX_INPUT, step=32, key=keys.INPUT_SIZE,
+                        value=size)
         st.radio("Weights", WEIGHTS, key=keys.WEIGHTS, format_func=_WEIGHTS_HELP.get)
         if st.session_state[keys.WEIGHTS] == "checkpoint":
             _checkpoint_widgets(found)
