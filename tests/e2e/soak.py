@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from streamlit_wait import APP, START_MS, STARTED
+from streamlit_wait import APP
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -48,6 +48,7 @@ class Visit:
 class SoakResult:
     visits: list[Visit] = field(default_factory=list)
     rss: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, bytes)
+    toured: dict[int, float] = field(default_factory=dict)  # session -> seconds since start of its first full tour
 
     @property
     def problems(self) -> list[Visit]:
@@ -60,18 +61,26 @@ class SoakResult:
             return float("nan")
         return times[min(len(times) - 1, int(q * len(times)))]
 
+    def warm_at(self) -> float:
+        """Seconds since the start when the sessions that toured every page once (uploaded a photo, ran the
+        attributions) had all done so, and at least a third of the run: by then the caches a class fills are
+        full. On a busy machine a session held up behind the others' attributions may never finish a tour."""
+        end = self.rss[-1][0] if self.rss else 0.0
+        return max([end / 3, *self.toured.values()])
+
     def rss_growth(self) -> float:
-        """Server RSS at the end over its value after the first third of the run (1.0 = flat)."""
+        """Server RSS at the end over its value once the sessions were warm (1.0 = flat): growth after the
+        caches are full, which is what a leak would show."""
         if len(self.rss) < 3:
             return float("nan")
-        end = self.rss[-1][0]
-        third = min(self.rss, key=lambda s: abs(s[0] - end / 3))[1]
-        return self.rss[-1][1] / third
+        base = min(self.rss, key=lambda s: abs(s[0] - self.warm_at()))[1]
+        return self.rss[-1][1] / base
 
     def summary(self) -> str:
         median = statistics.median(v.seconds for v in self.visits) if self.visits else float("nan")
         return (f"{len(self.visits)} visits, {len(self.problems)} with problems, page-visit p50 {median:.2f} s, "
-                f"p95 {self.latency(0.95):.2f} s, server RSS end / first third {self.rss_growth():.3f}")
+                f"p95 {self.latency(0.95):.2f} s, server RSS end / once every session was warm "
+                f"({self.warm_at():.0f} s; {len(self.toured)} sessions toured every page) {self.rss_growth():.3f}")
 
 
 def rss_bytes(pid: int) -> int:
@@ -86,10 +95,7 @@ async def _settle(page) -> None:
     """Wait until Streamlit has finished the run the last action started."""
     from playwright.async_api import expect
 
-    try:  # the run starts a moment after the action (see streamlit_wait)
-        await page.wait_for_function(STARTED, timeout=START_MS, polling=20)
-    except Exception:  # noqa: BLE001 - none started, or it came and went between polls
-        pass
+    await page.wait_for_timeout(400)  # the run starts a moment after the action (see streamlit_wait)
     await page.locator(f"{APP}[data-test-script-state='notRunning']").wait_for(timeout=SETTLE_MS)
     await expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=SETTLE_MS)
 
@@ -100,7 +106,7 @@ async def _problems(page) -> tuple[str, ...]:
     return tuple(found)
 
 
-async def _student(browser, url: str, n: int, deadline: float, photo: Path, result: SoakResult,
+async def _student(browser, url: str, n: int, t0: float, deadline: float, photo: Path, result: SoakResult,
                    shots: Path | None) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await context.new_page()
@@ -128,6 +134,8 @@ async def _student(browser, url: str, n: int, deadline: float, photo: Path, resu
                     await _settle(page)
                     attributed = True
                 result.visits.append(Visit(n, path or "home", time.monotonic() - start, await _problems(page)))
+                if (link, path) == TOUR[-1]:
+                    result.toured.setdefault(n, time.monotonic() - t0)  # every page seen once: this session is warm
     except Exception as err:  # noqa: BLE001 - a session that breaks down is a problem to report, not a crash
         seen = await _problems(page)
         result.visits.append(Visit(n, "session", 0.0, (f"driver: {type(err).__name__}: {str(err)[:300]}", *seen)))
@@ -156,7 +164,7 @@ async def _soak(url: str, server_pid: int, sessions: int, seconds: float, photo:
         try:
             await asyncio.gather(
                 _sample_rss(server_pid, deadline, result, start),
-                *(_student(browser, url, i, deadline, photo, result, shots) for i in range(sessions)),
+                *(_student(browser, url, i, start, deadline, photo, result, shots) for i in range(sessions)),
             )
         finally:
             await browser.close()
