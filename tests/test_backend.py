@@ -310,3 +310,13 @@ def test_ray_options_from_the_environment() -> None:
         ray_options({"EXPLORER_RAY_REPLICAS": "many"})
     with pytest.raises(BackendError, match="above zero"):
         ray_options({"EXPLORER_RAY_TIMEOUT_S": "0"})
+
+
+def test_config_from_the_choice_takes_a_known_hash() -> None:
+    from types import SimpleNamespace
+
+    choice = SimpleNamespace(arch="resnet18", variant="v1.5", shortcut="B", plain=False, weights="checkpoint")
+    data = b"weights"
+    known = backend.ModelConfig.from_choice(choice, ("mine.pth", data), sha256=Checkpoint.from_bytes("x", data).sha256)
+    assert known == backend.ModelConfig.from_choice(choice, ("mine.pth", data))  # the same config, not hashed again
+    assert known.checkpoint.data is data

@@ -89,11 +89,16 @@ class ModelConfig:
         return self if self.checkpoint is None else replace(self, checkpoint=self.checkpoint.without_data())
 
     @classmethod
-    def from_choice(cls, choice: object, checkpoint: tuple[str, bytes] | None = None) -> ModelConfig:
+    def from_choice(cls, choice: object, checkpoint: tuple[str, bytes] | None = None, *,
+                    sha256: str | None = None) -> ModelConfig:
         """From the sidebar's ``ModelChoice`` (duck-typed: arch, variant, shortcut, plain, weights) and, for
-        ``weights == "checkpoint"``, the uploaded ``(name, bytes)``."""
+        ``weights == "checkpoint"``, the uploaded ``(name, bytes)``; ``sha256``, when the caller already knows
+        the bytes' hash, spares hashing a checkpoint of up to 512 MB again on every request."""
         weights = choice.weights  # type: ignore[attr-defined]
-        ckpt = Checkpoint.from_bytes(*checkpoint) if weights == "checkpoint" and checkpoint else None
+        ckpt = None
+        if weights == "checkpoint" and checkpoint:
+            name, data = checkpoint
+            ckpt = Checkpoint(name, sha256, data) if sha256 else Checkpoint.from_bytes(name, data)
         return cls(choice.arch, choice.variant, choice.shortcut, bool(choice.plain), weights, ckpt)  # type: ignore
 
 

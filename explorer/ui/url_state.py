@@ -174,17 +174,12 @@ def publish(page: str, box: Any | None = None) -> str:
     return full
 
 
-
 @st.fragment(key=keys.FRAGMENT_LINK)
-def _link_fragment(page: str) -> None:
-    publish(page, st.empty())
-
-
 def link_box(page: str) -> None:
     """Publish the view and draw the "Copy link to this view" box, as a fragment: app.py calls it after the page
     (inside the sidebar's place for it); a linked control inside a page's own fragment reruns it through
     :func:`relink`, so the link never lags behind the screen."""
-    _link_fragment(page)
+    publish(page, st.empty())
 
 
 def relink(fragment: str) -> Callable[[], None]:

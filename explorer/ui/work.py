@@ -26,7 +26,7 @@ from explorer.ui.lab_models import Subject
 if TYPE_CHECKING:
     from explorer.attribution import Attribution, Faithfulness
 
-__all__ = ["attribute", "faithfulness", "predict_top", "remote_config", "sanity", "where"]
+__all__ = ["attribute", "faithfulness", "predict_top", "remote_config", "sanity"]
 
 
 def remote_config(subject: Subject) -> backend.ModelConfig | None:
@@ -38,12 +38,7 @@ def remote_config(subject: Subject) -> backend.ModelConfig | None:
     upload = None  # (file name, bytes): what choices keeps of this session's upload
     if choice.weights == "checkpoint":
         upload = st.session_state.get(keys.CHECKPOINTS, {}).get(choice.checkpoint)
-    return backend.ModelConfig.from_choice(choice, upload)
-
-
-def where(subject: Subject) -> str:
-    """Where this subject's heavy work runs, for a caption: "in this process" or "on Ray Serve"."""
-    return "in this process" if remote_config(subject) is None else "on Ray Serve"
+    return backend.ModelConfig.from_choice(choice, upload, sha256=choice.checkpoint)  # the sidebar hashed it
 
 
 def predict_top(subject: Subject, x: Tensor, *, device: str, fast: bool | None, k: int = 5,
