@@ -175,11 +175,15 @@ def publish(page: str, box: Any | None = None) -> str:
 
 
 @st.fragment(key=keys.FRAGMENT_LINK)
+def _link_fragment(page: str) -> None:
+    publish(page, st.empty())
+
+
 def link_box(page: str) -> None:
     """Publish the view and draw the "Copy link to this view" box, as a fragment: app.py calls it after the page
     (inside the sidebar's place for it); a linked control inside a page's own fragment reruns it through
     :func:`relink`, so the link never lags behind the screen."""
-    publish(page, st.empty())
+    _link_fragment(page)
 
 
 def relink(fragment: str) -> Callable[[], None]:
