@@ -3,7 +3,13 @@
 Each session opens the app, then loops over the pages through the sidebar's links (one Streamlit session, as
 a student clicks), uploads a photo on its first Feature maps visit and runs the default attribution set on its
 first Predictions visit. Every visit records how long the page took to settle and any exception box or error
-message on it. The server's resident memory is sampled as it goes.
+message on it. The server's resident memory is sampled every second.
+
+A memory leak shows as a floor that rises once the caches a class fills are full: the run goes on until every
+session has toured every page once (uploaded, run the attributions) and then for ``watch`` seconds more, within
+``max_seconds``, and compares the lowest RSS of the last ``WINDOW`` seconds with the lowest of the first
+``WINDOW`` seconds after that point. Lowest, because four sessions' attributions lift RSS by gigabytes for a
+few seconds and give it back: a single sample taken during one says nothing about a leak.
 
 Used by ``tests/e2e/test_soak.py`` (the short version CI runs) and ``bench/bench_soak.py`` (8 sessions x 10
 minutes). Only loopback URLs; every loop is bounded by a deadline.
@@ -34,6 +40,7 @@ TOUR = [  # (sidebar link, URL path)
     ("Home", ""),
 ]
 SETTLE_MS = 180_000
+WINDOW = 20.0  # seconds of RSS samples whose lowest value is a floor
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class Visit:
     page: str
     seconds: float
     problems: tuple[str, ...]  # exception boxes and error messages seen on the page
+    at: float = 0.0  # seconds since the soak's start when the visit ended
 
 
 @dataclass
@@ -49,6 +57,7 @@ class SoakResult:
     visits: list[Visit] = field(default_factory=list)
     rss: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, bytes)
     toured: dict[int, float] = field(default_factory=dict)  # session -> seconds since start of its first full tour
+    broken: set[int] = field(default_factory=set)  # sessions that broke down (a problem each)
 
     @property
     def problems(self) -> list[Visit]:
@@ -63,24 +72,56 @@ class SoakResult:
 
     def warm_at(self) -> float:
         """Seconds since the start when the sessions that toured every page once (uploaded a photo, ran the
-        attributions) had all done so, and at least a third of the run: by then the caches a class fills are
-        full. On a busy machine a session held up behind the others' attributions may never finish a tour."""
-        end = self.rss[-1][0] if self.rss else 0.0
-        return max([end / 3, *self.toured.values()])
+        attributions) had all done so: by then the caches a class fills are full. ``nan`` when none did."""
+        return max(self.toured.values(), default=float("nan"))
+
+    def _floor(self, start: float, end: float) -> int | None:
+        inside = [b for t, b in self.rss if start <= t <= end]
+        return min(inside) if inside else None
 
     def rss_growth(self) -> float:
-        """Server RSS at the end over its value once the sessions were warm (1.0 = flat): growth after the
-        caches are full, which is what a leak would show."""
-        if len(self.rss) < 3:
+        """The lowest server RSS of the last ``WINDOW`` seconds over the lowest of the ``WINDOW`` seconds after
+        :meth:`warm_at` (1.0 = flat): a floor that rises once the caches are full is what a leak shows.
+        ``nan`` when the run has no such two windows apart (the sessions warmed too late)."""
+        warm, end = self.warm_at(), self.rss[-1][0] if self.rss else 0.0
+        if not warm + 2 * WINDOW <= end:
             return float("nan")
-        base = min(self.rss, key=lambda s: abs(s[0] - self.warm_at()))[1]
-        return self.rss[-1][1] / base
+        base, last = self._floor(warm, warm + WINDOW), self._floor(end - WINDOW, end)
+        return last / base if base and last else float("nan")
 
     def summary(self) -> str:
         median = statistics.median(v.seconds for v in self.visits) if self.visits else float("nan")
         return (f"{len(self.visits)} visits, {len(self.problems)} with problems, page-visit p50 {median:.2f} s, "
-                f"p95 {self.latency(0.95):.2f} s, server RSS end / once every session was warm "
-                f"({self.warm_at():.0f} s; {len(self.toured)} sessions toured every page) {self.rss_growth():.3f}")
+                f"p95 {self.latency(0.95):.2f} s; {len(self.toured)} sessions toured every page, the last at "
+                f"{self.warm_at():.0f} s of {self.rss[-1][0] if self.rss else 0:.0f} s; lowest server RSS "
+                f"{self._mb(self.warm_at(), self.warm_at() + WINDOW)} MB then, {self._mb(*self._last())} MB at "
+                f"the end: growth {self.rss_growth():.3f}")
+
+    def _last(self) -> tuple[float, float]:
+        end = self.rss[-1][0] if self.rss else 0.0
+        return end - WINDOW, end
+
+    def _mb(self, start: float, end: float) -> str:
+        floor = self._floor(start, end)
+        return "-" if floor is None else str(floor >> 20)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When the soak stops: ``seconds`` in at the earliest, and not before ``watch`` seconds after every
+    session has toured every page once; ``limit`` seconds in at the latest."""
+
+    start: float  # time.monotonic() at the start
+    seconds: float
+    watch: float
+    limit: float
+    sessions: int
+
+    def passed(self, result: SoakResult) -> bool:
+        end = self.limit
+        if len(result.toured.keys() | result.broken) >= self.sessions:
+            end = min(self.limit, max(self.seconds, result.warm_at() + self.watch))
+        return time.monotonic() - self.start >= end
 
 
 def rss_bytes(pid: int) -> int:
@@ -106,7 +147,7 @@ async def _problems(page) -> tuple[str, ...]:
     return tuple(found)
 
 
-async def _student(browser, url: str, n: int, t0: float, deadline: float, photo: Path, result: SoakResult,
+async def _student(browser, url: str, n: int, deadline: Deadline, photo: Path, result: SoakResult,
                    shots: Path | None) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await context.new_page()
@@ -116,10 +157,11 @@ async def _student(browser, url: str, n: int, t0: float, deadline: float, photo:
         start = time.monotonic()
         await page.goto(url)
         await _settle(page)
-        result.visits.append(Visit(n, "home (open)", time.monotonic() - start, await _problems(page)))
-        while time.monotonic() < deadline:
+        result.visits.append(Visit(n, "home (open)", time.monotonic() - start, await _problems(page),
+                                   time.monotonic() - deadline.start))
+        while not deadline.passed(result):
             for link, path in TOUR:
-                if time.monotonic() >= deadline:
+                if deadline.passed(result):
                     break
                 start = time.monotonic()
                 await page.get_by_test_id("stSidebarNav").get_by_role("link", name=link, exact=True).click()
@@ -133,10 +175,13 @@ async def _student(browser, url: str, n: int, t0: float, deadline: float, photo:
                     await page.get_by_role("button", name="Run", exact=True).first.click()
                     await _settle(page)
                     attributed = True
-                result.visits.append(Visit(n, path or "home", time.monotonic() - start, await _problems(page)))
+                result.visits.append(Visit(n, path or "home", time.monotonic() - start, await _problems(page),
+                                           time.monotonic() - deadline.start))
                 if (link, path) == TOUR[-1]:
-                    result.toured.setdefault(n, time.monotonic() - t0)  # every page seen once: this session is warm
+                    # every page seen once: this session is warm
+                    result.toured.setdefault(n, time.monotonic() - deadline.start)
     except Exception as err:  # noqa: BLE001 - a session that breaks down is a problem to report, not a crash
+        result.broken.add(n)
         seen = await _problems(page)
         result.visits.append(Visit(n, "session", 0.0, (f"driver: {type(err).__name__}: {str(err)[:300]}", *seen)))
         if shots is not None:
@@ -145,39 +190,38 @@ async def _student(browser, url: str, n: int, t0: float, deadline: float, photo:
         await context.close()
 
 
-async def _sample_rss(pid: int, deadline: float, result: SoakResult, start: float) -> None:
-    while time.monotonic() < deadline:
-        result.rss.append((time.monotonic() - start, rss_bytes(pid)))
-        await asyncio.sleep(2)
-    result.rss.append((time.monotonic() - start, rss_bytes(pid)))
+async def _sample_rss(pid: int, deadline: Deadline, result: SoakResult) -> None:
+    while not deadline.passed(result):
+        result.rss.append((time.monotonic() - deadline.start, rss_bytes(pid)))
+        await asyncio.sleep(1)
 
 
-async def _soak(url: str, server_pid: int, sessions: int, seconds: float, photo: Path, chromium: str,
+async def _soak(url: str, server_pid: int, deadline: Deadline, photo: Path, chromium: str,
                 shots: Path | None) -> SoakResult:
     from playwright.async_api import async_playwright
 
     result = SoakResult()
-    start = time.monotonic()
-    deadline = start + seconds
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=chromium, args=FLAGS)
         try:
             await asyncio.gather(
-                _sample_rss(server_pid, deadline, result, start),
-                *(_student(browser, url, i, start, deadline, photo, result, shots) for i in range(sessions)),
+                _sample_rss(server_pid, deadline, result),
+                *(_student(browser, url, i, deadline, photo, result, shots) for i in range(deadline.sessions)),
             )
         finally:
             await browser.close()
-    result.rss.append((time.monotonic() - start, rss_bytes(server_pid)))  # after the last visit settled
+    result.rss.append((time.monotonic() - deadline.start, rss_bytes(server_pid)))  # after the last visit settled
     return result
 
 
-def soak(url: str, server_pid: int, *, sessions: int, seconds: float, photo: Path,
-         chromium: str = "/usr/bin/chromium", shots: Path | None = None) -> SoakResult:
-    """Run ``sessions`` students against ``url`` (loopback) for ``seconds``; sample ``server_pid``'s RSS.
-    A session that breaks down leaves a screenshot in ``shots`` (when given)."""
+def soak(url: str, server_pid: int, *, sessions: int, seconds: float, photo: Path, watch: float = 60.0,
+         limit: float | None = None, chromium: str = "/usr/bin/chromium", shots: Path | None = None) -> SoakResult:
+    """Run ``sessions`` students against ``url`` (loopback) for ``seconds``, and on until ``watch`` seconds
+    after every session has toured every page once, within ``limit`` seconds (default ``2.5 * seconds``);
+    sample ``server_pid``'s RSS. A session that breaks down leaves a screenshot in ``shots`` (when given)."""
     if not url.startswith(("http://127.", "http://localhost")):
         raise ValueError(f"the soak only targets loopback addresses, not {url}")
+    deadline = Deadline(time.monotonic(), seconds, watch, 2.5 * seconds if limit is None else limit, sessions)
     # its own thread: pytest-playwright's sync API may own this thread's event loop
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, _soak(url, server_pid, sessions, seconds, photo, chromium, shots)).result()
+        return pool.submit(asyncio.run, _soak(url, server_pid, deadline, photo, chromium, shots)).result()
