@@ -272,6 +272,11 @@ class Capture:
         """What ran, for the screen: "bf16 autocast, channels_last" or "fp32, channels_last"."""
         return f"{'bf16 autocast' if self.fast else 'fp32'}, channels_last"
 
+    def cpu(self) -> Capture:
+        """The same results with every tensor on the CPU (to send from a GPU replica to the app)."""
+        acts = {name: t.cpu() for name, t in self.activations.items()}
+        return Capture(acts, self.stream, self.logits.cpu(), self.fast)
+
 
 def capture_with_stream(model: nn.Module, x: Tensor, layers: Sequence[str], *, fast: bool | None = None) -> Capture:
     """``capture`` and ``residual_stream`` in a single no-grad forward of ``model(x)``; x is (N, 3, H, W).

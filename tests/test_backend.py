@@ -173,6 +173,22 @@ def test_attribute_parity(local: LocalBackend, reference: torch.nn.Module, metho
     np.testing.assert_allclose(got.map, want.map, rtol=1e-5, atol=1e-7)
 
 
+def test_capture_parity(local: LocalBackend, reference: torch.nn.Module) -> None:
+    from explorer.activations import capture_with_stream
+
+    x, layers = _x(8), ["layer1.0", "layer3.1", "layer4"]
+    got = local.capture(CFG, ImageInput.from_tensor(x), layers, fast=False)
+    want = capture_with_stream(reference, x, layers, fast=False)
+    assert list(got.activations) == layers and not got.fast
+    for name in layers:
+        assert got.activations[name].device.type == "cpu"
+        torch.testing.assert_close(got.activations[name], want.activations[name], rtol=1e-5, atol=1e-6)
+    assert [r.name for r in got.stream] == [r.name for r in want.stream] and len(got.stream) == 8
+    np.testing.assert_allclose([r.ratio for r in got.stream], [r.ratio for r in want.stream], rtol=1e-5)
+    torch.testing.assert_close(got.logits, want.logits, rtol=1e-5, atol=1e-5)
+    assert hook_count(local.model(CFG).model) == 0
+
+
 def test_sanity_parity(local: LocalBackend, reference: torch.nn.Module) -> None:
     from explorer.attribution import sanity_pair
 

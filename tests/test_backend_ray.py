@@ -135,6 +135,15 @@ def test_attribute_parity(remote, local: LocalBackend) -> None:
     np.testing.assert_allclose(got.map, want.map, rtol=1e-5, atol=1e-7)
 
 
+def test_capture_parity(remote, local: LocalBackend) -> None:
+    image, layers = ImageInput.from_tensor(_x(4)), ["layer2.0", "layer4.1"]
+    got, want = remote.capture(CFG, image, layers, fast=False), local.capture(CFG, image, layers, fast=False)
+    assert list(got.activations) == layers
+    for name in layers:
+        torch.testing.assert_close(got.activations[name], want.activations[name], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose([r.ratio for r in got.stream], [r.ratio for r in want.stream], rtol=1e-5)
+
+
 def test_sanity_parity(remote, local: LocalBackend) -> None:
     image = ImageInput.from_tensor(_x(6))
     got, want = remote.sanity(CFG, image, 2, "saliency", "layer4"), local.sanity(CFG, image, 2, "saliency", "layer4")

@@ -1,19 +1,21 @@
-"""The Predictions & attributions page through a remote backend (``EXPLORER_BACKEND=ray``), with a stand-in for
-Ray Serve that answers from a :class:`LocalBackend` in this process: the page sends the sidebar's configuration and
-the image tensor, gets the same figures the in-process path gives, and a busy or dead server is a message with a
-"Try again" button, never a traceback."""
+"""The Predictions & attributions and Feature maps pages through a remote backend (``EXPLORER_BACKEND=ray``),
+with a stand-in for Ray Serve that answers from a :class:`LocalBackend` in this process: the page sends the
+sidebar's configuration and the image tensor, gets the same figures the in-process path gives, and a busy or dead
+server is a message with a "Try again" button, never a traceback."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import streamlit as st
+from streamlit.testing.v1 import AppTest
+from test_page_attributions import small_page
 
 from explorer import backend
 from explorer.backend import select
-from test_page_attributions import small_page
 
 
 class StandIn:
@@ -34,6 +36,10 @@ class StandIn:
     def predict(self, config, image, **kw):
         self._call("predict", config)
         return self.local.predict(config, image, **kw)
+
+    def capture(self, config, image, layers, **kw):
+        self._call("capture", config)
+        return self.local.capture(config, image, layers, **kw)
 
     def attribute(self, config, image, target, method, **kw):
         self._call(method, config)
@@ -142,3 +148,45 @@ def test_which_map_to_trust_runs_on_the_backend(remote: StandIn) -> None:
     assert [what for what, _ in remote.calls] == ["predict", "saliency", "faithfulness saliency"]
     table = at.dataframe[-1].value
     assert list(table["map"]) == ["Saliency"] and table["deletion AUC"].between(0, 1).all()
+
+
+def _feature_maps() -> AppTest:
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "views" / "feature_maps.py"), default_timeout=180)
+    for key, value in {"arch": "resnet18", "weights": "random", "input_size": 64}.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def _figures(at: AppTest) -> list[dict]:
+    return [json.loads(e.proto.spec)["data"] for e in at.get("plotly_chart")]
+
+
+def test_the_feature_maps_capture_runs_on_the_backend_with_the_same_figures(remote: StandIn,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _feature_maps()
+    assert not at.exception and not at.error
+    assert [what for what, _ in remote.calls] == ["capture"]
+    at.selectbox(key="fm_stage").select("layer3").run()  # slices the capture: no second request
+    assert [what for what, _ in remote.calls] == ["capture"]
+    remote_figures = _figures(at)
+
+    monkeypatch.setenv("EXPLORER_BACKEND", "local")
+    here = _feature_maps()
+    here.selectbox(key="fm_stage").select("layer3").run()
+    assert len(remote.calls) == 1  # the local page asked the stand-in nothing
+    local_figures = _figures(here)
+    assert len(remote_figures) == len(local_figures) >= 4
+    for mine, theirs in zip(remote_figures, local_figures, strict=True):
+        assert [[t.get(k) for k in "xyz"] for t in mine] == [[t.get(k) for k in "xyz"] for t in theirs]
+
+
+def test_a_busy_server_on_feature_maps_is_a_message_with_try_again(remote: StandIn) -> None:
+    remote.fail = backend.ServerBusy(3)
+    at = _feature_maps()
+    assert not at.exception
+    assert any("The server is busy, 3 requests ahead" in e.value for e in at.error)
+    remote.fail = None
+    at.button(key="retry_page").click().run()
+    assert not at.exception and not at.error
+    assert [what for what, _ in remote.calls] == ["capture", "capture"]
+    assert any(e.proto.id and "fm_film" in e.proto.id for e in at.get("plotly_chart"))

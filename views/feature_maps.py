@@ -8,7 +8,7 @@ import streamlit as st
 from explorer import activations, images
 from explorer.models import StageInfo
 from explorer.plots import features as plots
-from explorer.ui import cached, keys, lab_models, projector, url_state
+from explorer.ui import cached, keys, lab_models, projector, url_state, work
 from explorer.ui.lab_models import Subject
 from explorer.ui.page import guarded
 
@@ -139,7 +139,7 @@ def _run(
     if memo is not None and memo[0] == key:
         return memo[1]
     with st.spinner("Running the image through the network…"):
-        result = activations.capture_with_stream(loaded.model, prep.tensor, layers)
+        result = work.capture(subject, prep.tensor, layers)
     st.session_state[keys.PRIVATE_FM_RESULT] = (key, result)
     return result
 

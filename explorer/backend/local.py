@@ -16,6 +16,7 @@ from explorer.backend.loading import Loaded, ModelCache
 from explorer.predict import Prediction, predict, predict_with_knockout
 
 if TYPE_CHECKING:
+    from explorer.activations import Capture
     from explorer.attribution import Attribution, Faithfulness
 
 __all__ = ["LocalBackend"]
@@ -32,7 +33,7 @@ class LocalBackend:
         self._loader = loader or self._cache.get  # type: ignore[union-attr]
 
     def model(self, config: ModelConfig) -> Loaded:
-        """The loaded model for ``config`` (for the paths not yet behind the interface: capture, lab, ...)."""
+        """The loaded model for ``config``."""
         return self._loader(config)
 
     def predict(
@@ -44,6 +45,15 @@ class LocalBackend:
         if knockout:
             return predict_with_knockout(loaded.model, x, knockout, categories=loaded.categories, k=k, fast=fast)
         return predict(loaded.model, x, categories=loaded.categories, k=k, fast=fast)
+
+    def capture(
+        self, config: ModelConfig, image: ImageInput, layers: Sequence[str], *, fast: bool | None = None,
+        timeout_s: float | None = None,
+    ) -> Capture:
+        from explorer.activations import capture_with_stream
+
+        loaded = self._loader(config)
+        return capture_with_stream(loaded.model, image.tensor(config.arch), layers, fast=fast).cpu()
 
     def attribute(
         self, config: ModelConfig, image: ImageInput, target: int, method: str, *, layer: str | None = None,

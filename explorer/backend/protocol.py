@@ -1,8 +1,9 @@
 """The one interface for the heavy paths: what every backend (``local``, ``ray``) answers.
 
-Today: predictions (top-k, with or without knocked-out blocks), attributions, the sanity check and
-faithfulness. Capture and lab training join as further methods of the same shape: a :class:`ModelConfig`, an
-:class:`ImageInput` (or other plain data) in; the result dataclass the local function returns, out.
+Predictions (top-k, with or without knocked-out blocks), the Feature maps capture, attributions, the sanity
+check and faithfulness. Each method has the same shape: a :class:`ModelConfig`, an :class:`ImageInput` (and
+plain data) in; the result dataclass the local function returns, out. Lab training stays in the app's process:
+its models are the session's own (see :mod:`explorer.ui.work`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from explorer.backend.config import ImageInput, ModelConfig
 from explorer.predict import Prediction
 
 if TYPE_CHECKING:  # Captum loads on the first attribution, not when the app starts
+    from explorer.activations import Capture
     from explorer.attribution.faithfulness import Faithfulness
     from explorer.attribution.result import Attribution
 
@@ -34,6 +36,14 @@ class Backend(Protocol):
     ) -> Prediction:
         """Top-``k`` classes of ``image``, with the residual blocks ``knockout`` skipped (see
         :func:`explorer.predict.predict` and :func:`explorer.predict.predict_with_knockout`)."""
+        ...
+
+    def capture(
+        self, config: ModelConfig, image: ImageInput, layers: Sequence[str], *, fast: bool | None = None,
+        timeout_s: float | None = None,
+    ) -> Capture:
+        """The outputs of ``layers`` (each (1, C, H', W'), on the CPU), the residual stream and the logits of one
+        forward of ``image`` (see :func:`explorer.activations.capture_with_stream`)."""
         ...
 
     def attribute(

@@ -18,6 +18,7 @@ from ray import serve
 from ray.serve import exceptions as serve_errors
 from ray.serve.handle import DeploymentHandle
 
+from explorer.activations import Capture
 from explorer.attribution import Attribution, Faithfulness
 from explorer.backend.config import ImageInput, ModelConfig
 from explorer.backend.errors import BackendError, CheckpointMissing, ServerBusy, ServerUnavailable
@@ -165,6 +166,12 @@ class RayBackend:
         fast: bool | None = None, timeout_s: float | None = None,
     ) -> Prediction:
         return self._call(config, "predict", (image, k, tuple(knockout), fast), timeout_s)
+
+    def capture(
+        self, config: ModelConfig, image: ImageInput, layers: Sequence[str], *, fast: bool | None = None,
+        timeout_s: float | None = None,
+    ) -> Capture:
+        return self._call(config, "capture", (image, tuple(layers), fast), timeout_s)
 
     def attribute(
         self, config: ModelConfig, image: ImageInput, target: int, method: str, *, layer: str | None = None,

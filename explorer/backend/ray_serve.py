@@ -5,7 +5,8 @@ decodes each request's image bytes with the app's own safe decoder, and answers:
 
 * forward-only predictions through ``@serve.batch``: concurrent students' images go through the network as one
   batch of up to ``max_batch_size`` (8);
-* knock-out predictions and attributions one by one (each holds the model's lock, as in the app).
+* knock-out predictions, Feature maps captures and attributions one by one (each holds the model's lock, as in
+  the app).
 
 A checkpoint deployment holds the users' checkpoints in an LRU keyed by hash (``max_checkpoints``); a request
 names its checkpoint by hash, and the client sends the bytes again only when this replica answers
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from ray import serve
 
+from explorer.activations import Capture
 from explorer.attribution import Attribution, Faithfulness
 from explorer.backend.batch import predict_batch
 from explorer.backend.config import ImageInput, ModelConfig
@@ -73,6 +75,12 @@ class ModelServer:
         self.batches[len(xs)] += 1
         return await asyncio.to_thread(predict_batch, loaded.model, xs, categories=loaded.categories, k=ks,
                                        fast=fasts)
+
+    async def capture(self, config: ModelConfig, image: ImageInput, layers: Sequence[str],
+                      fast: bool | None = None) -> Capture:
+        """The Feature maps capture, on the CPU (see :func:`explorer.activations.capture_with_stream`)."""
+        self._check(config)
+        return await asyncio.to_thread(self.local.capture, config, image, layers, fast=fast)
 
     async def attribute(self, config: ModelConfig, image: ImageInput, target: int, method: str,
                         layer: str | None = None, options: dict[str, Any] | None = None) -> Attribution:

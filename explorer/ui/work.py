@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 from torch import Tensor
 
-from explorer import backend
+from explorer import activations, backend
 from explorer.predict import Prediction, predict, predict_with_knockout
 from explorer.ui import keys
 from explorer.ui.lab_models import Subject
@@ -26,7 +26,7 @@ from explorer.ui.lab_models import Subject
 if TYPE_CHECKING:
     from explorer.attribution import Attribution, Faithfulness
 
-__all__ = ["attribute", "faithfulness", "predict_top", "remote_config", "sanity"]
+__all__ = ["attribute", "capture", "faithfulness", "predict_top", "remote_config", "sanity"]
 
 
 def remote_config(subject: Subject) -> backend.ModelConfig | None:
@@ -57,6 +57,15 @@ def predict_top(subject: Subject, x: Tensor, *, device: str, fast: bool | None, 
     if loaded.categories:
         pred = replace(pred, names=tuple(loaded.categories[i] for i in pred.indices))
     return pred
+
+
+def capture(subject: Subject, x: Tensor, layers: Sequence[str], *, fast: bool | None = None) -> activations.Capture:
+    """The outputs of ``layers`` (each (1, C, H', W')), the residual stream and the logits of one forward of
+    ``x`` (1, 3, S, S) (see :func:`explorer.activations.capture_with_stream`)."""
+    config = remote_config(subject)
+    if config is None:
+        return activations.capture_with_stream(subject.loaded.model, x, layers, fast=fast)
+    return backend.current().capture(config, backend.ImageInput.from_tensor(x), layers, fast=fast)
 
 
 def attribute(subject: Subject, x: Tensor, target: int, method: str, *, device: str, progress: Any = None,
