@@ -262,3 +262,60 @@ def test_full_queue_says_busy(cluster: None) -> None:
         assert any(not isinstance(r, Exception) for r in results)  # the ones admitted were answered
     finally:
         be.close()
+
+
+# ------------------------------------------------------------------------------------------- the lab's race
+
+
+def _race_inputs(train_limit: int = 64):
+    from explorer import lab
+
+    data = lab.digits_dataset(size=16, train_limit=train_limit)
+    return lab.race_models(((8, True), (8, False)), num_classes=len(data.classes), seed=0), data
+
+
+def test_training_race_in_an_actor_matches_the_local_race(remote, local: LocalBackend) -> None:
+    options = dict(epochs=1, lr=0.02, batch_size=32, seed=0)
+    far = remote.train(*_race_inputs(), **options)
+    far.join(DEADLINE_S)
+    snap = far.snapshot()
+    assert snap.status == "finished" and snap.progress == 1.0 and not far.running
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the actor
+    try:
+        near = local.train(*_race_inputs(), **options)
+        near.join(DEADLINE_S)
+    finally:
+        torch.set_num_threads(threads)
+    here = near.snapshot()
+    assert list(snap.steps["model"]) == list(here.steps["model"]) and len(snap.steps) == 4
+    np.testing.assert_allclose(snap.steps["loss"], here.steps["loss"], rtol=1e-4)
+    np.testing.assert_allclose(snap.epochs["test_accuracy"], here.epochs["test_accuracy"], atol=1e-6)
+    for name, model in near.models.items():
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(far.models[name].state_dict()[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_remote_race_stops_and_keeps_its_models(remote) -> None:
+    run = remote.train(*_race_inputs(512), epochs=50, lr=0.02, batch_size=32, seed=0)
+    deadline = time.monotonic() + DEADLINE_S
+    while run.snapshot().status != "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.stop()
+    run.join(DEADLINE_S)
+    snap = run.snapshot()
+    assert snap.status == "stopped" and snap.progress < 1.0
+    assert set(run.models) == {"plain-8", "ResNet-8"}
+
+
+def test_a_killed_training_worker_is_a_failed_run_with_a_sentence(remote) -> None:
+    run = remote.train(*_race_inputs(512), epochs=50, lr=0.02, batch_size=32, seed=0)
+    deadline = time.monotonic() + DEADLINE_S
+    while run.snapshot().status != "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ray.kill(run._actor)
+    while run.snapshot().running and time.monotonic() < deadline:
+        time.sleep(0.2)
+    snap = run.snapshot()
+    assert snap.status == "failed" and "Ray worker" in snap.message and "start the race again" in snap.message
+    assert not run.running

@@ -13,6 +13,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 from test_page_attributions import small_page
+from test_page_lab import PAGE as LAB_PAGE
+from test_page_lab import set_tiny_race
 
 from explorer import backend
 from explorer.backend import select
@@ -52,6 +54,12 @@ class StandIn:
     def faithfulness(self, config, image, target, attribution, **kw):
         self._call(f"faithfulness {attribution.method}", config)
         return self.local.faithfulness(config, image, target, attribution, **kw)
+
+    def train(self, models, data, **kw):
+        self.calls.append(("train", None))
+        if self.fail is not None:
+            raise self.fail
+        return self.local.train(models, data, **kw)
 
     def describe(self) -> str:
         return "a stand-in for Ray Serve"
@@ -190,3 +198,26 @@ def test_a_busy_server_on_feature_maps_is_a_message_with_try_again(remote: Stand
     assert not at.exception and not at.error
     assert [what for what, _ in remote.calls] == ["capture", "capture"]
     assert any(e.proto.id and "fm_film" in e.proto.id for e in at.get("plotly_chart"))
+
+
+def test_the_lab_race_trains_on_the_backend(remote: StandIn) -> None:
+    at = AppTest.from_file(LAB_PAGE, default_timeout=240).run()
+    set_tiny_race(at, epochs=1)
+    at.button(key="lab_start").click().run()
+    assert not at.exception and not at.error
+    assert [what for what, _ in remote.calls] == ["train"]
+    run = at.session_state["lab_race"]
+    run.join(120)
+    at.run()
+    assert not at.exception and run.snapshot().status == "finished"
+    assert len(at.get("download_button")) == 2
+
+
+def test_a_lab_race_the_server_cannot_start_is_a_message(remote: StandIn) -> None:
+    remote.fail = backend.ServerUnavailable("no Ray cluster")
+    at = AppTest.from_file(LAB_PAGE, default_timeout=240).run()
+    set_tiny_race(at, epochs=1)
+    at.button(key="lab_start").click().run()
+    assert not at.exception
+    assert any("no Ray cluster" in e.value for e in at.error)
+    assert "lab_race" not in at.session_state

@@ -20,7 +20,7 @@ from explorer.lab.responses import AFTER_RACE, AT_INIT, race_layer_responses
 from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots import lab as plots
 from explorer.plots import lesson as lesson_plots
-from explorer.ui import keys, lab_models, projector
+from explorer.ui import keys, lab_models, projector, work
 from explorer.ui.page import guarded
 
 CIFAR = "CIFAR nets of the paper (6n+2 layers)"
@@ -214,19 +214,18 @@ def race_setup(seed: int, busy: bool) -> None:
         return
     classes = len(data.classes)
     per_image = sum(lab.forward_mult_adds(d, image_size, plain=p, num_classes=classes) for d, p in entries)
-    work = per_image * TRAIN_STEP * len(data.x_train) * epochs
+    total = per_image * TRAIN_STEP * len(data.x_train) * epochs
     st.caption(
         f"{data.note}; {len(data.x_train):,} training and {len(data.x_test):,} test images. "
-        f"Cost: {len(entries)} networks × {epochs} epochs ≈ {giga(work)}."
+        f"Cost: {len(entries)} networks × {epochs} epochs ≈ {giga(total)}."
         " Once it runs, the progress bar shows the time so far and an estimate of the time left."
     )
     if not st.button("Start training", key=keys.LAB_START, type="primary", disabled=busy):
         return
     try:
         models = lab.race_models(entries, num_classes=classes, seed=seed)
-        run = lab.LiveRace(
-            models, data, epochs=epochs, lr=float(lr), batch_size=batch_size, seed=seed, abandon_after=ABANDON_SECONDS,
-        ).start()  # fmt: skip
+        run = work.train_race(models, data, epochs=epochs, lr=float(lr), batch_size=batch_size, seed=seed,
+                              abandon_after=ABANDON_SECONDS)
     except ExplorerError as err:
         st.error(str(err))
         return
@@ -247,7 +246,7 @@ def race_panel(polling: bool) -> None:
     snap = run.snapshot()
     epochs = run.options["epochs"]
     if snap.status == "queued":
-        text = "Waiting for another training on this server to finish (one at a time)…"
+        text = "Waiting for a free training slot (races train one at a time on a server, or as CPUs free up)…"
     else:
         epoch = min(int(snap.progress * epochs) + 1, epochs)
         eta = "" if snap.eta is None else f" · about {snap.eta:.0f} s left"

@@ -8,7 +8,7 @@ its ``st.cache_resource`` loader, so that models are not held twice) and calls :
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from explorer.backend.config import ImageInput, ModelConfig
@@ -16,8 +16,11 @@ from explorer.backend.loading import Loaded, ModelCache
 from explorer.predict import Prediction, predict, predict_with_knockout
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from explorer.activations import Capture
     from explorer.attribution import Attribution, Faithfulness
+    from explorer.lab import LabDataset, LiveRace
 
 __all__ = ["LocalBackend"]
 
@@ -81,6 +84,15 @@ class LocalBackend:
         from explorer.attribution import faithfulness
 
         return faithfulness(loaded.model, image.tensor(config.arch), target, attribution, steps=steps)
+
+    def train(
+        self, models: Mapping[str, nn.Module], data: LabDataset, *, epochs: int, lr: float, batch_size: int,
+        seed: int, abandon_after: float | None = None,
+    ) -> LiveRace:
+        from explorer.lab import LiveRace
+
+        return LiveRace(models, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                        abandon_after=abandon_after).start()
 
     def describe(self) -> str:
         return "local, in this process"

@@ -1,23 +1,26 @@
 """The one interface for the heavy paths: what every backend (``local``, ``ray``) answers.
 
 Predictions (top-k, with or without knocked-out blocks), the Feature maps capture, attributions, the sanity
-check and faithfulness. Each method has the same shape: a :class:`ModelConfig`, an :class:`ImageInput` (and
-plain data) in; the result dataclass the local function returns, out. Lab training stays in the app's process:
-its models are the session's own (see :mod:`explorer.ui.work`).
+check and faithfulness: a :class:`ModelConfig`, an :class:`ImageInput` (and plain data) in; the result
+dataclass the local function returns, out. And the lab's training race: fresh models and a data set in, a
+handle with :class:`~explorer.lab.LiveRace`'s interface out, for the page to poll.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from explorer.backend.config import ImageInput, ModelConfig
 from explorer.predict import Prediction
 
 if TYPE_CHECKING:  # Captum loads on the first attribution, not when the app starts
+    from torch import nn
+
     from explorer.activations import Capture
     from explorer.attribution.faithfulness import Faithfulness
     from explorer.attribution.result import Attribution
+    from explorer.lab import LabDataset, LiveRace
 
 __all__ = ["Backend"]
 
@@ -67,6 +70,14 @@ class Backend(Protocol):
     ) -> Faithfulness:
         """The deletion and insertion curves of ``attribution``'s map for class ``target`` (see
         :func:`explorer.attribution.faithfulness`)."""
+        ...
+
+    def train(
+        self, models: Mapping[str, nn.Module], data: LabDataset, *, epochs: int, lr: float, batch_size: int,
+        seed: int, abandon_after: float | None = None,
+    ) -> LiveRace:
+        """Start the lab's training race of ``models`` on ``data`` and return at once: a handle with
+        :class:`~explorer.lab.LiveRace`'s interface (``snapshot``, ``stop``, ``running``, ``models``, ...)."""
         ...
 
     def describe(self) -> str:

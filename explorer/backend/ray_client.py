@@ -8,7 +8,7 @@ without one a local Ray instance is started on loopback. Imports Ray: load it on
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,16 @@ from ray import exceptions as ray_errors
 from ray import serve
 from ray.serve import exceptions as serve_errors
 from ray.serve.handle import DeploymentHandle
+from torch import nn
 
 from explorer.activations import Capture
 from explorer.attribution import Attribution, Faithfulness
 from explorer.backend.config import ImageInput, ModelConfig
 from explorer.backend.errors import BackendError, CheckpointMissing, ServerBusy, ServerUnavailable
+from explorer.backend.ray_race import RemoteRace
 from explorer.backend.ray_serve import BATCH_WAIT_S, MAX_BATCH_SIZE, application
 from explorer.errors import ExplorerError
+from explorer.lab import LabDataset
 from explorer.predict import Prediction
 
 __all__ = ["RayBackend", "connect"]
@@ -190,6 +193,15 @@ class RayBackend:
         timeout_s: float | None = None,
     ) -> Faithfulness:
         return self._call(config, "faithfulness", (image, target, attribution, steps), timeout_s)
+
+    def train(
+        self, models: Mapping[str, nn.Module], data: LabDataset, *, epochs: int, lr: float, batch_size: int,
+        seed: int, abandon_after: float | None = None,
+    ) -> RemoteRace:
+        """The race in a Ray actor of ``num_cpus`` CPUs (see :mod:`explorer.backend.ray_race`)."""
+        return RemoteRace(models, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                          abandon_after=abandon_after, num_cpus=self.options["num_cpus"],
+                          timeout_s=self.timeout_s).start()
 
     def stats(self, config: ModelConfig) -> dict[str, Any]:
         """One replica's :meth:`ModelServer.stats` (batch sizes seen, models held, device)."""

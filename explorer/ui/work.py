@@ -3,22 +3,24 @@
 
 ``local`` (the default) runs them here, on the session's shared model, exactly as before. ``ray`` sends the
 sidebar's model configuration (a user's checkpoint as its bytes and hash) and the preprocessed image tensor to
-Ray Serve; a lab-trained model has no configuration a replica could load, so it always runs here. The results
-are the dataclasses the local functions return; a remote prediction keeps this session's class names (a
-checkpoint's class file stays in the browser's session). A server that is busy, dead or late raises a
-:class:`~explorer.backend.BackendError`, which the page shows with a "Try again" button.
+Ray Serve; a lab-trained model has no configuration a replica could load, so its image work runs here (its
+training race runs in a Ray actor: :func:`train_race`). The results are the dataclasses the local functions
+return; a remote prediction keeps this session's class names (a checkpoint's class file stays in the browser's
+session). A server that is busy, dead or late raises a :class:`~explorer.backend.BackendError`, which the page
+shows with a "Try again" button.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
-from torch import Tensor
+from torch import Tensor, nn
 
 from explorer import activations, backend
+from explorer.lab import LabDataset, LiveRace
 from explorer.predict import Prediction, predict, predict_with_knockout
 from explorer.ui import keys
 from explorer.ui.lab_models import Subject
@@ -26,7 +28,7 @@ from explorer.ui.lab_models import Subject
 if TYPE_CHECKING:
     from explorer.attribution import Attribution, Faithfulness
 
-__all__ = ["attribute", "capture", "faithfulness", "predict_top", "remote_config", "sanity"]
+__all__ = ["attribute", "capture", "faithfulness", "predict_top", "remote_config", "sanity", "train_race"]
 
 
 def remote_config(subject: Subject) -> backend.ModelConfig | None:
@@ -102,3 +104,13 @@ def faithfulness(subject: Subject, x: Tensor, target: int, result: Attribution, 
 
         return attribution.faithfulness(subject.loaded.model, x, target, result, steps=steps, device=device)
     return backend.current().faithfulness(config, backend.ImageInput.from_tensor(x), target, result, steps=steps)
+
+
+def train_race(models: Mapping[str, nn.Module], data: LabDataset, *, epochs: int, lr: float, batch_size: int,
+               seed: int, abandon_after: float | None) -> LiveRace:
+    """Start the lab's training race where the backend runs it (a Ray actor for ``ray``, a thread of this
+    process for ``local``) and return the handle the lab page polls."""
+    options = dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, abandon_after=abandon_after)
+    if backend.configured() == "local":
+        return LiveRace(models, data, **options).start()
+    return backend.current().train(models, data, **options)

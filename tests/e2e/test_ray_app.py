@@ -2,7 +2,8 @@
 needs requirements-scale.txt). The app started with EXPLORER_BACKEND=ray starts a local Ray instance itself and
 sends the Predictions & attributions page's work to Ray Serve: the prediction, then a run of the default
 methods, then a second run after the first script runs have ended (a Ray instance started from a script run's
-thread used to die with that thread and take the app down)."""
+thread used to die with that thread and take the app down). Then the Feature maps capture, a stage change
+(sliced from that capture) and a short lab race in a Ray actor."""
 
 from __future__ import annotations
 
@@ -45,3 +46,28 @@ def test_the_attributions_page_runs_on_ray_serve(page: Page, ray_app_url: str) -
     page.goto(ray_app_url, timeout=TIMEOUT)
     wait_idle(page, TIMEOUT)
     expect(page.get_by_text("Backend: Ray Serve at a local Ray instance").first).to_be_visible(timeout=TIMEOUT)
+
+
+def test_feature_maps_and_the_lab_race_run_on_ray(page: Page, ray_app_url: str) -> None:
+    page.goto(f"{ray_app_url}/feature_maps?arch=resnet18&input_size=112&weights=random", timeout=TIMEOUT)
+    wait_idle(page, TIMEOUT)
+    expect(page.get_by_text("Forward pass:").first).to_be_visible(timeout=TIMEOUT)
+    page.get_by_test_id("stSelectbox").filter(has_text="Stage").click()
+    page.get_by_role("option", name="layer3", exact=False).first.click()
+    wait_idle(page, TIMEOUT)
+    expect(page.get_by_text("layer3").first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+
+    page.goto(f"{ray_app_url}/lab?lab_preset=pair&lab_pair_depth=8", timeout=TIMEOUT)
+    wait_idle(page, TIMEOUT)
+    page.get_by_text("One pair: plain and ResNet", exact=False).first.click()
+    wait_idle(page, TIMEOUT)
+    for label, value in (("Epochs", "1"), ("Training images (at most)", "64")):
+        page.get_by_label(label, exact=True).fill(value)
+        page.get_by_label(label, exact=True).press("Enter")
+        wait_idle(page, TIMEOUT)
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text("Finished · epoch 1/1").first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
