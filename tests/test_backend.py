@@ -326,6 +326,10 @@ def test_ray_options_from_the_environment() -> None:
         ray_options({"EXPLORER_RAY_REPLICAS": "many"})
     with pytest.raises(BackendError, match="above zero"):
         ray_options({"EXPLORER_RAY_TIMEOUT_S": "0"})
+    assert ray_options({"EXPLORER_RAY_MAX_REPLICAS": "4"}) == {
+        "num_replicas": "auto", "autoscaling": {"min_replicas": 1, "max_replicas": 4}}
+    with pytest.raises(BackendError, match="not both"):
+        ray_options({"EXPLORER_RAY_MAX_REPLICAS": "4", "EXPLORER_RAY_REPLICAS": "2"})
 
 
 def test_config_from_the_choice_takes_a_known_hash() -> None:

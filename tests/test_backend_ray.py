@@ -189,6 +189,33 @@ def test_user_checkpoint_goes_by_hash(remote, local: LocalBackend) -> None:
     np.testing.assert_array_equal(again.logits, got.logits)
 
 
+# ------------------------------------------------------------------------------------------------ scaling
+
+
+def test_replicas_scale_out_with_demand(cluster: None) -> None:
+    from explorer.backend.ray_client import RayBackend
+
+    cfg = ModelConfig("resnet18", variant="v1", weights="random")
+    be = RayBackend(timeout_s=DEADLINE_S, num_cpus=0.25, num_replicas="auto", max_ongoing_requests=2,
+                    app_prefix="explorer-autoscale-", autoscaling={
+                        "min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1, "upscale_delay_s": 0,
+                        "metrics_interval_s": 0.5, "look_back_period_s": 2, "downscale_delay_s": 600})
+    try:
+        be.predict(cfg, ImageInput.from_tensor(_x(21)), fast=False)  # deployed: one replica to start with
+        assert len(_replica_names(cfg)) == 1
+        waits = [_threads_later(lambda i=i: be.attribute(cfg, ImageInput.from_tensor(_x(22 + i, 128)), 1,
+                                                         "integrated_gradients", **SLOW)) for i in range(6)]
+        end, most = time.monotonic() + DEADLINE_S, 1
+        while most < 2 and time.monotonic() < end:
+            most = max(most, len(_replica_names(cfg)))
+            time.sleep(0.5)
+        results = [wait() for wait in waits]
+        assert most == 2, "Serve did not add a replica under six slow requests"
+        assert all(not isinstance(r, Exception) for r in results), results  # every request answered
+    finally:
+        be.close()
+
+
 # --------------------------------------------------------------------------------------------------- failures
 
 

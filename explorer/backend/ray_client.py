@@ -101,6 +101,7 @@ class RayBackend:
         max_ongoing_requests: int = 8, max_queued_requests: int = 16, num_cpus: float = 1,
         num_gpus: float | None = None, max_checkpoints: int = 2, max_batch_size: int = MAX_BATCH_SIZE,
         batch_wait_s: float = BATCH_WAIT_S, threads: int | None = None, app_prefix: str = _PREFIX,
+        autoscaling: dict[str, Any] | None = None,
     ) -> None:
         connect(address)
         self.prefix = app_prefix
@@ -109,7 +110,7 @@ class RayBackend:
         self.options = dict(num_replicas=num_replicas, max_ongoing_requests=max_ongoing_requests,
                             max_queued_requests=max_queued_requests, num_cpus=num_cpus, num_gpus=num_gpus,
                             max_checkpoints=max_checkpoints, max_batch_size=max_batch_size, batch_wait_s=batch_wait_s,
-                            threads=threads)
+                            threads=threads, autoscaling=autoscaling)
         self._handles: dict[str, DeploymentHandle] = {}
         self._lock = threading.Lock()
 

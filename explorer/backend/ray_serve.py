@@ -113,11 +113,13 @@ def application(
     config: ModelConfig, *, num_replicas: int | str = 1, max_ongoing_requests: int = 8, max_queued_requests: int = 16,
     num_cpus: float = 1, num_gpus: float | None = None, max_checkpoints: int = 2,
     max_batch_size: int = MAX_BATCH_SIZE, batch_wait_s: float = BATCH_WAIT_S, threads: int | None = None,
-    runtime_env: dict | None = None,
+    runtime_env: dict | None = None, autoscaling: dict[str, Any] | None = None,
 ) -> serve.Application:
     """The Serve application for ``config``: its deployment named ``config.key``, bounded queue, CPU or GPU.
 
-    ``num_replicas="auto"`` lets Serve add and remove replicas with demand (its default autoscaling).
+    ``num_replicas="auto"`` lets Serve add and remove replicas with demand: its default autoscaling, with the
+    fields of ``autoscaling`` (Serve's ``AutoscalingConfig``: ``min_replicas``, ``max_replicas``,
+    ``target_ongoing_requests``, ``upscale_delay_s``, ...) in place of its defaults.
 
     ``num_gpus`` None gives each replica one GPU when this machine has CUDA, else none; ``threads`` (torch's CPU
     threads in a replica) defaults to ``num_cpus``. The checkpoint bytes
@@ -129,8 +131,9 @@ def application(
     if runtime_env:
         actor["runtime_env"] = runtime_env
     base = ModelConfig(config.arch, config.variant, config.shortcut, config.plain, config.weights)
+    scaling = {"autoscaling_config": autoscaling} if autoscaling and num_replicas == "auto" else {}
     return ModelDeployment.options(
         name=config.key, num_replicas=num_replicas, max_ongoing_requests=max_ongoing_requests,
-        max_queued_requests=max_queued_requests, ray_actor_options=actor,
+        max_queued_requests=max_queued_requests, ray_actor_options=actor, **scaling,
     ).bind(base, max_checkpoints=max_checkpoints, max_batch_size=max_batch_size, batch_wait_s=batch_wait_s,
           threads=threads or max(1, int(num_cpus)))

@@ -1,7 +1,8 @@
 """Which backend runs the heavy paths: ``EXPLORER_BACKEND=local|ray`` (default ``local``) and ``RAY_ADDRESS``.
 
 For ``ray``, optionally: ``EXPLORER_RAY_REPLICAS`` (replicas per deployment, or ``auto`` for Serve's
-autoscaling with demand), ``EXPLORER_RAY_GPUS`` (GPUs per replica; default one when this machine has CUDA),
+autoscaling with demand), ``EXPLORER_RAY_MAX_REPLICAS`` (autoscaling between 1 and this many replicas per
+deployment), ``EXPLORER_RAY_GPUS`` (GPUs per replica; default one when this machine has CUDA),
 ``EXPLORER_RAY_TIMEOUT_S`` (each request's deadline, default 120) and ``EXPLORER_RAY_QUEUE`` (requests that may
 wait per deployment, default 16).
 """
@@ -29,7 +30,8 @@ def ray_options(env: dict[str, str] | None = None) -> dict[str, object]:
         BackendError: a value that is not a number (or ``auto`` for the replicas).
     """
     env = dict(os.environ if env is None else env)
-    spec = {"EXPLORER_RAY_REPLICAS": ("num_replicas", int), "EXPLORER_RAY_GPUS": ("num_gpus", float),
+    spec = {"EXPLORER_RAY_REPLICAS": ("num_replicas", int), "EXPLORER_RAY_MAX_REPLICAS": ("max_replicas", int),
+            "EXPLORER_RAY_GPUS": ("num_gpus", float),
             "EXPLORER_RAY_TIMEOUT_S": ("timeout_s", float), "EXPLORER_RAY_QUEUE": ("max_queued_requests", int)}
     out: dict[str, object] = {}
     for var, (option, kind) in spec.items():
@@ -47,6 +49,12 @@ def ray_options(env: dict[str, str] | None = None) -> dict[str, object]:
         if value < 0 or (value == 0 and option != "num_gpus"):
             raise BackendError(f"{var} must be above zero, not {raw!r}.")
         out[option] = value
+    if "max_replicas" in out:
+        if out.get("num_replicas", "auto") != "auto":
+            raise BackendError("Set EXPLORER_RAY_REPLICAS (a fixed number) or EXPLORER_RAY_MAX_REPLICAS "
+                               "(autoscaling), not both.")
+        out["num_replicas"] = "auto"
+        out["autoscaling"] = {"min_replicas": 1, "max_replicas": out.pop("max_replicas")}
     return out
 
 
