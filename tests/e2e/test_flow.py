@@ -57,6 +57,26 @@ def test_feature_maps_from_an_upload(page: Page, app_url: str, artifacts: Path, 
     page.screenshot(path=artifacts / "feature_maps.png", full_page=True)
 
 
+def test_feature_maps_stage_change_and_a_confirmed_large_input(page: Page, app_url: str) -> None:
+    """A stage change redraws the layer's tabs and keeps the network-wide ones; a large input waits for "Run it
+    anyway", then draws every tab."""
+    _open(page, app_url, "feature_maps?arch=resnet18&weights=random&input_size=112")
+    _pick(page, "Stage", "layer3 · conv4_x")
+    expect(page.get_by_text(re.compile(r"layer3\.1: \d+ of 256 channels")).first).to_be_visible(timeout=TIMEOUT)
+    page.get_by_role("tab", name="Filmstrip").click()
+    expect(page.get_by_text("Each stage halves the resolution").first).to_be_visible(timeout=TIMEOUT)
+
+    _open(page, app_url, "feature_maps?arch=resnet18&weights=random&input_size=800")
+    expect(page.get_by_text("That is large").first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("Each stage halves the resolution")).to_have_count(0)
+    page.get_by_text("Run it anyway").click()
+    wait_idle(page)
+    expect(page.get_by_text(re.compile(r"layer1\.1: \d+ of 64 channels")).first).to_be_visible(timeout=TIMEOUT)
+    page.get_by_role("tab", name="Filmstrip").click()
+    expect(page.get_by_text("Each stage halves the resolution").first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
 def test_a_bad_upload_is_a_message(page: Page, app_url: str, tmp_path: Path) -> None:
     fake = tmp_path / "notes.png"
     fake.write_text("these are my lecture notes, not a picture")
