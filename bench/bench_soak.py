@@ -59,7 +59,7 @@ def main() -> int:
                 except OSError:
                     time.sleep(0.5)
             result = soak(url, server.pid, sessions=args.sessions, seconds=args.seconds, watch=args.watch,
-                          photo=photo)
+                          photo=photo, shots=tmp)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -72,7 +72,7 @@ def main() -> int:
     for page, times in sorted(by_page.items()):
         times.sort()
         print(f"  {page:>14}: {len(times):4d} visits, median {times[len(times) // 2]:.2f} s, max {times[-1]:.2f} s")
-    print(f"  server log: {tmp / 'server.log'}")
+    print(f"  server log (and a screenshot of each session that broke down): {tmp / 'server.log'}")
     return 0 if not result.problems and result.rss_growth() <= 1.15 else 1
 
 

@@ -14,8 +14,8 @@ def main() -> None:
     _introduction()
     _session(choice)
     st.subheader("Versions")
-    found = versions()
-    st.dataframe({"package": list(found), "version": list(found.values())}, hide_index=True)
+    rows = "\n".join(f"| {name} | {version} |" for name, version in versions().items())
+    st.markdown(f"| package | version |\n|---|---|\n{rows}")  # a table without pandas: the first page stays light
 
 
 def _introduction() -> None:

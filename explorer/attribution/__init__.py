@@ -33,8 +33,17 @@ from explorer.attribution.registry import METHODS, check_cost, estimate_cost, oc
 from explorer.attribution.result import VIEWS, Attribution, reduce_channels, view
 from explorer.attribution.sanity import cascade_layers, randomised_copy, rank_similarity, sanity_pair
 from explorer.attribution.spec import MethodSpec, Option
-from explorer.attribution.tables import cost_table, details_table, trust_table
 from explorer.images import IMAGENET_MEAN, IMAGENET_STD
+
+_TABLES = ("cost_table", "details_table", "trust_table")  # pandas loads with the first table, not with the app
+
+
+def __getattr__(name: str) -> object:
+    if name in _TABLES:
+        from explorer.attribution import tables
+
+        return getattr(tables, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "BASELINES",

@@ -293,10 +293,14 @@ def _lab() -> list[Param]:
     ]
 
 
-def _lesson() -> list[Param]:
-    from explorer import lesson  # noqa: PLC0415 - the lesson's data, loaded with its page's links only
+def _lesson_steps(_ctx: Context) -> tuple[int, int]:
+    from explorer import lesson  # noqa: PLC0415 - the lesson's data (and pandas) load with a lesson link only
 
-    return [Param(keys.LESSON_STEP, ("lesson",), int, 1, bounds=lambda _ctx: (1, len(lesson.STEPS)))]
+    return 1, len(lesson.STEPS)
+
+
+def _lesson() -> list[Param]:
+    return [Param(keys.LESSON_STEP, ("lesson",), int, 1, bounds=_lesson_steps)]
 
 
 PARAMS: dict[str, Param] = {p.key: p for p in (*_sidebar(), *_architecture(), *_blocks(), *_feature_maps(),

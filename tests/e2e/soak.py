@@ -153,8 +153,9 @@ async def _student(browser, url: str, n: int, deadline: Deadline, photo: Path, r
     page = await context.new_page()
     page.set_default_timeout(SETTLE_MS)
     uploaded = attributed = False
+    where = "home (open)"  # the visit under way, for the report of a session that breaks down
+    start = time.monotonic()
     try:
-        start = time.monotonic()
         await page.goto(url)
         await _settle(page)
         result.visits.append(Visit(n, "home (open)", time.monotonic() - start, await _problems(page),
@@ -163,7 +164,7 @@ async def _student(browser, url: str, n: int, deadline: Deadline, photo: Path, r
             for link, path in TOUR:
                 if deadline.passed(result):
                     break
-                start = time.monotonic()
+                start, where = time.monotonic(), path or "home"
                 await page.get_by_test_id("stSidebarNav").get_by_role("link", name=link, exact=True).click()
                 await page.wait_for_url(lambda u, path=path: urlparse(u).path.strip("/") == path)  # query aside
                 await _settle(page)
@@ -183,7 +184,8 @@ async def _student(browser, url: str, n: int, deadline: Deadline, photo: Path, r
     except Exception as err:  # noqa: BLE001 - a session that breaks down is a problem to report, not a crash
         result.broken.add(n)
         seen = await _problems(page)
-        result.visits.append(Visit(n, "session", 0.0, (f"driver: {type(err).__name__}: {str(err)[:300]}", *seen)))
+        problem = f"driver, on {where} after {time.monotonic() - start:.0f} s: {type(err).__name__}: {str(err)[:300]}"
+        result.visits.append(Visit(n, "session", 0.0, (problem, *seen), time.monotonic() - deadline.start))
         if shots is not None:
             await page.screenshot(path=shots / f"soak-session-{n}.png", full_page=True)
     finally:
