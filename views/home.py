@@ -5,7 +5,7 @@ import streamlit as st
 from explorer import backend, weights
 from explorer.device import device_label, pick_device, versions
 from explorer.errors import ExplorerError
-from explorer.ui import choices, projector
+from explorer.ui import choices
 from explorer.ui.page import guarded
 
 
@@ -28,8 +28,8 @@ def _introduction() -> None:
     )
 
     st.subheader("Where to start")
-    cols = st.columns(3 if projector.active() else 5)  # at projector sizes five labels do not fit a row
     tour = [
+        ("views/lesson.py", "Lesson: ResNet in ten steps", "The paper's ideas in order, each with a live figure."),
         ("views/architecture.py", "Architecture", "Table 1 of the paper for your model, layer by layer."),
         ("views/blocks.py", "Blocks & shortcuts", "One block drawn op by op; identity vs projection."),
         ("views/feature_maps.py", "Feature maps", "Upload an image and watch each stage transform it."),
@@ -37,7 +37,9 @@ def _introduction() -> None:
         ("views/lab.py", "Degradation lab", "Plain vs residual nets: gradients and a training race."),
     ]
     for i, (page, label, text) in enumerate(tour):
-        with cols[i % len(cols)]:
+        if i % 3 == 0:  # rows of three: a row of six cuts the longer labels at 1400 px and on a projector
+            cols = st.columns(3)
+        with cols[i % 3]:
             st.page_link(page, label=f"**{label}**")
             st.caption(text)
 
