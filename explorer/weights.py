@@ -64,6 +64,7 @@ __all__ = [
     "WeightsInfo",
     "WeightsUnavailable",
     "cache_path",
+    "checkpoint_categories",
     "imagenet_categories",
     "load_checkpoint",
     "load_pretrained",
@@ -159,6 +160,14 @@ def weights_info(arch: str) -> WeightsInfo:
 def imagenet_categories() -> list[str]:
     """The 1000 ImageNet-1K class names in the order of the network's logits (shared by every arch)."""
     return list(weights_info("resnet18").categories)
+
+
+def checkpoint_categories(report: LoadReport) -> list[str]:
+    """The class names of a model :func:`model_from_checkpoint` built: its report's, or ImageNet's for a
+    1000-class ResNet that came without names."""
+    if report.classes_from is None and report.num_classes == 1000:
+        return imagenet_categories()
+    return list(report.class_names)
 
 
 def _file_name(url: str) -> str:

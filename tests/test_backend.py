@@ -251,6 +251,29 @@ def test_user_checkpoint_by_hash(reference: torch.nn.Module) -> None:
         cache.get(cfg.without_data())
 
 
+def test_a_checkpoint_builds_the_network_it_holds_as_the_app_does() -> None:
+    """A CIFAR ResNet-20 with 10 classes, sent while the sidebar's arch is resnet50 (no ImageNet arch to follow):
+    the backend builds what the checkpoint holds, as the app's own loader does, not the sidebar's arch."""
+    from explorer.models import build_cifar
+    from explorer.ui import cached
+
+    torch.manual_seed(7)
+    trained = build_cifar(20, num_classes=10).eval()
+    buf = io.BytesIO()
+    torch.save(trained.state_dict(), buf)
+    data = buf.getvalue()
+    ckpt = Checkpoint.from_bytes("cifar.pth", data)
+    loaded = ModelCache(1).get(ModelConfig("resnet50", weights="checkpoint", checkpoint=ckpt))
+    assert loaded.pretrained and loaded.problem is None and "ResNet-20" in loaded.label
+    app = cached._from_checkpoint(ckpt.sha256, None, ("cifar.pth", data), None).loaded
+    assert loaded.categories == app.categories == [f"class {i}" for i in range(10)]
+    x = _x(9, 32)
+    got = LocalBackend(lambda _config: loaded).predict(CFG, ImageInput.from_tensor(x), fast=False)
+    want = predict(app.model, x, categories=app.categories, fast=False)
+    assert got.indices == want.indices and got.names == want.names
+    np.testing.assert_array_equal(got.logits, want.logits)
+
+
 def test_damaged_checkpoint_is_random_with_a_reason() -> None:
     cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint=Checkpoint.from_bytes("x.pth", b"garbage"))
     loaded = ModelCache(1).get(cfg)

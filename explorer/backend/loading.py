@@ -1,13 +1,15 @@
 """Models for a backend, loaded from a :class:`ModelConfig` without Streamlit, and kept in a bounded LRU.
 
 The same steps as the app's cached loader: build with seeded random weights (so "random weights" are the same
-everywhere: in this process and in every replica), then load ImageNet weights or the user's checkpoint; when
-that fails the model stays random and ``problem`` says why. Checkpoints are keyed by their hash and evicted
-when they are the least recently used.
+everywhere: in this process and in every replica), then load ImageNet weights; a user's checkpoint builds the
+network it holds (:func:`explorer.weights.model_from_checkpoint`, as the app does: its own architecture, depth
+and classes, whatever the sidebar's arch). When that fails the model stays random and ``problem`` says why.
+Checkpoints are keyed by their hash and evicted when they are the least recently used.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -70,10 +72,12 @@ def load(config: ModelConfig) -> Loaded:
         elif not ckpt.data:
             raise CheckpointMissing(ckpt.sha256)
         else:
-            try:
-                weights.load_checkpoint(net, ckpt.verified(), name=ckpt.name)
-                cats = weights.imagenet_categories() if net.fc.out_features == 1000 else None
-                return Loaded(prepare(net), True, f"your checkpoint ({ckpt.name})", cats)
+            try:  # the network the checkpoint holds, as the app builds it (its own arch, depth and classes)
+                handle = io.BytesIO(ckpt.verified())
+                handle.name = ckpt.name
+                net, report = weights.model_from_checkpoint(handle)
+                return Loaded(prepare(net), True, f"your checkpoint ({ckpt.name}: {report.inferred})",
+                              weights.checkpoint_categories(report))
             except ExplorerError as err:
                 problem, net = f"Your checkpoint could not be used: {err}", _build(config)
     return Loaded(prepare(net), False, "random weights — untrained", weights.imagenet_categories(), problem)

@@ -91,12 +91,6 @@ def _file(upload: Upload) -> io.BytesIO:
     return handle
 
 
-def _categories(report: LoadReport) -> list[str]:
-    if report.classes_from is None and report.num_classes == 1000:
-        return weights.imagenet_categories()  # a 1000-class ResNet without names is an ImageNet one
-    return list(report.class_names)
-
-
 @st.cache_resource(max_entries=3, show_spinner="Reading your checkpoint…")
 def _from_checkpoint(sha: str, names_sha: str | None, _checkpoint: Upload, _names: Upload | None) -> CheckpointModel:
     """The model a checkpoint holds, once per content (``sha`` of the checkpoint and of the class-names file)."""
@@ -113,7 +107,8 @@ def _from_checkpoint(sha: str, names_sha: str | None, _checkpoint: Upload, _name
         return CheckpointModel(None, f"Your checkpoint could not be used: {err} Until one works, the weights are "
                                      "random.")
     label = f"your checkpoint ({_checkpoint[0]}: {report.inferred})"
-    loaded = LoadedModel(prepare(net), True, label, _categories(report), problem, report, error=problem is not None)
+    loaded = LoadedModel(prepare(net), True, label, weights.checkpoint_categories(report), problem, report,
+                         error=problem is not None)
     return CheckpointModel(loaded)
 
 
