@@ -189,6 +189,22 @@ def test_user_checkpoint_goes_by_hash(remote, local: LocalBackend) -> None:
     np.testing.assert_array_equal(again.logits, got.logits)
 
 
+def test_a_cifar_checkpoint_runs_as_the_network_it_holds(remote) -> None:
+    from explorer.models import build_cifar
+    from explorer.predict import predict
+
+    torch.manual_seed(8)
+    trained = build_cifar(20, num_classes=10).eval()
+    buf = io.BytesIO()
+    torch.save(trained.state_dict(), buf)
+    cfg = ModelConfig("resnet50", weights="checkpoint", checkpoint=Checkpoint.from_bytes("cifar.pth", buf.getvalue()))
+    x = _x(10, 32)
+    got = remote.predict(cfg, ImageInput.from_tensor(x), fast=False)
+    want = predict(trained, x, categories=[f"class {i}" for i in range(10)], fast=False)
+    assert got.indices == want.indices and got.names == want.names
+    np.testing.assert_allclose(got.logits, want.logits, atol=1e-5, rtol=0)
+
+
 # ------------------------------------------------------------------------------------------------ scaling
 
 
