@@ -152,6 +152,11 @@ async def _student(browser, url: str, n: int, deadline: Deadline, photo: Path, r
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await context.new_page()
     page.set_default_timeout(SETTLE_MS)
+    # what the browser saw go wrong, for the report of a session that breaks down (a blank page was seen once)
+    browser_errors: list[str] = []
+    page.on("pageerror", lambda err: browser_errors.append(f"page error: {str(err)[:200]}"))
+    page.on("crash", lambda _page: browser_errors.append("the tab crashed"))
+    page.on("console", lambda msg: msg.type == "error" and browser_errors.append(f"console: {msg.text[:200]}"))
     uploaded = attributed = False
     where = "home (open)"  # the visit under way, for the report of a session that breaks down
     start = time.monotonic()
@@ -185,7 +190,8 @@ async def _student(browser, url: str, n: int, deadline: Deadline, photo: Path, r
         result.broken.add(n)
         seen = await _problems(page)
         problem = f"driver, on {where} after {time.monotonic() - start:.0f} s: {type(err).__name__}: {str(err)[:300]}"
-        result.visits.append(Visit(n, "session", 0.0, (problem, *seen), time.monotonic() - deadline.start))
+        result.visits.append(Visit(n, "session", 0.0, (problem, *seen, *browser_errors[-5:]),
+                                   time.monotonic() - deadline.start))
         if shots is not None:
             await page.screenshot(path=shots / f"soak-session-{n}.png", full_page=True)
     finally:
