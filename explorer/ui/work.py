@@ -20,13 +20,13 @@ import streamlit as st
 from torch import Tensor, nn
 
 from explorer import activations, backend
-from explorer.lab import LabDataset, LiveRace
 from explorer.predict import Prediction, predict, predict_with_knockout
 from explorer.ui import keys
 from explorer.ui.lab_models import Subject
 
 if TYPE_CHECKING:
     from explorer.attribution import Attribution, Faithfulness
+    from explorer.lab import LabDataset, LiveRace
 
 __all__ = ["attribute", "capture", "faithfulness", "predict_top", "remote_config", "sanity", "train_race"]
 
@@ -110,7 +110,5 @@ def train_race(models: Mapping[str, nn.Module], data: LabDataset, *, epochs: int
                seed: int, abandon_after: float | None) -> LiveRace:
     """Start the lab's training race where the backend runs it (a Ray actor for ``ray``, a thread of this
     process for ``local``) and return the handle the lab page polls."""
-    options = dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, abandon_after=abandon_after)
-    if backend.configured() == "local":
-        return LiveRace(models, data, **options).start()
-    return backend.current().train(models, data, **options)
+    return backend.current().train(models, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                                   abandon_after=abandon_after)
