@@ -254,3 +254,19 @@ def test_an_attributions_link_sets_methods_and_their_options(app: AppTest) -> No
     app.button(key=keys.RUN_ATTR).click().run()
     assert not app.exception
     assert app.selectbox(key=keys.COLORMAP).value == "Magma" and app.slider(key=keys.OPACITY).value == 0.4
+
+
+@pytest.mark.parametrize("fragment_ids, reruns", [(None, []), ([], []), (["frag-id"], [["frag_x", keys.FRAGMENT_LINK]])])
+def test_a_linked_control_reruns_its_fragment_only_in_that_fragments_run(
+        monkeypatch: pytest.MonkeyPatch, fragment_ids: list[str] | None, reruns: list) -> None:
+    """A linked control's change in its fragment's run reruns the fragment and the link box; in a full run it
+    changes nothing (the full run redraws the link). Turning a full run into a fragment run blanked a student's
+    page in the classroom soak when the browser had already moved to another page (see ``url_state.relink``)."""
+    from types import SimpleNamespace
+
+    asked: list = []
+    monkeypatch.setattr(url_state, "get_script_run_ctx", lambda: SimpleNamespace(fragment_ids_this_run=fragment_ids))
+    monkeypatch.setattr(url_state.st, "rerun", lambda scope: asked.append(scope))
+    monkeypatch.setattr(url_state.st, "session_state", {keys.PRIVATE_URL_PAGE: "feature_maps"})
+    url_state.relink("frag_x")()
+    assert asked == reruns

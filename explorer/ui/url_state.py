@@ -188,11 +188,21 @@ def link_box(page: str) -> None:
 
 def relink(fragment: str) -> Callable[[], None]:
     """``on_change`` for a control that belongs in the link and lives in the page's fragment keyed ``fragment``:
-    its change reruns that fragment and the link box (``st.rerun`` with fragment keys), not the whole page."""
+    its change in that fragment's own run reruns the fragment and the link box (``st.rerun`` with fragment keys),
+    not the whole page.
+
+    Only in a fragment run: a full run redraws the link box anyway, and turning a full run into a fragment run
+    blanks the browser's page when the browser has moved on. Seen in the classroom soak: a student uploaded a
+    photo on Feature maps and clicked another page at once; the upload's late rerun of Feature maps (the control
+    counted as changed, its state dropped by the interrupted run of the other page) became a rerun of the Feature
+    maps fragment, the browser — already on the other page, which had cleared Feature maps — got deltas for a
+    container it no longer had ("Bad delta path index 8") and its React tree died."""
 
     def rerun() -> None:
-        if keys.PRIVATE_URL_PAGE in st.session_state:  # restore() ran: app.py draws the link box
+        ctx = get_script_run_ctx()
+        in_fragment_run = ctx is not None and bool(ctx.fragment_ids_this_run)
+        if in_fragment_run and keys.PRIVATE_URL_PAGE in st.session_state:  # restore() ran: app.py draws the box
             st.rerun([fragment, keys.FRAGMENT_LINK])
-        # a page run on its own has no link box: the interaction's own rerun stands
+        # a full run, or a page run on its own (no link box): the interaction's own rerun stands
 
     return rerun
