@@ -1,10 +1,8 @@
 """Models for a backend, loaded from a :class:`ModelConfig` without Streamlit, and kept in a bounded LRU.
 
-The same steps as the app's cached loader: build with seeded random weights (so "random weights" are the same
-everywhere: in this process and in every replica), then load ImageNet weights; a user's checkpoint builds the
-network it holds (:func:`explorer.weights.model_from_checkpoint`, as the app does: its own architecture, depth
-and classes, whatever the sidebar's arch). When that fails the model stays random and ``problem`` says why.
-Checkpoints are keyed by their hash and evicted when they are the least recently used.
+The same steps as the app's cached loader, from one place (:mod:`explorer.loading`): seeded random weights,
+ImageNet weights, or the network a user's checkpoint holds; when that fails the model is random and ``problem``
+says why. Checkpoints are keyed by their hash and evicted when they are the least recently used.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import replace
 
 import torch
 
@@ -20,67 +18,37 @@ from explorer import weights
 from explorer.backend.config import ModelConfig
 from explorer.backend.errors import CheckpointMissing
 from explorer.errors import ExplorerError
-from explorer.models import ResNet, build
-from explorer.shared import prepare, seeded
+from explorer.loading import Loaded, checkpoint_label, standard
+from explorer.shared import prepare
 
 __all__ = ["Loaded", "ModelCache", "load"]
 
 
-@dataclass(frozen=True)
-class Loaded:
-    """A loaded, shared, eval-mode model and what its weights are (the fields of the app's ``LoadedModel``)."""
-
-    model: ResNet
-    pretrained: bool
-    label: str
-    categories: list[str] | None
-    problem: str | None = None
-
-
-def _build(config: ModelConfig) -> ResNet:
-    with seeded(0):
-        return build(config.arch, variant=config.variant, shortcut=config.shortcut, plain=config.plain)
-
-
-def _pretrained_possible(config: ModelConfig) -> bool:
-    return weights.pretrained_supported(variant=config.variant, shortcut=config.shortcut, plain=config.plain)
-
-
 def load(config: ModelConfig) -> Loaded:
-    """Build and load ``config`` on the CPU.
+    """Build and load ``config`` on the CPU, as the app does (:mod:`explorer.loading`).
 
     Raises:
         CheckpointMissing: a checkpoint configuration whose bytes were not sent.
         BackendError: checkpoint bytes whose hash is not the announced one.
     """
-    net = _build(config)
-    problem = None
-    if config.weights == "pretrained":
-        if not _pretrained_possible(config):
-            problem = ("ImageNet weights exist only for torchvision's configuration (v1.5, option B, with "
-                       "shortcuts); this model uses random weights.")
-        else:
-            try:
-                info = weights.load_pretrained(net, config.arch)
-                return Loaded(prepare(net), True, info.label, list(info.categories))
-            except ExplorerError as err:
-                problem, net = str(err), _build(config)
-    elif config.weights == "checkpoint":
-        ckpt = config.checkpoint
-        if ckpt is None:
-            problem = "No checkpoint uploaded yet: upload one in the sidebar. Until then the weights are random."
-        elif not ckpt.data:
-            raise CheckpointMissing(ckpt.sha256)
-        else:
-            try:  # the network the checkpoint holds, as the app builds it (its own arch, depth and classes)
-                handle = io.BytesIO(ckpt.verified())
-                handle.name = ckpt.name
-                net, report = weights.model_from_checkpoint(handle)
-                return Loaded(prepare(net), True, f"your checkpoint ({ckpt.name}: {report.inferred})",
-                              weights.checkpoint_categories(report))
-            except ExplorerError as err:
-                problem, net = f"Your checkpoint could not be used: {err}", _build(config)
-    return Loaded(prepare(net), False, "random weights — untrained", weights.imagenet_categories(), problem)
+    shape = {"variant": config.variant, "shortcut": config.shortcut, "plain": config.plain}
+    if config.weights != "checkpoint":
+        return standard(config.arch, **shape, pretrained=config.weights == "pretrained")
+    ckpt = config.checkpoint
+    if ckpt is None:
+        problem = "No checkpoint uploaded yet: upload one in the sidebar. Until then the weights are random."
+    elif not ckpt.data:
+        raise CheckpointMissing(ckpt.sha256)
+    else:
+        try:  # the network the checkpoint holds, as the app builds it (its own arch, depth and classes)
+            handle = io.BytesIO(ckpt.verified())
+            handle.name = ckpt.name
+            net, report = weights.model_from_checkpoint(handle)
+            return Loaded(prepare(net), True, checkpoint_label(ckpt.name, report),
+                          weights.checkpoint_categories(report))
+        except ExplorerError as err:
+            problem = f"Your checkpoint could not be used: {err}"
+    return replace(standard(config.arch, **shape), problem=problem)
 
 
 class ModelCache:
@@ -103,8 +71,7 @@ class ModelCache:
                 return self._models[key]
             loaded = load(config)
             if self.device.type != "cpu":
-                loaded = Loaded(loaded.model.to(self.device), *(getattr(loaded, f) for f in
-                                                                ("pretrained", "label", "categories", "problem")))
+                loaded = replace(loaded, model=loaded.model.to(self.device))
             self._models[key] = loaded
             while len(self._models) > self.max_models:
                 self._models.popitem(last=False)

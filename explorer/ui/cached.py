@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from explorer import weights
+from explorer import loading, weights
 from explorer.checkpoints import ClassNamesError, LoadReport
 from explorer.errors import ExplorerError
-from explorer.models import ResNet, build
-from explorer.shared import model_lock, prepare, seeded
+from explorer.shared import model_lock, prepare
 from explorer.ui import keys, projector
 
 if TYPE_CHECKING:  # choices imports this module (the sidebar follows what a checkpoint holds)
@@ -25,17 +24,13 @@ Upload = tuple[str, bytes]  # (file name, bytes) as kept in session_state
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """A cached model and what its weights are. ``model`` is shared: never mutate it, never leave hooks.
+class LoadedModel(loading.Loaded):
+    """A cached model and what its weights are (:class:`explorer.loading.Loaded`), with what a user's checkpoint
+    held. ``model`` is shared: never mutate it, never leave hooks.
 
     Pages hold no lock: every ``explorer`` function takes the model's own lock itself.
     """
 
-    model: ResNet
-    pretrained: bool
-    label: str
-    categories: list[str] | None
-    problem: str | None = None  # why the requested weights could not be used (the model is then random)
     report: LoadReport | None = None  # what a user's checkpoint held, when the weights are one
     error: bool = False  # ``problem`` is the user's input refused (shown as an error, not a warning)
 
@@ -45,27 +40,13 @@ class LoadedModel:
         return model_lock(self.model)
 
 
-def _build(choice: ModelChoice) -> ResNet:
-    with seeded(0):  # the same "random weights" for everybody, so a class sees the same pictures
-        return build(choice.arch, variant=choice.variant, shortcut=choice.shortcut, plain=choice.plain)
-
-
 @st.cache_resource(max_entries=4, show_spinner="Building the model…")
 def _load(choice: ModelChoice) -> LoadedModel:
-    net = _build(choice)
-    problem = None
-    if choice.weights == "pretrained":  # a checkpoint's model comes from _from_checkpoint; this is its fallback
-        if not choice.pretrained_possible:
-            problem = (f"ImageNet weights exist only for torchvision's configuration (v1.5, option B, with "
-                       f"shortcuts); {choice.title} uses random weights.")
-        else:
-            try:
-                info = weights.load_pretrained(net, choice.arch)
-                return LoadedModel(prepare(net), True, info.label, list(info.categories))
-            except ExplorerError as err:
-                problem = str(err)
-                net = _build(choice)
-    return LoadedModel(prepare(net), False, "random weights — untrained", weights.imagenet_categories(), problem)
+    """The model for a choice of architecture and weights (a checkpoint's comes from :func:`_from_checkpoint`;
+    this is its random fallback), as every backend replica loads it (:func:`explorer.loading.standard`)."""
+    loaded = loading.standard(choice.arch, variant=choice.variant, shortcut=choice.shortcut, plain=choice.plain,
+                              pretrained=choice.weights == "pretrained", title=choice.title)
+    return LoadedModel(**vars(loaded))
 
 
 @dataclass(frozen=True)
@@ -106,8 +87,8 @@ def _from_checkpoint(sha: str, names_sha: str | None, _checkpoint: Upload, _name
     except ExplorerError as err:
         return CheckpointModel(None, f"Your checkpoint could not be used: {err} Until one works, the weights are "
                                      "random.")
-    label = f"your checkpoint ({_checkpoint[0]}: {report.inferred})"
-    loaded = LoadedModel(prepare(net), True, label, weights.checkpoint_categories(report), problem, report,
+    loaded = LoadedModel(prepare(net), True, loading.checkpoint_label(_checkpoint[0], report),
+                         weights.checkpoint_categories(report), problem, report,
                          error=problem is not None)
     return CheckpointModel(loaded)
 
