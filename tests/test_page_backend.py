@@ -165,8 +165,17 @@ def _feature_maps() -> AppTest:
     return at.run()
 
 
+FM_TABS = ("Channels", "Filmstrip", "Overlay", "Preprocessing", "conv1 filters", "Residual stream")
+
+
 def _figures(at: AppTest) -> list[dict]:
-    return [json.loads(e.proto.spec)["data"] for e in at.get("plotly_chart")]
+    """Every figure of every tab of Feature maps (a hidden tab is not drawn: each is opened in turn)."""
+    figures = []
+    for tab in FM_TABS:
+        at.session_state["fm_tab"] = tab
+        at.run()
+        figures += [json.loads(e.proto.spec)["data"] for e in at.get("plotly_chart")]
+    return figures
 
 
 def test_the_feature_maps_capture_runs_on_the_backend_with_the_same_figures(remote: StandIn,
@@ -183,7 +192,7 @@ def test_the_feature_maps_capture_runs_on_the_backend_with_the_same_figures(remo
     here.selectbox(key="fm_stage").select("layer3").run()
     assert len(remote.calls) == 1  # the local page asked the stand-in nothing
     local_figures = _figures(here)
-    assert len(remote_figures) == len(local_figures) >= 4
+    assert len(remote_figures) == len(local_figures) >= 6
     for mine, theirs in zip(remote_figures, local_figures, strict=True):
         assert [[t.get(k) for k in "xyz"] for t in mine] == [[t.get(k) for k in "xyz"] for t in theirs]
 
@@ -197,7 +206,7 @@ def test_a_busy_server_on_feature_maps_is_a_message_with_try_again(remote: Stand
     at.button(key="retry_page").click().run()
     assert not at.exception and not at.error
     assert [what for what, _ in remote.calls] == ["capture", "capture"]
-    assert any(e.proto.id and "fm_film" in e.proto.id for e in at.get("plotly_chart"))
+    assert any(e.proto.id and "fm_grid" in e.proto.id for e in at.get("plotly_chart"))
 
 
 def test_the_lab_race_trains_on_the_backend(remote: StandIn) -> None:

@@ -204,6 +204,7 @@ def test_preprocessing_is_remembered_with_its_checkpoint(app: AppTest) -> None:
     upload(app, first)  # the first file again: its preprocessing comes back
     app.run()
     assert app.session_state["checkpoint_norm"] == "0.5/0.5" and app.session_state["input_size"] == 96
+    app.session_state["fm_tab"] = "Preprocessing"  # a hidden tab is not drawn
     app.switch_page(FEATURE_MAPS).run()
     assert not app.exception
     text = " ".join(m.value for m in app.markdown)

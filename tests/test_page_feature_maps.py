@@ -71,13 +71,26 @@ def test_sample_image_shows_every_section(fm: AppTest) -> None:
     assert fm.session_state["image_tensor"].shape == (1, 3, 64, 64)
     assert fm.selectbox(key="fm_stage").value == "layer1"
     assert fm.selectbox(key="fm_block").value == 1  # the end of the stage
+    expected = {"Channels": "layer1.1: 16 of 64 channels", "Filmstrip": "From conv1", "Overlay": "upsampled",
+                "Preprocessing": "normalised tensor", "conv1 filters": "conv1's filters",
+                "Residual stream": "Residual stream"}
+    for tab, title in expected.items():
+        fm.session_state["fm_tab"] = tab
+        fm.run()
+        titles = plotly_titles(fm)
+        assert any(title in t for t in titles), (tab, titles)
+        assert any(t.startswith("layer1.1: 16 of 64 channels") for t in titles)  # Channels is always drawn
+        assert not fm.error and not fm.exception
+
+
+def test_only_the_open_tab_and_channels_are_drawn(fm: AppTest) -> None:
+    """A hidden tab costs nothing: the first run draws Channels only; opening Overlay adds it, nothing else."""
     titles = plotly_titles(fm)
-    assert any(t.startswith("layer1.1: 16 of 64 channels") for t in titles)
-    assert any("From conv1" in t for t in titles)
-    assert any("conv1's filters" in t for t in titles)
-    assert any("Residual stream" in t for t in titles)
-    assert any("normalised tensor" in t for t in titles)
-    assert not fm.error
+    assert not any("From conv1" in t or "upsampled" in t or "Residual stream" in t for t in titles), titles
+    fm.session_state["fm_tab"] = "Overlay"
+    fm.run()
+    titles = plotly_titles(fm)
+    assert any("upsampled" in t for t in titles) and not any("From conv1" in t for t in titles), titles
 
 
 def test_picking_a_layer_by_stage_and_block(fm: AppTest) -> None:
@@ -103,6 +116,8 @@ def test_channels_of_my_choice_and_per_channel_scale(fm: AppTest) -> None:
 
 
 def test_overlay_channel_and_opacity(fm: AppTest) -> None:
+    fm.session_state["fm_tab"] = "Overlay"
+    fm.run()
     fm.number_input(key="fm_overlay_channel").set_value(7).run()
     fm.slider(key="fm_opacity").set_value(0.8).run()
     assert not fm.exception
@@ -241,6 +256,7 @@ def test_residual_stream_chart_norms_and_ratios() -> None:
 
 
 def test_picked_channels_survive_a_change_to_a_smaller_layer(fm: AppTest) -> None:
+    fm.session_state["fm_tab"] = "Overlay"
     fm.selectbox(key="fm_stage").select("layer4").run()
     fm.radio(key="fm_rank").set_value("channels I choose").run()
     fm.multiselect(key="fm_channels").set_value([3, 300]).run()

@@ -82,6 +82,8 @@ def test_feature_maps_of_a_lab_model(app, trained):
     prep = app.session_state["_lab_image_prep"][1]
     assert tuple(prep.tensor.shape) == (1, 3, 16, 16) and prep.mean == data.mean
     # the filmstrip: the stem and three stages, 16 -> 16 -> 32 -> 64 channels on 16 -> 16 -> 8 -> 4 grids
+    app.session_state["fm_tab"] = "Filmstrip"  # a hidden tab is not drawn
+    app.run()
     film = [a["text"].split("<br>") for a in chart(app, "fm_film")["layout"]["annotations"]]
     assert [title.split(" · ")[0] for title, _ in film] == ["stem", "layer1", "layer2", "layer3"]
     assert [shape for _, shape in film] == ["16 × 16 × 16", "16 × 16 × 16", "32 × 8 × 8", "64 × 4 × 4"]
@@ -89,9 +91,15 @@ def test_feature_maps_of_a_lab_model(app, trained):
     app.selectbox(key="fm_stage").set_value("layer3").run()
     assert not app.exception
     assert any("**layer3.0** outputs 64 channels of 4 × 4" in c.value for c in app.caption)
+    app.session_state["fm_tab"] = "conv1 filters"
+    app.run()
     assert "16 filters, 3×3 pixels" in chart(app, "fm_filters")["layout"]["title"]["text"]
+    app.session_state["fm_tab"] = "Residual stream"
+    app.run()
     stream = chart(app, "fm_stream")
     assert list(stream["data"][0]["x"]) == ["layer1.0", "layer2.0", "layer3.0"]
+    app.session_state["fm_tab"] = "Preprocessing"
+    app.run()
     assert any("mean and standard deviation of the digits training images" in m.value for m in app.markdown)
 
     # a photograph works too (with a warning that it means little to a digits model)

@@ -19,7 +19,8 @@ STATES: dict[str, dict[str, object]] = {
     "blocks": {keys.ARCH: "resnet34", keys.BLOCK_STAGE: "layer3", keys.BLOCK_INDEX: 4, keys.BLOCK_TAB: "Run a tensor"},
     "feature_maps": {keys.ARCH: "resnet34", keys.FM_STAGE: "layer3", keys.FM_BLOCK: 2,
                      keys.FM_RANK: "top by max activation", keys.FM_K: 8, keys.FM_SCALE: "per channel",
-                     keys.FM_OPACITY: 0.35, keys.FM_OVERLAY_CHANNEL: 17, keys.SAMPLE: "coffee cup"},
+                     keys.FM_OPACITY: 0.35, keys.FM_OVERLAY_CHANNEL: 17, keys.FM_TAB: "Overlay",
+                     keys.SAMPLE: "coffee cup"},
     "attributions": {keys.INPUT_SIZE: 160, keys.METHODS: ["integrated_gradients", "occlusion", "grad_cam"],
                      "ig_steps": 64, "ig_baseline": "blur", "occ_window": 24, "occ_stride": 8, "gc_layer": "layer3.1",
                      keys.TARGET_CLASS: 281, keys.ATTR_VIEW: "positive", keys.COLORMAP: "Magma", keys.OPACITY: 0.4,
@@ -256,7 +257,8 @@ def test_an_attributions_link_sets_methods_and_their_options(app: AppTest) -> No
     assert app.selectbox(key=keys.COLORMAP).value == "Magma" and app.slider(key=keys.OPACITY).value == 0.4
 
 
-@pytest.mark.parametrize("fragment_ids, reruns", [(None, []), ([], []), (["frag-id"], [["frag_x", keys.FRAGMENT_LINK]])])
+@pytest.mark.parametrize("fragment_ids, reruns",
+                         [(None, []), ([], []), (["frag-id"], [["frag_x", keys.FRAGMENT_LINK]])])
 def test_a_linked_control_reruns_its_fragment_only_in_that_fragments_run(
         monkeypatch: pytest.MonkeyPatch, fragment_ids: list[str] | None, reruns: list) -> None:
     """A linked control's change in its fragment's run reruns the fragment and the link box; in a full run it

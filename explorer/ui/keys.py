@@ -91,6 +91,7 @@ FM_OVERLAY_CHANNEL = "fm_overlay_channel"
 FM_PREP = "fm_prep"
 FM_RANK = "fm_rank"
 FM_SCALE = "fm_scale"
+FM_TAB = "fm_tab"  # the open tab of Feature maps (its label)
 FM_STAGE = "fm_stage"
 FM_STATS_CSV = "fm_stats_csv"
 FM_STREAM = "fm_stream"

@@ -236,6 +236,7 @@ def _feature_maps() -> list[Param]:
         Param(keys.FM_SCALE, page, str, "shared", _fixed(("shared", "per channel")), what="a colour scale"),
         Param(keys.FM_OPACITY, page, float, bounds=lambda _ctx: (0.0, 1.0)),
         Param(keys.FM_OVERLAY_CHANNEL, page, int, bounds=lambda ctx: (0, stage_channels(ctx) - 1)),
+        Param(keys.FM_TAB, page, str),  # the page's tab labels; an unknown one opens the first tab
         Param(keys.SAMPLE, ("feature_maps", "attributions"), str, next(iter(images.SAMPLES)),
               _fixed(list(images.SAMPLES)), what="a sample photograph"),
     ]
