@@ -84,11 +84,13 @@ def _port() -> int:
 
 
 def _serve(script: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str, float]:
-    """Start streamlit on ``script``; returns the process, its URL and the monotonic time it answered health."""
+    """Start streamlit on ``script``, in its own folder (so it reads that folder's ``.streamlit/config.toml``: a
+    checkout's own settings, Streamlit's defaults for the bare page); returns the process, its URL and the
+    monotonic time it answered health."""
     port = _port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+         "127.0.0.1", "--server.headless", "true"], cwd=script.parent, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:
