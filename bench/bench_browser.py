@@ -90,7 +90,8 @@ def _serve(script: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Pop
     port = _port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true"], cwd=script.parent, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+         "127.0.0.1", "--server.headless", "true"], cwd=script.parent, env=env, stdout=log.open("w"),
+        stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:

@@ -312,24 +312,27 @@ def _as_chw(fmap: Tensor) -> Tensor:
 
 def channel_stats(fmap: Tensor) -> pd.DataFrame:
     """Per-channel statistics of one feature map (1, C, H, W) or (C, H, W): columns channel, mean, max, min,
-    zero_fraction (share of exactly-zero values, i.e. switched off by a ReLU)."""
-    t = _as_chw(fmap).flatten(1)
+    zero_fraction (share of exactly-zero values, i.e. switched off by a ReLU). Computed in numpy on one thread:
+    a page calls it on every stage change while the browser and other sessions hold the other cores, where
+    torch's intra-op threads wait for each other."""
+    a = _as_chw(fmap).flatten(1).numpy()
     return pd.DataFrame(
         {
-            "channel": np.arange(t.shape[0]),
-            "mean": t.mean(dim=1).numpy(),
-            "max": t.amax(dim=1).numpy(),
-            "min": t.amin(dim=1).numpy(),
-            "zero_fraction": (t == 0).float().mean(dim=1).numpy(),
+            "channel": np.arange(a.shape[0]),
+            "mean": a.mean(axis=1, dtype=np.float32),
+            "max": a.max(axis=1),
+            "min": a.min(axis=1),
+            "zero_fraction": (a == 0).mean(axis=1, dtype=np.float32),
         }
     )
 
 
-def top_channels(fmap: Tensor, k: int, by: str = "mean") -> list[int]:
-    """The ``k`` channels with the largest ``by`` statistic ("mean" or "max"), largest first."""
-    stats = channel_stats(fmap)
+def top_channels(fmap: Tensor, k: int, by: str = "mean", stats: pd.DataFrame | None = None) -> list[int]:
+    """The ``k`` channels of ``fmap`` (1, C, H, W) with the largest ``by`` statistic ("mean" or "max"), largest
+    first. ``stats``: ``channel_stats(fmap)`` when the caller has it already."""
     if by not in ("mean", "max"):
         raise ValueError(f"rank channels by 'mean' or 'max', not {by!r}")
+    stats = channel_stats(fmap) if stats is None else stats
     k = max(0, min(int(k), len(stats)))
     return stats.sort_values([by, "channel"], ascending=[False, True])["channel"].head(k).tolist()
 

@@ -178,22 +178,47 @@ def test_large_input_asks_before_running(fm: AppTest) -> None:
 # --------------------------------------------------------------------------------------------- the page's figures
 
 
+def _tiles(fig) -> list[np.ndarray]:
+    """The tiles of a channel grid, read back from its one canvas: the NaN-free blocks, row by row."""
+    z = np.asarray(fig.data[0].z, dtype=np.float64)
+    filled = ~np.isnan(z)
+    rows = np.flatnonzero(np.diff(np.r_[0, filled.any(axis=1).astype(int), 0]) != 0).reshape(-1, 2)
+    tiles = []
+    for top, bottom in rows:
+        band = filled[top:bottom].any(axis=0).astype(int)
+        for left, right in np.flatnonzero(np.diff(np.r_[0, band, 0]) != 0).reshape(-1, 2):
+            tiles.append(z[top:bottom, left:right])
+    return tiles
+
+
 def test_feature_grid_tiles_titles_and_colour_scales() -> None:
     fmap = torch.zeros(1, 6, 4, 4)
     fmap[0, 2] = 4.0
+    fmap[0, 2, 3, 3] = 3.0
     fmap[0, 5, 0, 0] = 1.0
+    fmap[0, 0] = 0.5
+    fmap[0, 0, 0, 0] = 0.0
     stats = channel_stats(fmap)
     shared = plots.feature_grid(fmap, [2, 5, 0], stats=stats, shared_scale=True, cols=2)
-    assert len(shared.data) == 3 and all(t.type == "heatmap" for t in shared.data)
-    assert {(t.zmin, t.zmax) for t in shared.data} == {(0.0, 4.0)}
-    assert [t.showscale for t in shared.data] == [True, False, False]
-    titles = [a.text for a in shared.layout.annotations]
-    assert titles[0].startswith("<b>ch 2</b>") and "mean 4" in titles[0] and "0% zeros" in titles[0]
-    assert "94% zeros" in titles[1]
-    assert shared.layout.yaxis.autorange == "reversed" and shared.layout.yaxis3.scaleanchor == "x3"
-    own = plots.feature_grid(fmap, [2, 5], shared_scale=False)
-    assert [(t.zmin, t.zmax) for t in own.data][1] == (0.0, 1.0)
-    assert "own colour scale" in own.layout.title.text
+    assert len(shared.data) == 1 and shared.data[0].type == "heatmap"  # one canvas, not a trace per tile
+    tiles = _tiles(shared)
+    assert len(tiles) == 3
+    for tile, c in zip(tiles, [2, 5, 0], strict=True):  # each tile is its channel, in order, unscaled
+        np.testing.assert_allclose(tile, fmap[0, c].numpy())
+    heat = shared.data[0]
+    assert (heat.zmin, heat.zmax, heat.showscale) == (0.0, 4.0, True)
+    notes = shared.layout.annotations
+    assert [n.text.split("</b>")[0] for n in notes] == ["<b>ch 2", "<b>ch 5", "<b>ch 0"]
+    assert "mean 3.94" in notes[0].text and "0% zeros" in notes[0].text and "94% zeros" in notes[1].text
+    assert notes[0].y < notes[2].y  # channel 0 starts the second row (the y axis runs top-down)
+    assert notes[0].x < notes[1].x and notes[0].x == notes[2].x
+    assert shared.layout.yaxis.range[0] > shared.layout.yaxis.range[1] and shared.layout.yaxis.scaleanchor == "x"
+    own = plots.feature_grid(fmap, [2, 5, 0], shared_scale=False)
+    for tile in _tiles(own):  # each tile stretched to its own 0..1
+        assert (tile.min(), tile.max()) == (0.0, 1.0)
+    assert (own.data[0].zmin, own.data[0].zmax, own.data[0].showscale) == (0.0, 1.0, False)
+    assert "own colour scale" in own.layout.title.text and "range" in own.data[0].hovertemplate
+    assert [n.text for n in own.layout.annotations] == ["ch 2", "ch 5", "ch 0"]
     with pytest.raises(ValueError):
         plots.feature_grid(fmap, [])
 
@@ -201,9 +226,11 @@ def test_feature_grid_tiles_titles_and_colour_scales() -> None:
 def test_large_maps_are_pooled_for_display() -> None:
     fmap = torch.arange(2 * 448 * 448, dtype=torch.float32).view(1, 2, 448, 448)
     fig = plots.feature_grid(fmap, [0, 1])
-    assert np.asarray(fig.data[0].z).shape == (112, 112)
+    first, second = _tiles(fig)
+    assert first.shape == second.shape == (112, 112)
     assert "1/4 resolution" in fig.layout.title.text
-    assert np.asarray(fig.data[0].z).mean() == pytest.approx(fmap[0, 0].mean().item())
+    assert first.mean() == pytest.approx(fmap[0, 0].mean().item(), rel=1e-6)
+    assert second.mean() == pytest.approx(fmap[0, 1].mean().item(), rel=1e-6)
 
 
 def test_filmstrip_has_one_panel_per_stage_with_shapes() -> None:

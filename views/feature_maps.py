@@ -147,7 +147,7 @@ def _run(
 # --------------------------------------------------------------------------------------------- sections
 
 
-def _channel_choice(fmap) -> tuple[list[int], bool]:
+def _channel_choice(fmap, stats) -> tuple[list[int], bool]:
     """Rank or pick channels (keys fm_rank, fm_k, fm_channels) and the colour scale (fm_scale)."""
     left, middle, right = st.columns([1.2, 1, 1])
     relink = url_state.relink(keys.FRAGMENT_FM_CHANNELS)
@@ -165,7 +165,7 @@ def _channel_choice(fmap) -> tuple[list[int], bool]:
         top = min(32, count)
         st.session_state[keys.FM_K] = min(st.session_state.get(keys.FM_K, min(16, count)), top)
         k = middle.slider("How many", 1, top, key=keys.FM_K, on_change=relink)
-        channels = activations.top_channels(fmap, k, by=RANK[rank])
+        channels = activations.top_channels(fmap, k, by=RANK[rank], stats=stats)
     return channels, scale == "shared"
 
 
@@ -178,7 +178,7 @@ def _show_filmstrip(result: activations.Capture, model) -> None:
 @st.fragment(key=keys.FRAGMENT_FM_CHANNELS)  # ranking, count and scale redraw this tab (and the link)
 def _show_channels(layer: str, fmap, subject: Subject) -> None:
     stats = activations.channel_stats(fmap)
-    channels, shared = _channel_choice(fmap)
+    channels, shared = _channel_choice(fmap, stats)
     _, c, h, w = fmap.shape
     st.caption(f"**{layer}** outputs {c} channels of {h} × {w}. Mean over all channels "
                f"{stats['mean'].mean():.3f}; {stats['zero_fraction'].mean():.0%} of all values are zero "
@@ -195,7 +195,7 @@ def _show_channels(layer: str, fmap, subject: Subject) -> None:
         "min": st.column_config.NumberColumn(format="%.3f"),
         "zero_fraction": st.column_config.ProgressColumn("zeros", format="percent", min_value=0, max_value=1),
     })
-    st.download_button("All channels' statistics (CSV)", stats.to_csv(index=False),
+    st.download_button("All channels' statistics (CSV)", lambda: stats.to_csv(index=False),
                        f"{subject.name}-{layer}-channels.csv", mime="text/csv", key=keys.FM_STATS_CSV)
 
 
@@ -239,8 +239,8 @@ def _show_stream(result: activations.Capture, subject: Subject) -> None:
     table = activations.stream_frame(result.stream)
     with st.expander("The numbers"):
         st.dataframe(table, hide_index=True, width="stretch")
-    st.download_button("Residual stream (CSV)", table.to_csv(index=False), f"{subject.name}-residual-stream.csv",
-                       mime="text/csv", key=keys.FM_STREAM_CSV)
+    st.download_button("Residual stream (CSV)", lambda: table.to_csv(index=False),
+                       f"{subject.name}-residual-stream.csv", mime="text/csv", key=keys.FM_STREAM_CSV)
 
 
 # --------------------------------------------------------------------------------------------- page

@@ -122,12 +122,19 @@ def _pooled(factor: int) -> str:
     return "" if factor == 1 else f" (shown at 1/{factor} resolution)"
 
 
-def _tile_title(channel: int, stats: pd.DataFrame | None) -> str:
+def _tile_titles(channels: Sequence[int], stats: pd.DataFrame | None) -> list[str]:
     if stats is None:
-        return f"ch {channel}"
-    row = stats.loc[stats["channel"] == channel].iloc[0]
-    return (f"<b>ch {channel}</b><br>mean {row['mean']:.3g} · max {row['max']:.3g}<br>"
-            f"{row['zero_fraction']:.0%} zeros")
+        return [f"ch {c}" for c in channels]
+    rows = stats.set_index("channel").loc[list(channels), ["mean", "max", "zero_fraction"]].to_numpy()
+    return [f"<b>ch {c}</b><br>mean {mean:.3g} · max {high:.3g}<br>{zeros:.0%} zeros"
+            for c, (mean, high, zeros) in zip(channels, rows, strict=True)]
+
+
+GRID_PX = 780
+"""Width of the channel grid's plot area the layout is made for (a 1400 px window with the sidebar open, or wider):
+the figure's height and the room for the tiles' titles follow from it (tiles keep square pixels)."""
+TILE_PX = 240
+"""The largest side of one tile on screen."""
 
 
 def feature_grid(
@@ -143,27 +150,48 @@ def feature_grid(
 
     ``stats`` (from ``activations.channel_stats``) puts mean, max and share of zeros in each tile's title.
     With ``shared_scale`` every tile uses one colour scale (compare channels); otherwise each tile is
-    stretched to its own range (see patterns in weak channels).
+    stretched to its own range (see patterns in weak channels), shown as 0..1 of that range.
+
+    Drawn as one heatmap: the tiles are laid out on one canvas with empty (NaN) bands between them, and each
+    tile's title (with its mean and max) is an annotation above it. One trace on one pair of axes is built and
+    drawn faster than one heatmap per tile (16 tiles: 26-48 ms -> 8 ms to build here, and half the time to draw
+    in Chromium).
     """
     channels = list(channels)
     if not channels:
         raise ValueError("choose at least one channel to show")
     chosen, factor = _fit(_chw(fmap)[channels], MAX_SIDE)
-    low, high = float(chosen.min()), float(chosen.max())
-    tiles = []
-    for i, c in enumerate(channels):
-        z = chosen[i]
-        zmin, zmax = (low, high) if shared_scale else (float(z.min()), float(z.max()))
-        tiles.append({
-            "z": z, "colorscale": HEAT, "zmin": zmin, "zmax": max(zmax, zmin + 1e-6),
-            "showscale": shared_scale and i == 0, "colorbar": {"title": {"text": "activation"}},
-            "hovertemplate": f"channel {c}<br>x %{{x}}, y %{{y}}: %{{z:.3f}}<extra></extra>",
-        })
-    cols = max(1, min(cols, len(channels)))
-    rows = math.ceil(len(channels) / cols)
+    n, h, w = chosen.shape
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    titles = _tile_titles(channels, stats)
+    gap = max(1, math.ceil(0.06 * w))
+    px = min(GRID_PX / (cols * (w + gap) - gap), TILE_PX / max(h, w))  # screen px per canvas cell
+    title_px = max(t.count("<br>") + 1 for t in titles) * (FONT_SIZE + 2) + 16  # the title, and room above it
+    band = math.ceil(title_px / px)  # canvas rows above each tile, for its title
+    canvas = np.full((rows * (band + h), cols * (w + gap) - gap), np.nan, dtype=np.float32)
+    notes = []
+    for i, (tile, text) in enumerate(zip(chosen, titles, strict=True)):
+        r, k = divmod(i, cols)
+        top, left = r * (band + h) + band, k * (w + gap)
+        low, high = float(tile.min()), float(tile.max())
+        canvas[top:top + h, left:left + w] = tile if shared_scale else (tile - low) / max(high - low, 1e-12)
+        notes.append({"text": text, "x": left + (w - 1) / 2, "y": top - 0.5, "xref": "x", "yref": "y",
+                      "showarrow": False, "xanchor": "center", "yanchor": "bottom", "yshift": 2,
+                      "font": {"size": FONT_SIZE - 2}})
+    zmin, zmax = (float(chosen.min()), float(chosen.max())) if shared_scale else (0.0, 1.0)
+    value = "%{z:.3f}" if shared_scale else "%{z:.0%} of this channel's range"
+    heat = go.Heatmap(
+        z=canvas, colorscale=HEAT, zmin=zmin, zmax=max(zmax, zmin + 1e-6), showscale=shared_scale,
+        colorbar={"title": {"text": "activation"}}, hoverongaps=False, hovertemplate=f"{value}<extra></extra>",
+    )
+    axes = _image_axis("", [0, 1], [0, 1])
+    axes["xaxis"]["range"] = [-0.5, canvas.shape[1] - 0.5]
+    axes["yaxis"].update(range=[canvas.shape[0] - 0.5, -0.5], autorange=False)
     scale = "one colour scale for all tiles" if shared_scale else "each tile on its own colour scale"
-    return _heatmap_grid(tiles, [_tile_title(c, stats) for c in channels], cols,
-                         f"{title} — {scale}{_pooled(factor)}", 120 + rows * 290)
+    layout = panel_layout(f"{title} — {scale}{_pooled(factor)}", 120 + math.ceil(canvas.shape[0] * px), **axes)
+    layout["annotations"] = notes
+    return go.Figure(data=[heat], layout=layout)
 
 
 def filmstrip(activations: Mapping[str, Tensor], title: str = "From conv1 to the last stage") -> go.Figure:
