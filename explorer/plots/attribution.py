@@ -8,6 +8,7 @@ Pure functions: numpy arrays and ``Prediction`` in, ``go.Figure`` (or PNG bytes)
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -53,8 +54,16 @@ def _png(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+@functools.lru_cache(maxsize=16)
+def _png_uri_of(pixels: bytes, shape: tuple[int, ...]) -> str:
+    return "data:image/png;base64," + base64.b64encode(_png(np.frombuffer(pixels, np.uint8).reshape(shape))).decode()
+
+
 def _png_uri(rgb: np.ndarray) -> str:
-    return "data:image/png;base64," + base64.b64encode(_png(rgb)).decode("ascii")
+    """An (H, W, 3) uint8 image as a PNG data URI, each image encoded once (the last 16, keyed by their pixels):
+    a change of view, colour map or opacity redraws the panels over the same photo."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    return _png_uri_of(rgb.tobytes(), rgb.shape)
 
 
 def scale_for_display(heat: np.ndarray, percentile: float = 99.0) -> np.ndarray:
