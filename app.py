@@ -31,5 +31,6 @@ with st.sidebar:
 try:
     page.run()
 finally:
+    url_state.keep(page.url_path)
     with link_place:
         url_state.link_box(page.url_path)

@@ -1,4 +1,5 @@
-"""Two checkouts of the app side by side in one run: Feature maps' stage and block changes, interleaved.
+"""Two checkouts of the app side by side in one run: Feature maps' stage and block changes, and the sidebar's
+switch between two cached architectures on Architecture, interleaved.
 
     git worktree add /tmp/before HEAD~1
     .venv/bin/python bench/bench_ab.py /tmp/before . --repeats 8
@@ -25,6 +26,7 @@ import bench_browser as bb  # noqa: E402
 
 STAGES = ("layer3 · conv4_x", "layer2 · conv3_x")
 BLOCKS = ("block 1 of 4", "block 2 of 4")  # resnet50's layer2 has 4 blocks
+ARCHS = ("resnet34", "resnet50")  # both built and traced before the clock starts
 
 
 def main() -> int:
@@ -40,7 +42,7 @@ def main() -> int:
     roots = [args.before.resolve(), args.after.resolve()]
     tmp = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     env = {**os.environ, "TORCH_HOME": str(tmp / "torch_home"), "EXPLORER_OFFLINE": "1"}
-    times: list[dict[str, list[float]]] = [{"stage": [], "block": []} for _ in roots]
+    times: list[dict[str, list[float]]] = [{"stage": [], "block": [], "cached arch": []} for _ in roots]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=bb.FLAGS)
         servers = [bb._serve(root / "app.py", env, tmp / f"app{i}.log") for i, root in enumerate(roots)]
@@ -54,6 +56,13 @@ def main() -> int:
                 for i in range(args.repeats):
                     for page, out in zip(pages, times, strict=True):
                         out[what].append(bb._timed(page, *bb._select(page, label, options[i % 2])))
+            for page in pages:
+                bb._timed(page, bb._nav(page, "Architecture"))
+                for arch in ARCHS:
+                    bb._timed(page, *bb._select(page, "Architecture", arch))
+            for i in range(args.repeats):
+                for page, out in zip(pages, times, strict=True):
+                    out["cached arch"].append(bb._timed(page, *bb._select(page, "Architecture", ARCHS[i % 2])))
         finally:
             for server, _, _ in servers:
                 server.terminate()

@@ -39,11 +39,17 @@ def test_resnet50_at_224_shows_its_parameters_and_table_1(page: AppTest) -> None
     assert stages.loc["conv5_x", "output size"] == "7x7"
     assert stages.loc["conv5_x", "recipe"] == "[1x1, 512; 3x3, 512; 1x1, 2048] x 3"
     assert stages.loc["conv5_x", "params"] == "14,964,736"
+    assert not page.get("plotly_chart")  # the Charts tab is closed: not drawn
+    page.session_state["arch_tab"] = "Charts"
+    page.run()
     assert len(page.get("plotly_chart")) >= 3
+    page.session_state["arch_tab"] = "Layers"
+    page.run()
     assert page.get("download_button")
 
 
 def test_depth_slider_changes_the_layer_table(page: AppTest) -> None:
+    page.session_state["arch_tab"] = "Layers"
     page.session_state["arch"] = "resnet18"
     page.session_state["input_size"] = 64
     page.run()
@@ -58,6 +64,7 @@ def test_depth_slider_changes_the_layer_table(page: AppTest) -> None:
 
 
 def test_depth_stays_deepest_when_the_model_gets_shallower(page: AppTest) -> None:
+    page.session_state["arch_tab"] = "Layers"
     page.session_state["arch"] = "resnet18"
     page.session_state["input_size"] = 64
     page.run()
@@ -69,6 +76,7 @@ def test_depth_stays_deepest_when_the_model_gets_shallower(page: AppTest) -> Non
 
 
 def test_compare_selectbox_shows_both_archs(page: AppTest) -> None:
+    page.session_state["arch_tab"] = "Compare"
     page.session_state["arch"] = "resnet18"
     page.session_state["input_size"] = 64
     page.run()
@@ -97,6 +105,7 @@ def test_switching_back_reuses_the_cached_pass(page: AppTest, monkeypatch: pytes
         return real(model, *args, **kwargs)
 
     monkeypatch.setattr(summary, "architecture", counting)
+    page.session_state["arch_tab"] = "Compare"
     page.session_state["input_size"] = 64
     for arch in ("resnet18", "resnet34", "resnet18"):
         page.session_state["arch"] = arch
@@ -105,3 +114,25 @@ def test_switching_back_reuses_the_cached_pass(page: AppTest, monkeypatch: pytes
     assert page.metric[0].value == "11,689,512"
     # resnet18, its default comparison (resnet50), resnet34 (its comparison is cached); the way back: nothing
     assert calls == [11_689_512, 25_557_032, 21_797_672]
+
+
+def test_a_closed_tab_is_not_drawn_and_keeps_its_controls(app: AppTest) -> None:
+    """Only Table 1 and the open tab are drawn; the Layers tab's depth survives runs with that tab closed
+    (Streamlit drops the state of a widget a run does not draw; url_state.keep writes it back)."""
+    app.session_state["arch"] = "resnet18"
+    app.session_state["input_size"] = 64
+    app.run()
+    app.switch_page("views/architecture.py").run()
+    assert not app.exception and not app.get("plotly_chart") and not app.dataframe
+    app.session_state["arch_tab"] = "Layers"
+    app.run()
+    app.slider(key="layer_depth").set_value(1).run()
+    assert len(_table(app, "layer")) == 10
+    app.session_state["arch_tab"] = "Stages (Table 1)"
+    app.run()
+    assert not app.dataframe and app.session_state["layer_depth"] == 1
+    app.run()
+    app.session_state["arch_tab"] = "Layers"
+    app.run()
+    assert not app.exception
+    assert app.slider(key="layer_depth").value == 1 and len(_table(app, "layer")) == 10

@@ -306,3 +306,21 @@ def test_a_stage_or_block_change_slices_the_capture_instead_of_running_again(fm:
     assert not fm.exception
     assert calls == []  # every block was captured once, on the first run
     assert any(t.startswith("stem · conv1") for t in plotly_titles(fm))
+
+
+def test_a_tab_that_is_not_drawn_keeps_its_controls(app) -> None:
+    """The Overlay tab's opacity survives runs with that tab closed (Streamlit drops the state of a widget a run
+    does not draw; url_state.keep writes it back)."""
+    app.session_state["arch"] = "resnet18"
+    app.session_state["input_size"] = 64
+    app.run()
+    app.switch_page("views/feature_maps.py")
+    app.session_state["fm_tab"] = "Overlay"
+    app.run()
+    app.slider(key="fm_opacity").set_value(0.25).run()
+    app.session_state["fm_tab"] = "Channels"
+    app.run()
+    assert not app.exception and app.session_state["fm_opacity"] == 0.25
+    app.session_state["fm_tab"] = "Overlay"
+    app.run()
+    assert app.slider(key="fm_opacity").value == 0.25

@@ -15,7 +15,8 @@ LAB = view_constants("lab")
 STATES: dict[str, dict[str, object]] = {
     "": {keys.ARCH: "resnet34", keys.VARIANT: "v1", keys.SHORTCUT: "A", keys.PLAIN: True, keys.INPUT_SIZE: 160,
          keys.WEIGHTS: "random", keys.PRESENT: True},
-    "architecture": {keys.ARCH: "resnet34", keys.LAYER_DEPTH: 3, keys.COMPARE_ARCH: "resnet101"},
+    "architecture": {keys.ARCH: "resnet34", keys.LAYER_DEPTH: 3, keys.COMPARE_ARCH: "resnet101",
+                     keys.ARCH_TAB: "Compare"},
     "blocks": {keys.ARCH: "resnet34", keys.BLOCK_STAGE: "layer3", keys.BLOCK_INDEX: 4, keys.BLOCK_TAB: "Run a tensor"},
     "feature_maps": {keys.ARCH: "resnet34", keys.FM_STAGE: "layer3", keys.FM_BLOCK: 2,
                      keys.FM_RANK: "top by max activation", keys.FM_K: 8, keys.FM_SCALE: "per channel",

@@ -13,7 +13,7 @@ from explorer.models import ARCHS
 from explorer.plots import architecture as plots
 from explorer.ui import cached, choices, keys, projector
 from explorer.ui.choices import ModelChoice
-from explorer.ui.page import guarded
+from explorer.ui.page import guarded, lazy_tabs
 
 LAYER_COLUMNS = {
     "name": "layer", "type": "type", "depth": "depth", "input_shape": "input shape", "output_shape": "output shape",
@@ -136,15 +136,13 @@ def main() -> None:
         data = _architecture(key, loaded)
     _show_header(choice, loaded, data)
     cached.weights_notice(loaded)
-    tab_stages, tab_layers, tab_charts, tab_compare = st.tabs(["Stages (Table 1)", "Layers", "Charts", "Compare"])
-    with tab_stages:
-        _show_stages(data)
-    with tab_layers:
-        _show_layers(choice, data)
-    with tab_charts:
-        _show_charts(key, data)
-    with tab_compare:
-        guarded(lambda: _show_comparison(choice, key, data))  # a failing comparison leaves the other tabs
+    # Only Table 1 and the open tab are drawn: an arch switch redraws what is on screen.
+    lazy_tabs({
+        "Stages (Table 1)": lambda: _show_stages(data),
+        "Layers": lambda: _show_layers(choice, data),
+        "Charts": lambda: _show_charts(key, data),
+        "Compare": lambda: guarded(lambda: _show_comparison(choice, key, data)),  # a failure leaves the other tabs
+    }, keys.ARCH_TAB)
 
 
 guarded(main)

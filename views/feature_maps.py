@@ -10,7 +10,7 @@ from explorer.models import StageInfo
 from explorer.plots import features as plots
 from explorer.ui import cached, keys, lab_models, projector, url_state, work
 from explorer.ui.lab_models import Subject
-from explorer.ui.page import guarded
+from explorer.ui.page import guarded, lazy_tabs
 
 LARGE_BYTES = 256 * 2**20  # above this (or above 512 px) the page asks before running
 CAPTURE_BUDGET = 160 * 2**20  # every block's output is kept per (model, image) when it fits in this
@@ -268,21 +268,16 @@ def main() -> None:
     st.caption(f"Forward pass: {result.precision}"
                + (" (this device computes bf16 natively)." if result.fast else " (no native bf16 here)."))
 
-    # Tabs that track state (key + on_change): a hidden tab costs nothing, so a stage or block change redraws
-    # only what is on screen (1.5x quicker in bench_ab.py). Channels, where stages are compared, is always drawn:
-    # switching back to it is instant, and the other tabs cost one rerun each when opened.
-    sections = {
+    # Only the open tab and Channels (where stages are compared) are drawn: a stage or block change redraws what
+    # is on screen (1.5x quicker in bench_ab.py); opening another tab costs one rerun.
+    lazy_tabs({
         "Channels": lambda: _show_channels(title, fmap, subject),
         "Filmstrip": lambda: _show_filmstrip(result, model),
         "Overlay": lambda: _show_overlay(title, fmap, prep),
         "Preprocessing": lambda: _show_preprocessing(prep, subject),
         "conv1 filters": lambda: _show_filters(loaded),
         "Residual stream": lambda: _show_stream(result, subject),
-    }
-    tabs = st.tabs(list(sections), key=keys.FM_TAB, on_change="rerun")
-    for i, (tab, section) in enumerate(zip(tabs, sections.values(), strict=True)):
-        if tab.open or i == 0:
-            with tab:
-                section()
+    }, keys.FM_TAB)
+
 
 guarded(main)

@@ -41,6 +41,7 @@ SAMPLE = "sample"
 
 # --- Architecture
 COMPARE_ARCH = "compare_arch"
+ARCH_TAB = "arch_tab"  # the open tab of Architecture (its label)
 LAYER_DEPTH = "layer_depth"
 LAYERS_CSV = "layers_csv"
 

@@ -11,7 +11,7 @@ import streamlit as st
 from explorer.errors import ExplorerError
 from explorer.ui import keys
 
-__all__ = ["guarded", "show_error"]
+__all__ = ["guarded", "lazy_tabs", "show_error"]
 
 log = logging.getLogger("explorer")
 
@@ -45,3 +45,15 @@ def show_error(err: ExplorerError, where: str) -> None:
     st.error(str(err), icon=":material/error:")
     if isinstance(err, BackendError):
         st.button("Try again", key=f"{keys.RETRY}_{where}", icon=":material/refresh:")
+
+
+def lazy_tabs(sections: dict[str, Callable[[], None]], key: str) -> None:
+    """Tabs (labelled by ``sections``' keys) whose state is tracked (``key``, in the link): the first tab and the
+    open one are drawn, the others not at all, so a change of model or layer redraws only what is on screen.
+    Opening another tab costs one rerun. Controls on a tab that is not drawn keep their values
+    (``url_state.keep``)."""
+    tabs = st.tabs(list(sections), key=key, on_change="rerun")
+    for i, (tab, section) in enumerate(zip(tabs, sections.values(), strict=True)):
+        if i == 0 or tab.open:
+            with tab:
+                section()

@@ -209,6 +209,7 @@ def _architecture() -> list[Param]:
     return [
         Param(keys.LAYER_DEPTH, page, int, bounds=lambda _ctx: (1, 16)),  # the page lowers it to the model's depth
         Param(keys.COMPARE_ARCH, page, str, choices=_fixed(ARCHS), what="an architecture"),
+        Param(keys.ARCH_TAB, page, str),  # the page's tab labels; an unknown one opens the first tab
     ]
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer.ui import keys
@@ -125,6 +126,21 @@ def restore(page: str) -> None:
         elif param.key in s:
             del s[param.key]
     s[keys.PRIVATE_URL_IGNORED] = ignored
+
+
+def keep(page: str) -> None:
+    """After the page: keep the value of each of its controls that this run did not draw (on a tab that is not
+    open, or shown only for some settings). Streamlit drops the state of a widget a run does not draw, and the
+    control would come back at its default; a value written back through ``st.session_state`` stays (Streamlit's
+    documented way). A control drawn in this run cannot be written to, and needs nothing. The page checks a kept
+    value against the model in use before drawing it, as it checks a link's."""
+    s = st.session_state
+    for param in page_params(page):
+        if ALL not in param.pages and param.key in s:
+            try:
+                s[param.key] = s[param.key]
+            except StreamlitAPIException:  # drawn in this run: Streamlit keeps it
+                pass
 
 
 def notice() -> None:
