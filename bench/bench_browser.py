@@ -146,6 +146,12 @@ def _timed_bare(page) -> float:
     return (painted - page.evaluate("() => window.__clicked")) / 1000
 
 
+def _median(repeats: int, timed: Callable[[int], float]) -> float:
+    """The median of ``repeats`` timings, ``timed(i)`` alternating between two states (a quick interaction is
+    timed several times: one figure of a 0.3 s click swings by a third on this shared machine)."""
+    return statistics.median(timed(i) for i in range(repeats))
+
+
 def _nav(page, title: str) -> Callable[[], None]:
     return lambda: page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
 
@@ -164,7 +170,8 @@ def _select(page, label: str, option: str) -> tuple[Callable[[], None], Callable
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="bare-page reruns to take the median of")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="bare-page reruns, stage, view and cached-arch changes to take the median of")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright  # noqa: PLC0415
 
@@ -193,17 +200,19 @@ def main() -> int:
             figures["warm page switch to Feature maps"] = _timed(page, _nav(page, "Feature maps"))
             figures["warm page switch to Architecture"] = _timed(page, _nav(page, "Architecture"))
             _timed(page, _nav(page, "Feature maps"))
-            figures["changing the stage on Feature maps"] = _timed(page, *_select(page, "Stage", "layer3 · conv4_x"))
+            figures["changing the stage on Feature maps"] = _median(args.repeats, lambda i: _timed(
+                page, *_select(page, "Stage", ("layer3 · conv4_x", "layer2 · conv3_x")[i % 2])))
             figures["first visit of Predictions & attributions"] = _timed(
                 page, _nav(page, "Predictions & attributions"))
             figures["Run with Saliency + IG (32 steps) + Grad-CAM"] = _timed(
                 page, lambda: page.get_by_role("button", name="Run", exact=True).first.click())
-            figures["display-only change (view absolute -> positive)"] = _timed(
-                page, lambda: page.get_by_text("positive — evidence for the class").first.click())
+            views = ("positive — evidence for the class", "absolute")
+            figures["display-only change (view absolute <-> positive)"] = _median(args.repeats, lambda i: _timed(
+                page, lambda: page.get_by_text(views[i % 2]).first.click()))
             _timed(page, _nav(page, "Architecture"))
             figures["arch switch to a new arch (resnet34)"] = _timed(page, *_select(page, "Architecture", "resnet34"))
-            figures["arch switch back to a cached one (resnet50)"] = _timed(
-                page, *_select(page, "Architecture", "resnet50"))
+            figures["arch switch to a cached one (resnet50 <-> resnet34)"] = _median(
+                args.repeats, lambda i: _timed(page, *_select(page, "Architecture", ("resnet50", "resnet34")[i % 2])))
         finally:
             app.terminate()
         browser.close()

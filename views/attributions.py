@@ -184,14 +184,17 @@ def _display_settings() -> tuple[str, str, float]:
     return view, colormap, opacity
 
 
-def _downloads(fig, photo: np.ndarray, maps: dict[str, np.ndarray], results: dict[str, attr.Attribution],
-               opacity: float, colormap: str, stem: str) -> None:
-    """PNG of the panels, HTML of the interactive figure, and each method's raw attribution as .npy."""
-    cols = st.columns(MAX_METHODS)  # the figure, then each method's raw map on a row of its own
-    cols[0].download_button("Figure (PNG)", lambda: plots.panels_png(photo, maps, opacity=opacity, colormap=colormap),
-                            f"{stem}.png", mime="image/png", key=keys.DL_PNG)
-    cols[1].download_button("Interactive figure (HTML)", lambda: fig.to_html(include_plotlyjs=True),
-                            f"{stem}.html", mime="text/html", key=keys.DL_HTML)
+def _downloads(fig, photo: np.ndarray, maps: dict[str, np.ndarray], opacity: float, colormap: str, stem: str) -> None:
+    """PNG of the panels and HTML of the interactive figure, as shown (view, colour map, opacity)."""
+    left, right, _, _ = st.columns(MAX_METHODS)
+    left.download_button("Figure (PNG)", lambda: plots.panels_png(photo, maps, opacity=opacity, colormap=colormap),
+                         f"{stem}.png", mime="image/png", key=keys.DL_PNG)
+    right.download_button("Interactive figure (HTML)", lambda: fig.to_html(include_plotlyjs=True),
+                          f"{stem}.html", mime="text/html", key=keys.DL_HTML)
+
+
+def _raw_downloads(results: dict[str, attr.Attribution], stem: str) -> None:
+    """Each method's raw attribution as .npy, on a row of its own."""
     for col, (m, res) in zip(st.columns(MAX_METHODS), results.items(), strict=False):
         col.download_button(f"{res.label} raw map (.npy)", res.raw_npy, f"{stem}-{m}.npy",
                             mime="application/octet-stream", key=f"{keys.DL_NPY}_{m}",
@@ -233,15 +236,18 @@ def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: 
             st.error(f"{attr.METHODS[m].label}: {r}")
     if not done:
         return
-    _panels(photo, done, _class_label(subject.loaded.categories, target), f"attributions-{target}")
+    stem = f"attributions-{target}"
+    _panels(photo, done, _class_label(subject.loaded.categories, target), stem)
+    st.dataframe(attr.details_table(done), hide_index=True, width="stretch")
+    _raw_downloads(done, stem)
     _trust(subject, prep, done, target, device, key)
 
 
 @st.fragment(key=keys.FRAGMENT_ATTR_PANELS)
 def _panels(photo: np.ndarray, done: dict[str, attr.Attribution], label: str, stem: str) -> None:
-    """The display controls and what they drive (the panels, their downloads), as one fragment: a change of view,
-    colour map or opacity reruns only this (the details table and downloads come along), on the results already
-    computed. ``photo``: (S, S, 3) uint8.
+    """The display controls and what they drive (the panels and the figure's downloads), as one fragment: a change
+    of view, colour map or opacity reruns only this, on the results already computed (the details table and the
+    raw maps, which no display setting changes, stay outside). ``photo``: (S, S, 3) uint8.
 
     Streamlit calls a fragment's rerun with the arguments of the last full run; the widget keys are the page's
     own, so the next full run (and the link it publishes) sees the values chosen here."""
@@ -251,8 +257,7 @@ def _panels(photo: np.ndarray, done: dict[str, attr.Attribution], label: str, st
         fig = plots.attribution_panels(photo, maps, opacity=opacity, colormap=colormap,
                                        title=f"Why “{label}”? ({view} view)")
         projector.chart(fig, width="stretch", key=keys.ATTR_PANELS)
-        st.dataframe(attr.details_table(done), hide_index=True, width="stretch")
-        _downloads(fig, photo, maps, done, opacity, colormap, stem)
+        _downloads(fig, photo, maps, opacity, colormap, stem)
     except ExplorerError as err:  # a fragment's own rerun runs outside main()'s guard
         st.error(str(err))
 
