@@ -107,7 +107,8 @@ def _overlay_colorscale(colormap: str) -> list[list]:
 
 
 def _axes(suffix: str, domain_x: list[float], domain_y: list[float], width: int, height: int) -> dict:
-    hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False, "constrain": "domain"}
+    hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False, "showline": False,
+              "constrain": "domain"}
     return {
         f"xaxis{suffix}": {**hidden, "domain": domain_x, "anchor": f"y{suffix}", "range": [-0.5, width - 0.5]},
         f"yaxis{suffix}": {**hidden, "domain": domain_y, "anchor": f"x{suffix}", "range": [height - 0.5, -0.5],

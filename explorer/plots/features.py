@@ -66,7 +66,8 @@ def _fit(z: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
 
 def _image_axis(suffix: str, domain_x: list[float], domain_y: list[float]) -> dict:
     """Layout entries for one image panel: top-down y, square pixels, no ticks."""
-    hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False, "constrain": "domain"}
+    hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False, "showline": False,
+              "constrain": "domain"}
     return {
         f"xaxis{suffix}": {**hidden, "domain": domain_x, "anchor": f"y{suffix}"},
         f"yaxis{suffix}": {**hidden, "domain": domain_y, "anchor": f"x{suffix}", "autorange": "reversed",
