@@ -20,7 +20,7 @@ page = st.navigation(
     ]
 )
 url_state.restore(page.url_path)
-st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide",
+st.set_page_config(page_title="ResNet Explorer", page_icon=":material/layers:", layout="wide",
                    initial_sidebar_state=projector.sidebar_state())
 projector.style()
 url_state.notice()
