@@ -7,8 +7,6 @@ Pure functions: numpy arrays and ``Prediction`` in, ``go.Figure`` (or PNG bytes)
 
 from __future__ import annotations
 
-import base64
-import functools
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -19,7 +17,7 @@ import plotly.colors as pc
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
-from explorer.plots import FONT_SIZE, panel_layout
+from explorer.plots import FONT_SIZE, panel_layout, png_uri
 from explorer.predict import Prediction
 
 if TYPE_CHECKING:
@@ -52,18 +50,6 @@ def _png(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, "PNG")
     return buf.getvalue()
-
-
-@functools.lru_cache(maxsize=16)
-def _png_uri_of(pixels: bytes, shape: tuple[int, ...]) -> str:
-    return "data:image/png;base64," + base64.b64encode(_png(np.frombuffer(pixels, np.uint8).reshape(shape))).decode()
-
-
-def _png_uri(rgb: np.ndarray) -> str:
-    """An (H, W, 3) uint8 image as a PNG data URI, each image encoded once (the last 16, keyed by their pixels):
-    a change of view, colour map or opacity redraws the panels over the same photo."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    return _png_uri_of(rgb.tobytes(), rgb.shape)
 
 
 def scale_for_display(heat: np.ndarray, percentile: float = 99.0) -> np.ndarray:
@@ -142,7 +128,7 @@ def attribution_panels(
     lines = max(t.count("<br>") + 1 for t in maps)
     title_room = lines * (FONT_SIZE + 4) / fig_height
     layout, data, notes = panel_layout(title, fig_height), [], []
-    uri = _png_uri(image)
+    uri = png_uri(image)
     scale = _overlay_colorscale(colormap)
     for i, (name, heat) in enumerate(maps.items()):
         r, c = divmod(i, cols)

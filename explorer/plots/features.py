@@ -3,20 +3,17 @@ filters and the residual stream. Pure functions returning ``go.Figure``; no stre
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from PIL import Image
 from plotly.subplots import make_subplots
 from torch import Tensor
 
 from explorer.activations import BlockStream
-from explorer.plots import FONT_SIZE, panel_layout
+from explorer.plots import FONT_SIZE, panel_layout, png_uri
 
 __all__ = [
     "FONT_SIZE",
@@ -43,13 +40,6 @@ def _chw(fmap: Tensor | np.ndarray) -> np.ndarray:
     """(1, C, H, W) or (C, H, W) -> (C, H, W) float32 numpy."""
     a = _np(fmap)
     return a[0] if a.ndim == 4 else a
-
-
-def _png_uri(rgb: np.ndarray) -> str:
-    """An (H, W, 3) uint8 array as a PNG data URI: a go.Image ``source`` is far smaller than a ``z`` array."""
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _fit(z: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
@@ -226,7 +216,7 @@ def channel_overlay(
         opacity=float(opacity), zsmooth="best", colorbar={"title": {"text": "activation"}},
         hovertemplate="%{z:.3f}<extra></extra>",
     )
-    return go.Figure(data=[go.Image(source=_png_uri(image), hoverinfo="skip"), heatmap], layout=layout)
+    return go.Figure(data=[go.Image(source=png_uri(image), hoverinfo="skip"), heatmap], layout=layout)
 
 
 def _montage(tiles: np.ndarray, cols: int, pad: int = 1, zoom: int = 8) -> np.ndarray:
@@ -253,7 +243,7 @@ def first_conv_filters(weight: Tensor, title: str = "conv1's filters as colour i
     cols = math.ceil(math.sqrt(w.shape[0]))
     k = w.shape[-1]
     layout = _single_image_layout(f"{title}: {w.shape[0]} filters, {k}×{k} pixels × 3 colours", 640)
-    return go.Figure(data=[go.Image(source=_png_uri(_montage(scaled, cols=cols)), hoverinfo="skip")], layout=layout)
+    return go.Figure(data=[go.Image(source=png_uri(_montage(scaled, cols=cols)), hoverinfo="skip")], layout=layout)
 
 
 def residual_stream_chart(rows: Sequence[BlockStream], title: str = "Residual stream, block by block") -> go.Figure:
