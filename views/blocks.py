@@ -15,7 +15,7 @@ from explorer.plots import blocks as plots
 from explorer.plots.blocks import si
 from explorer.ui import cached, choices, keys, projector
 from explorer.ui.choices import ModelChoice
-from explorer.ui.page import guarded
+from explorer.ui.page import guarded, lazy_tabs
 
 LIVE_LIMIT = 5e9  # mult-adds a tensor run may cost before it waits for a click
 COUNT = st.column_config.NumberColumn(format="localized")
@@ -348,12 +348,9 @@ def main() -> None:
         "Add vs concat": lambda: _show_merge(choice, picked),
         "Common mistakes": _show_mistakes,
     }
-    # Tabs that track state (key + on_change): only the open tab runs, so hidden sections cost nothing.
-    tabs = st.tabs(list(sections), key=keys.BLOCK_TAB, on_change="rerun")
-    for tab, section in zip(tabs, sections.values(), strict=True):
-        if tab.open:
-            with tab:
-                guarded(section)  # an error in one section is shown there; the other tabs still work
+    # Only the open tab runs, so hidden sections cost nothing; an error in one is shown there, the others work.
+    lazy_tabs({label: (lambda s=section: guarded(s)) for label, section in sections.items()}, keys.BLOCK_TAB,
+              first=False)
 
 
 guarded(main)

@@ -47,13 +47,13 @@ def show_error(err: ExplorerError, where: str) -> None:
         st.button("Try again", key=f"{keys.RETRY}_{where}", icon=":material/refresh:")
 
 
-def lazy_tabs(sections: dict[str, Callable[[], None]], key: str) -> None:
-    """Tabs (labelled by ``sections``' keys) whose state is tracked (``key``, in the link): the first tab and the
-    open one are drawn, the others not at all, so a change of model or layer redraws only what is on screen.
-    Opening another tab costs one rerun. Controls on a tab that is not drawn keep their values
+def lazy_tabs(sections: dict[str, Callable[[], None]], key: str, *, first: bool = True) -> None:
+    """Tabs (labelled by ``sections``' keys) whose state is tracked (``key``, in the link): the open tab is drawn
+    (and the first one too, with ``first``), the others not at all, so a change of model or layer redraws only
+    what is on screen. Opening another tab costs one rerun. Controls on a tab that is not drawn keep their values
     (``url_state.keep``)."""
     tabs = st.tabs(list(sections), key=key, on_change="rerun")
     for i, (tab, section) in enumerate(zip(tabs, sections.values(), strict=True)):
-        if i == 0 or tab.open:
+        if tab.open or (first and i == 0):
             with tab:
                 section()
