@@ -1,10 +1,14 @@
-"""Shared fixtures: an AppTest of the whole app with caches cleared, and offline defaults."""
+"""Shared fixtures: an AppTest of the whole app with caches cleared, offline defaults, and a record of the
+attribution-panel pictures the pages draw."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import streamlit as st
 import torch
@@ -51,3 +55,28 @@ def app() -> Iterator[AppTest]:
     yield at
     st.cache_resource.clear()
     st.cache_data.clear()
+
+
+@dataclass
+class Drawn:
+    """One picture of attribution panels a page drew (``explorer.plots.attribution.panels_sheet``)."""
+
+    maps: dict[str, np.ndarray]
+    options: dict[str, Any]
+
+
+@pytest.fixture
+def panels(monkeypatch: pytest.MonkeyPatch) -> list[Drawn]:
+    """Every attribution-panels picture the pages draw during the test, in order (the page shows it as an image,
+    which AppTest cannot read back)."""
+    from explorer.plots import attribution as plots
+
+    drawn: list[Drawn] = []
+    real = plots.panels_sheet
+
+    def record(image: np.ndarray, maps: dict[str, np.ndarray], **options: Any):  # noqa: ANN202
+        drawn.append(Drawn({k: np.array(v) for k, v in maps.items()}, options))
+        return real(image, maps, **options)
+
+    monkeypatch.setattr(plots, "panels_sheet", record)
+    return drawn

@@ -408,6 +408,17 @@ def test_sanity_check_separates_learned_from_random(model, image):
 # ------------------------------------------------------------------------------------- figures (explorer.plots)
 
 
+def _pixels(trace) -> np.ndarray:
+    """The (H, W, 3) pixels of a ``go.Image`` drawn from a PNG data URI."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    assert trace.source.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(trace.source.split(",", 1)[1]))).convert("RGB"))
+
+
 def test_attribution_panels_overlay_each_map_on_the_image(model, image):
     from explorer.plots import attribution as plots
 
@@ -415,28 +426,67 @@ def test_attribution_panels_overlay_each_map_on_the_image(model, image):
     results = [attr.attribute(model, image, 3, m) for m in ("saliency", "grad_cam")]
     maps = {plots.panel_title(r.label, [f"{r.passes} pass"]): r.view("absolute") for r in results}
     fig = plots.attribution_panels(photo, maps, opacity=0.4, colormap="Viridis", title="Why?")
-    kinds = [t.type for t in fig.data]
-    assert kinds == ["image", "heatmap", "image", "heatmap"]
-    heat = [t for t in fig.data if t.type == "heatmap"]
-    assert all(h.opacity == 0.4 and h.zmin == 0 and h.zmax == 1 for h in heat)
-    assert [h.showscale for h in heat] == [False, True]  # one colour bar for the row
-    assert np.asarray(heat[0].z).shape == (64, 64) and np.asarray(heat[0].z).max() <= 1
-    assert heat[0].colorscale[0][1].endswith(",0.00)")  # transparent where the map is zero
+    assert [t.type for t in fig.data] == ["image", "image", "scatter"]  # a picture per map, then the colour bar
+    for trace, heat in zip(fig.data[:2], maps.values(), strict=True):
+        shown = _pixels(trace)
+        assert shown.shape == (64, 64, 3)
+        np.testing.assert_array_equal(shown, plots.blend(photo, heat, 0.4, "Viridis"))  # what the PNG download has
+        level = plots.scale_for_display(heat)
+        assert (shown[level == 0] == 128).all()  # the photo shows through where the method sees nothing
+        assert (shown[level >= 0.3] != 128).any(axis=-1).all()  # the map's colour where it is strong
+    bar = fig.data[2].marker
+    assert bar.showscale and (bar.cmin, bar.cmax) == (0, 1) and bar.colorscale[0][1].endswith(",0.00)")
     assert fig.layout.title.text == "Why?" and fig.layout.font.size >= 16
     assert [a.text for a in fig.layout.annotations] == list(maps)
+    assert not (_pixels(plots.attribution_panels(photo, maps, opacity=0.0).data[0]) != 128).any()  # image only
     with pytest.raises(ValueError, match="unknown colour map"):
         plots.attribution_panels(photo, maps, colormap="Jet")
     with pytest.raises(ValueError, match="is \\(32, 32\\)"):
         plots.attribution_panels(photo, {"small": np.zeros((32, 32))})
 
 
-def test_large_maps_are_pooled_for_the_browser():
+def test_large_panels_are_pooled_for_the_browser():
     from explorer.plots import attribution as plots
 
-    photo = np.zeros((448, 448, 3), np.uint8)
-    fig = plots.attribution_panels(photo, {"big": np.random.default_rng(0).random((448, 448))})
-    heat = fig.data[1]
-    assert np.asarray(heat.z).shape == (112, 112) and heat.dx == 4 and heat.x0 == 1.5  # cells centred on pixels
+    photo = np.zeros((896, 896, 3), np.uint8)
+    fig = plots.attribution_panels(photo, {"big": np.random.default_rng(0).random((896, 896))})
+    panel = fig.data[0]
+    assert _pixels(panel).shape == (448, 448, 3) and panel.dx == 2 and panel.x0 == 0.5  # pixels centred
+    assert fig.layout.xaxis.range == (-0.5, 895.5)  # the axes stay in the image's own pixels
+
+
+def test_the_panels_picture_shows_each_map_titled_with_its_colour_bar():
+    from PIL import Image
+
+    from explorer.plots import attribution as plots
+
+    photo = np.full((64, 64, 3), 128, np.uint8)
+    yy, xx = np.mgrid[0:64, 0:64]
+    maps = {f"<b>Map {i}</b><br>{i} pass": np.exp(-((xx - 16 - 32 * i) ** 2 + (yy - 32) ** 2) / 50.0)
+            for i in range(2)}
+    sheet = plots.panels_sheet(photo, maps, opacity=0.0, title="Why?", font_px=14)
+    pixels = np.asarray(sheet)
+    grey = np.all(pixels == 128, axis=-1)
+    rows, cols = np.nonzero(grey)
+    assert grey.sum() == 2 * 64 * 64  # opacity 0: the two panels are the photo, unscaled
+    assert cols.max() - cols.min() + 1 > 2 * 64  # side by side, with a gap
+    right = pixels[:, cols.max() + 1 :]
+    assert (np.abs(right.astype(int) - 255).sum(axis=-1) > 100).sum() > 500  # the colour bar and its ticks
+    assert (pixels[: rows.min()] < 100).any()  # titles drawn above the panels
+
+    shown = np.asarray(plots.panels_sheet(photo, maps, opacity=1.0, colormap="Inferno", title="Why?", font_px=14))
+    assert shown.shape == pixels.shape and (shown[grey] != 128).any(axis=-1).sum() > 500  # the maps drawn over
+    wide = plots.panels_sheet(photo, {f"m{i}": maps[next(iter(maps))] for i in range(4)}, panel_px=300, font_px=16,
+                              fit_px=900)
+    assert wide.width <= 900 and wide.height > 150  # four panels shrunk to fit, text kept at its size
+    png = plots.panels_png(photo, maps, opacity=0.5)
+    assert png.startswith(b"\x89PNG") and Image.open(__import__("io").BytesIO(png)).size == \
+        plots.panels_sheet(photo, maps, opacity=0.5).size
+    assert plots.encoded(sheet, "JPEG").startswith(b"\xff\xd8")
+    with pytest.raises(ValueError, match="no maps"):
+        plots.panels_sheet(photo, {})
+    with pytest.raises(ValueError, match="is \\(32, 32\\)"):
+        plots.panels_sheet(photo, {"small": np.zeros((32, 32))})
 
 
 def test_display_scaling():
@@ -462,10 +512,12 @@ def test_png_download_needs_no_kaleido():
     heat[:32] = 1.0
     png = plots.panels_png(photo, {"<b>A</b><br>x": heat, "B": heat}, opacity=1.0, colormap="Cividis")
     img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    assert img.shape[1] == 2 * 64 + 3 * 8 and img.shape[0] > 64
-    bottom = img[-8 - 1 - 8, 8 + 10]  # a pixel of the first panel where the map is zero: the (black) photo
-    top = img[-8 - 64 + 4, 8 + 10]  # where the map is 1: the top colour of cividis, bright yellow
-    assert bottom.tolist() == [0, 0, 0] and top[0] > 200 and top[1] > 200
+    panel = plots.blend(photo, heat, 1.0, "Cividis")
+    assert panel[40].tolist() == [[0, 0, 0]] * 64  # where the map is zero: the (black) photo
+    assert (panel[4, :, :2] > 200).all()  # where the map is 1: the top colour of cividis, bright yellow
+    found = [(y, x) for y, x in zip(*np.nonzero(np.all(img == panel[0, 0], axis=-1)), strict=True)
+             if np.array_equal(img[y : y + 64, x : x + 64], panel)]
+    assert len(found) == 2 and found[0][0] == found[1][0] and found[1][1] - found[0][1] > 64  # side by side, full size
 
 
 def test_prediction_bars():

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -40,14 +41,6 @@ def chart(at: AppTest, key: str) -> dict:
     raise AssertionError(f"no chart {key!r}; charts: {[e.proto.id for e in at.get('plotly_chart')]}")
 
 
-def z_shape(trace: dict) -> tuple[int, ...]:
-    """Shape of a heatmap's z, whether plotly sent a nested list or a typed array ({"bdata", "shape"})."""
-    z = trace["z"]
-    if isinstance(z, dict):
-        return tuple(int(n) for n in z["shape"].split(","))
-    return (len(z), len(z[0]))
-
-
 def test_predictions_and_the_random_weights_notice(atp):
     assert not atp.error
     assert any("these predictions mean nothing" in w.value for w in atp.warning)
@@ -61,41 +54,42 @@ def test_predictions_and_the_random_weights_notice(atp):
     assert atp.selectbox(key="target_class").value == -1  # the top prediction by default
 
 
-def test_one_attribution_run(atp):
+def test_one_attribution_run(atp, panels):
     atp.multiselect(key="methods").set_value(["saliency", "grad_cam"]).run()
     atp.selectbox(key="target_class").set_value(3).run()
     atp.button(key="run_attr").click().run()
     assert not atp.exception and not atp.error
-    fig = chart(atp, "attr_panels")
-    heatmaps = [t for t in fig["data"] if t["type"] == "heatmap"]
-    assert [z_shape(h) for h in heatmaps] == [(64, 64), (64, 64)]  # one full-size map per method
+    assert [m.shape for m in panels[-1].maps.values()] == [(64, 64), (64, 64)]  # one full-size map per method
+    assert [t.split("<br>")[0] for t in panels[-1].maps] == ["<b>Saliency</b>", "<b>Grad-CAM</b>"]
+    assert "tiger shark (3)" in panels[-1].options["title"] and len(atp.tabs[0].get("image")) == 1  # shown as a picture
     details = atp.dataframe[-1].value
     assert list(details["method"]) == ["Saliency", "Grad-CAM"]
     assert (details["passes"] == [1, 1]).all()
-    assert "tiger shark (3)" in fig["layout"]["title"]["text"]
 
 
-def test_a_view_change_redraws_the_panels_without_computing_again(atp, monkeypatch):
+def test_a_view_change_redraws_the_panels_without_computing_again(atp, monkeypatch, panels):
     """The display controls are one fragment over the memoised results: a new view, colour map or opacity redraws
     the panels and never calls attribute() again; the choices stay in session state for the next full run."""
     from explorer import attribution
 
     atp.multiselect(key="methods").set_value(["saliency", "grad_cam"]).run()
     atp.button(key="run_attr").click().run()
-    before = chart(atp, "attr_panels")
+    before = panels[-1]
     calls = []
     real = attribution.attribute
     monkeypatch.setattr(attribution, "attribute", lambda *a, **k: calls.append(1) or real(*a, **k))
     atp.radio(key="attr_view").set_value("negative").run()
     assert not atp.exception and not atp.error
-    after = chart(atp, "attr_panels")
-    assert "(negative view)" in after["layout"]["title"]["text"]
-    assert "(absolute view)" in before["layout"]["title"]["text"]
-    z = [[t["z"] for t in fig["data"] if t["type"] == "heatmap"] for fig in (before, after)]
-    assert len(z[1]) == 2 and z[0] != z[1]  # the maps themselves changed, not only the title
+    after = panels[-1]
+    assert "(negative view)" in after.options["title"] and "(absolute view)" in before.options["title"]
+    assert len(after.maps) == 2 and not all(
+        np.array_equal(a, b) for a, b in zip(before.maps.values(), after.maps.values(), strict=True)
+    )  # the maps themselves changed, not only the title
     atp.selectbox(key="colormap").set_value(atp.selectbox(key="colormap").options[-1]).run()
     atp.slider(key="opacity").set_value(0.3).run()
     assert not atp.exception and calls == []  # drawn from the results of the one run
+    assert (panels[-1].options["colormap"], panels[-1].options["opacity"]) == (
+        atp.selectbox(key="colormap").options[-1], 0.3)
     assert atp.session_state["attr_view"] == "negative" and atp.session_state["opacity"] == 0.3
 
 
@@ -136,13 +130,12 @@ def test_settings_over_the_cpu_cap_are_refused_before_running(atp):
     assert not atp.error and not atp.button(key="run_attr").disabled
 
 
-def test_grad_cam_plus_plus_and_which_map_to_trust(atp):
+def test_grad_cam_plus_plus_and_which_map_to_trust(atp, panels):
     atp.multiselect(key="methods").set_value(["grad_cam_pp", "saliency"]).run()
     assert atp.selectbox(key="gcpp_layer").value == "layer4"
     atp.button(key="run_attr").click().run()
     assert not atp.exception and not atp.error
-    heatmaps = [t for t in chart(atp, "attr_panels")["data"] if t["type"] == "heatmap"]
-    assert [z_shape(h) for h in heatmaps] == [(64, 64), (64, 64)]
+    assert [m.shape for m in panels[-1].maps.values()] == [(64, 64), (64, 64)]
     assert list(atp.dataframe[-1].value["method"]) == ["Grad-CAM++", "Saliency"]
     # the cost in forward passes is shown before running: 2 maps x 2 curves x (8 + 1) images
     atp.slider(key="trust_steps").set_value(8).run()
@@ -175,14 +168,14 @@ def test_knockout_filmstrip_and_sanity_check(atp):
     bars = chart(atp, "attr_knockout")["data"]
     assert [b["name"] for b in bars] == ["full network", "blocks knocked out"]
     atp.button(key="run_film").click().run()
-    film = [t for t in chart(atp, "attr_film")["data"] if t["type"] == "heatmap"]
+    film = [t for t in chart(atp, "attr_film")["data"] if t["type"] == "image"]
     assert len(film) == 4  # layer1 .. layer4
     atp.selectbox(key="film_method").set_value("layer_cam").run()
     atp.button(key="run_film").click().run()
     assert not atp.exception and not atp.error
     fig = chart(atp, "attr_film")
     assert fig["layout"]["title"]["text"].startswith("LayerCAM from layer1")
-    assert len([t for t in fig["data"] if t["type"] == "heatmap"]) == 4
+    assert len([t for t in fig["data"] if t["type"] == "image"]) == 4
     atp.selectbox(key="sanity_method").set_value("saliency").run()
     atp.button(key="run_sanity").click().run()
     assert not atp.exception and not atp.error

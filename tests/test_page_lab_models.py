@@ -109,7 +109,7 @@ def test_feature_maps_of_a_lab_model(app, trained):
     assert tuple(app.session_state["_lab_image_prep"][1].tensor.shape) == (1, 3, 16, 16)
 
 
-def test_predictions_and_attributions_of_a_lab_model(app, trained):
+def test_predictions_and_attributions_of_a_lab_model(app, trained, panels):
     payload, _ = trained
     app = open_page(app, "views/attributions.py", payload)
     assert not app.error and not app.warning
@@ -123,8 +123,7 @@ def test_predictions_and_attributions_of_a_lab_model(app, trained):
     app.selectbox(key="target_class").set_value(7).run()
     app.button(key="run_attr").click().run()
     assert not app.exception and not app.error
-    panels = chart(app, "attr_panels")
-    assert "7 (7)" in panels["layout"]["title"]["text"]
+    assert "7 (7)" in panels[-1].options["title"] and len(app.tabs[0].get("image")) == 1
     assert any("passes of ResNet-8-digits" in m.value for m in app.markdown)
 
     assert any("layer3 knows the class" in m.value and "4×4 at 16 px" in m.value for m in app.markdown)

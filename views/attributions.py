@@ -26,6 +26,13 @@ from explorer.ui.lab_models import Subject
 from explorer.ui.page import guarded, show_error
 
 MAX_METHODS = 4
+PANEL_PX = 300
+"""Each attribution panel's side on the page, in pixels (four fit a row at 1280 px)."""
+FONT_PX = {False: 16, True: 24}
+"""The panels' text size, normal and in projector mode."""
+SHEET_PX = {False: 900, True: 1180}
+"""The widest the panels' picture is drawn: the page's main column at 1400 px with the sidebar open, and at
+1280 px in projector mode (sidebar closed), so it is shown at its own size, not shrunk."""
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "grad_cam"]
 VIEW_HELP = {
     "absolute": "absolute — how much each pixel matters, either way",
@@ -184,13 +191,14 @@ def _display_settings() -> tuple[str, str, float]:
     return view, colormap, opacity
 
 
-def _downloads(fig, photo: np.ndarray, maps: dict[str, np.ndarray], opacity: float, colormap: str, stem: str) -> None:
-    """PNG of the panels and HTML of the interactive figure, as shown (view, colour map, opacity)."""
+def _downloads(png: Callable[[], bytes], figure: Callable[[], Any], stem: str) -> None:
+    """The panels as shown (view, colour map, opacity), each made only when asked for: the picture on the page
+    as a PNG, and the same panels as an interactive plotly figure (zoom and pan) in one HTML file."""
     left, right, _, _ = st.columns(MAX_METHODS)
-    left.download_button("Figure (PNG)", lambda: plots.panels_png(photo, maps, opacity=opacity, colormap=colormap),
-                         f"{stem}.png", mime="image/png", key=keys.DL_PNG)
-    right.download_button("Interactive figure (HTML)", lambda: fig.to_html(include_plotlyjs=True),
-                          f"{stem}.html", mime="text/html", key=keys.DL_HTML)
+    left.download_button("Figure (PNG)", png, f"{stem}.png", mime="image/png", key=keys.DL_PNG)
+    right.download_button("Interactive figure (HTML)", lambda: figure().to_html(include_plotlyjs=True),
+                          f"{stem}.html", mime="text/html", key=keys.DL_HTML,
+                          help="The same panels in a plotly figure you can zoom and pan, in one file.")
 
 
 def _raw_downloads(results: dict[str, attr.Attribution], stem: str) -> None:
@@ -254,10 +262,13 @@ def _panels(photo: np.ndarray, done: dict[str, attr.Attribution], label: str, st
     try:
         view, colormap, opacity = _display_settings()
         maps = {_title(r): r.view(view) for r in done.values()}
-        fig = plots.attribution_panels(photo, maps, opacity=opacity, colormap=colormap,
-                                       title=f"Why “{label}”? ({view} view)")
-        projector.chart(fig, width="stretch", key=keys.ATTR_PANELS)
-        _downloads(fig, photo, maps, opacity, colormap, stem)
+        title = f"Why “{label}”? ({view} view)"
+        big = projector.active()
+        sheet = plots.panels_sheet(photo, maps, opacity=opacity, colormap=colormap, title=title,
+                                   panel_px=PANEL_PX, font_px=FONT_PX[big], fit_px=SHEET_PX[big])
+        st.image(plots.encoded(sheet, "JPEG"), width="content")
+        figure = lambda: plots.attribution_panels(photo, maps, opacity=opacity, colormap=colormap, title=title)  # noqa: E731
+        _downloads(lambda: plots.encoded(sheet), figure, stem)
     except ExplorerError as err:  # a fragment's own rerun runs outside main()'s guard
         st.error(str(err))
 

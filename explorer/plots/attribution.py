@@ -7,10 +7,13 @@ Pure functions: numpy arrays and ``Prediction`` in, ``go.Figure`` (or PNG bytes)
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import plotly.colors as pc
@@ -28,10 +31,13 @@ __all__ = [
     "DEFAULT_COLORMAP",
     "FONT_SIZE",
     "attribution_panels",
+    "blend",
     "faithfulness_curves",
     "knockout_bars",
     "panel_title",
+    "encoded",
     "panels_png",
+    "panels_sheet",
     "scale_for_display",
     "top_k_bars",
 ]
@@ -39,8 +45,8 @@ __all__ = [
 COLORMAPS: tuple[str, ...] = ("Cividis", "Viridis", "Inferno", "Magma")
 """Perceptually uniform sequential maps that stay readable with colour-vision deficiencies."""
 DEFAULT_COLORMAP = "Cividis"  # designed for deuteranopia and protanopia (Nuñez et al. 2018)
-MAX_SIDE = 112
-"""Maps larger than this per side are average-pooled for the browser (the PNG download keeps full size)."""
+MAX_SIDE = 448
+"""Panels larger than this per side are average-pooled for the browser (the PNG download keeps full size)."""
 _RAMP = 0.3  # the overlay fades in from transparent at 0 to opaque at this fraction of the scale
 PER_ROW = 4
 CURVE_COLOURS = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D")
@@ -63,19 +69,24 @@ def scale_for_display(heat: np.ndarray, percentile: float = 99.0) -> np.ndarray:
     return np.clip(heat / top, 0, 1) if top > 0 else np.zeros_like(heat)
 
 
-def _pool(z: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
-    """Average-pool an (H, W) array by the smallest integer factor that fits ``max_side``; (array, factor)."""
-    factor = max(1, math.ceil(max(z.shape) / max_side))
+def _pool(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
+    """Average-pool an (H, W, 3) uint8 image by the smallest integer factor that fits ``max_side``;
+    (image, factor)."""
+    factor = max(1, math.ceil(max(rgb.shape[:2]) / max_side))
     if factor == 1:
-        return z, 1
-    h, w = (z.shape[0] // factor) * factor, (z.shape[1] // factor) * factor
-    return z[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3)), factor
+        return rgb, 1
+    h, w = (rgb.shape[0] // factor) * factor, (rgb.shape[1] // factor) * factor
+    pooled = rgb[:h, :w].reshape(h // factor, factor, w // factor, factor, 3).mean(axis=(1, 3))
+    return pooled.round().astype(np.uint8), factor
 
 
+@functools.lru_cache(maxsize=32)
 def _rgb_stops(colormap: str, n: int) -> np.ndarray:
-    """(n, 3) float colours in 0..255 sampled evenly from a plotly colour scale."""
+    """(n, 3) float colours in 0..255 sampled evenly from a plotly colour scale (read-only: cached)."""
     samples = pc.sample_colorscale(pc.get_colorscale(colormap), list(np.linspace(0, 1, n)), colortype="tuple")
-    return np.array(samples, dtype=np.float32) * 255
+    stops = np.array(samples, dtype=np.float32) * 255
+    stops.flags.writeable = False
+    return stops
 
 
 def _alpha(level: np.ndarray | float) -> np.ndarray | float:
@@ -113,7 +124,11 @@ def attribution_panels(
 ) -> go.Figure:
     """The image (H, W, 3) uint8 with each non-negative (H, W) map of ``maps`` over it, one panel per map,
     up to four per row, titled by the mapping's keys (``<br>`` breaks lines). Each map is scaled to [0, 1]
-    by :func:`scale_for_display`; ``opacity`` 0 shows the image only, 1 the map at full strength."""
+    by :func:`scale_for_display`; ``opacity`` 0 shows the image only, 1 the map at full strength.
+
+    Each panel is one image, blended here (:func:`blend`, the same pixels as :func:`panels_png`), and a
+    colour bar stands beside the last: a browser draws a picture far faster than it paints a heatmap over
+    one, which keeps a change of view, colour map or opacity quick."""
     if not maps:
         raise ValueError("no maps to show")
     if colormap not in COLORMAPS:
@@ -128,30 +143,34 @@ def attribution_panels(
     lines = max(t.count("<br>") + 1 for t in maps)
     title_room = lines * (FONT_SIZE + 4) / fig_height
     layout, data, notes = panel_layout(title, fig_height), [], []
-    uri = png_uri(image)
-    scale = _overlay_colorscale(colormap)
+    suffix = ""
     for i, (name, heat) in enumerate(maps.items()):
         r, c = divmod(i, cols)
         suffix = "" if i == 0 else str(i + 1)
         x0, x1 = c / cols + 0.01, (c + 1) / cols - 0.01
         y0, y1 = 1 - (r + 1) / rows + 0.02, 1 - r / rows - title_room
-        z, f = _pool(scale_for_display(heat), MAX_SIDE)
-        data.append(go.Image(source=uri, hoverinfo="skip", xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
-        data.append(go.Heatmap(
-            z=z, x0=(f - 1) / 2, dx=f, y0=(f - 1) / 2, dy=f, zmin=0, zmax=1, colorscale=scale, opacity=opacity,
-            showscale=i == len(maps) - 1, xaxis=f"x{suffix}", yaxis=f"y{suffix}", name=name.split("<br>")[0],
-            colorbar={"title": {"text": colorbar_title, "side": "right"}, "len": 0.8},
-            hovertemplate="x %{x:.0f}, y %{y:.0f}: %{z:.2f}<extra></extra>",
-        ))
+        shown, f = _pool(blend(image, heat, opacity, colormap), MAX_SIDE)
+        data.append(go.Image(source=png_uri(shown), x0=(f - 1) / 2, dx=f, y0=(f - 1) / 2, dy=f, hoverinfo="skip",
+                             xaxis=f"x{suffix}", yaxis=f"y{suffix}", name=name.split("<br>")[0]))
         layout.update(_axes(suffix, [x0, x1], [y0, y1], width, height))
         notes.append({"text": name, "x": (x0 + x1) / 2, "y": y1, "xref": "paper", "yref": "paper",
                       "showarrow": False, "xanchor": "center", "yanchor": "bottom", "font": {"size": FONT_SIZE}})
+    data.append(go.Scatter(  # no point is drawn: the trace carries the colour bar
+        x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False, xaxis=f"x{suffix}",
+        yaxis=f"y{suffix}", marker={"color": [0.0], "cmin": 0, "cmax": 1, "colorscale": _overlay_colorscale(colormap),
+                                    "showscale": True, "colorbar": {"title": {"text": colorbar_title, "side": "right"},
+                                                                    "len": 0.8}},
+    ))
     layout["annotations"] = notes
     return go.Figure(data=data, layout=layout)
 
 
-def _blend(image: np.ndarray, heat: np.ndarray, opacity: float, colormap: str) -> np.ndarray:
-    """The same overlay as :func:`attribution_panels`, computed in numpy at full resolution: (H, W, 3) uint8."""
+def blend(image: np.ndarray, heat: np.ndarray, opacity: float, colormap: str) -> np.ndarray:
+    """A non-negative (H, W) map over the image (H, W, 3) uint8, at full resolution: (H, W, 3) uint8.
+
+    The map is scaled by :func:`scale_for_display` and coloured by ``colormap``; its weight fades in from 0 at the
+    bottom of the scale to ``opacity`` at ``_RAMP`` of it, so where a method sees nothing the photo shows through
+    (the colour bar of :func:`attribution_panels` shows the same ramp)."""
     level = scale_for_display(heat)
     lut = _rgb_stops(colormap, 256)
     colour = lut[np.round(level * 255).astype(int)]
@@ -159,33 +178,135 @@ def _blend(image: np.ndarray, heat: np.ndarray, opacity: float, colormap: str) -
     return np.round(image * (1 - weight) + colour * weight).clip(0, 255).astype(np.uint8)
 
 
-def panels_png(
+@functools.lru_cache(maxsize=8)
+def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans (or its bold) at ``size`` px (matplotlib, which Captum requires, ships it: it has the Greek and the
+    typographic marks of the titles), found without importing matplotlib; Pillow's own font if it is missing."""
+    spec = importlib.util.find_spec("matplotlib")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "mpl-data" / "fonts" / "ttf" / f"DejaVuSans{'-Bold' if bold else ''}.ttf"
+        if path.is_file():
+            return ImageFont.truetype(str(path), size)
+    return ImageFont.load_default(size=size)
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
+    """``text``, cut with an ellipsis to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
+    """``text`` on one line if it fits ``width`` pixels, else on two (split at the space nearest the middle),
+    each cut with an ellipsis if still too long."""
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    words = text.split()
+    if draw.textlength(text, font=font) <= width or len(words) < 2:
+        return [_fit_text(draw, text, font, width)]
+    cut = min(range(1, len(words)), key=lambda i: abs(len(" ".join(words[:i])) - len(" ".join(words[i:]))))
+    return [_fit_text(draw, " ".join(part), font, width) for part in (words[:cut], words[cut:])]
+
+
+def _colour_bar(colormap: str, height: int, width: int) -> Image.Image:
+    """The overlay's colour scale as a vertical bar (1 at the top), its weight fading in over white as the
+    panels' overlay does (:func:`blend` at opacity 1)."""
+    level = np.linspace(1, 0, height, dtype=np.float32)[:, None].repeat(width, axis=1)
+    colour = _rgb_stops(colormap, 256)[np.round(level * 255).astype(int)]
+    weight = _alpha(level)[..., None]
+    return Image.fromarray(np.round(255 * (1 - weight) + colour * weight).astype(np.uint8))
+
+
+def panels_sheet(
     image: np.ndarray,
     maps: Mapping[str, np.ndarray],
     *,
     opacity: float = 0.6,
     colormap: str = DEFAULT_COLORMAP,
     title: str = "",
-) -> bytes:
-    """A PNG of the panels of :func:`attribution_panels` at full resolution, titles drawn above each panel
-    (for downloads: plotly's own PNG export needs kaleido, which the app does not require)."""
+    panel_px: int | None = None,
+    font_px: int | None = None,
+    fit_px: int | None = None,
+    colorbar_title: str = "share of the map's 99th percentile",
+) -> Image.Image:
+    """A picture of the panels of :func:`attribution_panels`: the image (H, W, 3) uint8 with each (H, W) map over
+    it (:func:`blend`), up to ``PER_ROW`` panels a row, each titled by its key (``<br>`` breaks lines, ``<b>`` is
+    dropped), a title above and the colour bar, with ticks, on the right.
+
+    ``panel_px``: each panel's side in pixels (default: the image's own size; a different size resamples the
+    blended panel); ``font_px``: the text size (default: about a fourteenth of a panel, at least 12); ``fit_px``:
+    the widest the picture may be (panels shrink to fit, the text keeps its size). The page
+    shows this picture (a browser draws it at once, where a plotly figure of the same panels takes a
+    noticeable moment) and offers it as the download (:func:`encoded`); plotly's own PNG export needs kaleido."""
+    if not maps:
+        raise ValueError("no maps to show")
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colour map {colormap!r}; choose one of: {', '.join(COLORMAPS)}")
     height, width = image.shape[:2]
-    font = ImageFont.load_default(size=max(12, width // 14))
-    line = font.size + 6
-    top = line * (2 + (1 if title else 0))
-    pad = 8
-    sheet = Image.new("RGB", (len(maps) * (width + pad) + pad, top + height + pad), "white")
+    for name, heat in maps.items():
+        if heat.shape != (height, width):
+            raise ValueError(f"the map {name!r} is {heat.shape}, the image {(height, width)}")
+    side = panel_px or max(height, width)
+    font = _font(font_px or max(12, side // 14))
+    line, pad = font.size + 6, max(8, font.size // 2)
+    names = [n.replace("<b>", "").replace("</b>", "").split("<br>") for n in maps]
+    lines = max(len(n) for n in names)
+    cols = min(PER_ROW, len(maps))
+    rows = math.ceil(len(maps) / cols)
+    bar_w = max(14, font.size)
+    tick_w = round(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength("0.5", font=font)) + 14
+    right = bar_w + tick_w + 2 * line + 2 * pad  # room for the bar's label on two lines
+    if fit_px is not None:
+        side = max(16, min(side, (fit_px - pad - right) // cols - pad))
+    scale = side / max(height, width)
+    ph, pw = max(1, round(height * scale)), max(1, round(width * scale))
+    top = pad + (line + pad if title else 0)
+    cell_h = line * lines + ph + pad
+    sheet = Image.new("RGB", (pad + cols * (pw + pad) + right, top + rows * cell_h + pad), "white")
     draw = ImageDraw.Draw(sheet)
     if title:
-        draw.text((pad, pad // 2), title, fill="black", font=font)
-    for i, (name, heat) in enumerate(maps.items()):
-        x = pad + i * (width + pad)
-        for j, text in enumerate(name.replace("<b>", "").replace("</b>", "").split("<br>")[:2]):
-            draw.text((x, top - line * (2 - j)), text, fill="black", font=font)
-        sheet.paste(Image.fromarray(_blend(image, heat, opacity, colormap)), (x, top))
+        bold = _font(font.size + 2, bold=True)
+        draw.text((pad, pad), _fit_text(draw, title, bold, sheet.width - 2 * pad), fill="black", font=bold)
+    for i, (heat, parts) in enumerate(zip(maps.values(), names, strict=True)):
+        r, c = divmod(i, cols)
+        x, y = pad + c * (pw + pad), top + r * cell_h
+        for j, text in enumerate(parts):
+            text = _fit_text(draw, text, font, pw)
+            draw.text((x + (pw - draw.textlength(text, font=font)) / 2, y + j * line), text, fill="black", font=font)
+        panel = Image.fromarray(blend(image, heat, opacity, colormap))
+        if (pw, ph) != (width, height):
+            panel = panel.resize((pw, ph), Image.Resampling.BICUBIC)
+        sheet.paste(panel, (x, y + line * lines))
+    bar_x, bar_y = pad + cols * (pw + pad) + pad, top + line * lines
+    sheet.paste(_colour_bar(colormap, ph, bar_w), (bar_x, bar_y))
+    draw.rectangle((bar_x - 1, bar_y - 1, bar_x + bar_w, bar_y + ph), outline="#888888")
+    for tick in (0.0, 0.5, 1.0):
+        ty = bar_y + (1 - tick) * (ph - 1)
+        draw.line((bar_x + bar_w, ty, bar_x + bar_w + 4, ty), fill="black")
+        draw.text((bar_x + bar_w + 6, ty), f"{tick:g}", fill="black", font=font, anchor="lm")
+    label_lines = _wrap(colorbar_title, font, ph)
+    label = Image.new("RGB", (ph, line * len(label_lines)), "white")
+    label_draw = ImageDraw.Draw(label)
+    for j, text in enumerate(label_lines):
+        label_draw.text(((ph - label_draw.textlength(text, font=font)) / 2, 2 + j * line), text, fill="black",
+                        font=font)
+    sheet.paste(label.rotate(90, expand=True), (bar_x + bar_w + tick_w, bar_y))
+    return sheet
+
+
+def encoded(picture: Image.Image, fmt: Literal["PNG", "JPEG"] = "PNG") -> bytes:
+    """``picture`` as PNG (lossless: downloads) or JPEG (quality 90, no chroma subsampling, so text stays
+    crisp: for the page, encoded in milliseconds where a PNG of a photograph takes a quarter of a second)."""
     buf = io.BytesIO()
-    sheet.save(buf, "PNG")
+    picture.save(buf, fmt, **({"quality": 90, "subsampling": 0} if fmt == "JPEG" else {}))
     return buf.getvalue()
+
+
+def panels_png(image: np.ndarray, maps: Mapping[str, np.ndarray], **options: Any) -> bytes:
+    """:func:`panels_sheet` (same arguments) as PNG bytes."""
+    return encoded(panels_sheet(image, maps, **options))
 
 
 def top_k_bars(prediction: Prediction, title: str = "Top-5 predictions") -> go.Figure:
