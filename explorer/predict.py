@@ -32,6 +32,7 @@ __all__ = [
     "InputError",
     "KnockoutError",
     "Prediction",
+    "close_call",
     "fast_mode_supported",
     "hook_count",
     "hooks_restored",
@@ -124,6 +125,7 @@ class Prediction:
     seconds: float
     fast: bool = False  # True when the forward really ran under bf16 autocast
     knocked_out: tuple[str, ...] = ()
+    rechecked: bool = False  # True when bf16 left a close call (see close_call) and fp32 settled it: fp32's logits
     logits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), compare=False, repr=False)
 
     @property
@@ -133,8 +135,29 @@ class Prediction:
 
     @property
     def precision(self) -> str:
-        """What ran, for the screen: "bf16 autocast, channels_last" or "fp32, channels_last"."""
-        return f"{'bf16 autocast' if self.fast else 'fp32'}, channels_last"
+        """What ran, for the screen: "bf16 autocast, channels_last" (with "; a close call re-run in fp32" when
+        it was) or "fp32, channels_last"."""
+        ran = f"{'bf16 autocast' if self.fast else 'fp32'}, channels_last"
+        return f"{ran}; a close call re-run in fp32" if self.rechecked else ran
+
+
+TIE_SHARE = 0.01
+"""bf16 keeps 8 bits of mantissa (a relative step of 0.4 %), and the error grows through the layers: two logits
+closer than this share of the largest one (and at least ``TIE_FLOOR``) are a call bf16 cannot make."""
+TIE_FLOOR = 0.05
+
+
+def close_call(logits: Tensor, k: int) -> bool:
+    """Whether (num_classes,) ``logits`` from a bf16 forward leave the top class or the set of the top ``k``
+    undecided: the 1st and 2nd, or the k-th and (k+1)-th, are closer than bf16 can tell apart
+    (``TIE_SHARE`` of the largest |logit|, at least ``TIE_FLOOR``). On scikit-learn's digits every top-5
+    disagreement of bf16 with fp32 was such a near tie (bench/bench_fast_path.py)."""
+    values = logits.detach().float().flatten().sort(descending=True).values
+    tolerance = max(TIE_FLOOR, TIE_SHARE * float(values.abs().max()))
+    gaps = [values[0] - values[1]] if values.numel() > 1 else []
+    if values.numel() > k:
+        gaps.append(values[k - 1] - values[k])
+    return any(float(g) < tolerance for g in gaps)
 
 
 def _native_bf16_cpu() -> bool:
@@ -197,6 +220,10 @@ def _run(
             start = time.perf_counter()
             with torch.no_grad(), forward_context(dev, fast):
                 logits = hooks.net(x)
+            rechecked = use_bf16(dev, fast) and close_call(logits[0], k)
+            if rechecked:  # settle it in fp32, with the same hooks (knock-outs) on
+                with torch.no_grad():
+                    logits = hooks.net(x)
             _sync(dev)
             seconds = time.perf_counter() - start
     except torch.OutOfMemoryError:
@@ -213,6 +240,7 @@ def _run(
         seconds=seconds,
         fast=use_bf16(dev, fast),
         knocked_out=knocked_out,
+        rechecked=rechecked,
         logits=logits.detach().cpu().numpy().astype(np.float32),
     )
 
@@ -230,7 +258,9 @@ def predict(
 
     ``device`` None runs where the model lives; ``"cuda"`` on a CPU model uses a cached GPU copy.
     The forward takes the fast path: channels_last, and bf16 autocast where the device computes it natively
-    (``fast=None``, the default; ``False`` forces fp32; ``Prediction.fast`` says whether bf16 ran). Holds the
+    (``fast=None``, the default; ``False`` forces fp32; ``Prediction.fast`` says whether bf16 ran). Where bf16
+    leaves the top class or the top-``k`` set a near tie (:func:`close_call`), the forward runs again in fp32
+    and ``Prediction.rechecked`` says so. Holds the
     model's lock, so that no other session's hooks are on it during the forward.
     """
     return _run(model, x, categories=categories, k=k, device=device, fast=fast)

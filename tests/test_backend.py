@@ -293,6 +293,25 @@ def test_batch_matches_one_by_one(reference: torch.nn.Module) -> None:
     assert hook_count(reference) == 0
 
 
+def test_batch_settles_close_calls_in_fp32_as_predict_does(reference: torch.nn.Module,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+    import sys
+
+    monkeypatch.setattr(sys.modules["explorer.predict"], "_native_bf16_cpu", lambda: True)  # bf16, even emulated
+    tied = copy.deepcopy(reference)
+    with torch.no_grad():  # classes 0 and 1 tie at the top for every image
+        tied.fc.weight[1] = tied.fc.weight[0]
+        tied.fc.bias[:2] = 50.0
+    xs = [_x(30 + i) for i in range(3)]
+    got = predict_batch(tied, xs, k=5)
+    assert all(g.fast and g.rechecked for g in got)
+    for x, g in zip(xs, got, strict=True):
+        np.testing.assert_allclose(g.logits, predict(tied, x, k=5, fast=False).logits, atol=1e-5, rtol=0)
+    plain = predict_batch(reference, xs, k=5, fast=False)
+    assert not any(p.rechecked for p in plain)  # fp32 has nothing to settle
+
+
 def test_batch_rejects_mismatched_k(reference: torch.nn.Module) -> None:
     with pytest.raises(ValueError, match="positive k"):
         predict_batch(reference, [_x(), _x()], k=[5])

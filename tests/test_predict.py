@@ -46,13 +46,39 @@ def test_top_k_matches_the_softmax(model, image):
 
 def test_fast_mode_runs_bf16_and_agrees_with_fp32(model, image, monkeypatch):
     monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: True)  # run bf16 even where it is emulated
+    monkeypatch.setattr(predict_module, "close_call", lambda logits, k: False)  # bf16's own logits, never re-run
     exact = predict(model, image, k=5, fast=False)
     fast = predict(model, image, k=5, fast=True)
-    assert fast.fast and not exact.fast
+    assert fast.fast and not exact.fast and not fast.rechecked
     assert not np.array_equal(fast.logits, exact.logits)  # it really ran in lower precision ...
     spread = exact.logits.max() - exact.logits.min()
     assert np.abs(fast.logits - exact.logits).max() < 0.1 * spread  # ... and stays close
     assert np.corrcoef(fast.logits, exact.logits)[0, 1] > 0.99
+
+
+def test_close_calls_are_near_ties_at_the_top_or_at_the_edge_of_the_top_k():
+    from explorer.predict import close_call
+
+    assert close_call(torch.tensor([3.0, 2.99, 1.0, 0.0, -1.0, -2.0, -3.0]), 5)  # top-1 against top-2
+    assert close_call(torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.99, -3.0]), 5)  # 5th against 6th
+    assert not close_call(torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.0, -3.0]), 5)
+    assert not close_call(torch.tensor([5.0, 4.0, 3.0, 3.0, 1.0, 0.0]), 5)  # a tie inside the top 5 changes no set
+    assert close_call(torch.tensor([100.0, 99.5, 0.0]), 1) and not close_call(torch.tensor([100.0, 98.0, 0.0]), 1)
+    assert not close_call(torch.tensor([2.0, 1.0]), 5)  # fewer classes than k: only the top is a call
+
+
+def test_a_near_tie_left_by_bf16_is_settled_in_fp32(model, image, monkeypatch):
+    import copy
+
+    monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: True)
+    tied = copy.deepcopy(model)
+    with torch.no_grad():  # classes 0 and 1: the same weights, and a lead no other class has
+        tied.fc.weight[1] = tied.fc.weight[0]
+        tied.fc.bias[:2] = 50.0
+    fast, exact = predict(tied, image, k=5), predict(tied, image, k=5, fast=False)
+    assert fast.fast and fast.rechecked and not exact.rechecked
+    np.testing.assert_array_equal(fast.logits, exact.logits)  # fp32's logits, not bf16's
+    assert fast.indices == exact.indices and fast.precision.endswith("a close call re-run in fp32")
 
 
 def test_fast_mode_falls_back_to_fp32_without_native_bf16(model, image, monkeypatch):
@@ -67,7 +93,7 @@ def test_fast_mode_falls_back_to_fp32_without_native_bf16(model, image, monkeypa
 def test_the_default_is_bf16_exactly_where_it_is_native(model, image, monkeypatch):
     monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: True)
     auto, exact = predict(model, image), predict(model, image, fast=False)
-    assert auto.fast and auto.precision == "bf16 autocast, channels_last" and not exact.fast
+    assert auto.fast and auto.precision.startswith("bf16 autocast, channels_last") and not exact.fast
     assert auto.indices[0] == exact.indices[0]
 
 

@@ -1,8 +1,8 @@
 """Top-k for several images in one forward pass (what a Ray Serve replica runs for a batch of students).
 
 The same forward as :func:`explorer.predict.predict` (channels_last, bf16 autocast where native unless
-``fast=False``, the model's lock held), on images stacked along the batch axis. Images of different sizes or
-precisions are run as separate groups.
+``fast=False``, near ties settled in fp32, the model's lock held), on images stacked along the batch axis.
+Images of different sizes or precisions are run as separate groups.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from explorer.predict import (
     InputError,
     Prediction,
     as_batch,
+    close_call,
     fast_input,
     forward_context,
     oom_advice,
@@ -32,6 +33,7 @@ __all__ = ["predict_batch", "prediction_from_logits"]
 
 def prediction_from_logits(
     logits: Tensor, *, categories: Sequence[str] | None, k: int, device: torch.device, seconds: float, fast: bool,
+    rechecked: bool = False,
 ) -> Prediction:
     """The :class:`Prediction` of one image's (num_classes,) logits, as :func:`explorer.predict.predict` makes it."""
     logits = logits.float()
@@ -41,7 +43,7 @@ def prediction_from_logits(
     names = tuple(categories[i] if categories is not None and i < len(categories) else f"class {i}" for i in indices)
     return Prediction(
         indices=indices, names=names, probabilities=tuple(float(p) for p in top.values), device=device_label(device),
-        seconds=seconds, fast=fast, logits=logits.detach().cpu().numpy().astype(np.float32),
+        seconds=seconds, fast=fast, rechecked=rechecked, logits=logits.detach().cpu().numpy().astype(np.float32),
     )
 
 
@@ -75,7 +77,11 @@ def predict_batch(
                 x = fast_input(torch.cat([xs[i] for i in members]), dev)
                 start = time.perf_counter()
                 with torch.no_grad(), forward_context(dev, bf16):
-                    logits = hooks.net(x)
+                    logits = hooks.net(x).float()
+                close = [row for row, i in enumerate(members) if bf16 and close_call(logits[row], ks[i])]
+                if close:  # the near ties bf16 cannot settle, again in fp32 (as predict() does)
+                    with torch.no_grad():
+                        logits[close] = hooks.net(x[close]).float()
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)
                 seconds = time.perf_counter() - start
@@ -83,5 +89,5 @@ def predict_batch(
             raise oom_advice(dev) from None
         for row, i in enumerate(members):
             out[i] = prediction_from_logits(logits[row], categories=categories, k=ks[i], device=dev,
-                                            seconds=seconds, fast=bf16)
+                                            seconds=seconds, fast=bf16, rechecked=row in close)
     return [p for p in out if p is not None]
