@@ -194,7 +194,7 @@ def _display_settings() -> tuple[str, str, float]:
 def _downloads(png: Callable[[], bytes], figure: Callable[[], Any], stem: str) -> None:
     """The panels as shown (view, colour map, opacity), each made only when asked for: the picture on the page
     as a PNG, and the same panels as an interactive plotly figure (zoom and pan) in one HTML file."""
-    left, right, _, _ = st.columns(MAX_METHODS)
+    left, right, _ = st.columns([1, 1.4, 1.6])
     left.download_button("Figure (PNG)", png, f"{stem}.png", mime="image/png", key=keys.DL_PNG)
     right.download_button("Interactive figure (HTML)", lambda: figure().to_html(include_plotlyjs=True),
                           f"{stem}.html", mime="text/html", key=keys.DL_HTML,

@@ -251,8 +251,6 @@ def panels_sheet(
     side = panel_px or max(height, width)
     font = _font(font_px or max(12, side // 14))
     line, pad = font.size + 6, max(8, font.size // 2)
-    names = [n.replace("<b>", "").replace("</b>", "").split("<br>") for n in maps]
-    lines = max(len(n) for n in names)
     cols = min(PER_ROW, len(maps))
     rows = math.ceil(len(maps) / cols)
     bar_w = max(14, font.size)
@@ -262,6 +260,9 @@ def panels_sheet(
         side = max(16, min(side, (fit_px - pad - right) // cols - pad))
     scale = side / max(height, width)
     ph, pw = max(1, round(height * scale)), max(1, round(width * scale))
+    names = [[row for part in n.replace("<b>", "").replace("</b>", "").split("<br>") for row in _wrap(part, font, pw)]
+             for n in maps]  # a caption line too long for its panel goes on two
+    lines = max(len(n) for n in names)
     top = pad + (line + pad if title else 0)
     cell_h = line * lines + ph + pad
     sheet = Image.new("RGB", (pad + cols * (pw + pad) + right, top + rows * cell_h + pad), "white")
