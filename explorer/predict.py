@@ -160,6 +160,22 @@ def close_call(logits: Tensor, k: int) -> bool:
     return any(float(g) < tolerance for g in gaps)
 
 
+def settled_forward(
+    net: nn.Module, x: Tensor, device: torch.device, fast: bool | None, ks: Sequence[int],
+) -> tuple[Tensor, list[int]]:
+    """(N, classes) float32 logits of (N, 3, H, W) ``x``, no grad: under bf16 autocast where :func:`use_bf16`,
+    and the rows whose bf16 logits are a :func:`close_call` (row i with ``ks[i]``) run again in fp32; returns
+    (logits, those rows). The caller holds the model (``exclusive``)."""
+    bf16 = use_bf16(device, fast)
+    with torch.no_grad(), forward_context(device, fast):
+        logits = net(x).float()
+    close = [row for row, k in enumerate(ks) if bf16 and close_call(logits[row], k)]
+    if close:
+        with torch.no_grad():
+            logits[close] = net(x[close]).float()
+    return logits, close
+
+
 def _native_bf16_cpu() -> bool:
     """Whether this CPU computes bf16 natively (see :func:`explorer.device.native_bf16`)."""
     return native_bf16("cpu")
@@ -218,12 +234,7 @@ def _run(
             _knock_out(hooks, knocked_out)
             x = fast_input(x, dev)
             start = time.perf_counter()
-            with torch.no_grad(), forward_context(dev, fast):
-                logits = hooks.net(x)
-            rechecked = use_bf16(dev, fast) and close_call(logits[0], k)
-            if rechecked:  # settle it in fp32, with the same hooks (knock-outs) on
-                with torch.no_grad():
-                    logits = hooks.net(x)
+            logits, close = settled_forward(hooks.net, x, dev, fast, [k])  # knock-out hooks on for both runs
             _sync(dev)
             seconds = time.perf_counter() - start
     except torch.OutOfMemoryError:
@@ -240,7 +251,7 @@ def _run(
         seconds=seconds,
         fast=use_bf16(dev, fast),
         knocked_out=knocked_out,
-        rechecked=rechecked,
+        rechecked=bool(close),
         logits=logits.detach().cpu().numpy().astype(np.float32),
     )
 

@@ -7,6 +7,7 @@ into ``explorer`` takes the shared model's lock itself."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -267,8 +268,9 @@ def _panels(photo: np.ndarray, done: dict[str, attr.Attribution], label: str, st
         sheet = plots.panels_sheet(photo, maps, opacity=opacity, colormap=colormap, title=title,
                                    panel_px=PANEL_PX, font_px=FONT_PX[big], fit_px=SHEET_PX[big])
         st.image(plots.encoded(sheet, "JPEG"), width="content")
-        figure = lambda: plots.attribution_panels(photo, maps, opacity=opacity, colormap=colormap, title=title)  # noqa: E731
-        _downloads(lambda: plots.encoded(sheet), figure, stem)
+        _downloads(functools.partial(plots.encoded, sheet),
+                   functools.partial(plots.attribution_panels, photo, maps, opacity=opacity, colormap=colormap,
+                                     title=title), stem)
     except ExplorerError as err:  # a fragment's own rerun runs outside main()'s guard
         st.error(str(err))
 

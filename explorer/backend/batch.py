@@ -19,11 +19,10 @@ from explorer.predict import (
     InputError,
     Prediction,
     as_batch,
-    close_call,
     fast_input,
-    forward_context,
     oom_advice,
     resolve_device,
+    settled_forward,
     use_bf16,
 )
 from explorer.shared import exclusive
@@ -76,12 +75,7 @@ def predict_batch(
             with exclusive(model, dev) as hooks:
                 x = fast_input(torch.cat([xs[i] for i in members]), dev)
                 start = time.perf_counter()
-                with torch.no_grad(), forward_context(dev, bf16):
-                    logits = hooks.net(x).float()
-                close = [row for row, i in enumerate(members) if bf16 and close_call(logits[row], ks[i])]
-                if close:  # the near ties bf16 cannot settle, again in fp32 (as predict() does)
-                    with torch.no_grad():
-                        logits[close] = hooks.net(x[close]).float()
+                logits, close = settled_forward(hooks.net, x, dev, bf16, [ks[i] for i in members])
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)
                 seconds = time.perf_counter() - start

@@ -52,12 +52,6 @@ PER_ROW = 4
 CURVE_COLOURS = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D")
 
 
-def _png(rgb: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "PNG")
-    return buf.getvalue()
-
-
 def scale_for_display(heat: np.ndarray, percentile: float = 99.0) -> np.ndarray:
     """A non-negative (H, W) map scaled to [0, 1] by its ``percentile`` (the usual clipping of saliency maps,
     so a few extreme pixels do not wash out the rest). An all-zero map stays zero."""
@@ -113,6 +107,19 @@ def _axes(suffix: str, domain_x: list[float], domain_y: list[float], width: int,
     }
 
 
+def _checked(image: np.ndarray, maps: Mapping[str, np.ndarray], colormap: str) -> tuple[int, int]:
+    """(H, W) of the image (H, W, 3), once every map is (H, W), there is at least one, and the colour map is known."""
+    if not maps:
+        raise ValueError("no maps to show")
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colour map {colormap!r}; choose one of: {', '.join(COLORMAPS)}")
+    height, width = image.shape[:2]
+    for name, heat in maps.items():
+        if heat.shape != (height, width):
+            raise ValueError(f"the map {name!r} is {heat.shape}, the image {(height, width)}")
+    return height, width
+
+
 def attribution_panels(
     image: np.ndarray,
     maps: Mapping[str, np.ndarray],
@@ -129,14 +136,7 @@ def attribution_panels(
     Each panel is one image, blended here (:func:`blend`, the same pixels as :func:`panels_png`), and a
     colour bar stands beside the last: a browser draws a picture far faster than it paints a heatmap over
     one, which keeps a change of view, colour map or opacity quick."""
-    if not maps:
-        raise ValueError("no maps to show")
-    if colormap not in COLORMAPS:
-        raise ValueError(f"unknown colour map {colormap!r}; choose one of: {', '.join(COLORMAPS)}")
-    height, width = image.shape[:2]
-    for name, heat in maps.items():
-        if heat.shape != (height, width):
-            raise ValueError(f"the map {name!r} is {heat.shape}, the image {(height, width)}")
+    height, width = _checked(image, maps, colormap)
     cols = min(PER_ROW, len(maps))
     rows = math.ceil(len(maps) / cols)
     fig_height = 140 + rows * 360
@@ -171,11 +171,15 @@ def blend(image: np.ndarray, heat: np.ndarray, opacity: float, colormap: str) ->
     The map is scaled by :func:`scale_for_display` and coloured by ``colormap``; its weight fades in from 0 at the
     bottom of the scale to ``opacity`` at ``_RAMP`` of it, so where a method sees nothing the photo shows through
     (the colour bar of :func:`attribution_panels` shows the same ramp)."""
-    level = scale_for_display(heat)
-    lut = _rgb_stops(colormap, 256)
-    colour = lut[np.round(level * 255).astype(int)]
+    return _overlay(image, scale_for_display(heat), opacity, colormap)
+
+
+def _overlay(image: np.ndarray | float, level: np.ndarray, opacity: float, colormap: str) -> np.ndarray:
+    """``colormap``'s colour of each (H, W) ``level`` in [0, 1] over ``image`` ((H, W, 3) uint8, or one grey
+    value), weighted by ``_alpha(level) * opacity``: (H, W, 3) uint8."""
+    colour = _rgb_stops(colormap, 256)[np.round(level * 255).astype(int)]
     weight = (_alpha(level) * opacity)[..., None]
-    return np.round(image * (1 - weight) + colour * weight).clip(0, 255).astype(np.uint8)
+    return np.round(np.asarray(image, np.float32) * (1 - weight) + colour * weight).clip(0, 255).astype(np.uint8)
 
 
 @functools.lru_cache(maxsize=8)
@@ -190,6 +194,10 @@ def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.I
     return ImageFont.load_default(size=size)
 
 
+_MEASURE = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+"""Measures text (``textlength``) without a picture to draw on."""
+
+
 def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
     """``text``, cut with an ellipsis to fit ``width`` pixels."""
     if draw.textlength(text, font=font) <= width:
@@ -202,21 +210,18 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont
 def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
     """``text`` on one line if it fits ``width`` pixels, else on two (split at the space nearest the middle),
     each cut with an ellipsis if still too long."""
-    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     words = text.split()
-    if draw.textlength(text, font=font) <= width or len(words) < 2:
-        return [_fit_text(draw, text, font, width)]
+    if _MEASURE.textlength(text, font=font) <= width or len(words) < 2:
+        return [_fit_text(_MEASURE, text, font, width)]
     cut = min(range(1, len(words)), key=lambda i: abs(len(" ".join(words[:i])) - len(" ".join(words[i:]))))
-    return [_fit_text(draw, " ".join(part), font, width) for part in (words[:cut], words[cut:])]
+    return [_fit_text(_MEASURE, " ".join(part), font, width) for part in (words[:cut], words[cut:])]
 
 
 def _colour_bar(colormap: str, height: int, width: int) -> Image.Image:
     """The overlay's colour scale as a vertical bar (1 at the top), its weight fading in over white as the
     panels' overlay does (:func:`blend` at opacity 1)."""
     level = np.linspace(1, 0, height, dtype=np.float32)[:, None].repeat(width, axis=1)
-    colour = _rgb_stops(colormap, 256)[np.round(level * 255).astype(int)]
-    weight = _alpha(level)[..., None]
-    return Image.fromarray(np.round(255 * (1 - weight) + colour * weight).astype(np.uint8))
+    return Image.fromarray(_overlay(255.0, level, 1.0, colormap))
 
 
 def panels_sheet(
@@ -240,21 +245,14 @@ def panels_sheet(
     the widest the picture may be (panels shrink to fit, the text keeps its size). The page
     shows this picture (a browser draws it at once, where a plotly figure of the same panels takes a
     noticeable moment) and offers it as the download (:func:`encoded`); plotly's own PNG export needs kaleido."""
-    if not maps:
-        raise ValueError("no maps to show")
-    if colormap not in COLORMAPS:
-        raise ValueError(f"unknown colour map {colormap!r}; choose one of: {', '.join(COLORMAPS)}")
-    height, width = image.shape[:2]
-    for name, heat in maps.items():
-        if heat.shape != (height, width):
-            raise ValueError(f"the map {name!r} is {heat.shape}, the image {(height, width)}")
+    height, width = _checked(image, maps, colormap)
     side = panel_px or max(height, width)
     font = _font(font_px or max(12, side // 14))
     line, pad = font.size + 6, max(8, font.size // 2)
     cols = min(PER_ROW, len(maps))
     rows = math.ceil(len(maps) / cols)
     bar_w = max(14, font.size)
-    tick_w = round(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength("0.5", font=font)) + 14
+    tick_w = round(_MEASURE.textlength("0.5", font=font)) + 14
     right = bar_w + tick_w + 2 * line + 2 * pad  # room for the bar's label on two lines
     if fit_px is not None:
         side = max(16, min(side, (fit_px - pad - right) // cols - pad))
