@@ -168,10 +168,17 @@ def _select(page, label: str, option: str) -> tuple[Callable[[], None], Callable
     return choose, open_list
 
 
+def _step(page, label: str, up: bool) -> Callable[[], None]:
+    """A click on the + (``up``) or - button of the number input whose label contains ``label``."""
+    side = "Up" if up else "Down"
+    box = page.get_by_test_id("stNumberInput").filter(has_text=label).first
+    return lambda: box.get_by_test_id(f"stNumberInputStep{side}").click()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5,
-                        help="bare-page reruns, stage, view and cached-arch changes to take the median of")
+                        help="bare-page reruns, stage, view, overlay and cached-arch changes to take the median of")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright  # noqa: PLC0415
 
@@ -202,6 +209,9 @@ def main() -> int:
             _timed(page, _nav(page, "Feature maps"))
             figures["changing the stage on Feature maps"] = _median(args.repeats, lambda i: _timed(
                 page, *_select(page, "Stage", ("layer3 · conv4_x", "layer2 · conv3_x")[i % 2])))
+            _timed(page, lambda: page.get_by_role("tab", name="Overlay").click())
+            figures["display-only change on Feature maps (overlay channel +1 / -1)"] = _median(
+                args.repeats, lambda i: _timed(page, _step(page, "the strongest is", up=i % 2 == 0)))
             figures["first visit of Predictions & attributions"] = _timed(
                 page, _nav(page, "Predictions & attributions"))
             figures["Run with Saliency + IG (32 steps) + Grad-CAM"] = _timed(
