@@ -50,8 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from explorer import attribution as attr  # noqa: E402
 from explorer import images  # noqa: E402
+from explorer.device import fast_mode_supported  # noqa: E402
 from explorer.models import build  # noqa: E402
-from explorer.predict import fast_mode_supported, predict  # noqa: E402
+from explorer.predict import predict  # noqa: E402
 
 warnings.filterwarnings("ignore", category=UserWarning)
 

@@ -2,7 +2,7 @@
 
 1. **Forward only**, ResNet-50 (random seeded weights), batch 1 and batch 8 at 224 px: fp32 contiguous vs fp32
    channels_last vs bf16 autocast + channels_last, through the project's own fast path
-   (``explorer.predict.forward_context`` / ``fast_input``, ``explorer.shared.prepare``). Target (issue 13):
+   (``explorer.device.forward_context`` / ``fast_input``, ``explorer.shared.prepare``). Target (issue 13):
    >= 1.4x faster than fp32 where bf16 is native.
 2. **Agreement of bf16 with fp32**: top-1 / top-5 agreement and accuracy on the test digits of a lab model
    trained here for a few seconds (``explorer.lab``), and on a few photographs under ImageNet weights when the
@@ -45,9 +45,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from explorer import attribution as attr  # noqa: E402
 from explorer import images, lab  # noqa: E402
-from explorer.device import available_devices, cpu_flags, device_label, native_bf16, pick_device  # noqa: E402
+from explorer.device import (  # noqa: E402
+    available_devices,
+    cpu_flags,
+    device_label,
+    fast_input,
+    forward_context,
+    native_bf16,
+    pick_device,
+    use_bf16,
+)
 from explorer.models import build  # noqa: E402
-from explorer.predict import close_call, fast_input, forward_context, use_bf16  # noqa: E402
+from explorer.predict import close_call  # noqa: E402
 from explorer.shared import prepare, seeded  # noqa: E402
 
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -193,7 +202,8 @@ def train_digits(device: torch.device, epochs: int) -> tuple[nn.Module, lab.LabD
     data = lab.digits_dataset(size=32)
     net = lab.lab_model(20, plain=False, seed=0)
     start = time.perf_counter()
-    history = lab.train_race({"ResNet-20": net}, data, epochs=epochs, batch_size=32, lr=0.02, device=device)
+    recipe = lab.RaceRecipe(epochs=epochs, batch_size=32, lr=0.02)
+    history = lab.train_race({"ResNet-20": net}, data, recipe, device=device)
     print(f"\ntrained ResNet-20 on the digits: {epochs} epoch(s) in {time.perf_counter() - start:.1f} s on "
           f"{device_label(device)}, test accuracy {history.epochs['test_accuracy'].iloc[-1]:.1%}")
     return net.eval().cpu(), data, history.epochs["test_accuracy"].iloc[-1]

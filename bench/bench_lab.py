@@ -72,7 +72,8 @@ def main() -> None:
             race, bare = [], []
             for repeat in range(args.repeats):  # interleaved, so both see the same background load
                 model = lab.lab_model(depth, plain=plain, seed=0)
-                history = lab.train_race({name: model}, data, epochs=1, batch_size=args.batch_size, seed=repeat)
+                recipe = lab.RaceRecipe(epochs=1, batch_size=args.batch_size, seed=repeat)
+                history = lab.train_race({name: model}, data, recipe)
                 race.append(float(history.epochs.seconds.iloc[0]))
                 bare.append(bare_epoch(lab.lab_model(depth, plain=plain, seed=0), data, args.batch_size, repeat))
             best_race, best_bare = min(race), min(bare)

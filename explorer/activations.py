@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from explorer.device import fast_input, forward_context, use_bf16
 from explorer.errors import ExplorerError
 from explorer.models import Bottleneck, ResidualBlock, residual_blocks
-from explorer.predict import fast_input, forward_context, use_bf16
 from explorer.shared import Hooks, exclusive, meta_twin
 
 __all__ = [
@@ -281,7 +281,7 @@ class Capture:
 def capture_with_stream(model: nn.Module, x: Tensor, layers: Sequence[str], *, fast: bool | None = None) -> Capture:
     """``capture`` and ``residual_stream`` in a single no-grad forward of ``model(x)``; x is (N, 3, H, W).
 
-    The forward takes the fast path (:func:`explorer.predict.forward_context`): channels_last, and bf16 autocast
+    The forward takes the fast path (:func:`explorer.device.forward_context`): channels_last, and bf16 autocast
     where the device computes it natively unless ``fast=False``; ``Capture.fast`` says whether bf16 ran. Outputs
     are float32 either way.
     """

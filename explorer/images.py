@@ -30,6 +30,7 @@ __all__ = [
     "MAX_ASPECT",
     "MAX_PIXELS",
     "MAX_UPLOAD_BYTES",
+    "DEFAULT_SAMPLE",
     "SAMPLES",
     "ImageError",
     "Preprocessed",
@@ -265,6 +266,8 @@ SAMPLES: dict[str, Callable[[], Image.Image]] = {
     "coins (greyscale)": _skimage("coins"),
 }
 """Photographs shipped with scikit-image, so they work offline; name -> loader of an RGB image."""
+DEFAULT_SAMPLE = next(iter(SAMPLES))
+"""The photograph a page starts with (the cat: one clear object)."""
 
 
 def sample_image(name: str) -> Image.Image:

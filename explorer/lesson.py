@@ -1,17 +1,17 @@
 """The lesson "ResNet in ten steps": the steps as data, and "predict, then reveal" questions computed from the model.
 
-A :class:`Step` says what to read (two to four plain sentences), which live figure to draw, one thing to try and
-the full page that goes deeper, with that page's state as session keys -> values (the URL contract of
-``explorer.ui.links``). A :class:`Question` is never typed in: :func:`question` measures the answer on the
-configuration the student chose (shapes on the meta device, small CIFAR twins for gradients), writes the
-explanation from the same measurement and puts a few wrong choices around the true answer.
+A :class:`Step` says what to read (two to four plain sentences), which live figure to draw and one thing to try
+(the page that goes deeper, and its state, are the app's: ``explorer.ui.pages.LESSON_LINKS``). A
+:class:`Question` is never typed in: :func:`question` measures the answer on the configuration the student chose
+(shapes on the meta device, small CIFAR twins for gradients), writes the explanation from the same measurement
+and puts a few wrong choices around the true answer.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
@@ -20,54 +20,25 @@ from torch import nn
 from explorer import blocks, lab
 from explorer.activations import output_shapes
 from explorer.attribution.layers import stage_grid
-from explorer.images import SAMPLES
-from explorer.models import arch_spec, build_cifar
-from explorer.ui import keys
+from explorer.config import ModelConfig
+from explorer.images import DEFAULT_SAMPLE
+from explorer.models import build_cifar
 
-__all__ = [
-    "RACE_DEPTHS", "SAMPLE", "STEPS", "LessonModel", "Question", "Step", "degradation_race", "link_state",
-    "question", "step",
-]
+__all__ = ["RACE_DEPTHS", "SAMPLE", "STEPS", "Question", "Step", "degradation_race", "question", "step"]
 
-SAMPLE = next(iter(SAMPLES))
+SAMPLE = DEFAULT_SAMPLE
 """The sample photograph of steps 8 and 9 (the cat: one clear object)."""
-RACE_PRESET = "Degradation preset: plain-20 and plain-56 against ResNet-20 and ResNet-56"
-"""The Degradation lab's race preset (the value of its "Networks" radio)."""
-
-
-@dataclass(frozen=True)
-class LessonModel:
-    """The sidebar's model, as far as the lesson needs it (hashable: it keys the caches)."""
-
-    arch: str = "resnet50"
-    variant: str = "v1.5"
-    shortcut: str = "B"
-    plain: bool = False
-    input_size: int = 224
-
-    def meta(self, **changes: object) -> nn.Module:
-        """This configuration (with ``changes``) built on the meta device: shapes and counts, no weights."""
-        opts = {"variant": self.variant, "shortcut": self.shortcut, "plain": self.plain, **changes}
-        return blocks.meta_model(str(opts.pop("arch", self.arch)), **opts)
-
-    @property
-    def bottleneck_arch(self) -> str:
-        """This arch when it is built from bottlenecks, else resnet50 (v1 and v1.5 differ only in bottlenecks)."""
-        return self.arch if arch_spec(self.arch).block == "bottleneck" else "resnet50"
 
 
 @dataclass(frozen=True)
 class Step:
-    """One step of the lesson. ``state``: the full page's session keys -> values (the model keys come from
-    :func:`link_state`)."""
+    """One step of the lesson: what to read, the name of its live figure and one thing to try."""
 
     number: int
     title: str
     sentences: tuple[str, ...]
     figure: str
     try_this: str
-    page: str
-    state: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,83 +59,68 @@ STEPS: tuple[Step, ...] = (
         "this is not overfitting: the deeper net is harder to optimise.",
         "The figure is the same experiment in miniature: plain-8 and plain-20 raced for a few epochs on "
         "handwritten digits.",
-    ), "degradation", "Open the Degradation lab, keep the preset and start the race: does plain-56 lag plain-20?",
-        "lab", {keys.LAB_PRESET: RACE_PRESET}),
+    ), "degradation", "Open the Degradation lab, keep the preset and start the race: does plain-56 lag plain-20?"),
     Step(2, "Residual learning: y = F(x) + x", (
         "Instead of asking a few layers to learn a mapping H(x), a residual block learns F(x) = H(x) − x and adds "
         "x back through a shortcut.",
         "If the identity is what is needed, the block only has to push F(x) towards zero, which is easy.",
         "The figure is one block of your model, op by op, with the shape after every op (paper Fig. 2).",
-    ), "block", "Open the block page and pick another block: see where the shortcut needs a projection.",
-        "blocks", {keys.BLOCK_TAB: "The block", keys.BLOCK_STAGE: "layer2", keys.BLOCK_INDEX: 0}),
+    ), "block", "Open the block page and pick another block: see where the shortcut needs a projection."),
     Step(3, "Identity vs projection: options A, B and C", (
         "F(x) + x is an element-wise sum, so both paths must have the same shape.",
         "Where a stage doubles the channels and halves the resolution the shortcut must change shape: option A "
         "subsamples and pads with zeros, B uses a 1x1 projection only there, C projects every shortcut.",
         "The paper found B slightly better than A and C barely better than B, so B is the default.",
-    ), "options", "Switch the sidebar's shortcut option to A or C and watch the parameter count change.",
-        "blocks", {keys.BLOCK_TAB: "Options A / B / C"}),
+    ), "options", "Switch the sidebar's shortcut option to A or C and watch the parameter count change."),
     Step(4, "BasicBlock vs Bottleneck", (
         "ResNet-18 and 34 stack two 3x3 convs per block; ResNet-50 and deeper use a bottleneck: a 1x1 conv "
         "squeezes the channels, a 3x3 works on the narrow tensor and a 1x1 expands them again.",
         "The expansion is 4: a bottleneck outputs four times the channels its 3x3 sees.",
         "The figure compares the costs of the three blocks at the same width and resolution.",
-    ), "block_types", "Choose resnet18 and then resnet50 in the sidebar: which block does each use?",
-        "blocks", {keys.BLOCK_TAB: "Basic vs bottleneck"}),
+    ), "block_types", "Choose resnet18 and then resnet50 in the sidebar: which block does each use?"),
     Step(5, "Table 1 for your depth", (
         "Every ResNet is a stem, four stages (conv2_x to conv5_x) and a classifier.",
         "Each stage halves the resolution and doubles the width, so one block costs about the same in every "
         "stage; where the computation goes depends on how many blocks each stage stacks.",
         "The table is the paper's Table 1, measured on your model for your input size.",
-    ), "table", "Change the input size in the sidebar to 160 px and see every output size shrink.",
-        "architecture", {keys.LAYER_DEPTH: 1}),
+    ), "table", "Change the input size in the sidebar to 160 px and see every output size shrink."),
     Step(6, "v1 vs v1.5: where the stride sits", (
         "In a downsampling bottleneck the paper (v1) puts the stride in the first 1x1 conv; torchvision's v1.5 "
         "puts it in the 3x3.",
         "A 1x1 conv with stride 2 simply skips three quarters of its input; a 3x3 with stride 2 still looks at it.",
         "v1.5 costs a little more and is about half a point more accurate on ImageNet.",
-    ), "stride", "Switch the sidebar's stride placement between v1 and v1.5 and compare the bars.",
-        "blocks", {keys.BLOCK_TAB: "v1 vs v1.5", keys.BLOCK_STAGE: "layer2", keys.BLOCK_INDEX: 0}),
+    ), "stride", "Switch the sidebar's stride placement between v1 and v1.5 and compare the bars."),
     Step(7, "The output-size formula on the stem", (
         "A convolution with kernel K, stride S and padding P turns an I-pixel side into O = ⌊(I − K + 2P) / S⌋ + 1.",
         "The stem's 7x7 conv with stride 2 and padding 3, then its 3x3 max-pool with stride 2, shrink the image "
         "four-fold before the first block.",
-    ), "arithmetic", "Open the calculator and try an input of 225 px: where does the floor drop a pixel?",
-        "blocks", {keys.BLOCK_TAB: "Output size"}),  # the calculator opens on the stem conv
+    ), "arithmetic", "Open the calculator and try an input of 225 px: where does the floor drop a pixel?"),
     Step(8, "What each stage sees", (
         "Feature maps are the outputs of a stage: one small image per channel.",
         "Early stages answer *where* (edges and colours at high resolution); late stages answer *what* "
         "(few pixels, many channels).",
         "The filmstrip shows each stage's mean over channels on a sample photograph.",
-    ), "filmstrip", "Open Feature maps at conv4_x and look at single channels instead of the mean.",
-        "feature_maps", {keys.FM_STAGE: "layer3", keys.SAMPLE: SAMPLE}),
+    ), "filmstrip", "Open Feature maps at conv4_x and look at single channels instead of the mean."),
     Step(9, "Why the network decided", (
         "Grad-CAM weights the last stage's feature maps by how much the top class's score depends on each, and "
         "sums them into one coarse map.",
         "The map has the resolution of the last stage, upsampled onto the photo.",
         "With random weights it shows an untrained network: the pictures only mean something with ImageNet "
         "weights.",
-    ), "gradcam", "Open Predictions & attributions and compare Grad-CAM with Integrated Gradients.",
-        "attributions", {keys.METHODS: ["grad_cam", "integrated_gradients"], keys.SAMPLE: SAMPLE}),
+    ), "gradcam", "Open Predictions & attributions and compare Grad-CAM with Integrated Gradients."),
     Step(10, "Why shortcuts matter", (
         "A shortcut gives the gradient a path around every block, straight back to the early layers.",
         "The figure measures one backward pass through freshly initialised plain and residual twins of the "
         "paper's CIFAR nets.",
         "The paper's Fig. 7 below measures each 3x3 layer's response: in trained ResNets the residual functions "
         "stay small, close to the identity.",
-    ), "gradients", "Open the Degradation lab at depth 56 and compare the plain and residual gradient curves.",
-        "lab", {keys.LAB_DEPTH: 56}),
+    ), "gradients", "Open the Degradation lab at depth 56 and compare the plain and residual gradient curves."),
 )
 
 
 def step(number: int) -> Step:
     """Step ``number`` (1..10); an out-of-range number is clamped."""
     return STEPS[min(max(int(number), 1), len(STEPS)) - 1]
-
-
-def link_state(s: Step, model: Mapping[str, object]) -> dict[str, object]:
-    """The full page's state for a link: the sidebar's model keys (``model``) and then the step's own keys."""
-    return {**model, **s.state}
 
 
 # --------------------------------------------------------------------------------------------------- live data
@@ -180,7 +136,7 @@ def degradation_race(depths: tuple[int, int] = RACE_DEPTHS, *, size: int = 16, t
     cache it."""
     data = lab.digits_dataset(size=size, seed=seed, train_limit=train_limit)
     models = lab.race_models([(d, True) for d in depths], seed=seed)
-    return lab.train_race(models, data, epochs=epochs, batch_size=64, lr=0.05, seed=seed)
+    return lab.train_race(models, data, lab.RaceRecipe(epochs=epochs, batch_size=64, lr=0.05, seed=seed))
 
 
 # --------------------------------------------------------------------------------------------------- questions
@@ -228,7 +184,7 @@ def depth_question(depth: int = 56) -> Question:
         f"× 2 convs = {n - 1}, so {n} 3x3 convs, plus the final fully connected layer.")
 
 
-def branch_question(model: LessonModel, block: str = "layer2.0") -> Question:
+def branch_question(model: ModelConfig, block: str = "layer2.0") -> Question:
     """The shape of F(x) in ``block`` of the model (a meta shape trace)."""
     trace = blocks.shape_trace(model.meta(), block, (1, 3, model.input_size, model.input_size))
     (ci, hi, wi), (co, ho, wo) = trace.input_shape, trace.output_shape
@@ -269,7 +225,7 @@ def expansion_question(stage: str = "conv4_x", arch: str = "resnet50") -> Questi
                     f"input and output are {out} channels wide, so the identity shortcuts of the next blocks fit.")
 
 
-def stage_size_question(model: LessonModel, stage: str = "conv4_x") -> Question:
+def stage_size_question(model: ModelConfig, stage: str = "conv4_x") -> Question:
     """The spatial output size of ``stage`` (a paper label, e.g. "conv4_x") for the model's input size."""
     net = model.meta()
     info = next(i for i in net.feature_info if i.label == stage)
@@ -281,7 +237,7 @@ def stage_size_question(model: LessonModel, stage: str = "conv4_x") -> Question:
                     "up.")
 
 
-def stride_question(model: LessonModel, block: str = "layer2.0") -> Question:
+def stride_question(model: ModelConfig, block: str = "layer2.0") -> Question:
     """How many times v1.5's first 1x1 conv of ``block`` costs what v1's does (``blocks.stride_placement``)."""
     arch = model.bottleneck_arch
     placed = blocks.stride_placement(arch, block, model.input_size)
@@ -305,7 +261,7 @@ def stem_question(input_size: int = 224) -> Question:
                     "out?", choices, true, blocks.conv_arithmetic(input_size, 7, 2, 3))
 
 
-def last_stage_question(model: LessonModel) -> Question:
+def last_stage_question(model: ModelConfig) -> Question:
     """The shape the last stage outputs (``activations.output_shapes`` on a meta twin)."""
     net = model.meta()
     info = net.feature_info[-1]
@@ -318,7 +274,7 @@ def last_stage_question(model: LessonModel) -> Question:
                     "Each stage trades resolution for channels: *where* for *what*.")
 
 
-def gradcam_question(model: LessonModel) -> Question:
+def gradcam_question(model: ModelConfig) -> Question:
     """How many cells across Grad-CAM's map has before it is upsampled (``attribution.layers.stage_grid``)."""
     net = model.meta()
     n = stage_grid(net, model.input_size)
@@ -351,13 +307,13 @@ def quiz_size(input_size: int) -> int:
     return 160 if input_size != 160 else 224
 
 
-def _quiz(m: LessonModel) -> LessonModel:
+def _quiz(m: ModelConfig) -> ModelConfig:
     return replace(m, input_size=quiz_size(m.input_size))
 
 
 # Each question is about something next to what its step's figure shows (another block, size or depth), so the
 # figure never simply displays the answer.
-_QUESTIONS: dict[int, Callable[[LessonModel], Question]] = {
+_QUESTIONS: dict[int, Callable[[ModelConfig], Question]] = {
     1: lambda m: depth_question(56),
     2: lambda m: branch_question(m, "layer3.0"),
     3: lambda m: projection_question(m.arch, "B" if m.plain else m.shortcut, m.input_size),
@@ -371,6 +327,6 @@ _QUESTIONS: dict[int, Callable[[LessonModel], Question]] = {
 }
 
 
-def question(number: int, model: LessonModel) -> Question:
+def question(number: int, model: ModelConfig) -> Question:
     """The "predict, then reveal" question of step ``number``, computed for ``model``."""
     return _QUESTIONS[step(number).number](model)

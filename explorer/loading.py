@@ -1,68 +1,261 @@
-"""One way to turn a model choice into a ready, shared model, for the app (``explorer.ui.cached``) and for every
-backend replica (``explorer.backend.loading``): the same network, weights, label and classes in both.
+"""One way to turn a :class:`~explorer.config.ModelConfig` into a ready, shared model, for the app and for every
+backend replica alike: :func:`load`, and :class:`ModelCache` that keeps what it loads.
 
 * random weights are seeded, so "random weights" are the same everywhere: in this process and in every replica;
-* ImageNet weights load only for torchvision's configuration, and a failure falls back to random weights with
-  the reason as ``problem``;
+* ImageNet weights load only for torchvision's configuration; a failure falls back to random weights with the
+  reason as ``problem``;
 * a user's checkpoint builds the network it holds (:func:`explorer.weights.model_from_checkpoint`: its own
-  architecture, depth and classes, whatever the sidebar's arch), named by :func:`checkpoint_label`.
-
-No Streamlit here; the app caches these per choice, a backend in its LRU.
+  architecture, depth and classes), named by :func:`checkpoint_label`; a checkpoint that cannot be used falls
+  back to random weights of the configuration's architecture, with the reason.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
 
 from explorer import weights
-from explorer.checkpoints import LoadReport
+from explorer.checkpoints import ClassNamesError, LoadReport, WeightsError
+from explorer.config import ModelConfig
 from explorer.errors import ExplorerError
-from explorer.models import ResNet, build
-from explorer.shared import prepare, seeded
+from explorer.models import ResNet
+from explorer.shared import model_lock, prepare, seeded
 
-__all__ = ["RANDOM_LABEL", "Loaded", "checkpoint_label", "random_net", "standard"]
+__all__ = [
+    "NO_CHECKPOINT",
+    "RANDOM_LABEL",
+    "Checkpoint",
+    "CheckpointMissing",
+    "Loaded",
+    "ModelCache",
+    "checkpoint_label",
+    "load",
+    "random_net",
+    "standard",
+]
 
 RANDOM_LABEL = "random weights — untrained"
+NO_CHECKPOINT = "No checkpoint uploaded yet: upload one in the sidebar. Until then the weights are random."
+ClassFile = tuple[str, bytes]  # a class-names file: (file name, bytes)
+
+
+class CheckpointMissing(ExplorerError):
+    """This process does not hold the checkpoint's bytes (by hash): the caller sends them."""
+
+    def __init__(self, sha256: str) -> None:
+        self.sha256 = sha256
+        super().__init__(f"The model server does not have the checkpoint {sha256[:12]}… yet; send it again.")
+
+    def __reduce__(self) -> tuple:  # keeps ``sha256`` across processes (pickling)
+        return (type(self), (self.sha256,))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A user's checkpoint file: its ``name``, the ``sha256`` of its bytes (what a :class:`ModelConfig` names it
+    by), and the bytes (``b""`` when only the hash travels)."""
+
+    name: str
+    sha256: str
+    data: bytes = field(default=b"", compare=False, repr=False)
+
+    @classmethod
+    def from_bytes(cls, name: str, data: bytes) -> Checkpoint:
+        """The checkpoint of ``data`` (its hash computed here)."""
+        return cls(name, hashlib.sha256(data).hexdigest(), bytes(data))
+
+    def without_data(self) -> Checkpoint:
+        """The same checkpoint named by its hash only."""
+        return replace(self, data=b"")
+
+    def verified(self) -> bytes:
+        """The bytes, after checking that they have the announced hash.
+
+        Raises:
+            WeightsError: bytes whose hash is not the announced one.
+        """
+        if hashlib.sha256(self.data).hexdigest() != self.sha256:
+            raise WeightsError(f"The checkpoint {self.name!r} arrived damaged (its hash differs); upload it again.")
+        return self.data
 
 
 @dataclass(frozen=True)
 class Loaded:
-    """A loaded, shared, eval-mode model and what its weights are. ``model`` is shared: never mutate it."""
+    """A loaded, shared, eval-mode model and what its weights are. ``model`` is shared: never mutate it, never
+    leave hooks; every ``explorer`` function takes its lock itself."""
 
     model: ResNet
     pretrained: bool
     label: str
     categories: list[str] | None
     problem: str | None = None  # why the requested weights could not be used (the model is then random)
+    report: LoadReport | None = None  # what a user's checkpoint held, when the weights are one
+    error: bool = False  # ``problem`` is the user's input refused (shown as an error, not a warning)
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The model's one lock (:func:`explorer.shared.model_lock`), for code outside ``explorer``."""
+        return model_lock(self.model)
 
 
-def random_net(arch: str, *, variant: str = "v1.5", shortcut: str = "B", plain: bool = False) -> ResNet:
+@dataclass(frozen=True)
+class _Refused:
+    """A checkpoint that could not be used, remembered so that its file is not read again: why."""
+
+    reason: str
+
+
+def random_net(config: ModelConfig) -> ResNet:
     """The network with the seeded "random weights" everybody sees (seed 0), in train mode as built."""
     with seeded(0):
-        return build(arch, variant=variant, shortcut=shortcut, plain=plain)
+        return config.build()
 
 
-def standard(arch: str, *, variant: str = "v1.5", shortcut: str = "B", plain: bool = False,
-             pretrained: bool = False, title: str = "this model") -> Loaded:
-    """``arch`` with ImageNet weights when ``pretrained`` and torchvision has them for this configuration,
-    else with random weights (``problem`` says why, when they were asked for); ``title`` names the model in
-    that sentence."""
-    net = random_net(arch, variant=variant, shortcut=shortcut, plain=plain)
+def standard(config: ModelConfig) -> Loaded:
+    """``config``'s network with ImageNet weights when they are asked for and torchvision has them for this
+    configuration, else with random weights (``problem`` says why, when they were asked for)."""
+    net = random_net(config)
     problem = None
-    if pretrained:
-        if not weights.pretrained_supported(variant=variant, shortcut=shortcut, plain=plain):
+    if config.weights == "pretrained":
+        if not config.pretrained_possible:
             problem = (f"ImageNet weights exist only for torchvision's configuration (v1.5, option B, with "
-                       f"shortcuts); {title} uses random weights.")
+                       f"shortcuts); {config.title} uses random weights.")
         else:
             try:
-                info = weights.load_pretrained(net, arch)
+                info = weights.load_pretrained(net, config.arch)
                 return Loaded(prepare(net), True, info.label, list(info.categories))
             except ExplorerError as err:  # the weights half-loaded, or not at all: start again from random
                 problem = str(err)
-                net = random_net(arch, variant=variant, shortcut=shortcut, plain=plain)
+                net = random_net(config)
     return Loaded(prepare(net), False, RANDOM_LABEL, weights.imagenet_categories(), problem)
 
 
 def checkpoint_label(name: str, report: LoadReport) -> str:
     """What a user's checkpoint is, for the weights line: ``"your checkpoint (cifar.pth: ResNet-20 (CIFAR))"``."""
     return f"your checkpoint ({name}: {report.inferred})"
+
+
+def _read(checkpoint: Checkpoint, classes: ClassFile | None) -> Loaded | _Refused:
+    """The network ``checkpoint`` holds, with its class names (``classes`` when they fit, else the defaults and
+    a ``problem`` saying why); :class:`_Refused` when the file cannot be used."""
+    def opened() -> io.BytesIO:
+        handle = io.BytesIO(checkpoint.data)
+        handle.name = checkpoint.name
+        return handle
+
+    problem = None
+    try:
+        try:
+            net, report = weights.model_from_checkpoint(opened(), classes=classes)
+        except ClassNamesError as err:
+            if classes is None:
+                raise
+            problem = f"Your class names were not used: {err}"
+            net, report = weights.model_from_checkpoint(opened())
+    except ExplorerError as err:
+        return _Refused(f"Your checkpoint could not be used: {err} Until one works, the weights are random.")
+    return Loaded(prepare(net), True, checkpoint_label(checkpoint.name, report), weights.checkpoint_categories(report),
+                  problem, report, error=problem is not None)
+
+
+Memo = Callable[[Hashable, Callable[[], Any]], Any]
+
+
+def _no_memo(_key: Hashable, make: Callable[[], Any]) -> Any:
+    return make()
+
+
+def load(config: ModelConfig, checkpoint: Checkpoint | None = None, classes: ClassFile | None = None, *,
+         memo: Memo = _no_memo) -> Loaded:
+    """The model ``config`` describes, on the CPU, eval mode, ready to share. ``memo(key, make)`` may keep what
+    is made (:class:`ModelCache` does): a checkpoint is read once per content, its refusal too.
+
+    For ``weights == "checkpoint"``: ``checkpoint`` is the file named by ``config.checkpoint`` (its bytes may
+    be left out once ``memo`` holds it) and ``classes`` its class-names file, if any. Without a checkpoint, or
+    with one that cannot be used, the model has random weights of ``config``'s architecture and ``problem``
+    says why.
+
+    Raises:
+        CheckpointMissing: the checkpoint's bytes are needed and were not given.
+        WeightsError: a checkpoint that is not the one ``config`` names, or whose bytes do not have their hash.
+    """
+    if config.weights != "checkpoint":
+        return memo(config.model, lambda: standard(config))
+    found: Loaded | _Refused = _Refused(NO_CHECKPOINT)
+    if config.checkpoint is not None:
+        if checkpoint is not None and checkpoint.data:  # a damaged transfer is the request's fault, never remembered
+            if checkpoint.sha256 != config.checkpoint:
+                raise WeightsError(f"The checkpoint {checkpoint.name!r} is not the one this model names; upload it "
+                                   "again.")
+            checkpoint.verified()
+
+        def read() -> Loaded | _Refused:
+            if checkpoint is None or not checkpoint.data:
+                raise CheckpointMissing(config.checkpoint or "")
+            return _read(checkpoint, classes)
+
+        found = memo(config.model, read)
+    if isinstance(found, Loaded):
+        return found
+    fallback = replace(config, weights="random", checkpoint=None, classes=None)
+    random = memo(fallback.model, lambda: standard(fallback))
+    return replace(random, problem=found.reason, error=config.checkpoint is not None)
+
+
+class ModelCache:
+    """Loaded models by :attr:`ModelConfig.model` (a checkpoint by its hash), at most ``max_models`` of them; the
+    least recently used goes first. ``device`` (e.g. ``"cuda"``) is where each model is moved once, after
+    loading. Thread-safe: a model is loaded once even when many threads ask for it at the same moment, and a
+    model being loaded never holds up threads that ask for another."""
+
+    def __init__(self, max_models: int = 4, device: str | torch.device = "cpu") -> None:
+        self.max_models = max(1, int(max_models))
+        self.device = torch.device(device)
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()  # guards the dictionaries, never held while a model loads
+        self._loading: dict[Hashable, threading.Lock] = {}
+
+    def get(self, config: ModelConfig, checkpoint: Checkpoint | None = None, classes: ClassFile | None = None
+            ) -> Loaded:
+        """The model for ``config``, loaded on first use (see :func:`load`)."""
+        return load(config, checkpoint, classes, memo=self._memo)
+
+    def holds(self, config: ModelConfig) -> bool:
+        """Whether ``config``'s model is loaded already (a page shows a spinner when it is not)."""
+        with self._lock:
+            return config.model in self._items
+
+    def keys(self) -> list[Hashable]:
+        """The configurations held now, least recently used first."""
+        with self._lock:
+            return list(self._items)
+
+    def _memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            try:
+                value = make()
+                if isinstance(value, Loaded) and self.device.type != "cpu":
+                    value = replace(value, model=value.model.to(self.device))
+                with self._lock:
+                    self._items[key] = value
+                    while len(self._items) > self.max_models:
+                        self._items.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
+            return value

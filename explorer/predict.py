@@ -1,19 +1,16 @@
 """Predictions on a shared model: top-k classes on the fast path, and residual-block knock-out.
 
-The fast path, for forward-only work: the input in channels_last memory format always, and bf16 autocast by
-default where the device computes bf16 natively (:func:`explorer.device.native_bf16`); fp32 elsewhere.
+The fast path, for forward-only work (:func:`explorer.device.forward_context`): the input in channels_last
+memory format always, and bf16 autocast by default where the device computes bf16 natively; fp32 elsewhere.
 ``Prediction.precision`` says which one ran.
 
 Safe from many threads with no lock held by the caller: the forward runs inside
 :func:`explorer.shared.exclusive` (the model's one lock; knock-out hooks removed on exit). Also here, used by
-the attribution methods: :func:`as_batch`, :func:`num_classes`, :func:`resolve_device`, :func:`oom_advice`.
-``model_lock``, ``hooks_restored``, ``hook_count`` and ``on_device`` live in :mod:`explorer.shared` and are
-re-exported here for older imports.
+the attribution methods: :func:`as_batch` and :func:`num_classes`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,30 +19,30 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from explorer.device import device_label, native_bf16, pick_device
+from explorer.device import (
+    device_label,
+    fast_input,
+    forward_context,
+    oom_advice,
+    resolve_device,
+    synchronize,
+    use_bf16,
+)
 from explorer.errors import ExplorerError
 from explorer.models import ResidualBlock, residual_blocks
-from explorer.shared import Hooks, exclusive, hook_count, hooks_restored, model_lock, on_device
+from explorer.shared import Hooks, exclusive
 
 __all__ = [
-    "DeviceError",
     "InputError",
     "KnockoutError",
     "Prediction",
+    "as_batch",
     "close_call",
-    "fast_mode_supported",
-    "hook_count",
-    "hooks_restored",
-    "model_lock",
-    "on_device",
+    "num_classes",
     "predict",
     "predict_with_knockout",
-    "resolve_device",
+    "settled_forward",
 ]
-
-
-class DeviceError(ExplorerError):
-    """The device asked for does not exist here, or ran out of memory."""
 
 
 class InputError(ExplorerError):
@@ -54,34 +51,6 @@ class InputError(ExplorerError):
 
 class KnockoutError(ExplorerError):
     """A block name to knock out is not a residual block of the model."""
-
-
-def resolve_device(device: str | torch.device | None, model: nn.Module | None = None) -> torch.device:
-    """``None`` -> where ``model`` lives (CPU without a model); ``"auto" | "cpu" | "cuda"`` -> that device.
-
-    Raises:
-        DeviceError: for an unknown name, or CUDA on a machine without a GPU.
-    """
-    if device is None:
-        param = next(model.parameters(), None) if model is not None else None
-        return param.device if param is not None else torch.device("cpu")
-    if isinstance(device, torch.device):
-        device = device.type
-    try:
-        return pick_device(device)
-    except ValueError as err:
-        raise DeviceError(f"{str(err)[0].upper()}{str(err)[1:]}.") from None
-
-
-def oom_advice(device: torch.device) -> DeviceError:
-    """The error to raise when ``device`` ran out of memory (the cache is emptied first)."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    where = "GPU" if device.type == "cuda" else "computer"
-    return DeviceError(
-        f"The {where} ran out of memory. Use fewer steps or samples, a smaller internal batch size, a smaller "
-        f"image or model{', or the CPU' if device.type == 'cuda' else ''}."
-    )
 
 
 def as_batch(x: Tensor, model: nn.Module) -> Tensor:
@@ -104,11 +73,6 @@ def num_classes(model: nn.Module) -> int | None:
     """Number of output classes when the model ends in an ``fc`` layer, else ``None``."""
     fc = getattr(model, "fc", None)
     return fc.out_features if isinstance(fc, nn.Linear) else None
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ------------------------------------------------------------------------------------------------ predictions
@@ -176,38 +140,6 @@ def settled_forward(
     return logits, close
 
 
-def _native_bf16_cpu() -> bool:
-    """Whether this CPU computes bf16 natively (see :func:`explorer.device.native_bf16`)."""
-    return native_bf16("cpu")
-
-
-def fast_mode_supported(device: torch.device) -> bool:
-    """Whether a bf16 autocast forward is worth running on ``device``: a CUDA GPU with bf16 support, or a CPU
-    with native bf16 arithmetic. Elsewhere (e.g. an AVX2-only CPU) bf16 is emulated and several times *slower*
-    than fp32, so fast mode quietly runs fp32 and says so (``Prediction.fast`` is False)."""
-    if device.type == "cuda":
-        return native_bf16(device)
-    return device.type == "cpu" and _native_bf16_cpu()
-
-
-def use_bf16(device: torch.device, fast: bool | None) -> bool:
-    """Whether a forward-only pass runs under bf16 autocast: ``fast=None`` (the default) means "where the
-    device computes bf16 natively"; ``False`` forces fp32; ``True`` asks for bf16, granted only where native."""
-    return fast is not False and fast_mode_supported(device)
-
-
-def forward_context(device: torch.device, fast: bool | None) -> contextlib.AbstractContextManager:
-    """bf16 autocast when :func:`use_bf16`, else nothing (fp32)."""
-    if use_bf16(device, fast):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def fast_input(x: Tensor, device: torch.device) -> Tensor:
-    """(N, 3, H, W) on ``device`` in channels_last memory format (the fast layout for convolutions)."""
-    return x.to(device).contiguous(memory_format=torch.channels_last)
-
-
 def _class_names(indices: Sequence[int], categories: Sequence[str] | None) -> tuple[str, ...]:
     if categories is None:
         return tuple(f"class {i}" for i in indices)
@@ -235,7 +167,7 @@ def _run(
             x = fast_input(x, dev)
             start = time.perf_counter()
             logits, close = settled_forward(hooks.net, x, dev, fast, [k])  # knock-out hooks on for both runs
-            _sync(dev)
+            synchronize(dev)
             seconds = time.perf_counter() - start
     except torch.OutOfMemoryError:
         raise oom_advice(dev) from None

@@ -1,9 +1,9 @@
-"""Shared fixtures: an AppTest of the whole app with caches cleared, offline defaults, and a record of the
-attribution-panel pictures the pages draw."""
+"""Shared fixtures: an AppTest of the whole app or of one page with caches cleared, offline defaults, one CPU
+thread for tiny tensors, and a record of the attribution-panel pictures the pages draw."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ from streamlit.testing.v1 import AppTest
 from explorer.models import build
 
 ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"arch": "resnet18", "input_size": 64, "weights": "random"}
+"""A page's quick model: resnet18 at 64 px with random weights."""
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -46,15 +48,45 @@ def image() -> torch.Tensor:
     return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: one thread avoids OpenMP barrier waits on a shared, oversubscribed CPU (a mistake check took
+    7 s with 2 threads and 0.1 s with 1 at load 11). A module asks for it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _clear_caches() -> None:
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
 @pytest.fixture
 def app() -> Iterator[AppTest]:
     """The whole app (app.py with its navigation), caches cleared before and after."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    yield at
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    _clear_caches()
+    yield AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    _clear_caches()
+
+
+@pytest.fixture
+def page_app() -> Iterator[Callable[..., AppTest]]:
+    """Makes an AppTest of one page on its own: ``page_app("views/blocks.py", small=True, timeout=180, **state)``
+    (``small``: :data:`SMALL`'s quick model; ``state``: more session values). Caches are cleared before the test
+    and after it."""
+    _clear_caches()
+
+    def make(path: str, *, small: bool = False, timeout: float = 180, **state: object) -> AppTest:
+        at = AppTest.from_file(str(ROOT / path), default_timeout=timeout)
+        for key, value in {**(SMALL if small else {}), **state}.items():
+            at.session_state[key] = value
+        return at
+
+    yield make
+    _clear_caches()
 
 
 @dataclass

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
+from helpers import perturbed_bn
 from torch import nn
 
 from explorer.activations import (
@@ -37,17 +40,6 @@ def resnet18() -> nn.Module:
 
 def no_hooks_left(model: nn.Module) -> bool:
     return all(not (m._forward_hooks or m._forward_pre_hooks) for m in model.modules())
-
-
-def with_random_bn_stats(model: nn.Module) -> nn.Module:
-    """BN at init is the identity; random statistics make F(x) and the shortcut differ for real."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.2, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-    return model.eval()
 
 
 # --------------------------------------------------------------------------------------------- capture
@@ -150,7 +142,7 @@ def direct_stream(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[float, f
      ("resnet50", {"shortcut": "C", "variant": "v1"})],
 )
 def test_residual_stream_matches_a_direct_computation(arch: str, options: dict) -> None:
-    model = with_random_bn_stats(build(arch, **options))
+    model = perturbed_bn(build(arch, **options))
     x = torch.randn(2, 3, 48, 48)
     rows = residual_stream(model, x)
     expected = direct_stream(model, x)
@@ -176,7 +168,7 @@ def test_stream_frame_has_one_row_per_block(resnet18: nn.Module) -> None:
 
 
 def test_capture_with_stream_equals_the_separate_calls(resnet18: nn.Module) -> None:
-    model = with_random_bn_stats(build("resnet18"))
+    model = perturbed_bn(build("resnet18"))
     x = torch.randn(1, 3, 64, 64)
     both = capture_with_stream(model, x, ["layer2", "layer3"], fast=False)
     alone = capture(model, x, ["layer2", "layer3"])
@@ -192,10 +184,8 @@ def test_capture_with_stream_equals_the_separate_calls(resnet18: nn.Module) -> N
 
 
 def test_capture_with_stream_runs_bf16_where_native_and_stays_close(resnet18: nn.Module, monkeypatch) -> None:
-    import explorer.predict as predict_module
-
-    monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: True)
-    model = with_random_bn_stats(build("resnet18"))
+    monkeypatch.setattr(sys.modules["explorer.device"], "native_bf16", lambda _device: True)
+    model = perturbed_bn(build("resnet18"))
     x = torch.randn(1, 3, 64, 64)
     fast, exact = capture_with_stream(model, x, ["layer2"]), capture_with_stream(model, x, ["layer2"], fast=False)
     assert fast.fast and fast.activations["layer2"].dtype == torch.float32

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
 from captum.attr import DeepLift, Saliency
+from helpers import assert_waits_for_the_lock
 
 from explorer import attribution as attr
+from explorer.device import DeviceError
 from explorer.errors import ExplorerError
 from explorer.models import ARCHS, build, build_cifar
-from explorer.predict import DeviceError, InputError
+from explorer.predict import InputError
 from explorer.shared import hook_count, model_lock
 
 # Settings that keep each method to a handful of passes on a 64x64 image.
@@ -321,15 +322,7 @@ def test_progress_is_reported(model, image):
 
 def test_work_holds_the_model_lock(model, image):
     """While another session holds the model's lock, an attribution waits; it runs once the lock is free."""
-    done = threading.Event()
-    lock = model_lock(model)
-    with lock:
-        worker = threading.Thread(target=lambda: (attr.attribute(model, image, 3, "saliency"), done.set()))
-        worker.start()
-        time.sleep(0.5)
-        assert not done.is_set()
-    worker.join(timeout=60)
-    assert done.is_set()
+    assert_waits_for_the_lock(model, lambda: attr.attribute(model, image, 3, "saliency"), hold_s=0.5)
 
 
 def test_the_model_lock_is_held_during_the_work_and_released_after(model, image):
@@ -419,40 +412,47 @@ def _pixels(trace) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(trace.source.split(",", 1)[1]))).convert("RGB"))
 
 
+def _found(sheet: np.ndarray, panel: np.ndarray) -> list[tuple[int, int]]:
+    """Where ``panel`` (h, w, 3) stands in ``sheet`` pixel for pixel: [(row, column)]."""
+    h, w = panel.shape[:2]
+    return [(y, x) for y, x in zip(*np.nonzero(np.all(sheet == panel[0, 0], axis=-1)), strict=True)
+            if np.array_equal(sheet[y : y + h, x : x + w], panel)]
+
+
 def test_attribution_panels_overlay_each_map_on_the_image(model, image):
     from explorer.plots import attribution as plots
 
     photo = np.full((64, 64, 3), 128, np.uint8)
     results = [attr.attribute(model, image, 3, m) for m in ("saliency", "grad_cam")]
     maps = {plots.panel_title(r.label, [f"{r.passes} pass"]): r.view("absolute") for r in results}
-    fig = plots.attribution_panels(photo, maps, opacity=0.4, colormap="Viridis", title="Why?")
-    assert [t.type for t in fig.data] == ["image", "image", "scatter"]  # a picture per map, then the colour bar
-    for trace, heat in zip(fig.data[:2], maps.values(), strict=True):
-        shown = _pixels(trace)
-        assert shown.shape == (64, 64, 3)
-        np.testing.assert_array_equal(shown, plots.blend(photo, heat, 0.4, "Viridis"))  # what the PNG download has
+    sheet = plots.panels_sheet(photo, maps, opacity=0.4, colormap="Viridis", title="Why?")
+    pixels = np.asarray(sheet)
+    for heat in maps.values():
+        shown = plots.blend(photo, heat, 0.4, "Viridis")
+        assert len(_found(pixels, shown)) == 1  # each panel at the image's own size
         level = plots.scale_for_display(heat)
         assert (shown[level == 0] == 128).all()  # the photo shows through where the method sees nothing
         assert (shown[level >= 0.3] != 128).any(axis=-1).all()  # the map's colour where it is strong
-    bar = fig.data[2].marker
-    assert bar.showscale and (bar.cmin, bar.cmax) == (0, 1) and bar.colorscale[0][1].endswith(",0.00)")
-    assert fig.layout.title.text == "Why?" and fig.layout.font.size >= 16
-    assert [a.text for a in fig.layout.annotations] == list(maps)
-    assert not (_pixels(plots.attribution_panels(photo, maps, opacity=0.0).data[0]) != 128).any()  # image only
+    fig = plots.attribution_panels(sheet, "Why?")  # the same picture, to zoom into
+    assert [t.type for t in fig.data] == ["image"] and fig.layout.title.text == "Why?"
+    np.testing.assert_array_equal(_pixels(fig.data[0]), pixels)
+    assert fig.layout.xaxis.range == (-0.5, sheet.width - 0.5) and fig.layout.yaxis.scaleanchor == "x"
+    only_photo = np.asarray(plots.panels_sheet(photo, maps, opacity=0.0))
+    assert len(_found(only_photo, photo)) == 2  # opacity 0: the image only, in both panels
     with pytest.raises(ValueError, match="unknown colour map"):
-        plots.attribution_panels(photo, maps, colormap="Jet")
-    with pytest.raises(ValueError, match="is \\(32, 32\\)"):
-        plots.attribution_panels(photo, {"small": np.zeros((32, 32))})
+        plots.panels_sheet(photo, maps, colormap="Jet")
 
 
-def test_large_panels_are_pooled_for_the_browser():
+def test_a_large_picture_is_pooled_for_the_browser():
+    from PIL import Image
+
     from explorer.plots import attribution as plots
 
-    photo = np.zeros((896, 896, 3), np.uint8)
-    fig = plots.attribution_panels(photo, {"big": np.random.default_rng(0).random((896, 896))})
+    sheet = Image.fromarray(np.random.default_rng(0).integers(0, 255, (900, 3000, 3), dtype=np.uint8))
+    fig = plots.attribution_panels(sheet)
     panel = fig.data[0]
-    assert _pixels(panel).shape == (448, 448, 3) and panel.dx == 2 and panel.x0 == 0.5  # pixels centred
-    assert fig.layout.xaxis.range == (-0.5, 895.5)  # the axes stay in the image's own pixels
+    assert _pixels(panel).shape == (450, 1500, 3) and panel.dx == 2 and panel.x0 == 0.5  # pixels centred
+    assert fig.layout.xaxis.range == (-0.5, 2999.5)  # the axes stay in the picture's own pixels
 
 
 def test_the_panels_picture_shows_each_map_titled_with_its_colour_bar():
@@ -515,8 +515,7 @@ def test_png_download_needs_no_kaleido():
     panel = plots.blend(photo, heat, 1.0, "Cividis")
     assert panel[40].tolist() == [[0, 0, 0]] * 64  # where the map is zero: the (black) photo
     assert (panel[4, :, :2] > 200).all()  # where the map is 1: the top colour of cividis, bright yellow
-    found = [(y, x) for y, x in zip(*np.nonzero(np.all(img == panel[0, 0], axis=-1)), strict=True)
-             if np.array_equal(img[y : y + 64, x : x + 64], panel)]
+    found = _found(img, panel)
     assert len(found) == 2 and found[0][0] == found[1][0] and found[1][1] - found[0][1] > 64  # side by side, full size
 
 

@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from helpers import checkpoint_of
 from PIL import Image
 
 from explorer import backend
@@ -19,13 +20,16 @@ from explorer.backend import (
     CheckpointMissing,
     ImageInput,
     LocalBackend,
-    ModelCache,
-    ModelConfig,
+    LocalRunner,
+    RemoteRunner,
     ServerBusy,
     ServerUnavailable,
 )
 from explorer.backend.batch import predict_batch
+from explorer.checkpoints import WeightsError
+from explorer.config import ConfigError, ModelConfig
 from explorer.images import ImageError, load_image, preprocess, preprocessing_for
+from explorer.loading import ModelCache
 from explorer.models import build
 from explorer.predict import Prediction, predict, predict_with_knockout
 from explorer.shared import hook_count, prepare, seeded
@@ -61,44 +65,47 @@ def _x(seed: int = 1, size: int = 64) -> torch.Tensor:
 
 def test_config_validates_and_names_itself() -> None:
     assert CFG.key == "resnet18-v1.5-B-random"
-    assert ModelConfig("resnet50", "v1", "A", True, "pretrained").key == "resnet50-v1-A-plain-pretrained"
-    with pytest.raises(BackendError, match="Unknown model configuration"):
+    assert ModelConfig("resnet50", "v1", "A", True, weights="pretrained").key == "resnet50-v1-A-plain-pretrained"
+    with pytest.raises(ConfigError, match="Unknown architecture"):
         ModelConfig("resnet7")
-    with pytest.raises(BackendError, match="Weights come from"):
-        ModelConfig("resnet18", weights="imagenet")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="Weights come from"):
+        ModelConfig("resnet18", weights="imagenet")
 
 
 def test_checkpoint_is_keyed_by_hash_not_bytes() -> None:
     ckpt = Checkpoint.from_bytes("a.pth", b"abc")
     assert ckpt == ckpt.without_data() and hash(ckpt) == hash(ckpt.without_data())
     assert ckpt.without_data().data == b"" and ckpt.verified() == b"abc"
-    with pytest.raises(BackendError, match="damaged"):
+    with pytest.raises(WeightsError, match="damaged"):
         Checkpoint("a.pth", ckpt.sha256, b"abd").verified()
-    cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint=ckpt)
-    assert cfg.without_data().checkpoint.data == b"" and cfg.without_data() == cfg
-
-
-def test_config_from_the_sidebar_choice() -> None:
-    class Choice:
-        arch, variant, shortcut, plain, weights = "resnet34", "v1", "C", False, "checkpoint"
-
-    cfg = ModelConfig.from_choice(Choice(), ("m.pth", b"xyz"))
-    assert (cfg.arch, cfg.variant, cfg.shortcut, cfg.weights) == ("resnet34", "v1", "C", "checkpoint")
-    assert cfg.checkpoint.name == "m.pth" and cfg.checkpoint.data == b"xyz"
+    cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint=ckpt.sha256, input_size=96)
+    other = ModelConfig("resnet50", "v1", weights="checkpoint", checkpoint=ckpt.sha256)
+    assert cfg.model == other.model  # the checkpoint says what the network is, whatever the sidebar shows
 
 
 def test_encoded_image_decodes_like_the_app() -> None:
     data = _png()
     pre = preprocessing_for("resnet18", 64)
     want = preprocess(load_image(data), resize=pre.resize, crop=pre.crop, mean=pre.mean, std=pre.std).tensor
-    got = ImageInput.encoded(data, 64).tensor("resnet18")
+    got = ImageInput.encoded(data, 64).tensor(CFG)
     assert got.shape == (1, 3, 64, 64) and torch.equal(got, want)
+
+
+def test_an_encoded_image_for_a_checkpoint_takes_its_normalisation() -> None:
+    from explorer.config import NORMS
+
+    cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint="ab" * 32, norm=NORMS["0.5/0.5"],
+                      inferred="resnet18")
+    got = ImageInput.encoded(_png(), 64).tensor(cfg)
+    want = ImageInput.encoded(_png(), 64).tensor(CFG)
+    assert got.shape == want.shape and not torch.equal(got, want)
+    assert float(got.min()) >= -1.0 - 1e-6 and float(got.max()) <= 1.0 + 1e-6  # 0.5 / 0.5: from -1 to 1
 
 
 def test_tensor_image_round_trips() -> None:
     x = _x()
-    assert torch.equal(ImageInput.from_tensor(x).tensor("resnet18"), x)
-    assert torch.equal(ImageInput.from_tensor(x[0]).tensor("resnet18"), x)
+    assert torch.equal(ImageInput.from_tensor(x).tensor(CFG), x)
+    assert torch.equal(ImageInput.from_tensor(x[0]).tensor(CFG), x)
 
 
 @pytest.mark.parametrize("image", [
@@ -110,14 +117,14 @@ def test_tensor_image_round_trips() -> None:
 ])
 def test_bad_images_are_sentences(image: ImageInput) -> None:
     with pytest.raises(ImageError):
-        image.tensor("resnet18")
+        image.tensor(CFG)
 
 
 def test_pickled_tensor_bytes_are_refused() -> None:
     buf = io.BytesIO()
     np.save(buf, np.array([object()], dtype=object), allow_pickle=True)
     with pytest.raises(ImageError):
-        ImageInput(buf.getvalue(), "tensor").tensor("resnet18")
+        ImageInput(buf.getvalue(), "tensor").tensor(CFG)
 
 
 def test_errors_are_sentences_that_survive_pickling() -> None:
@@ -150,7 +157,7 @@ def test_predict_parity(local: LocalBackend, reference: torch.nn.Module) -> None
 def test_predict_from_encoded_bytes(local: LocalBackend, reference: torch.nn.Module) -> None:
     data = _png(seed=3)
     got = local.predict(CFG, ImageInput.encoded(data, 64), k=3, fast=False)
-    want = predict(reference, ImageInput.encoded(data, 64).tensor("resnet18"), k=3, fast=False)
+    want = predict(reference, ImageInput.encoded(data, 64).tensor(CFG), k=3, fast=False)
     assert got.indices == want.indices
     np.testing.assert_array_equal(got.logits, want.logits)
 
@@ -213,15 +220,78 @@ def test_faithfulness_parity(local: LocalBackend, reference: torch.nn.Module) ->
     assert (got.passes, got.target) == (want.passes, want.target) == (10, 2)
 
 
+def test_trace_block_parity(local: LocalBackend, reference: torch.nn.Module) -> None:
+    from explorer.blocks import run_block
+
+    x = _x(7)
+    got = local.trace_block(CFG, ImageInput.from_tensor(x), "layer2.0")
+    want = run_block(reference, "layer2.0", x)
+    assert [s.op for s in got.branch] == [s.op for s in want.branch] and got.output_shape == want.output_shape
+    assert got.ratio == pytest.approx(want.ratio, rel=1e-5)
+    assert hook_count(local.model(CFG).model) == 0
+
+
+def test_a_remote_runner_answers_as_the_local_runner_does(local: LocalBackend) -> None:
+    """The two runners a page can get: the same results, the remote one through the backend's interface."""
+    here, there = LocalRunner(local.model(CFG)), RemoteRunner(local, CFG, [f"name {i}" for i in range(1000)])
+    x = _x(11)
+    near, far = here.predict(x, k=3, fast=False), there.predict(x, k=3, fast=False)
+    assert near.indices == far.indices and far.names == tuple(f"name {i}" for i in far.indices)
+    np.testing.assert_array_equal(near.logits, far.logits)
+    assert here.predict(x, knockout=["layer2.1"], fast=False).indices == there.predict(
+        x, knockout=["layer2.1"], fast=False).indices
+    np.testing.assert_allclose(here.attribute(x, 3, "saliency").map, there.attribute(x, 3, "saliency").map,
+                               rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(here.capture(x, ["layer2"], fast=False).activations["layer2"],
+                               there.capture(x, ["layer2"], fast=False).activations["layer2"])
+    assert here.trace_block(x, "layer3.0").output_shape == there.trace_block(x, "layer3.0").output_shape
+
+
 def test_models_are_loaded_once_and_evicted_least_recent_first() -> None:
     cache = ModelCache(max_models=2)
     a, b = ModelConfig("resnet18", weights="random"), ModelConfig("resnet18", shortcut="A", weights="random")
     first = cache.get(a)
     assert cache.get(a) is first and not first.model.training
+    assert cache.get(ModelConfig("resnet18", weights="random", input_size=96)) is first  # the size is not the model
     cache.get(b)
     cache.get(a)
     cache.get(ModelConfig("resnet18", shortcut="C", weights="random"))
     assert [c.key for c in cache.keys()] == [a.key, "resnet18-v1.5-C-random"]
+
+
+def test_a_model_is_loaded_once_when_many_threads_ask_and_one_load_holds_up_no_other() -> None:
+    import threading
+    import time
+
+    from explorer import loading
+
+    cache, calls, started, release = ModelCache(max_models=3), [], threading.Event(), threading.Event()
+    real = loading.standard
+
+    def slow(config):
+        calls.append(config.key)
+        if config.shortcut == "C":
+            started.set()
+            release.wait(30)
+        return real(config)
+
+    slow_cfg = ModelConfig("resnet18", shortcut="C", weights="random")
+    try:
+        loading.standard = slow
+        cache.get(CFG)
+        threads = [threading.Thread(target=cache.get, args=(slow_cfg,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        assert started.wait(30)
+        start = time.perf_counter()
+        assert cache.get(CFG) is cache.get(CFG)  # held: it does not wait for the slow load
+        assert time.perf_counter() - start < 5
+        release.set()
+        for t in threads:
+            t.join(30)
+    finally:
+        loading.standard = real
+    assert calls.count(slow_cfg.key) == 1 and calls.count(CFG.key) == 1
 
 
 def test_pretrained_offline_falls_back_to_random_and_says_why() -> None:
@@ -232,52 +302,64 @@ def test_pretrained_offline_falls_back_to_random_and_says_why() -> None:
 def test_user_checkpoint_by_hash(reference: torch.nn.Module) -> None:
     torch.manual_seed(5)
     trained = build("resnet18").eval()
-    buf = io.BytesIO()
-    torch.save(trained.state_dict(), buf)
-    ckpt = Checkpoint.from_bytes("mine.pth", buf.getvalue())
-    cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint=ckpt)
+    ckpt = checkpoint_of(trained, "mine.pth")
+    cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint=ckpt.sha256)
     cache = ModelCache(max_models=1)
     with pytest.raises(CheckpointMissing):
-        cache.get(cfg.without_data())
-    loaded = cache.get(cfg)
-    assert loaded.pretrained and "mine.pth" in loaded.label
-    assert cache.get(cfg.without_data()) is loaded  # held by hash: the bytes need not come again
-    be = LocalBackend(cache.get)
+        cache.get(cfg)
+    loaded = cache.get(cfg, ckpt)
+    assert loaded.pretrained and "mine.pth" in loaded.label and loaded.report.arch == "resnet18"
+    assert cache.get(cfg) is loaded  # held by hash: the bytes need not come again
+    be = LocalBackend(cache)
     x = _x(6)
-    got = be.predict(cfg.without_data(), ImageInput.from_tensor(x), fast=False)
+    got = be.predict(cfg, ImageInput.from_tensor(x), fast=False)
     np.testing.assert_array_equal(got.logits, predict(trained, x, fast=False).logits)
     cache.get(CFG)  # a second model pushes the checkpoint out (max_models=1)
     with pytest.raises(CheckpointMissing):
-        cache.get(cfg.without_data())
+        be.model(cfg)
+    be.hold(ckpt)  # the bytes handed to the backend: it reads them again itself
+    assert be.model(cfg).label == loaded.label
 
 
 def test_a_checkpoint_builds_the_network_it_holds_as_the_app_does() -> None:
     """A CIFAR ResNet-20 with 10 classes, sent while the sidebar's arch is resnet50 (no ImageNet arch to follow):
     the backend builds what the checkpoint holds, as the app's own loader does, not the sidebar's arch."""
     from explorer.models import build_cifar
-    from explorer.ui import cached
 
     torch.manual_seed(7)
     trained = build_cifar(20, num_classes=10).eval()
-    buf = io.BytesIO()
-    torch.save(trained.state_dict(), buf)
-    data = buf.getvalue()
-    ckpt = Checkpoint.from_bytes("cifar.pth", data)
-    loaded = ModelCache(1).get(ModelConfig("resnet50", weights="checkpoint", checkpoint=ckpt))
+    ckpt = checkpoint_of(trained, "cifar.pth")
+    cfg = ModelConfig("resnet50", weights="checkpoint", checkpoint=ckpt.sha256)
+    be = LocalBackend(max_models=2)
+    be.hold(ckpt)
+    loaded = be.model(cfg)
     assert loaded.pretrained and loaded.problem is None and "ResNet-20" in loaded.label
-    app = cached._from_checkpoint(ckpt.sha256, None, ("cifar.pth", data), None).loaded
-    assert loaded.categories == app.categories == [f"class {i}" for i in range(10)]
+    assert loaded.categories == [f"class {i}" for i in range(10)]
+    followed = cfg.follow(loaded.report.arch, loaded.model)
+    assert followed.name == "ResNet-20 (CIFAR)" and followed.num_classes == 10 and followed.model == cfg.model
     x = _x(9, 32)
-    got = LocalBackend(lambda _config: loaded).predict(CFG, ImageInput.from_tensor(x), fast=False)
-    want = predict(app.model, x, categories=app.categories, fast=False)
+    got = be.predict(followed, ImageInput.from_tensor(x), fast=False)
+    want = predict(trained, x, categories=loaded.categories, fast=False)
     assert got.indices == want.indices and got.names == want.names
     np.testing.assert_array_equal(got.logits, want.logits)
 
 
 def test_damaged_checkpoint_is_random_with_a_reason() -> None:
-    cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint=Checkpoint.from_bytes("x.pth", b"garbage"))
-    loaded = ModelCache(1).get(cfg)
-    assert not loaded.pretrained and loaded.problem.startswith("Your checkpoint could not be used")
+    garbage = Checkpoint.from_bytes("x.pth", b"garbage")
+    cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint=garbage.sha256)
+    cache = ModelCache(2)
+    loaded = cache.get(cfg, garbage)
+    assert not loaded.pretrained and loaded.problem.startswith("Your checkpoint could not be used") and loaded.error
+    assert cache.get(cfg).problem == loaded.problem  # the refusal is remembered: the file is not read again
+    no_file = cache.get(ModelConfig("resnet18", weights="checkpoint"))
+    assert not no_file.pretrained and no_file.problem.startswith("No checkpoint uploaded yet") and not no_file.error
+    named = ModelConfig("resnet18", weights="checkpoint", checkpoint="ab" * 32)
+    with pytest.raises(WeightsError, match="damaged"):  # bytes that are not the announced ones are never kept
+        cache.get(named, Checkpoint("x.pth", "ab" * 32, b"garbage"))
+    with pytest.raises(WeightsError, match="not the one"):
+        cache.get(named, garbage)
+    with pytest.raises(CheckpointMissing):
+        cache.get(named)
 
 
 # ---------------------------------------------------------------------------------------------------- batching
@@ -298,7 +380,7 @@ def test_batch_settles_close_calls_in_fp32_as_predict_does(reference: torch.nn.M
     import copy
     import sys
 
-    monkeypatch.setattr(sys.modules["explorer.predict"], "_native_bf16_cpu", lambda: True)  # bf16, even emulated
+    monkeypatch.setattr(sys.modules["explorer.device"], "native_bf16", lambda _device: True)  # bf16, even emulated
     tied = copy.deepcopy(reference)
     with torch.no_grad():  # classes 0 and 1 tie at the top for every image
         tied.fc.weight[1] = tied.fc.weight[0]
@@ -373,12 +455,3 @@ def test_ray_options_from_the_environment() -> None:
     with pytest.raises(BackendError, match="not both"):
         ray_options({"EXPLORER_RAY_MAX_REPLICAS": "4", "EXPLORER_RAY_REPLICAS": "2"})
 
-
-def test_config_from_the_choice_takes_a_known_hash() -> None:
-    from types import SimpleNamespace
-
-    choice = SimpleNamespace(arch="resnet18", variant="v1.5", shortcut="B", plain=False, weights="checkpoint")
-    data = b"weights"
-    known = backend.ModelConfig.from_choice(choice, ("mine.pth", data), sha256=Checkpoint.from_bytes("x", data).sha256)
-    assert known == backend.ModelConfig.from_choice(choice, ("mine.pth", data))  # the same config, not hashed again
-    assert known.checkpoint.data is data

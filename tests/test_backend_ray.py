@@ -16,19 +16,21 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 import torch
+from helpers import checkpoint_of
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-scale.txt")
 
 from ray import serve  # noqa: E402
 
+from explorer import lab  # noqa: E402
 from explorer.backend import (  # noqa: E402
-    Checkpoint,
+    CheckpointMissing,
     ImageInput,
     LocalBackend,
-    ModelConfig,
     ServerBusy,
     ServerUnavailable,
 )
+from explorer.config import ModelConfig  # noqa: E402
 from explorer.images import ImageError  # noqa: E402
 from explorer.models import build  # noqa: E402
 
@@ -177,15 +179,19 @@ def test_concurrent_predictions_are_batched(remote, local: LocalBackend) -> None
 
 def test_user_checkpoint_goes_by_hash(remote, local: LocalBackend) -> None:
     torch.manual_seed(7)
-    buf = io.BytesIO()
-    torch.save(build("resnet18").state_dict(), buf)
-    cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint=Checkpoint.from_bytes("mine.pth", buf.getvalue()))
+    ckpt = checkpoint_of(build("resnet18"), "mine.pth")
+    cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint=ckpt.sha256)
     image = ImageInput.from_tensor(_x(9))
+    with pytest.raises(CheckpointMissing):  # neither the client nor a replica has the bytes
+        remote.predict(cfg, image, fast=False)
+    remote.hold(ckpt)
+    local.hold(ckpt)
     got, want = remote.predict(cfg, image, fast=False), local.predict(cfg, image, fast=False)
     assert got.indices == want.indices
     np.testing.assert_allclose(got.logits, want.logits, atol=1e-5, rtol=0)
     assert remote.stats(cfg)["models"] == [cfg.key]
-    again = remote.predict(cfg.without_data(), image, fast=False)  # the replica holds it: the hash is enough
+    remote._files.clear()  # the client forgets the bytes: the replica holds the model, the hash is enough
+    again = remote.predict(cfg, image, fast=False)
     np.testing.assert_array_equal(again.logits, got.logits)
 
 
@@ -195,9 +201,9 @@ def test_a_cifar_checkpoint_runs_as_the_network_it_holds(remote) -> None:
 
     torch.manual_seed(8)
     trained = build_cifar(20, num_classes=10).eval()
-    buf = io.BytesIO()
-    torch.save(trained.state_dict(), buf)
-    cfg = ModelConfig("resnet50", weights="checkpoint", checkpoint=Checkpoint.from_bytes("cifar.pth", buf.getvalue()))
+    ckpt = checkpoint_of(trained, "cifar.pth")
+    cfg = ModelConfig("resnet50", weights="checkpoint", checkpoint=ckpt.sha256)
+    remote.hold(ckpt)
     x = _x(10, 32)
     got = remote.predict(cfg, ImageInput.from_tensor(x), fast=False)
     want = predict(trained, x, categories=[f"class {i}" for i in range(10)], fast=False)
@@ -311,22 +317,20 @@ def test_full_queue_says_busy(cluster: None) -> None:
 
 
 def _race_inputs(train_limit: int = 64):
-    from explorer import lab
-
     data = lab.digits_dataset(size=16, train_limit=train_limit)
     return lab.race_models(((8, True), (8, False)), num_classes=len(data.classes), seed=0), data
 
 
 def test_training_race_in_an_actor_matches_the_local_race(remote, local: LocalBackend) -> None:
-    options = dict(epochs=1, lr=0.02, batch_size=32, seed=0)
-    far = remote.train(*_race_inputs(), **options)
+    recipe = lab.RaceRecipe(epochs=1, lr=0.02, batch_size=32, seed=0)
+    far = remote.train(*_race_inputs(), recipe)
     far.join(DEADLINE_S)
     snap = far.snapshot()
     assert snap.status == "finished" and snap.progress == 1.0 and not far.running
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the actor
     try:
-        near = local.train(*_race_inputs(), **options)
+        near = local.train(*_race_inputs(), recipe)
         near.join(DEADLINE_S)
     finally:
         torch.set_num_threads(threads)
@@ -340,7 +344,7 @@ def test_training_race_in_an_actor_matches_the_local_race(remote, local: LocalBa
 
 
 def test_a_remote_race_stops_and_keeps_its_models(remote) -> None:
-    run = remote.train(*_race_inputs(512), epochs=50, lr=0.02, batch_size=32, seed=0)
+    run = remote.train(*_race_inputs(512), lab.RaceRecipe(epochs=50, lr=0.02, batch_size=32, seed=0))
     deadline = time.monotonic() + DEADLINE_S
     while run.snapshot().status != "running" and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -352,7 +356,7 @@ def test_a_remote_race_stops_and_keeps_its_models(remote) -> None:
 
 
 def test_a_killed_training_worker_is_a_failed_run_with_a_sentence(remote) -> None:
-    run = remote.train(*_race_inputs(512), epochs=50, lr=0.02, batch_size=32, seed=0)
+    run = remote.train(*_race_inputs(512), lab.RaceRecipe(epochs=50, lr=0.02, batch_size=32, seed=0))
     deadline = time.monotonic() + DEADLINE_S
     while run.snapshot().status != "running" and time.monotonic() < deadline:
         time.sleep(0.2)

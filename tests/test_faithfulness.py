@@ -3,17 +3,15 @@ batching, the CPU cap, the lock, and the page's table and figure."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import numpy as np
 import pytest
 import torch
+from helpers import assert_waits_for_the_lock
 from torch import nn
 
 from explorer import attribution as attr
 from explorer.plots import attribution as plots
-from explorer.shared import hook_count, model_lock
+from explorer.shared import hook_count
 
 SIDE = 32
 
@@ -91,14 +89,7 @@ def test_steps_are_batched_and_capped_on_the_cpu(tiny, picture):
 
 
 def test_waits_for_the_model_lock(tiny, picture):
-    done = threading.Event()
-    with model_lock(tiny):
-        worker = threading.Thread(target=lambda: (attr.faithfulness(tiny, picture, 0, TOP_LEFT, steps=4), done.set()))
-        worker.start()
-        time.sleep(0.3)
-        assert not done.is_set()
-    worker.join(timeout=60)
-    assert done.is_set()
+    assert_waits_for_the_lock(tiny, lambda: attr.faithfulness(tiny, picture, 0, TOP_LEFT, steps=4))
 
 
 def test_an_attribution_of_a_resnet_is_scored_and_the_model_is_unchanged(model, image):

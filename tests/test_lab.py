@@ -326,7 +326,7 @@ def test_one_training_step_lowers_the_loss_on_its_batch():
             return float(F.cross_entropy(copy.deepcopy(model).train()(data.x_train), data.y_train))
 
     before = batch_loss()
-    history = lab.train_race({"net": model}, data, epochs=1, lr=0.05, batch_size=32, seed=0)
+    history = lab.train_race({"net": model}, data, lab.RaceRecipe(epochs=1, lr=0.05, batch_size=32, seed=0))
     assert len(history.steps) == 1 and history.steps_per_epoch == 1
     assert history.steps.loss.iloc[0] == pytest.approx(before, rel=1e-5)  # recorded before the update
     assert batch_loss() < before
@@ -338,7 +338,7 @@ def test_train_race_is_deterministic_and_records_every_step_and_epoch():
     def race() -> lab.RaceHistory:
         models = lab.race_models(((8, True), (8, False)), seed=0)
         seen = []
-        history = lab.train_race(models, data, epochs=2, batch_size=32, seed=1, on_step=seen.append)
+        history = lab.train_race(models, data, lab.RaceRecipe(epochs=2, batch_size=32, seed=1), on_step=seen.append)
         assert len(seen) == len(history.steps)
         return history
 
@@ -361,7 +361,7 @@ def test_race_layer_responses_measure_raced_models_and_their_initial_twins():
     for name, model in models.items():  # the twin it started from is rebuilt with the same recipe
         twin = initial_twin(model, seed=3).state_dict()
         assert all(torch.equal(twin[k], v) for k, v in fresh[name].items())
-    lab.train_race(models, data, epochs=1, batch_size=32, seed=3)
+    lab.train_race(models, data, lab.RaceRecipe(epochs=1, batch_size=32, seed=3))
     trained = {name: buffers_and_params(m) for name, m in models.items()}
     modes = {name: m.training for name, m in models.items()}
     frame = race_layer_responses(models, data, seed=3, images=8)
@@ -386,7 +386,7 @@ def test_stop_callback_stops_before_the_next_step():
         return len(polls) > 3
 
     models = lab.race_models(((8, False),))
-    history = lab.train_race(models, data, epochs=5, batch_size=16, should_stop=stop_after_three)
+    history = lab.train_race(models, data, lab.RaceRecipe(epochs=5, batch_size=16), should_stop=stop_after_three)
     assert history.stopped
     assert len(history.steps) == 3 and history.epochs.empty
 
@@ -396,7 +396,7 @@ def test_stop_callback_stops_before_the_next_step():
 )
 def test_train_race_rejects_bad_settings(options):
     with pytest.raises(lab.LabError):
-        lab.train_race(lab.race_models(((8, False),)), tiny_data(n_train=64, size=8), **options)
+        lab.train_race(lab.race_models(((8, False),)), tiny_data(n_train=64, size=8), lab.RaceRecipe(**options))
 
 
 def wait_for(predicate, timeout: float = 60.0) -> None:
@@ -408,7 +408,8 @@ def wait_for(predicate, timeout: float = 60.0) -> None:
 
 def test_live_race_runs_in_a_thread_and_reports_progress():
     data = tiny_data(n_train=64, size=8)
-    run = lab.LiveRace(lab.race_models(((8, True), (8, False))), data, epochs=1, batch_size=32).start()
+    recipe = lab.RaceRecipe(epochs=1, batch_size=32)
+    run = lab.LiveRace(lab.race_models(((8, True), (8, False))), data, recipe).start()
     run.join(60)
     snap = run.snapshot()
     assert snap.status == "finished" and not snap.running and snap.progress == 1.0
@@ -419,9 +420,9 @@ def test_live_race_runs_in_a_thread_and_reports_progress():
 def test_live_race_stop_and_queue():
     """One run trains at a time; the next one queues, and a stopped run frees the slot."""
     data = tiny_data(n_train=64, size=8)
-    first = lab.LiveRace(lab.race_models(((8, False),)), data, epochs=200, batch_size=16).start()
+    first = lab.LiveRace(lab.race_models(((8, False),)), data, lab.RaceRecipe(epochs=200, batch_size=16)).start()
     wait_for(lambda: first.snapshot().status == "running")
-    second = lab.LiveRace(lab.race_models(((8, True),)), data, epochs=1, batch_size=32).start()
+    second = lab.LiveRace(lab.race_models(((8, True),)), data, lab.RaceRecipe(epochs=1, batch_size=32)).start()
     time.sleep(0.5)
     assert second.snapshot().status == "queued" and second.snapshot().progress == 0.0
     first.stop()
@@ -433,7 +434,8 @@ def test_live_race_stop_and_queue():
 
 def test_an_abandoned_live_race_stops_itself():
     data = tiny_data(n_train=64, size=8)
-    run = lab.LiveRace(lab.race_models(((8, False),)), data, epochs=200, batch_size=16, abandon_after=0.3)
+    run = lab.LiveRace(lab.race_models(((8, False),)), data, lab.RaceRecipe(epochs=200, batch_size=16),
+                       abandon_after=0.3)
     run.start()
     run.join(30)
     assert not run.running
@@ -443,7 +445,8 @@ def test_an_abandoned_live_race_stops_itself():
 
 def test_live_race_threads_do_not_leak():
     before = {t.name for t in threading.enumerate()}
-    run = lab.LiveRace(lab.race_models(((8, False),)), tiny_data(n_train=32, size=8), epochs=1, batch_size=32)
+    run = lab.LiveRace(lab.race_models(((8, False),)), tiny_data(n_train=32, size=8),
+                       lab.RaceRecipe(epochs=1, batch_size=32))
     run.start().join(30)
     assert "lab-training-race" not in {t.name for t in threading.enumerate()} - before
 
@@ -534,7 +537,7 @@ def test_save_trained_checks_the_classes():
 def test_race_files_store_each_models_recipe_and_last_accuracy():
     data = tiny_data(n_train=64, size=8)
     models = lab.race_models(((8, True), (8, False)))
-    history = lab.train_race(models, data, epochs=2, batch_size=32)
+    history = lab.train_race(models, data, lab.RaceRecipe(epochs=2, batch_size=32))
     files = lab.race_files(models, history.epochs, dataset=data.name, classes=data.classes, input_size=data.size,
                            mean=data.mean, std=data.std, split_seed=3)  # fmt: skip
     assert list(files) == ["plain-8", "ResNet-8"]
@@ -574,8 +577,8 @@ def test_sweep_and_race_figures_plot_the_frames():
     plain = sweep[sweep.net == "plain"]
     np.testing.assert_allclose(ratio.data[0].y, plain.grad_first / plain.grad_last)
 
-    history = lab.train_race(lab.race_models(((8, True), (8, False))), tiny_data(n_train=64, size=8), epochs=1,
-                             batch_size=32)  # fmt: skip
+    history = lab.train_race(lab.race_models(((8, True), (8, False))), tiny_data(n_train=64, size=8),
+                             lab.RaceRecipe(epochs=1, batch_size=32))
     race = plots.training_curves(history.steps, history.epochs, history.steps_per_epoch)
     assert len(race.data) == 2 * 2 * 2  # models x (train, test) x (loss, accuracy)
     assert list(race.data[0].x) == [0.5, 1.0]  # steps drawn in epochs

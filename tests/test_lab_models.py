@@ -9,8 +9,10 @@ import streamlit as st
 import torch
 
 from explorer import cost, images, lab
+from explorer.config import ModelConfig
+from explorer.loading import Loaded
 from explorer.models import build
-from explorer.ui import cached, choices, lab_models
+from explorer.ui import lab_models
 
 CLASSES = tuple("0123456789")
 
@@ -106,14 +108,14 @@ def test_the_sidebar_models_cost_is_counted_for_the_configuration_chosen():
     them change the count, exactly as explorer.cost counts the model."""
     counts = {}
     for shortcut, plain in (("B", False), ("C", False), ("B", True)):
-        choice = choices.ModelChoice(arch="resnet18", shortcut=shortcut, plain=plain, input_size=64, weights="random")
-        loaded = cached.LoadedModel(build("resnet18", shortcut=shortcut, plain=plain).eval(), False, "random", None)
-        counts[shortcut, plain] = lab_models._sidebar_mult_adds(choice, loaded)
+        config = ModelConfig(arch="resnet18", shortcut=shortcut, plain=plain, input_size=64, weights="random")
+        loaded = Loaded(build("resnet18", shortcut=shortcut, plain=plain).eval(), False, "random", None)
+        counts[shortcut, plain] = lab_models._sidebar_mult_adds(config, loaded)
         assert counts[shortcut, plain] == cost.mult_adds(loaded.model, 64)
     assert counts["B", True] < counts["B", False] < counts["C", False]
 
 
 def test_a_subject_says_its_cost_in_mult_adds_and_converts_to_flops_openly():
     subject = lab_models.Subject(None, images.Preprocessing(resize=16, crop=16, mean=(0,) * 3, std=(1,) * 3),  # type: ignore[arg-type]
-                                 "m", ("k",), 2_000_000, False, "")  # fmt: skip
+                                 "m", 2_000_000, "")  # fmt: skip
     assert subject.mult_adds == 2_000_000

@@ -19,7 +19,7 @@ def _loaded_after(code: str) -> list[str]:
 
 
 def test_the_frame_and_the_registry_load_no_attribution_library() -> None:
-    code = "import explorer.ui.url_params, explorer.ui.url_state, explorer.ui.choices, explorer.attribution as a\n"
+    code = "import explorer.ui.url_params, explorer.ui.url_state, explorer.ui.sidebar, explorer.attribution as a\n"
     code += "assert a.METHODS['integrated_gradients'].library == 'Captum'"
     assert _loaded_after(code) == []
 

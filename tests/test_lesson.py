@@ -3,7 +3,6 @@ explorer.plots.lesson (Fig. 3, Fig. 7, the size walk, the miniature Fig. 1)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,66 +11,60 @@ import pytest
 import torch
 
 from explorer import blocks, lab, lesson
-from explorer.lesson import LessonModel
+from explorer.config import ModelConfig
 from explorer.plots import lesson as plots
 from explorer.shared import hook_count
-from explorer.ui import keys
+from explorer.ui import keys, pages
 from explorer.ui.links import view_link
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = {"architecture", "blocks", "feature_maps", "attributions", "lab"}
 KEYS = {v for k, v in vars(keys).items() if k.isupper() and isinstance(v, str)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------------ the steps
 
 
-def test_ten_steps_in_order_each_with_sentences_a_figure_a_page_and_its_state() -> None:
+def test_ten_steps_in_order_each_with_sentences_a_figure_and_a_page_in_its_state() -> None:
     assert [s.number for s in lesson.STEPS] == list(range(1, 11))
     assert len({s.figure for s in lesson.STEPS}) == 10
+    assert set(pages.LESSON_LINKS) == {s.number for s in lesson.STEPS}
     for s in lesson.STEPS:
         assert 2 <= len(s.sentences) <= 4, s.title
         assert all(t.strip().endswith((".", "!", "?")) for t in s.sentences), s.title
-        assert s.try_this and s.page in PAGES
-        assert s.state and set(s.state) <= KEYS, s.state
+        link = pages.LESSON_LINKS[s.number]
+        assert s.try_this and link.page in pages.PAGES and not link.page.default
+        assert link.state and set(link.state) <= KEYS, link.state
 
 
-def test_step_clamps_and_link_state_puts_the_step_over_the_model() -> None:
+def test_step_clamps_and_a_link_puts_the_step_over_the_model() -> None:
     assert lesson.step(0).number == 1 and lesson.step(99).number == 10
-    s = lesson.step(8)
-    state = lesson.link_state(s, {keys.ARCH: "resnet34", keys.INPUT_SIZE: 160})
-    assert state == {keys.ARCH: "resnet34", keys.INPUT_SIZE: 160, keys.FM_STAGE: "layer3", keys.SAMPLE: lesson.SAMPLE}
+    link = pages.LESSON_LINKS[8]
+    state = {**ModelConfig("resnet34", input_size=160).to_query(), **link.state}
+    assert state == {keys.ARCH: "resnet34", keys.INPUT_SIZE: "160", keys.FM_STAGE: "layer3", keys.SAMPLE: lesson.SAMPLE}
 
 
-def test_page_states_name_values_the_pages_offer() -> None:
-    lab_view = (ROOT / "views" / "lab.py").read_text()
-    assert f'"{lesson.RACE_PRESET}"' in lab_view
-    blocks_view = (ROOT / "views" / "blocks.py").read_text()
-    for s in lesson.STEPS:
-        if keys.BLOCK_TAB in s.state:
-            assert f'"{s.state[keys.BLOCK_TAB]}"' in blocks_view
+def test_a_tab_is_linked_by_its_id_and_carried_by_its_label() -> None:
+    link = pages.LESSON_LINKS[3]
+    assert link.state == {keys.BLOCK_TAB: pages.BLOCKS.tabs["options"]}
+    with pytest.raises(KeyError):
+        _ = pages.Link(pages.BLOCKS, "no such tab").state
 
 
 def test_every_link_opens_its_page_with_nothing_ignored() -> None:
     """The URL state (explorer.ui.url_state) accepts every key and value a step's link carries."""
     from explorer.ui import url_state
 
-    model = {keys.ARCH: "resnet34", keys.VARIANT: "v1", keys.SHORTCUT: "A", keys.PLAIN: False,
-             keys.INPUT_SIZE: 160, keys.WEIGHTS: "random"}
+    model = ModelConfig("resnet34", "v1", "A", input_size=160, weights="random").to_query()
     for s in lesson.STEPS:
-        url = urlsplit(view_link(s.page, lesson.link_state(s, model)))
+        link = pages.LESSON_LINKS[s.number]
+        url = urlsplit(view_link(link.page.url, {**model, **link.state}))
         values, ignored = url_state.decode({k: v[0] for k, v in parse_qs(url.query).items()}, url.path)
         assert not ignored, (s.number, ignored)
-        assert values[keys.ARCH] == "resnet34" and values[keys.INPUT_SIZE] == 160
-        assert {k: values[k] for k in s.state} == dict(s.state), s.number
+        assert values[keys.ARCH] == "resnet34" and values[keys.INPUT_SIZE] == 160 and values[keys.SHORTCUT] == "A"
+        assert {k: values[k] for k in link.state} == dict(link.state), s.number
 
 
 # ------------------------------------------------------------------------------------------------ questions
@@ -87,38 +80,38 @@ def test_resnet34_option_b_has_three_projection_shortcuts() -> None:
 
 
 def test_conv4_x_at_160_px_is_10_by_10() -> None:
-    q = lesson.stage_size_question(LessonModel("resnet34", input_size=160), "conv4_x")
+    q = lesson.stage_size_question(ModelConfig("resnet34", input_size=160), "conv4_x")
     assert q.answer == "10×10" and q.answer in q.choices
     assert "256 × 10 × 10" in q.explanation
-    assert lesson.stage_size_question(LessonModel("resnet50"), "conv5_x").answer == "7×7"
+    assert lesson.stage_size_question(ModelConfig("resnet50"), "conv5_x").answer == "7×7"
     assert lesson.stem_question(225).answer == "113×113"
-    assert lesson.gradcam_question(LessonModel(input_size=200)).answer == "7×7"
+    assert lesson.gradcam_question(ModelConfig(input_size=200)).answer == "7×7"
 
 
 @pytest.mark.parametrize(("number", "model", "answer"), [
-    (1, LessonModel(), "55"),
-    (2, LessonModel("resnet50"), "1024 × 14 × 14"),  # layer3.0: the figure shows layer2.0
-    (2, LessonModel("resnet18", plain=True, input_size=64), "256 × 4 × 4"),
-    (4, LessonModel(), "1024"),
-    (5, LessonModel("resnet34"), "10×10"),  # asked at 160 px: the figure shows 224
-    (5, LessonModel("resnet34", input_size=160), "14×14"),  # asked at 224 px: the figure shows 160
-    (6, LessonModel("resnet50"), "4×"),
-    (6, LessonModel("resnet18"), "4×"),  # basic blocks: asked on resnet50
-    (7, LessonModel(input_size=224), "80×80"),
-    (7, LessonModel(input_size=160), "112×112"),
-    (8, LessonModel("resnet18", input_size=224), "512 × 5 × 5"),
-    (9, LessonModel(input_size=224), "5×5"),
-    (9, LessonModel(input_size=160), "7×7"),
+    (1, ModelConfig(), "55"),
+    (2, ModelConfig("resnet50"), "1024 × 14 × 14"),  # layer3.0: the figure shows layer2.0
+    (2, ModelConfig("resnet18", plain=True, input_size=64), "256 × 4 × 4"),
+    (4, ModelConfig(), "1024"),
+    (5, ModelConfig("resnet34"), "10×10"),  # asked at 160 px: the figure shows 224
+    (5, ModelConfig("resnet34", input_size=160), "14×14"),  # asked at 224 px: the figure shows 160
+    (6, ModelConfig("resnet50"), "4×"),
+    (6, ModelConfig("resnet18"), "4×"),  # basic blocks: asked on resnet50
+    (7, ModelConfig(input_size=224), "80×80"),
+    (7, ModelConfig(input_size=160), "112×112"),
+    (8, ModelConfig("resnet18", input_size=224), "512 × 5 × 5"),
+    (9, ModelConfig(input_size=224), "5×5"),
+    (9, ModelConfig(input_size=160), "7×7"),
 ])
-def test_answers_are_measured_on_the_model(number: int, model: LessonModel, answer: str) -> None:
+def test_answers_are_measured_on_the_model(number: int, model: ModelConfig, answer: str) -> None:
     q = lesson.question(number, model)
     assert q.answer == answer
     assert q.answer in q.choices
 
 
-@pytest.mark.parametrize("model", [LessonModel("resnet18", input_size=64), LessonModel("resnet50", "v1", "A"),
-                                   LessonModel("resnet101", plain=True, input_size=96)])
-def test_every_question_has_distinct_choices_around_its_answer(model: LessonModel) -> None:
+@pytest.mark.parametrize("model", [ModelConfig("resnet18", input_size=64), ModelConfig("resnet50", "v1", "A"),
+                                   ModelConfig("resnet101", plain=True, input_size=96)])
+def test_every_question_has_distinct_choices_around_its_answer(model: ModelConfig) -> None:
     for number in range(1, 11):
         q = lesson.question(number, model)
         assert 2 <= len(q.choices) <= 4 and len(set(q.choices)) == len(q.choices), (number, q.choices)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from explorer import summary
@@ -16,12 +14,8 @@ PAGE = Path(__file__).resolve().parents[1] / "views" / "architecture.py"
 
 
 @pytest.fixture
-def page() -> Iterator[AppTest]:
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield AppTest.from_file(str(PAGE), default_timeout=180)
-    st.cache_resource.clear()
-    st.cache_data.clear()
+def page(page_app) -> AppTest:
+    return page_app(PAGE)
 
 
 def _table(at: AppTest, first_column: str) -> pd.DataFrame:

@@ -4,33 +4,22 @@ the cost cap, Grad-CAM++ and the faithfulness ranking, knock-out, the filmstrip 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).resolve().parents[1] / "views" / "attributions.py")
-SMALL = {"arch": "resnet18", "input_size": 64, "weights": "random"}
+from explorer.ui import pages
 
-
-def small_page() -> AppTest:
-    """The page on a small random-weight resnet18, run once (caches cleared first)."""
-    st.cache_resource.clear()
-    at = AppTest.from_file(PAGE, default_timeout=240)
-    for key, value in SMALL.items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception
-    return at
+PAGE = "views/attributions.py"
 
 
 @pytest.fixture
-def atp() -> Iterator[AppTest]:
-    yield small_page()
-    st.cache_resource.clear()
+def atp(page_app) -> AppTest:
+    """The page on a small random-weight resnet18, run once."""
+    at = page_app(PAGE, small=True, timeout=240).run()
+    assert not at.exception
+    return at
 
 
 def chart(at: AppTest, key: str) -> dict:
@@ -162,29 +151,49 @@ def test_score_cam_on_the_last_stage_of_a_resnet50_is_refused_on_the_cpu(atp):
     assert atp.dataframe[0].value["passes"][0] == 257
 
 
-def test_knockout_filmstrip_and_sanity_check(atp):
+def open_tab(at: AppTest, tab: str) -> AppTest:
+    """Open the page's tab ``tab`` (an id of ``pages.ATTRIBUTIONS.tabs``): only the open tab is drawn."""
+    at.session_state["attr_tab"] = pages.ATTRIBUTIONS.tab(tab)
+    return at.run()
+
+
+def test_only_the_open_tab_is_drawn_and_the_link_says_which(atp):
+    assert atp.session_state["attr_tab"] == "Compare methods" and atp.multiselect(key="methods")
+    with pytest.raises(KeyError):
+        atp.multiselect(key="knockout")
+    open_tab(atp, "knockout")
+    assert atp.multiselect(key="knockout") and not atp.exception
+    assert "methods" not in [w.key for w in atp.multiselect]
+    assert atp.query_params.get("attr_tab") in (None, "Block knock-out")  # on its own: no link box, no query
+
+
+def test_knockout_filmstrip_and_sanity_check(atp, panels):
+    open_tab(atp, "knockout")
     atp.multiselect(key="knockout").set_value(["layer3.0", "layer4.1"]).run()
     assert not atp.exception
     bars = chart(atp, "attr_knockout")["data"]
     assert [b["name"] for b in bars] == ["full network", "blocks knocked out"]
+    open_tab(atp, "filmstrip")
     atp.button(key="run_film").click().run()
-    film = [t for t in chart(atp, "attr_film")["data"] if t["type"] == "image"]
-    assert len(film) == 4  # layer1 .. layer4
+    assert [k.split("<br>")[0] for k in panels[-1].maps] == [f"<b>layer{i}</b>" for i in range(1, 5)]
+    assert len(atp.tabs[1].get("image")) == 1  # one picture of the four panels, in the open tab
     atp.selectbox(key="film_method").set_value("layer_cam").run()
     atp.button(key="run_film").click().run()
     assert not atp.exception and not atp.error
-    fig = chart(atp, "attr_film")
-    assert fig["layout"]["title"]["text"].startswith("LayerCAM from layer1")
-    assert len([t for t in fig["data"] if t["type"] == "image"]) == 4
+    assert panels[-1].options["title"].startswith("LayerCAM from layer1") and len(panels[-1].maps) == 4
+    open_tab(atp, "sanity")
     atp.selectbox(key="sanity_method").set_value("saliency").run()
     atp.button(key="run_sanity").click().run()
     assert not atp.exception and not atp.error
     similarity = [m for m in atp.metric if m.label.startswith("Rank correlation")]
     assert similarity and -1.0 <= float(similarity[0].value) <= 1.0
+    assert panels[-1].options["title"] == "The same method on the trained and the randomised network"
+    assert [k.split("<br>")[0] for k in panels[-1].maps] == ["<b>trained model</b>",
+                                                              "<b>fc .. layer4 re-initialised</b>"]
 
 
 def test_the_page_in_the_app(app):
-    for key, value in SMALL.items():
+    for key, value in {"arch": "resnet18", "input_size": 64, "weights": "random"}.items():
         app.session_state[key] = value
     app.run()
     app.switch_page("views/attributions.py").run()
@@ -193,26 +202,21 @@ def test_the_page_in_the_app(app):
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_fast_mode_is_on_by_default_exactly_where_bf16_is_native(monkeypatch, native):
+def test_fast_mode_is_on_by_default_exactly_where_bf16_is_native(page_app, monkeypatch, native):
     import explorer.device
 
     monkeypatch.setattr(explorer.device, "native_bf16", lambda _device: native)
-    at = small_page()
+    at = page_app(PAGE, small=True, timeout=240).run()
     assert at.toggle(key="fast_mode").value is native
     assert any("channels_last" in c.value for c in at.caption)  # the precision that ran is said
 
 
-def test_projector_mode_says_random_weights_in_one_line_and_keeps_the_details() -> None:
+def test_projector_mode_says_random_weights_in_one_line_and_keeps_the_details(page_app) -> None:
     """Offline, ImageNet weights cannot load: on a projector the long how-to moves into an expander."""
-    st.cache_resource.clear()
-    at = AppTest.from_file(PAGE, default_timeout=240)
-    for key, value in {**SMALL, "weights": "pretrained", "present": True}.items():
-        at.session_state[key] = value
-    at.run()
+    at = page_app(PAGE, small=True, timeout=240, weights="pretrained", present=True).run()
     assert not at.exception
     notices = [w.value for w in at.warning if "could not be loaded" in w.value]
     assert len(notices) == 1 and len(notices[0]) < 200
     assert not [i for i in at.info if "random weights" in i.value]  # one notice, not two
     assert [e.label for e in at.expander][:1] == ["Why, and how to get the weights"]
     assert "download" in at.expander[0].markdown[0].value
-    st.cache_resource.clear()

@@ -6,19 +6,18 @@ server is a message with a "Try again" button, never a traceback."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
-from test_page_attributions import small_page
 from test_page_lab import PAGE as LAB_PAGE
 from test_page_lab import set_tiny_race
 
 from explorer import backend
 from explorer.backend import select
+from explorer.config import ModelConfig
 
 
 class StandIn:
@@ -28,10 +27,10 @@ class StandIn:
 
     def __init__(self) -> None:
         self.local = backend.LocalBackend()
-        self.calls: list[tuple[str, backend.ModelConfig]] = []
+        self.calls: list[tuple[str, ModelConfig]] = []
         self.fail: backend.BackendError | None = None
 
-    def _call(self, what: str, config: backend.ModelConfig) -> None:
+    def _call(self, what: str, config: ModelConfig) -> None:
         self.calls.append((what, config))
         if self.fail is not None:
             raise self.fail
@@ -56,11 +55,18 @@ class StandIn:
         self._call(f"faithfulness {attribution.method}", config)
         return self.local.faithfulness(config, image, target, attribution, **kw)
 
-    def train(self, models, data, **kw):
+    def trace_block(self, config, image, block, **kw):
+        self._call(f"trace {block}", config)
+        return self.local.trace_block(config, image, block, **kw)
+
+    def hold(self, checkpoint):
+        self.local.hold(checkpoint)
+
+    def train(self, models, data, recipe, **kw):
         self.calls.append(("train", None))
         if self.fail is not None:
             raise self.fail
-        return self.local.train(models, data, **kw)
+        return self.local.train(models, data, recipe, **kw)
 
     def describe(self) -> str:
         return "a stand-in for Ray Serve"
@@ -80,15 +86,26 @@ def remote(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
     st.cache_resource.clear()
 
 
+@pytest.fixture
+def attributions(page_app) -> Callable[..., AppTest]:
+    """Runs Predictions & attributions on its own, on the quick model, in the tab ``tab`` (its label)."""
+
+    def run(tab: str | None = None) -> AppTest:
+        at = page_app("views/attributions.py", small=True, timeout=240, **({"attr_tab": tab} if tab else {}))
+        return at.run()
+
+    return run
+
+
 def _bars(at) -> dict:
     chart = next(e for e in at.get("plotly_chart") if "attr_top5" in e.proto.id)
     return json.loads(chart.proto.spec)["data"][0]
 
 
-def test_the_page_sends_its_work_to_the_backend_and_shows_the_same_figures(remote: StandIn,
+def test_the_page_sends_its_work_to_the_backend_and_shows_the_same_figures(remote: StandIn, attributions,
                                                                          monkeypatch: pytest.MonkeyPatch,
                                                                          panels: list) -> None:
-    at = small_page()
+    at = attributions()
     assert not at.exception and not at.error
     assert [what for what, _ in remote.calls] == ["predict"]
     config = remote.calls[0][1]
@@ -101,7 +118,7 @@ def test_the_page_sends_its_work_to_the_backend_and_shows_the_same_figures(remot
     remote_maps = panels[-1].maps
 
     monkeypatch.setenv("EXPLORER_BACKEND", "local")  # the same page in this process
-    here = small_page()
+    here = attributions()
     here.multiselect(key="methods").set_value(["saliency", "grad_cam"]).run()
     here.button(key="run_attr").click().run()
     assert _bars(here)["y"] == sent["y"] and _bars(here)["x"] == pytest.approx(sent["x"], abs=1e-6)
@@ -112,9 +129,9 @@ def test_the_page_sends_its_work_to_the_backend_and_shows_the_same_figures(remot
     assert len(remote.calls) == 3  # the local page asked the stand-in nothing
 
 
-def test_a_busy_server_is_a_message_with_try_again(remote: StandIn) -> None:
+def test_a_busy_server_is_a_message_with_try_again(remote: StandIn, attributions) -> None:
     remote.fail = backend.ServerBusy(7)
-    at = small_page()
+    at = attributions()
     assert not at.exception
     assert any("The server is busy, 7 requests ahead" in e.value for e in at.error)
     retry = at.button(key="retry_page")
@@ -124,8 +141,8 @@ def test_a_busy_server_is_a_message_with_try_again(remote: StandIn) -> None:
     assert len(_bars(at)["y"]) == 5
 
 
-def test_a_dead_replica_during_a_run_is_a_message_and_the_page_goes_on(remote: StandIn) -> None:
-    at = small_page()
+def test_a_dead_replica_during_a_run_is_a_message_and_the_page_goes_on(remote: StandIn, attributions) -> None:
+    at = attributions()
     remote.fail = backend.ServerUnavailable("The model server stopped answering (its replica died); a new one is "
                                             "starting.")
     at.multiselect(key="methods").set_value(["saliency"]).run()
@@ -134,14 +151,14 @@ def test_a_dead_replica_during_a_run_is_a_message_and_the_page_goes_on(remote: S
     assert any("replica died" in e.value for e in at.error)
     assert len(_bars(at)["y"]) == 5  # the prediction made before stays on screen
     remote.fail = None
-    at.button(key="retry_section0").click().run()
+    at.button(key="retry_section_compare").click().run()
     at.button(key="run_attr").click().run()
     assert not at.exception and not at.error
     assert len(at.tabs[0].get("image")) == 1  # the panels' picture
 
 
-def test_the_sanity_check_runs_on_the_backend(remote: StandIn) -> None:
-    at = small_page()
+def test_the_sanity_check_runs_on_the_backend(remote: StandIn, attributions) -> None:
+    at = attributions("Sanity check")
     at.selectbox(key="sanity_method").set_value("saliency").run()
     at.button(key="run_sanity").click().run()
     assert not at.exception and not at.error
@@ -149,8 +166,8 @@ def test_the_sanity_check_runs_on_the_backend(remote: StandIn) -> None:
     assert any(m.label.startswith("Rank correlation") for m in at.metric)
 
 
-def test_which_map_to_trust_runs_on_the_backend(remote: StandIn) -> None:
-    at = small_page()
+def test_which_map_to_trust_runs_on_the_backend(remote: StandIn, attributions) -> None:
+    at = attributions()
     at.multiselect(key="methods").set_value(["saliency"]).run()
     at.button(key="run_attr").click().run()
     at.slider(key="trust_steps").set_value(4).run()
@@ -161,11 +178,10 @@ def test_which_map_to_trust_runs_on_the_backend(remote: StandIn) -> None:
     assert list(table["map"]) == ["Saliency"] and table["deletion AUC"].between(0, 1).all()
 
 
-def _feature_maps() -> AppTest:
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "views" / "feature_maps.py"), default_timeout=180)
-    for key, value in {"arch": "resnet18", "weights": "random", "input_size": 64}.items():
-        at.session_state[key] = value
-    return at.run()
+@pytest.fixture
+def feature_maps(page_app) -> Callable[[], AppTest]:
+    """Runs Feature maps on its own, on the quick model."""
+    return lambda: page_app("views/feature_maps.py", small=True).run()
 
 
 FM_TABS = ("Channels", "Filmstrip", "Overlay", "Preprocessing", "conv1 filters", "Residual stream")
@@ -181,9 +197,9 @@ def _figures(at: AppTest) -> list[dict]:
     return figures
 
 
-def test_the_feature_maps_capture_runs_on_the_backend_with_the_same_figures(remote: StandIn,
+def test_the_feature_maps_capture_runs_on_the_backend_with_the_same_figures(remote: StandIn, feature_maps,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    at = _feature_maps()
+    at = feature_maps()
     assert not at.exception and not at.error
     assert [what for what, _ in remote.calls] == ["capture"]
     at.selectbox(key="fm_stage").select("layer3").run()  # slices the capture: no second request
@@ -191,7 +207,7 @@ def test_the_feature_maps_capture_runs_on_the_backend_with_the_same_figures(remo
     remote_figures = _figures(at)
 
     monkeypatch.setenv("EXPLORER_BACKEND", "local")
-    here = _feature_maps()
+    here = feature_maps()
     here.selectbox(key="fm_stage").select("layer3").run()
     assert len(remote.calls) == 1  # the local page asked the stand-in nothing
     local_figures = _figures(here)
@@ -200,9 +216,9 @@ def test_the_feature_maps_capture_runs_on_the_backend_with_the_same_figures(remo
         assert [[t.get(k) for k in "xyz"] for t in mine] == [[t.get(k) for k in "xyz"] for t in theirs]
 
 
-def test_a_busy_server_on_feature_maps_is_a_message_with_try_again(remote: StandIn) -> None:
+def test_a_busy_server_on_feature_maps_is_a_message_with_try_again(remote: StandIn, feature_maps) -> None:
     remote.fail = backend.ServerBusy(3)
-    at = _feature_maps()
+    at = feature_maps()
     assert not at.exception
     assert any("The server is busy, 3 requests ahead" in e.value for e in at.error)
     remote.fail = None
@@ -233,3 +249,18 @@ def test_a_lab_race_the_server_cannot_start_is_a_message(remote: StandIn) -> Non
     assert not at.exception
     assert any("no Ray cluster" in e.value for e in at.error)
     assert "lab_race" not in at.session_state
+
+
+def test_the_lesson_and_the_blocks_page_send_their_heavy_work_to_the_backend(remote: StandIn, page_app) -> None:
+    """Every page's heavy call takes the one path: the lesson's filmstrip and Grad-CAM, and Blocks' live run."""
+    at = page_app("views/lesson.py", small=True, timeout=300, lesson_step=9).run()
+    assert not at.exception and not at.error
+    assert [what for what, _ in remote.calls] == ["predict", "grad_cam"]
+    at.session_state["lesson_step"] = 8
+    at.run()
+    assert not at.exception and not at.error
+    assert [what for what, _ in remote.calls][2:] == ["capture"]
+    at = page_app("views/blocks.py", small=True, block_tab="Run a tensor").run()
+    assert not at.exception and not at.error
+    assert [what for what, _ in remote.calls][3:] == ["trace layer1.0"]
+    assert all(config.arch == "resnet18" for _, config in remote.calls)

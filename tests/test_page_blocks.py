@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-PAGE = Path(__file__).resolve().parents[1] / "views" / "blocks.py"
+PAGE = "views/blocks.py"
 SECTIONS = ["The block", "Run a tensor", "Basic vs bottleneck", "v1 vs v1.5", "Options A / B / C", "Output size",
             "Add vs concat", "Common mistakes"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small tensors on a shared CPU: one thread avoids OpenMP barrier waits (see tests/test_blocks.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def blocks_page() -> Iterator[AppTest]:
-    """The page on its own, on resnet18 at 64 px (small and fast); caches cleared before and after."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file(str(PAGE), default_timeout=180)
-    at.session_state["arch"] = "resnet18"
-    at.session_state["input_size"] = 64
-    at.session_state["weights"] = "random"
-    yield at
-    st.cache_resource.clear()
-    st.cache_data.clear()
+def blocks_page(page_app) -> AppTest:
+    """The page on its own, on resnet18 at 64 px (small and fast)."""
+    return page_app(PAGE, small=True)
 
 
 def _open(at: AppTest, section: str) -> AppTest:
@@ -172,6 +156,6 @@ def test_bad_input_never_raises(blocks_page: AppTest) -> None:
 
 def test_the_page_is_thin() -> None:
     """UI only: no torch, no lock handling (explorer takes the model's lock), one main() run by guarded()."""
-    source = PAGE.read_text()
+    source = (Path(__file__).resolve().parents[1] / PAGE).read_text()
     assert "import torch" not in source and ".lock" not in source and "model_lock" not in source
     assert source.count("def main(") == 1 and source.rstrip().endswith("guarded(main)")

@@ -5,12 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -31,20 +29,12 @@ def jpeg(width: int = 80, height: int = 60) -> bytes:
 
 
 @pytest.fixture
-def fm() -> Iterator[AppTest]:
+def fm(page_app) -> AppTest:
     """The feature-maps page on its own with resnet18, random weights, 64 px input (quick on a CPU); caches
     cleared before and after."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file(str(ROOT / PAGE), default_timeout=180)
-    at.session_state["arch"] = "resnet18"
-    at.session_state["weights"] = "random"
-    at.session_state["input_size"] = 64
-    at.run()
+    at = page_app(PAGE, small=True).run()
     assert not at.exception, at.exception
-    yield at
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    return at
 
 
 def test_page_opens_from_the_app_navigation(app: AppTest) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -19,18 +18,14 @@ PAGE = str(Path(__file__).resolve().parents[1] / "views" / "lab.py")
 
 
 @pytest.fixture
-def lab_page() -> Iterator[AppTest]:
-    """The lab page on its own, caches cleared; any training it started is stopped afterwards."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file(PAGE, default_timeout=240)
+def lab_page(page_app) -> Iterator[AppTest]:
+    """The lab page on its own; any training it started is stopped afterwards."""
+    at = page_app(PAGE, timeout=240)
     yield at
     run = at.session_state["lab_race"] if "lab_race" in at.session_state else None
     if run is not None:
         run.stop()
         run.join(60)
-    st.cache_resource.clear()
-    st.cache_data.clear()
 
 
 def chart_specs(at: AppTest) -> list[dict]:
@@ -109,10 +104,10 @@ def test_a_one_epoch_tiny_race_completes_and_offers_downloads(lab_page):
         assert [t.get("yaxis", "y") for t in spec["data"]] == ["y", "y2"] * 2  # two traces per panel
         assert all(np.isfinite(values(t["y"])).all() and len(values(t["y"])) == 6 for t in spec["data"])
     assert all(torch.equal(trained[name][k], v) for name, m in run.models.items() for k, v in m.state_dict().items())
-    assert lab_page.session_state["lab_responses"][0] is run
+    assert lab_page.session_state["lab_responses"][0] == id(run)
     downloads = lab_page.get("download_button")
     assert len(downloads) == 2
-    payloads = lab_page.session_state["lab_downloads"]
+    payloads = lab_page.session_state["lab_downloads"][1]
     model, meta = lab.load_trained(payloads["ResNet-8"])
     assert meta.depth == 8 and not meta.plain and meta.dataset == "digits" and meta.epochs == 1
     assert 0.0 <= meta.test_accuracy <= 1.0

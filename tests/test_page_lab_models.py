@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import lab
-from explorer.ui import lab_models
+from explorer.ui import lab_models, pages
 
 NAME = "ResNet-8 on digits"
 SMALL = {"arch": "resnet18", "weights": "random", "input_size": 64}  # the sidebar's model, quick on a CPU
@@ -20,7 +20,7 @@ def trained() -> tuple[bytes, lab.LabDataset]:
     """A ResNet-8 trained for one quick epoch on 64 digits at 16 px, saved as the Lab page saves it."""
     data = lab.digits_dataset(size=16, train_limit=64)
     model = lab.lab_model(8, plain=False)
-    history = lab.train_race({"ResNet-8": model}, data, epochs=1, batch_size=32)
+    history = lab.train_race({"ResNet-8": model}, data, lab.RaceRecipe(epochs=1, batch_size=32))
     meta = lab.TrainedMeta(8, False, "digits", data.classes, input_size=16, epochs=1,
                            test_accuracy=float(history.epochs.test_accuracy.iloc[-1]), mean=data.mean, std=data.std,
                            split_seed=0)  # fmt: skip
@@ -45,6 +45,12 @@ def open_page(app: AppTest, page: str, payload: bytes, *, choose: bool = True) -
         app.radio(key=lab_models.RADIO).set_value(NAME).run()
         assert not app.exception, app.exception
     return app
+
+
+def open_tab(at: AppTest, tab: str) -> AppTest:
+    """Open Predictions & attributions' tab ``tab`` (an id of its registry entry): only the open tab is drawn."""
+    at.session_state["attr_tab"] = pages.ATTRIBUTIONS.tab(tab)
+    return at.run()
 
 
 def stages(at: AppTest) -> list[str]:
@@ -126,17 +132,20 @@ def test_predictions_and_attributions_of_a_lab_model(app, trained, panels):
     assert "7 (7)" in panels[-1].options["title"] and len(app.tabs[0].get("image")) == 1
     assert any("passes of ResNet-8-digits" in m.value for m in app.markdown)
 
+    open_tab(app, "filmstrip")
     assert any("layer3 knows the class" in m.value and "4×4 at 16 px" in m.value for m in app.markdown)
     app.button(key="run_film").click().run()
     assert not app.exception and not app.error
-    titles = " ".join(a["text"] for a in chart(app, "attr_film")["layout"]["annotations"])
+    titles = " ".join(panels[-1].maps)
     assert "layer1" in titles and "layer3" in titles and "layer4" not in titles and "4×4 grid" in titles
 
+    open_tab(app, "knockout")
     assert app.multiselect(key="knockout").options == ["layer1.0", "layer2.0", "layer3.0"]
     app.multiselect(key="knockout").set_value(["layer2.0"]).run()
     assert not app.exception
     assert chart(app, "attr_knockout")["layout"]["title"]["text"].startswith("Top-5 with and without")
 
+    open_tab(app, "sanity")
     assert app.selectbox(key="sanity_from").options == ["fc", "layer3", "layer2", "layer1", "stem"]
     app.button(key="run_sanity").click().run()
     assert not app.exception and not app.error
@@ -150,14 +159,15 @@ def test_imagenet_settings_do_not_break_a_lab_model(app, trained):
     app.multiselect(key="methods").set_value(["grad_cam", "occlusion"]).run()
     app.selectbox(key="gc_layer").set_value("layer4").run()
     app.selectbox(key="target_class").set_value(500).run()
-    app.multiselect(key="knockout").set_value(["layer4.1"]).run()
-    app.selectbox(key="sanity_from").set_value("layer4").run()
+    open_tab(app, "knockout").multiselect(key="knockout").set_value(["layer4.1"]).run()
+    open_tab(app, "sanity").selectbox(key="sanity_from").set_value("layer4").run()
     assert not app.exception
     app.radio(key=lab_models.RADIO).set_value(NAME).run()
     assert not app.exception, app.exception
-    assert app.selectbox(key="gc_layer").value == "layer3"
     assert app.selectbox(key="target_class").value == -1
-    assert app.multiselect(key="knockout").value == []
+    assert "layer4" not in app.selectbox(key="sanity_from").options
+    assert open_tab(app, "knockout").multiselect(key="knockout").value == []
+    assert open_tab(app, "compare").selectbox(key="gc_layer").value == "layer3"
     assert app.slider(key="occ_window").value == 16 and app.slider(key="occ_window").max == 16
     # and back to the sidebar's model
     app.radio(key=lab_models.RADIO).set_value(lab_models.SIDEBAR).run()
@@ -203,7 +213,7 @@ def test_the_lab_page_opens_an_uploaded_model_and_refuses_a_bad_file(app, traine
 def test_the_open_button_after_a_race_goes_to_feature_maps(app, trained):
     _, data = trained
     models = lab.race_models(((8, True), (8, False)))
-    run = lab.LiveRace(models, data, epochs=1, batch_size=32).start()
+    run = lab.LiveRace(models, data, lab.RaceRecipe(epochs=1, batch_size=32)).start()
     run.join(120)
     assert run.snapshot().status == "finished"
     app.session_state["lab_race"] = run
@@ -214,7 +224,7 @@ def test_the_open_button_after_a_race_goes_to_feature_maps(app, trained):
     app.run()
     app.switch_page("views/lab.py").run()
     assert not app.exception
-    _, meta = lab.load_trained(app.session_state["lab_downloads"]["plain-8"])
+    _, meta = lab.load_trained(app.session_state["lab_downloads"][1]["plain-8"])
     assert meta.mean == data.mean and meta.std == data.std and meta.split_seed == 0
     app.button(key="lab_open_plain-8").click().run()
     assert not app.exception, app.exception

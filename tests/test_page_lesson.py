@@ -3,41 +3,25 @@ reveal, and the link to the full page in that state."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import streamlit as st
-import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer import lesson
-from explorer.lesson import LessonModel
+from explorer.config import ModelConfig
+from explorer.ui import pages
 
-PAGE = Path(__file__).resolve().parents[1] / "views" / "lesson.py"
+PAGE = "views/lesson.py"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def page() -> Iterator[AppTest]:
-    """The page on its own, on resnet18 at 64 px with random weights (small and fast); caches cleared."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file(str(PAGE), default_timeout=300)
-    at.session_state["arch"] = "resnet18"
-    at.session_state["input_size"] = 64
-    at.session_state["weights"] = "random"
-    yield at
-    st.cache_resource.clear()
-    st.cache_data.clear()
+def page(page_app) -> AppTest:
+    """The page on its own, on resnet18 at 64 px with random weights (small and fast)."""
+    return page_app(PAGE, small=True, timeout=300)
 
 
 def _link(at: AppTest) -> str:
@@ -59,15 +43,16 @@ def test_every_step_runs_with_its_figure_question_and_link(page: AppTest, number
     assert _progress(page) == f"Step {number} of 10"
     s = lesson.step(number)
     assert page.header[0].value == f"{number}. {s.title}"
-    assert page.get("plotly_chart"), "no live figure"
-    q = lesson.question(number, LessonModel("resnet18", input_size=64))
+    assert page.get("plotly_chart") or page.get("image"), "no live figure"
+    q = lesson.question(number, ModelConfig("resnet18", input_size=64))
     (radio,) = page.radio
     assert radio.label == q.prompt and tuple(radio.options) == q.choices
     url = urlsplit(_link(page))
-    assert url.path == s.page
+    link = pages.LESSON_LINKS[number]
+    assert url.path == link.page.url
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
     assert query["arch"] == "resnet18" and query["input_size"] == "64"
-    assert all(k in query for k in s.state)
+    assert all(k in query for k in link.state)
 
 
 def test_step_5_shows_table_1_of_the_chosen_depth(page: AppTest) -> None:
@@ -119,7 +104,7 @@ def test_bad_step_in_the_url_falls_back_with_a_warning(page: AppTest, text: str,
 def test_predict_then_reveal(page: AppTest) -> None:
     page.session_state["lesson_step"] = 3
     page.run()
-    q = lesson.question(3, LessonModel("resnet18", input_size=64))
+    q = lesson.question(3, ModelConfig("resnet18", input_size=64))
     assert not page.success
     page.radio[0].set_value(q.answer).run()
     page.button(key="lesson_reveal_3").click().run()

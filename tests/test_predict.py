@@ -8,21 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from explorer import device as device_module
+from explorer.device import DeviceError, fast_mode_supported, resolve_device
 from explorer.models import build_cifar, residual_blocks
-from explorer.predict import (
-    DeviceError,
-    InputError,
-    KnockoutError,
-    fast_mode_supported,
-    hook_count,
-    hooks_restored,
-    knockout_output,
-    model_lock,
-    on_device,
-    predict,
-    predict_with_knockout,
-    resolve_device,
-)
+from explorer.predict import InputError, KnockoutError, knockout_output, predict, predict_with_knockout
+from explorer.shared import hook_count, hooks_restored, model_lock, on_device
 
 # the module itself (``explorer.predict`` as an attribute of the package is the lazily exported function)
 predict_module = sys.modules["explorer.predict"]
@@ -45,7 +35,7 @@ def test_top_k_matches_the_softmax(model, image):
 
 
 def test_fast_mode_runs_bf16_and_agrees_with_fp32(model, image, monkeypatch):
-    monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: True)  # run bf16 even where it is emulated
+    monkeypatch.setattr(device_module, "native_bf16", lambda _device: True)  # run bf16 even where it is emulated
     monkeypatch.setattr(predict_module, "close_call", lambda logits, k: False)  # bf16's own logits, never re-run
     exact = predict(model, image, k=5, fast=False)
     fast = predict(model, image, k=5, fast=True)
@@ -70,7 +60,7 @@ def test_close_calls_are_near_ties_at_the_top_or_at_the_edge_of_the_top_k():
 def test_a_near_tie_left_by_bf16_is_settled_in_fp32(model, image, monkeypatch):
     import copy
 
-    monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(device_module, "native_bf16", lambda _device: True)
     tied = copy.deepcopy(model)
     with torch.no_grad():  # classes 0 and 1: the same weights, and a lead no other class has
         tied.fc.weight[1] = tied.fc.weight[0]
@@ -82,7 +72,7 @@ def test_a_near_tie_left_by_bf16_is_settled_in_fp32(model, image, monkeypatch):
 
 
 def test_fast_mode_falls_back_to_fp32_without_native_bf16(model, image, monkeypatch):
-    monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: False)
+    monkeypatch.setattr(device_module, "native_bf16", lambda _device: False)
     assert not fast_mode_supported(torch.device("cpu"))
     fast = predict(model, image, fast=True)
     assert not fast.fast and not predict(model, image).fast  # the default (auto) is fp32 here too
@@ -91,7 +81,7 @@ def test_fast_mode_falls_back_to_fp32_without_native_bf16(model, image, monkeypa
 
 
 def test_the_default_is_bf16_exactly_where_it_is_native(model, image, monkeypatch):
-    monkeypatch.setattr(predict_module, "_native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(device_module, "native_bf16", lambda _device: True)
     auto, exact = predict(model, image), predict(model, image, fast=False)
     assert auto.fast and auto.precision.startswith("bf16 autocast, channels_last") and not exact.fast
     assert auto.indices[0] == exact.indices[0]

@@ -19,7 +19,8 @@ import torch
 from explorer import activations, summary
 from explorer.attribution import attribute
 from explorer.models import build
-from explorer.predict import hook_count, predict
+from explorer.predict import predict
+from explorer.shared import hook_count
 
 CALLS = 540
 THREADS = 6

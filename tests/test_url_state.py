@@ -7,11 +7,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import attribution as attr
-from explorer.ui import choices, keys, url_state
-from explorer.ui.url_params import PAGE, PARAMS, page_params, view_constants
+from explorer.config import ModelConfig
+from explorer.ui import keys, pages, url_state
+from explorer.ui.url_params import PAGE, PARAMS, Context, page_params
 from explorer.ui.url_state import decode, encode
 
-LAB = view_constants("lab")
+DEFAULTS = {f.key: getattr(ModelConfig(), f.key) for f in ModelConfig.FIELDS}
 STATES: dict[str, dict[str, object]] = {
     "": {keys.ARCH: "resnet34", keys.VARIANT: "v1", keys.SHORTCUT: "A", keys.PLAIN: True, keys.INPUT_SIZE: 160,
          keys.WEIGHTS: "random", keys.PRESENT: True},
@@ -25,9 +26,10 @@ STATES: dict[str, dict[str, object]] = {
     "attributions": {keys.INPUT_SIZE: 160, keys.METHODS: ["integrated_gradients", "occlusion", "grad_cam"],
                      "ig_steps": 64, "ig_baseline": "blur", "occ_window": 24, "occ_stride": 8, "gc_layer": "layer3.1",
                      keys.TARGET_CLASS: 281, keys.ATTR_VIEW: "positive", keys.COLORMAP: "Magma", keys.OPACITY: 0.4,
-                     keys.SANITY_METHOD: "smoothgrad", keys.SANITY_FROM: "layer3", keys.SAMPLE: "rocket launch"},
-    "lab": {keys.LAB_FAMILY: LAB["IMAGENET"], keys.LAB_DEPTH: 56, keys.LAB_ARCH: "resnet34", keys.LAB_SEED: 7,
-            keys.LAB_PRESET: LAB["PAIR"], keys.LAB_PAIR_DEPTH: 14},
+                     keys.SANITY_METHOD: "smoothgrad", keys.SANITY_FROM: "layer3", keys.SAMPLE: "rocket launch",
+                     keys.ATTR_TAB: "Sanity check"},
+    "lab": {keys.LAB_FAMILY: pages.LAB_IMAGENET, keys.LAB_DEPTH: 56, keys.LAB_ARCH: "resnet34", keys.LAB_SEED: 7,
+            keys.LAB_PRESET: pages.LAB_PAIR, keys.LAB_PAIR_DEPTH: 14},
     "lesson": {keys.ARCH: "resnet18", keys.LESSON_STEP: 5},
 }
 
@@ -43,8 +45,8 @@ def test_round_trip_of_every_page(page: str) -> None:
 
 
 def test_defaults_are_left_out_and_a_missing_key_means_its_default() -> None:
-    assert encode(dict(choices.DEFAULTS), "") == {}
-    assert encode({**choices.DEFAULTS, keys.ARCH: "resnet18"}, "feature_maps") == {keys.ARCH: "resnet18"}
+    assert encode(dict(DEFAULTS), "") == {}
+    assert encode({**DEFAULTS, keys.ARCH: "resnet18"}, "feature_maps") == {keys.ARCH: "resnet18"}
     assert decode({}, "feature_maps") == ({}, [])
 
 
@@ -54,13 +56,25 @@ def test_every_page_declares_its_main_controls() -> None:
                                                 keys.WEIGHTS, keys.PRESENT}
     option_keys = {keys.method_option(s.short, o.short) for s in attr.METHODS.values() for o in s.options}
     assert option_keys <= set(PARAMS)
-    for name in ("RANK",):
-        assert name in view_constants("feature_maps")  # the page's own choices are read, not copied
-    for name in ("VIEW_HELP", "DEFAULT_METHODS", "MAX_METHODS", "TOP"):
-        assert name in view_constants("attributions")
-    for name in ("CIFAR", "IMAGENET", "PRESET", "PAIR"):
-        assert name in LAB
     assert PARAMS[keys.FM_STAGE].default is PAGE  # the page works it out: always in a link
+
+
+def test_the_links_read_the_page_registry() -> None:
+    """Tabs, rankings, views, methods and races come from ``explorer.ui.pages``: a renamed one changes the links
+    with it, never leaves them falling back in silence."""
+    ctx = Context()
+    for page in pages.PAGES:
+        assert page is pages.by_url(page.url)
+        if page.tabs:
+            param = PARAMS[page.tab_key]
+            assert param.pages == (page.url,) and list(param.choices(ctx)) == list(page.tabs.values())
+    assert list(PARAMS[keys.FM_RANK].choices(ctx)) == list(pages.FM_RANK)
+    assert list(PARAMS[keys.ATTR_VIEW].choices(ctx)) == list(pages.ATTR_VIEWS)
+    assert PARAMS[keys.METHODS].default == list(pages.ATTR_DEFAULT_METHODS) and PARAMS[keys.METHODS].most() == 4
+    assert PARAMS[keys.TARGET_CLASS].default == pages.ATTR_TOP
+    assert list(PARAMS[keys.LAB_FAMILY].choices(ctx)) == list(pages.LAB_FAMILIES)
+    assert list(PARAMS[keys.LAB_PRESET].choices(ctx)) == list(pages.LAB_RACES)
+    assert [PARAMS[f.key].kind for f in ModelConfig.FIELDS] == [f.kind for f in ModelConfig.FIELDS]
 
 
 @pytest.mark.parametrize(("page", "key", "text"), [
@@ -72,7 +86,8 @@ def test_every_page_declares_its_main_controls() -> None:
     ("attributions", "gc_layer", "layer9"), ("attributions", keys.TARGET_CLASS, "5000"),
     ("attributions", keys.COLORMAP, "jet"), ("feature_maps", keys.FM_STAGE, "layer9"),
     ("feature_maps", keys.FM_BLOCK, "99"), ("feature_maps", keys.FM_K, "0"), ("feature_maps", keys.SAMPLE, "x"),
-    ("blocks", keys.BLOCK_INDEX, "-1"), ("lab", keys.LAB_SEED, "1e9"), ("lesson", keys.LESSON_STEP, "11"),
+    ("blocks", keys.BLOCK_INDEX, "-1"), ("blocks", keys.BLOCK_TAB, "No such tab"), ("lab", keys.LAB_SEED, "1e9"),
+    ("lesson", keys.LESSON_STEP, "11"),
 ])
 def test_bad_values_are_ignored_with_a_reason(page: str, key: str, text: str) -> None:
     values, ignored = decode({keys.ARCH: "resnet18", key: text}, page)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from helpers import perturbed_bn
 from safetensors.torch import save as safetensors_save
 from streamlit.runtime.uploaded_file_manager import UploadedFile, UploadedFileRec
 from torch import Tensor, nn
@@ -51,14 +52,7 @@ DOWNLOAD = bytes(range(256)) * 10_000  # 2.56 MB: three 1 MiB chunks
 
 def _randomised(model: nn.Module) -> dict[str, Tensor]:
     """``model``'s state dict after giving every BatchNorm non-trivial statistics, so buffers are checked too."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-            m.num_batches_tracked.fill_(7)
-    return model.state_dict()
+    return perturbed_bn(model).state_dict()
 
 
 @pytest.fixture(scope="module")

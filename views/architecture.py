@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from explorer import summary
+from explorer.config import ModelConfig
+from explorer.loading import Loaded
 from explorer.models import ARCHS
 from explorer.plots import architecture as plots
-from explorer.ui import cached, choices, keys, projector
-from explorer.ui.choices import ModelChoice
+from explorer.ui import cached, keys, pages, projector, sidebar
 from explorer.ui.page import guarded, lazy_tabs
 
 LAYER_COLUMNS = {
@@ -23,8 +22,8 @@ COUNT = st.column_config.NumberColumn(format="localized")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _architecture(key: ModelChoice, _loaded: cached.LoadedModel) -> summary.Architecture:
-    """One torchinfo pass per model configuration and input size (``key``; the weights do not matter)."""
+def _architecture(key: ModelConfig, _loaded: Loaded) -> summary.Architecture:
+    """One torchinfo pass per network and input size (``key``: ``ModelConfig.network``)."""
     return summary.architecture(_loaded.model, key.input_size)
 
 
@@ -36,14 +35,14 @@ def _comparison_row(arch: str, input_size: int, variant: str, shortcut: str, pla
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
-def _charts(key: ModelChoice, _data: summary.Architecture) -> tuple[go.Figure, ...]:
+def _charts(key: ModelConfig, _data: summary.Architecture) -> tuple[go.Figure, ...]:
     """The page's figures for ``key``, built once: plotly's validation makes building them the slow part of a
     re-render. Shared across sessions and never modified (st.plotly_chart only serialises them)."""
     return plots.cost_per_stage(_data.stages), plots.shape_flow(_data), plots.activation_sizes(_data.layers)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def _comparison_chart(key: ModelChoice, other: str, _table: pd.DataFrame) -> go.Figure:
+def _comparison_chart(key: ModelConfig, other: str, _table: pd.DataFrame) -> go.Figure:
     """The comparison figure of ``key``'s arch and ``other``, built once (shared, never modified)."""
     return plots.compare_archs(_table)
 
@@ -52,9 +51,9 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return " x ".join(map(str, shape))
 
 
-def _show_header(choice: ModelChoice, loaded: cached.LoadedModel, data: summary.Architecture) -> None:
+def _show_header(config: ModelConfig, loaded: Loaded, data: summary.Architecture) -> None:
     t = data.totals
-    st.header(f"{choice.title} — {t.params:,} parameters")
+    st.header(f"{config.title} — {t.params:,} parameters")
     st.caption(f"Weights: {loaded.label}. Shapes, parameters and costs do not depend on the weights. "
                f"Input: {_shape_text(data.input_size)} (batch x channels x height x width).")
     c1, c2, c3, c4 = st.columns(4)
@@ -81,7 +80,7 @@ def _show_stages(data: summary.Architecture) -> None:
     st.table(table)  # plain HTML: large, readable text on a projector, and findable in a browser
 
 
-def _show_layers(choice: ModelChoice, data: summary.Architecture) -> None:
+def _show_layers(config: ModelConfig, data: summary.Architecture) -> None:
     st.session_state.setdefault(keys.LAYER_DEPTH, min(2, data.max_depth))
     if st.session_state[keys.LAYER_DEPTH] > data.max_depth:  # e.g. a plain net has no downsample layers
         st.session_state[keys.LAYER_DEPTH] = data.max_depth
@@ -95,25 +94,25 @@ def _show_layers(choice: ModelChoice, data: summary.Architecture) -> None:
                "inside it.")
     st.dataframe(view, hide_index=True, width="stretch", height=420,
                  column_config={"params": COUNT, "mult-adds": COUNT})
-    st.download_button("Layer table (CSV)", layers.to_csv(index=False), f"{choice.arch}-layers-depth{depth}.csv",
+    st.download_button("Layer table (CSV)", layers.to_csv(index=False), f"{config.arch}-layers-depth{depth}.csv",
                        mime="text/csv", key=keys.LAYERS_CSV)
 
 
-def _show_charts(key: ModelChoice, data: summary.Architecture) -> None:
+def _show_charts(key: ModelConfig, data: summary.Architecture) -> None:
     for figure in _charts(key, data):
         projector.chart(figure, width="stretch")
 
 
-def _show_comparison(choice: ModelChoice, key: ModelChoice, data: summary.Architecture) -> None:
-    others = [a for a in ARCHS if a != choice.arch]
-    st.session_state.setdefault(keys.COMPARE_ARCH, "resnet18" if choice.arch != "resnet18" else "resnet50")
+def _show_comparison(config: ModelConfig, data: summary.Architecture) -> None:
+    others = [a for a in ARCHS if a != config.arch]
+    st.session_state.setdefault(keys.COMPARE_ARCH, "resnet18" if config.arch != "resnet18" else "resnet50")
     other = st.selectbox("Compare with", ARCHS, key=keys.COMPARE_ARCH,
                          help="Same stride placement, shortcut option and input size as the sidebar.")
-    if other == choice.arch:
-        st.info(f"Pick another architecture than {choice.arch} to compare; e.g. {others[0]}.")
+    if other == config.arch:
+        st.info(f"Pick another architecture than {config.arch} to compare; e.g. {others[0]}.")
         return
-    rows = [summary.comparison_row(choice.arch, data),
-            _comparison_row(other, choice.input_size, choice.variant, choice.shortcut, choice.plain)]
+    rows = [summary.comparison_row(config.arch, data),
+            _comparison_row(other, config.input_size, config.variant, config.shortcut, config.plain)]
     table = pd.DataFrame(rows)
     view = pd.DataFrame({
         "": ["block type", "blocks per stage", "depth (weighted layers)", "parameters", "mult-adds (G)",
@@ -125,24 +124,23 @@ def _show_comparison(choice: ModelChoice, key: ModelChoice, data: summary.Archit
     st.dataframe(view, hide_index=True, width="stretch")
     st.caption("Accuracy: torchvision's published figures for its default ImageNet weights (v1.5, option B, "
                "224 px); costs are for your configuration and input size.")
-    projector.chart(_comparison_chart(key, other, table), width="stretch")
+    projector.chart(_comparison_chart(config.network, other, table), width="stretch")
 
 
 def main() -> None:
-    choice = choices.model_choice()
-    key = replace(choice, weights="random", checkpoint=None)  # the architecture does not depend on the weights
-    loaded = cached.model(choice)
+    config = sidebar.model_config()
+    loaded = cached.model(config)
     with st.spinner("Tracing the network with torchinfo…"):
-        data = _architecture(key, loaded)
-    _show_header(choice, loaded, data)
+        data = _architecture(config.network, loaded)
+    _show_header(config, loaded, data)
     cached.weights_notice(loaded)
     # Only Table 1 and the open tab are drawn: an arch switch redraws what is on screen.
-    lazy_tabs({
-        "Stages (Table 1)": lambda: _show_stages(data),
-        "Layers": lambda: _show_layers(choice, data),
-        "Charts": lambda: _show_charts(key, data),
-        "Compare": lambda: guarded(lambda: _show_comparison(choice, key, data)),  # a failure leaves the other tabs
-    }, keys.ARCH_TAB)
+    lazy_tabs(pages.ARCHITECTURE, {
+        "stages": lambda: _show_stages(data),
+        "layers": lambda: _show_layers(config, data),
+        "charts": lambda: _show_charts(config.network, data),
+        "compare": lambda: guarded(lambda: _show_comparison(config, data)),  # a failure leaves the other tabs
+    })
 
 
 guarded(main)

@@ -16,50 +16,22 @@ import streamlit as st
 
 from explorer import attribution as attr
 from explorer import images
-from explorer.backend import BackendError
+from explorer.backend import BackendError, Runner
 from explorer.device import available_devices, native_bf16
 from explorer.errors import ExplorerError
+from explorer.loading import Loaded
 from explorer.models import residual_blocks
 from explorer.plots import attribution as plots
 from explorer.predict import Prediction
-from explorer.ui import cached, keys, lab_models, projector, url_state, work
+from explorer.ui import keys, lab_models, pages, projector, url_state, work
 from explorer.ui.lab_models import Subject
-from explorer.ui.page import guarded, show_error
+from explorer.ui.page import guarded, lazy_tabs, recalled, remembered, show_error
+from explorer.ui.pages import ATTR_DEFAULT_METHODS, ATTR_MAX_METHODS, ATTR_TOP, ATTR_VIEWS
 
-MAX_METHODS = 4
-PANEL_PX = 300
-"""Each attribution panel's side on the page, in pixels (four fit a row at 1280 px)."""
-FONT_PX = {False: 16, True: 24}
-"""The panels' text size, normal and in projector mode."""
-SHEET_PX = {False: 900, True: 1180}
-"""The widest the panels' picture is drawn: the page's main column at 1400 px with the sidebar open, and at
-1280 px in projector mode (sidebar closed), so it is shown at its own size, not shrunk."""
-DEFAULT_METHODS = ["saliency", "integrated_gradients", "grad_cam"]
-VIEW_HELP = {
-    "absolute": "absolute — how much each pixel matters, either way",
-    "positive": "positive — evidence for the class",
-    "negative": "negative — evidence against the class",
-}
-TOP = -1  # the "class to explain" option meaning "whatever the network predicts"
 Settings = dict[str, dict[str, Any]]  # method key -> the keywords of attr.attribute (layer included)
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _memo(name: str, key: tuple, compute: Callable[[], object]) -> object:
-    """``compute()`` once per ``key``, remembered in session_state under ``name`` (one entry per name)."""
-    memo = st.session_state.get(name)
-    if memo is not None and memo[0] == key:
-        return memo[1]
-    value = compute()
-    st.session_state[name] = (key, value)
-    return value
-
-
-def _recall(name: str, key: tuple) -> object | None:
-    memo = st.session_state.get(name)
-    return memo[1] if memo is not None and memo[0] == key else None
 
 
 def _class_label(categories: list[str] | None, index: int) -> str:
@@ -101,7 +73,7 @@ def _random_weights_notice(pred: Prediction) -> str:
             "methods work.")
 
 
-def _show_predictions(pred: Prediction, loaded: cached.LoadedModel) -> None:
+def _show_predictions(pred: Prediction, loaded: Loaded) -> None:
     if not loaded.pretrained:
         st.warning(_random_weights_notice(pred), icon=":material/casino:")
     projector.chart(plots.top_k_bars(pred, title=f"Top-{len(pred.indices)} predictions"), width="stretch",
@@ -115,10 +87,10 @@ def _show_predictions(pred: Prediction, loaded: cached.LoadedModel) -> None:
 def _target(pred: Prediction, categories: list[str] | None) -> int:
     """The class to explain: the top prediction (-1), or any class found by name."""
     choice = st.selectbox(
-        "Class to explain (type to search)", [TOP, *range(len(pred.logits))], key=keys.TARGET_CLASS,
-        format_func=lambda i: f"the top prediction: {pred.names[0]}" if i == TOP else _class_label(categories, i),
+        "Class to explain (type to search)", [ATTR_TOP, *range(len(pred.logits))], key=keys.TARGET_CLASS,
+        format_func=lambda i: f"the top prediction: {pred.names[0]}" if i == ATTR_TOP else _class_label(categories, i),
     )
-    return pred.indices[0] if choice == TOP else int(choice)
+    return pred.indices[0] if choice == ATTR_TOP else int(choice)
 
 
 # --------------------------------------------------------------------------------------------- method settings
@@ -152,7 +124,7 @@ def _settings(methods: list[str], model, size: int) -> Settings:
 # --------------------------------------------------------------------------------------------- running
 
 
-def _attribute_all(subject: Subject, x, target: int, methods: list[str], settings: Settings, device: str) -> dict:
+def _attribute_all(run: Runner, x, target: int, methods: list[str], settings: Settings, device: str) -> dict:
     """Run each method with a progress bar; a failing method becomes its error message, the others still run."""
     results: dict[str, attr.Attribution | str] = {}
     bar = st.progress(0.0, text="Starting…")
@@ -163,7 +135,7 @@ def _attribute_all(subject: Subject, x, target: int, methods: list[str], setting
             bar.progress(min(1.0, (i + p) / len(methods)), text=f"{label}: {p:.0%}")
 
         try:
-            results[m] = work.attribute(subject, x, target, m, device=device, progress=tick, **settings[m])
+            results[m] = run.attribute(x, target, m, device=device, progress=tick, **settings[m])
         except BackendError:
             raise  # the server, not the method: the page offers to try again
         except ExplorerError as err:
@@ -185,7 +157,7 @@ def _display_settings() -> tuple[str, str, float]:
     """View, colour map and overlay opacity."""
     left, middle, right = st.columns(3)
     relink = url_state.relink(keys.FRAGMENT_ATTR_PANELS)
-    view = left.radio("Show", list(VIEW_HELP), key=keys.ATTR_VIEW, format_func=VIEW_HELP.get, on_change=relink)
+    view = left.radio("Show", list(ATTR_VIEWS), key=keys.ATTR_VIEW, format_func=ATTR_VIEWS.get, on_change=relink)
     colormap = middle.selectbox("Colour map", plots.COLORMAPS, key=keys.COLORMAP, on_change=relink,
                                 help="Perceptually uniform maps that stay readable with colour-vision deficiencies.")
     opacity = right.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05, key=keys.OPACITY, on_change=relink)
@@ -204,7 +176,7 @@ def _downloads(png: Callable[[], bytes], figure: Callable[[], Any], stem: str) -
 
 def _raw_downloads(results: dict[str, attr.Attribution], stem: str) -> None:
     """Each method's raw attribution as .npy, on a row of its own."""
-    for col, (m, res) in zip(st.columns(MAX_METHODS), results.items(), strict=False):
+    for col, (m, res) in zip(st.columns(ATTR_MAX_METHODS), results.items(), strict=False):
         col.download_button(f"{res.label} raw map (.npy)", res.raw_npy, f"{stem}-{m}.npy",
                             mime="application/octet-stream", key=f"{keys.DL_NPY}_{m}",
                             help=f"The raw map as {attr.METHODS[m].library} returned it (a CAM: on the layer's "
@@ -214,10 +186,10 @@ def _raw_downloads(results: dict[str, attr.Attribution], stem: str) -> None:
 # --------------------------------------------------------------------------------------------- sections
 
 
-def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: tuple) -> None:
+def _show_compare(subject: Subject, prep, photo, target: int, device: str, base_key: tuple) -> None:
     model = subject.loaded.model
-    methods = st.multiselect("Methods (up to four, side by side)", list(attr.METHODS), default=DEFAULT_METHODS,
-                             key=keys.METHODS, max_selections=MAX_METHODS,
+    methods = st.multiselect("Methods (up to four, side by side)", list(attr.METHODS),
+                             default=list(ATTR_DEFAULT_METHODS), key=keys.METHODS, max_selections=ATTR_MAX_METHODS,
                              format_func=lambda m: attr.METHODS[m].label)
     if not methods:
         st.info("Choose at least one method.")
@@ -233,9 +205,9 @@ def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: 
     key = (*base_key, target, device, tuple(methods), repr(settings))
     if st.button("Run", key=keys.RUN_ATTR, type="primary", disabled=bool(problems)):
         with st.spinner("Computing attributions…"):
-            _memo(keys.PRIVATE_ATTR_RESULTS, key,
-                  lambda: _attribute_all(subject, prep.tensor, target, methods, settings, device))
-    results = _recall(keys.PRIVATE_ATTR_RESULTS, key)
+            remembered(keys.PRIVATE_ATTR_RESULTS, key,
+                       lambda: _attribute_all(work.runner(subject), prep.tensor, target, methods, settings, device))
+    results = recalled(keys.PRIVATE_ATTR_RESULTS, key)
     if results is None:
         st.caption("Press **Run** to compute the maps with these settings.")
         return
@@ -249,7 +221,7 @@ def _compare(subject: Subject, prep, photo, target: int, device: str, base_key: 
     _panels(photo, done, _class_label(subject.loaded.categories, target), stem)
     st.dataframe(attr.details_table(done), hide_index=True, width="stretch")
     _raw_downloads(done, stem)
-    _trust(subject, prep, done, target, device, key)
+    _show_trust(subject, prep, done, target, device, key)
 
 
 @st.fragment(key=keys.FRAGMENT_ATTR_PANELS)
@@ -264,18 +236,14 @@ def _panels(photo: np.ndarray, done: dict[str, attr.Attribution], label: str, st
         view, colormap, opacity = _display_settings()
         maps = {_title(r): r.view(view) for r in done.values()}
         title = f"Why “{label}”? ({view} view)"
-        big = projector.active()
-        sheet = plots.panels_sheet(photo, maps, opacity=opacity, colormap=colormap, title=title,
-                                   panel_px=PANEL_PX, font_px=FONT_PX[big], fit_px=SHEET_PX[big])
-        st.image(plots.encoded(sheet, "JPEG"), width="content")
-        _downloads(functools.partial(plots.encoded, sheet),
-                   functools.partial(plots.attribution_panels, photo, maps, opacity=opacity, colormap=colormap,
-                                     title=title), stem)
+        sheet = projector.panels(photo, maps, opacity=opacity, colormap=colormap, title=title)
+        _downloads(functools.partial(plots.encoded, sheet), functools.partial(plots.attribution_panels, sheet, title),
+                   stem)
     except ExplorerError as err:  # a fragment's own rerun runs outside main()'s guard
         st.error(str(err))
 
 
-def _filmstrip(subject: Subject, prep, photo, target: int, device: str, base_key: tuple) -> None:
+def _show_filmstrip(subject: Subject, prep, photo, target: int, device: str, base_key: tuple) -> None:
     model, size = subject.loaded.model, subject.input_size
     stages = attr.stage_names(model)
     side = attr.stage_grid(model, size)
@@ -298,22 +266,22 @@ def _filmstrip(subject: Subject, prep, photo, target: int, device: str, base_key
         st.warning(message)
     key = (*base_key, target, device, method)
     if costs and st.button("Show the filmstrip", key=keys.RUN_FILM):
+        run = work.runner(subject)
         with st.spinner(f"{label} at every stage…"):
-            _memo(keys.PRIVATE_ATTR_FILM, key, lambda: {
-                stage: work.attribute(subject, prep.tensor, target, method, layer=stage, device=device)
-                for stage in costs
+            remembered(keys.PRIVATE_ATTR_FILM, key, lambda: {
+                stage: run.attribute(prep.tensor, target, method, layer=stage, device=device) for stage in costs
             })
-    film = _recall(keys.PRIVATE_ATTR_FILM, key)
+    film = recalled(keys.PRIVATE_ATTR_FILM, key)
     if film is None:
         return
     maps = {plots.panel_title(s, [f"{r.grid[0]}×{r.grid[1]} grid"]): r.view("positive") for s, r in film.items()}
-    fig = plots.attribution_panels(photo, maps, opacity=st.session_state.get(keys.OPACITY, 0.7),
-                                   colormap=st.session_state.get(keys.COLORMAP, plots.DEFAULT_COLORMAP),
-                                   title=f"{label} from {stages[0]} to {stages[-1]}")
-    projector.chart(fig, width="stretch", key=keys.ATTR_FILM)
+    projector.panels(photo, maps, opacity=st.session_state.get(keys.OPACITY, 0.7),
+                     colormap=st.session_state.get(keys.COLORMAP, plots.DEFAULT_COLORMAP),
+                     title=f"{label} from {stages[0]} to {stages[-1]}")
 
 
-def _trust(subject: Subject, prep, done: dict[str, attr.Attribution], target: int, device: str, run_key: tuple) -> None:
+def _show_trust(subject: Subject, prep, done: dict[str, attr.Attribution], target: int, device: str,
+                run_key: tuple) -> None:
     """Which map to trust: on demand, the deletion and insertion curves of every computed map, ranked."""
     st.subheader("Which map to trust?")
     st.markdown("Remove the pixels each map calls most important first and watch the class probability fall "
@@ -328,11 +296,11 @@ def _trust(subject: Subject, prep, done: dict[str, attr.Attribution], target: in
                f"{steps + 1} images).")
     key = (*run_key, steps)
     if st.button("Rank the maps", key=keys.RUN_TRUST):
+        run = work.runner(subject)
         with st.spinner("Deleting and inserting pixels…"):
-            _memo(keys.PRIVATE_ATTR_TRUST, key, lambda: {
-                r.label: work.faithfulness(subject, prep.tensor, target, r, steps=steps, device=device)
-                for r in done.values()})
-    scores = _recall(keys.PRIVATE_ATTR_TRUST, key)
+            remembered(keys.PRIVATE_ATTR_TRUST, key, lambda: {
+                r.label: run.faithfulness(prep.tensor, target, r, steps=steps, device=device) for r in done.values()})
+    scores = recalled(keys.PRIVATE_ATTR_TRUST, key)
     if scores is None:
         return
     if not subject.loaded.pretrained:
@@ -342,7 +310,7 @@ def _trust(subject: Subject, prep, done: dict[str, attr.Attribution], target: in
     projector.chart(plots.faithfulness_curves(scores), width="stretch", key=keys.ATTR_TRUST)
 
 
-def _knockout(subject: Subject, prep, full: Prediction, device: str, fast: bool) -> None:
+def _show_knockout(subject: Subject, prep, full: Prediction, device: str, fast: bool) -> None:
     loaded = subject.loaded
     st.markdown("Skip residual blocks: a knocked-out block passes on **its shortcut alone**. Residual networks "
                 "survive losing most single blocks (Veit et al. 2016); plain networks do not.")
@@ -353,7 +321,7 @@ def _knockout(subject: Subject, prep, full: Prediction, device: str, fast: bool)
     chosen = st.multiselect("Blocks to knock out", blocks, key=keys.KNOCKOUT)
     if not chosen:
         return
-    after = work.predict_top(subject, prep.tensor, device=device, fast=fast, knockout=chosen)
+    after = work.runner(subject).predict(prep.tensor, device=device, fast=fast, knockout=chosen)
     k = len(full.indices)
     same = after.indices[0] == full.indices[0]
     st.metric("Top-1 without those blocks", after.names[0], delta="same as the full network" if same else
@@ -362,7 +330,7 @@ def _knockout(subject: Subject, prep, full: Prediction, device: str, fast: bool)
                     width="stretch", key=keys.ATTR_KNOCKOUT)
 
 
-def _sanity(subject: Subject, prep, photo, target: int, device: str, base_key: tuple) -> None:
+def _show_sanity(subject: Subject, prep, photo, target: int, device: str, base_key: tuple) -> None:
     loaded = subject.loaded
     st.markdown("**Sanity check** (Adebayo et al. 2018): re-initialise the network from the top down to a layer and "
                 "compute the same map. A method whose map barely changes is showing the image, not what the "
@@ -375,9 +343,9 @@ def _sanity(subject: Subject, prep, photo, target: int, device: str, base_key: t
     key = (*base_key, target, device, method, from_layer)
     if st.button("Run the sanity check", key=keys.RUN_SANITY):
         with st.spinner("Copying the model, re-initialising it and computing both maps…"):
-            _memo(keys.PRIVATE_ATTR_SANITY, key,
-                  lambda: work.sanity(subject, prep.tensor, target, method, from_layer, device=device))
-    result = _recall(keys.PRIVATE_ATTR_SANITY, key)
+            remembered(keys.PRIVATE_ATTR_SANITY, key,
+                       lambda: work.runner(subject).sanity(prep.tensor, target, method, from_layer, device=device))
+    result = recalled(keys.PRIVATE_ATTR_SANITY, key)
     if result is None:
         return
     original, randomised = result
@@ -387,10 +355,8 @@ def _sanity(subject: Subject, prep, photo, target: int, device: str, base_key: t
     maps = {plots.panel_title("trained model", [original.label]): original.view("absolute"),
             plots.panel_title(f"{order[0]} .. {from_layer} re-initialised", [randomised.label]):
                 randomised.view("absolute")}
-    fig = plots.attribution_panels(photo, maps,
-                                   colormap=st.session_state.get(keys.COLORMAP, plots.DEFAULT_COLORMAP),
-                                   title="The same method on the trained and the randomised network")
-    projector.chart(fig, width="stretch", key=keys.ATTR_SANITY)
+    projector.panels(photo, maps, colormap=st.session_state.get(keys.COLORMAP, plots.DEFAULT_COLORMAP),
+                     title="The same method on the trained and the randomised network")
     if not loaded.pretrained:
         st.caption("With random weights both networks are untrained: load ImageNet weights for a meaningful check.")
 
@@ -412,25 +378,28 @@ def main() -> None:
 
     st.header("What the network predicts")
     device, fast = _run_settings()
-    pred = _memo(keys.PRIVATE_ATTR_PRED, (*base_key, device, fast),
-                 lambda: work.predict_top(subject, prep.tensor, device=device, fast=fast))
+    pred = remembered(keys.PRIVATE_ATTR_PRED, (*base_key, device, fast),
+                      lambda: work.runner(subject).predict(prep.tensor, device=device, fast=fast))
     _show_predictions(pred, loaded)
     target = _target(pred, loaded.categories)
 
     st.header("Why: attributions")
-    tabs = st.tabs(["Compare methods", "CAM filmstrip", "Block knock-out", "Sanity check"])
-    sections = (
-        lambda: _compare(subject, prep, photo, target, device, base_key),
-        lambda: _filmstrip(subject, prep, photo, target, device, base_key),
-        lambda: _knockout(subject, prep, pred, device, fast),
-        lambda: _sanity(subject, prep, photo, target, device, base_key),
-    )
-    for index, (tab, section) in enumerate(zip(tabs, sections, strict=True)):
-        with tab:
-            try:
-                section()
-            except ExplorerError as err:  # one section's refusal does not hide the others; guarded() does the rest
-                show_error(err, f"section{index}")
+    sections = {
+        "compare": lambda: _show_compare(subject, prep, photo, target, device, base_key),
+        "filmstrip": lambda: _show_filmstrip(subject, prep, photo, target, device, base_key),
+        "knockout": lambda: _show_knockout(subject, prep, pred, device, fast),
+        "sanity": lambda: _show_sanity(subject, prep, photo, target, device, base_key),
+    }
+    # Only the open tab runs; one section's refusal does not hide the others (guarded() does the rest).
+    lazy_tabs(pages.ATTRIBUTIONS, {tab: (lambda t=tab, s=section: _guarded_section(s, t))
+                                   for tab, section in sections.items()}, first=False)
+
+
+def _guarded_section(section: Callable[[], None], where: str) -> None:
+    try:
+        section()
+    except ExplorerError as err:
+        show_error(err, f"section_{where}")
 
 
 guarded(main)

@@ -3,18 +3,18 @@ identity or a projection. UI only: computation in explorer.blocks, figures in ex
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pandas as pd
 import streamlit as st
 
 from explorer import blocks
+from explorer.config import ModelConfig
 from explorer.errors import ExplorerError
+from explorer.loading import Loaded
 from explorer.models import arch_spec
 from explorer.plots import blocks as plots
 from explorer.plots.blocks import si
-from explorer.ui import cached, choices, keys, projector
-from explorer.ui.choices import ModelChoice
+from explorer.ui import keys, lab_models, pages, projector, sidebar, work
+from explorer.ui.lab_models import Subject
 from explorer.ui.page import guarded, lazy_tabs
 
 LIVE_LIMIT = 5e9  # mult-adds a tensor run may cost before it waits for a click
@@ -30,30 +30,29 @@ INVENTORY_COLUMNS = {
 
 
 @st.cache_data(max_entries=16, show_spinner="Tracing every block…")
-def _inventory(arch: str, variant: str, shortcut: str, plain: bool, size: int) -> pd.DataFrame:
-    """The block inventory of one configuration; built on the meta device, so the weights do not matter."""
-    net = blocks.meta_model(arch, variant=variant, shortcut=shortcut, plain=plain)
-    return blocks.block_inventory(net, (1, 3, size, size))
+def _inventory(config: ModelConfig) -> pd.DataFrame:
+    """The block inventory of one network (``ModelConfig.network``); built on the meta device, so the weights do
+    not matter."""
+    return blocks.block_inventory(config.meta(), (1, 3, config.input_size, config.input_size))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _shape_trace(arch: str, variant: str, shortcut: str, plain: bool, size: int, name: str) -> blocks.BlockTrace:
+def _shape_trace(config: ModelConfig, name: str) -> blocks.BlockTrace:
     """Shapes after every op of block ``name`` (meta device: no weights, no arithmetic)."""
-    net = blocks.meta_model(arch, variant=variant, shortcut=shortcut, plain=plain)
-    return blocks.shape_trace(net, name, (1, 3, size, size))
+    return blocks.shape_trace(config.meta(), name, (1, 3, config.input_size, config.input_size))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _run_cost(model_key: str, name: str, height: int, width: int, _loaded: cached.LoadedModel) -> int:
+def _run_cost(model_key: tuple, name: str, height: int, width: int, _loaded: Loaded) -> int:
     """Mult-adds of an image of ``height`` x ``width`` px from the stem through block ``name``."""
     return blocks.cost_through(_loaded.model, name, (1, 3, height, width))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _live_trace(model_key: str, name: str, image_key: str, _loaded: cached.LoadedModel,
+def _live_trace(model_key: tuple, name: str, image_key: str, _subject: Subject,
                 _image: blocks.RunInput) -> blocks.BlockTrace:
-    """A real tensor through the shared model up to block ``name``, then through the block op by op."""
-    return blocks.run_block(_loaded.model, name, _image.tensor)
+    """A real tensor through the model up to block ``name``, then through the block op by op."""
+    return work.runner(_subject).trace_block(_image.tensor, name)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -79,10 +78,6 @@ def _check(in_ch: int, out_ch: int, stride: int, downsample: bool, mistake: str 
 # ---------------------------------------------------------------------------------------------------- pieces
 
 
-def _config(choice: ModelChoice) -> tuple[str, str, str, bool, int]:
-    return choice.arch, choice.variant, choice.shortcut, choice.plain, choice.input_size
-
-
 def _pick_block(inv: pd.DataFrame) -> pd.Series:
     """Stage and index pickers, kept valid when the model changes; the stages are the model's own."""
     stages = list(dict.fromkeys(inv["stage"]))
@@ -97,9 +92,9 @@ def _pick_block(inv: pd.DataFrame) -> pd.Series:
     return inv[inv["name"] == f"{stage}.{st.session_state[keys.BLOCK_INDEX]}"].iloc[0]
 
 
-def _show_header(choice: ModelChoice, inv: pd.DataFrame) -> None:
+def _show_header(config: ModelConfig, inv: pd.DataFrame) -> None:
     st.title("Blocks & shortcuts")
-    st.caption(f"{choice.title} at {choice.input_size}x{choice.input_size} px. Every residual block computes "
+    st.caption(f"{config.title} at {config.input_size}x{config.input_size} px. Every residual block computes "
                "**relu(F(x) + shortcut(x))**: the shortcut is an identity when F(x) keeps the shape of x, and a "
                "1x1 projection (option B) when the channels or the size change.")
     c1, c2, c3, c4 = st.columns(4)
@@ -110,8 +105,8 @@ def _show_header(choice: ModelChoice, inv: pd.DataFrame) -> None:
               help="Parameters in projection shortcuts (1x1 conv + BN) / all the model's parameters.")
 
 
-def _show_block(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None:
-    trace = _shape_trace(*_config(choice), row["name"])
+def _show_block(config: ModelConfig, inv: pd.DataFrame, row: pd.Series) -> None:
+    trace = _shape_trace(config.network, row["name"])
     st.markdown(f"#### {row['name']}: `{row['reason']}`")
     left, right = st.columns([3, 2])
     with left:
@@ -128,14 +123,13 @@ def _show_block(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None:
         table = inv.rename(columns=INVENTORY_COLUMNS)[list(INVENTORY_COLUMNS.values())]
         st.dataframe(table, hide_index=True, width="stretch", column_config={
             "F(x) params": COUNT, "shortcut params": COUNT, "shortcut mult-adds": COUNT})
-        st.download_button("Block table (CSV)", inv.to_csv(index=False), f"{choice.arch}-blocks.csv",
+        st.download_button("Block table (CSV)", inv.to_csv(index=False), f"{config.arch}-blocks.csv",
                            mime="text/csv", key=keys.BLOCKS_CSV)
         projector.chart(plots.shortcut_bars(inv), width="stretch", theme=None, key=keys.SHORTCUT_BARS)
 
 
-def _show_run(choice: ModelChoice, row: pd.Series) -> None:
-    loaded = cached.model(choice)
-    cached.weights_notice(loaded)
+def _show_run(config: ModelConfig, row: pd.Series) -> None:
+    subject = lab_models.sidebar_subject()
     current = blocks.current_input(st.session_state.get(keys.IMAGE_TENSOR))  # None unless a (1, 3, H, W) image
     sources = ["random image"] + (["the current image"] if current is not None else [])
     if st.session_state.get(keys.BLOCK_SOURCE) not in sources:
@@ -144,13 +138,13 @@ def _show_run(choice: ModelChoice, row: pd.Series) -> None:
                       help="An image goes through the stem and the earlier blocks; this block gets what they make.")
     if source == "random image" or current is None:
         seed = st.columns(4)[0].number_input("Seed", min_value=0, max_value=10_000, value=0, key=keys.BLOCK_SEED)
-        image = blocks.random_input(int(seed), choice.input_size)
+        image = blocks.random_input(int(seed), config.input_size)
     else:
         image = current
         st.caption(f"The current image, {image.height}x{image.width} px.")
-    model_key = repr(replace(choice, input_size=0)) + loaded.label
-    cost = (int(row["mult_adds_so_far"]) if (image.height, image.width) == (choice.input_size,) * 2
-            else _run_cost(model_key, row["name"], image.height, image.width, loaded))
+    model_key = (config.model, subject.loaded.label)
+    cost = (int(row["mult_adds_so_far"]) if (image.height, image.width) == (config.input_size,) * 2
+            else _run_cost(model_key, row["name"], image.height, image.width, subject.loaded))
     st.caption(f"Running up to and through {row['name']} costs about {si(cost)} mult-adds.")
     run_key = (model_key, row["name"], image.key)
     confirmed = st.session_state.setdefault(keys.BLOCK_RUNS, set())
@@ -160,7 +154,7 @@ def _show_run(choice: ModelChoice, row: pd.Series) -> None:
             return
         confirmed.add(run_key)
     with st.spinner(f"Running the network up to {row['name']}…"):
-        trace = _live_trace(model_key, row["name"], image.key, loaded, image)
+        trace = _live_trace(model_key, row["name"], image.key, subject, image)
     steps = [("input", "x", trace.input_shape), *[("F(x)", s.op, s.shape) for s in trace.branch],
              *[("shortcut", s.op, s.shape) for s in trace.shortcut], ("output", "ReLU(F(x) + shortcut)",
                                                                         trace.output_shape)]
@@ -177,8 +171,8 @@ def _show_run(choice: ModelChoice, row: pd.Series) -> None:
         st.markdown("A plain network has no shortcut: everything the block passes on goes through F(x).")
 
 
-def _show_block_types(choice: ModelChoice, row: pd.Series) -> None:
-    spec = arch_spec(choice.arch)
+def _show_block_types(config: ModelConfig, row: pd.Series) -> None:
+    spec = arch_spec(config.arch)
     size = blocks.parse_shape(row["output_shape"])[1:]
     table = _block_types(int(row["stage_index"]), size, spec.groups, spec.width_per_group)
     st.markdown(f"Blocks of **{row['stage']}** at {size[0]}x{size[1]}, stride 1, identity shortcut. The "
@@ -197,16 +191,16 @@ def _show_block_types(choice: ModelChoice, row: pd.Series) -> None:
                "use bottlenecks.")
 
 
-def _show_stride(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None:
-    if arch_spec(choice.arch).block != "bottleneck":
-        st.info(f"{choice.arch} is built from basic blocks, which stride in their first 3x3 in both versions: v1 "
+def _show_stride(config: ModelConfig, inv: pd.DataFrame, row: pd.Series) -> None:
+    if arch_spec(config.arch).block != "bottleneck":
+        st.info(f"{config.arch} is built from basic blocks, which stride in their first 3x3 in both versions: v1 "
                 "and v1.5 differ only in bottleneck blocks (resnet50 and deeper). Pick one in the sidebar.")
         return
     name = blocks.downsampling_block(inv, row["name"])
     if name != row["name"]:
         st.caption(f"{row['name']} does not downsample; showing {name}, the nearest block that does.")
     with st.spinner("Building both versions…"):
-        placement = _stride_placement(choice.arch, name, choice.input_size)
+        placement = _stride_placement(config.arch, name, config.input_size)
     v1, v15 = placement.block_mult_adds["v1"], placement.block_mult_adds["v1.5"]
     st.markdown(f"In **v1** (the paper) {name} strides in its first 1x1 conv: that conv reads only every other "
                 "pixel, so 3/4 of its input positions are never looked at. In **v1.5** (torchvision) the 3x3 "
@@ -222,18 +216,18 @@ def _show_stride(choice: ModelChoice, inv: pd.DataFrame, row: pd.Series) -> None
                  column_config={"mult-adds": COUNT})
 
 
-def _show_options(choice: ModelChoice) -> None:
+def _show_options(config: ModelConfig) -> None:
     with st.spinner("Building options A, B and C…"):
-        table = _shortcut_options(choice.arch, choice.variant, choice.input_size)
+        table = _shortcut_options(config.arch, config.variant, config.input_size)
     st.markdown("The paper's three ways to handle a shortcut whose shape changes (He et al. 2015, section 3.3 "
-                "and Table 3). Your sidebar choice is option **" + choice.shortcut + "**.")
+                "and Table 3). Your sidebar choice is option **" + config.shortcut + "**.")
     view = table.rename(columns={"shortcut_params": "shortcut params", "mult_adds": "mult-adds",
                                  "params_vs_B": "params vs B", "params_vs_B_pct": "vs B (%)"})
     st.dataframe(view, hide_index=True, width="stretch", column_config={
         "what it does": st.column_config.TextColumn(width="large"), "shortcut params": COUNT, "params": COUNT,
         "mult-adds": COUNT, "params vs B": COUNT, "vs B (%)": st.column_config.NumberColumn(format="%+.2f")})
     projector.chart(plots.cost_bars(table["option"], table["params"], table["mult_adds"],
-                                    f"{choice.arch}: shortcut options"), width="stretch", theme=None, key=keys.OPTIONS)
+                                    f"{config.arch}: shortcut options"), width="stretch", theme=None, key=keys.OPTIONS)
     st.caption("The paper found the three close (for ResNet-34 on ImageNet, C slightly ahead of B, B of A) and "
                "kept B: the projections everywhere of C cost parameters and time for a marginal gain.")
 
@@ -271,8 +265,8 @@ def _show_calculator() -> None:
         st.error(str(err))
 
 
-def _show_merge(choice: ModelChoice, row: pd.Series) -> None:
-    trace = _shape_trace(*_config(choice), row["name"])
+def _show_merge(config: ModelConfig, row: pd.Series) -> None:
+    trace = _shape_trace(config.network, row["name"])
     branch = trace.branch[-1].shape
     shortcut = trace.shortcut[-1].shape if trace.shortcut else None
     st.markdown("A ResNet **adds** F(x) and the shortcut element by element (the shape stays); a DenseNet "
@@ -334,23 +328,22 @@ def _show_mistakes() -> None:
 
 
 def main() -> None:
-    choice = choices.model_choice()
-    inventory = _inventory(*_config(choice))
-    _show_header(choice, inventory)
+    config = sidebar.model_config()
+    inventory = _inventory(config.network)
+    _show_header(config, inventory)
     picked = _pick_block(inventory)
     sections = {
-        "The block": lambda: _show_block(choice, inventory, picked),
-        "Run a tensor": lambda: _show_run(choice, picked),
-        "Basic vs bottleneck": lambda: _show_block_types(choice, picked),
-        "v1 vs v1.5": lambda: _show_stride(choice, inventory, picked),
-        "Options A / B / C": lambda: _show_options(choice),
-        "Output size": _show_calculator,
-        "Add vs concat": lambda: _show_merge(choice, picked),
-        "Common mistakes": _show_mistakes,
+        "block": lambda: _show_block(config, inventory, picked),
+        "run": lambda: _show_run(config, picked),
+        "types": lambda: _show_block_types(config, picked),
+        "stride": lambda: _show_stride(config, inventory, picked),
+        "options": lambda: _show_options(config),
+        "size": _show_calculator,
+        "merge": lambda: _show_merge(config, picked),
+        "mistakes": _show_mistakes,
     }
     # Only the open tab runs, so hidden sections cost nothing; an error in one is shown there, the others work.
-    lazy_tabs({label: (lambda s=section: guarded(s)) for label, section in sections.items()}, keys.BLOCK_TAB,
-              first=False)
+    lazy_tabs(pages.BLOCKS, {tab: (lambda s=section: guarded(s)) for tab, section in sections.items()}, first=False)
 
 
 guarded(main)

@@ -6,17 +6,18 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import activations, images
+from explorer.loading import Loaded
 from explorer.models import StageInfo
 from explorer.plots import features as plots
-from explorer.ui import cached, keys, lab_models, projector, url_state, work
+from explorer.ui import keys, lab_models, pages, projector, url_state, work
 from explorer.ui.lab_models import Subject
-from explorer.ui.page import guarded, lazy_tabs
+from explorer.ui.page import guarded, lazy_tabs, remembered
+from explorer.ui.pages import FM_RANK
 
 LARGE_BYTES = 256 * 2**20  # above this (or above 512 px) the page asks before running
 CAPTURE_BUDGET = 160 * 2**20  # every block's output is kept per (model, image) when it fits in this
 LARGE_INPUT = 512
 SLOW_MULT_ADDS = 25e9  # above this (one image) the page says a CPU will take a while
-RANK = {"top by mean activation": "mean", "top by max activation": "max", "channels I choose": "pick"}
 THUMBNAIL = 640  # px: the original is shown downsized, so a 40-megapixel upload does not travel to the browser
 
 
@@ -88,15 +89,12 @@ def _pick_layer(model) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------- running
 
 
-def _estimate(loaded: cached.LoadedModel, layers: list[str], size: int) -> activations.MemoryEstimate:
-    key = ("fm_estimate", id(loaded.model), tuple(layers), size)
-    if st.session_state.get(keys.PRIVATE_FM_ESTIMATE_KEY) != key:
-        st.session_state[keys.PRIVATE_FM_ESTIMATE] = activations.estimate_memory(loaded.model, layers, size)
-        st.session_state[keys.PRIVATE_FM_ESTIMATE_KEY] = key
-    return st.session_state[keys.PRIVATE_FM_ESTIMATE]
+def _estimate(loaded: Loaded, layers: list[str], size: int) -> activations.MemoryEstimate:
+    return remembered(keys.PRIVATE_FM_ESTIMATE, (id(loaded.model), tuple(layers), size),
+                      lambda: activations.estimate_memory(loaded.model, layers, size))
 
 
-def _layers_to_capture(loaded: cached.LoadedModel, layer: str, size: int
+def _layers_to_capture(loaded: Loaded, layer: str, size: int
                        ) -> tuple[list[str], activations.MemoryEstimate]:
     """Every block once per (model, image) when that fits in ``CAPTURE_BUDGET``, so changing the stage or block
     only slices what was captured; else the stage ends and the chosen layer only (said on screen)."""
@@ -133,15 +131,13 @@ def _run(
     subject: Subject, prep: images.Preprocessed, image_key: tuple, layers: list[str]
 ) -> activations.Capture:
     """One forward with hooks, remembered until the image, model or layers change."""
-    loaded = subject.loaded
-    key = (subject.key, id(loaded.model), image_key, tuple(layers))
-    memo = st.session_state.get(keys.PRIVATE_FM_RESULT)
-    if memo is not None and memo[0] == key:
-        return memo[1]
-    with st.spinner("Running the image through the network…"):
-        result = work.capture(subject, prep.tensor, layers)
-    st.session_state[keys.PRIVATE_FM_RESULT] = (key, result)
-    return result
+    key = (subject.key, id(subject.loaded.model), image_key, tuple(layers))
+
+    def capture() -> activations.Capture:
+        with st.spinner("Running the image through the network…"):
+            return work.runner(subject).capture(prep.tensor, layers)
+
+    return remembered(keys.PRIVATE_FM_RESULT, key, capture)
 
 
 # --------------------------------------------------------------------------------------------- sections
@@ -151,11 +147,11 @@ def _channel_choice(fmap, stats) -> tuple[list[int], bool]:
     """Rank or pick channels (keys fm_rank, fm_k, fm_channels) and the colour scale (fm_scale)."""
     left, middle, right = st.columns([1.2, 1, 1])
     relink = url_state.relink(keys.FRAGMENT_FM_CHANNELS)
-    rank = left.radio("Channels", list(RANK), key=keys.FM_RANK, on_change=relink)
+    rank = left.radio("Channels", list(FM_RANK), key=keys.FM_RANK, on_change=relink)
     scale = right.radio("Colour scale", ["shared", "per channel"], key=keys.FM_SCALE, on_change=relink,
                         help="Shared: tiles are comparable. Per channel: each tile stretched to show its pattern.")
     count = fmap.shape[1]
-    if RANK[rank] == "pick":
+    if FM_RANK[rank] == "pick":
         kept = [c for c in st.session_state.get(keys.FM_CHANNELS, []) if c < count]  # the layer may have changed
         first = list(range(min(8, count)))
         st.session_state[keys.FM_CHANNELS] = kept if keys.FM_CHANNELS in st.session_state else first
@@ -165,7 +161,7 @@ def _channel_choice(fmap, stats) -> tuple[list[int], bool]:
         top = min(32, count)
         st.session_state[keys.FM_K] = min(st.session_state.get(keys.FM_K, min(16, count)), top)
         k = middle.slider("How many", 1, top, key=keys.FM_K, on_change=relink)
-        channels = activations.top_channels(fmap, k, by=RANK[rank], stats=stats)
+        channels = activations.top_channels(fmap, k, by=FM_RANK[rank], stats=stats)
     return channels, scale == "shared"
 
 
@@ -220,7 +216,7 @@ def _show_overlay(layer: str, fmap, prep: images.Preprocessed) -> None:
     projector.chart(fig, width="stretch", key=keys.FM_OVERLAY)
 
 
-def _show_filters(loaded: cached.LoadedModel) -> None:
+def _show_filters(loaded: Loaded) -> None:
     if not loaded.pretrained:
         st.caption("With random weights these filters are noise; with ImageNet weights they are edge, colour and "
                    "texture detectors, much like Figure 3 of Krizhevsky et al. (2012).")
@@ -269,15 +265,15 @@ def main() -> None:
                + (" (this device computes bf16 natively)." if result.fast else " (no native bf16 here)."))
 
     # Only the open tab and Channels (where stages are compared) are drawn: a stage or block change redraws what
-    # is on screen (1.5x quicker in bench_ab.py); opening another tab costs one rerun.
-    lazy_tabs({
-        "Channels": lambda: _show_channels(title, fmap, subject),
-        "Filmstrip": lambda: _show_filmstrip(result, model),
-        "Overlay": lambda: _show_overlay(title, fmap, prep),
-        "Preprocessing": lambda: _show_preprocessing(prep, subject),
-        "conv1 filters": lambda: _show_filters(loaded),
-        "Residual stream": lambda: _show_stream(result, subject),
-    }, keys.FM_TAB)
+    # is on screen; opening another tab costs one rerun.
+    lazy_tabs(pages.FEATURE_MAPS, {
+        "channels": lambda: _show_channels(title, fmap, subject),
+        "filmstrip": lambda: _show_filmstrip(result, model),
+        "overlay": lambda: _show_overlay(title, fmap, prep),
+        "preprocessing": lambda: _show_preprocessing(prep, subject),
+        "filters": lambda: _show_filters(loaded),
+        "stream": lambda: _show_stream(result, subject),
+    })
 
 
 guarded(main)

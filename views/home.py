@@ -3,22 +3,23 @@
 import streamlit as st
 
 from explorer import backend, weights
+from explorer.config import ModelConfig
 from explorer.device import device_label, pick_device, versions
 from explorer.errors import ExplorerError
-from explorer.ui import choices
+from explorer.ui import pages, sidebar
 from explorer.ui.page import guarded
 
 
 def main() -> None:
-    choice = choices.model_choice()
-    _introduction()
-    _session(choice)
+    config = sidebar.model_config()
+    _show_introduction()
+    _show_session(config)
     st.subheader("Versions")
     rows = "\n".join(f"| {name} | {version} |" for name, version in versions().items())
     st.markdown(f"| package | version |\n|---|---|\n{rows}")  # a table without pandas: the first page stays light
 
 
-def _introduction() -> None:
+def _show_introduction() -> None:
     st.title("ResNet Explorer")
     st.markdown(
         "See inside a real residual network: its **architecture** (every layer's shape, parameters and cost), "
@@ -28,25 +29,17 @@ def _introduction() -> None:
     )
 
     st.subheader("Where to start")
-    tour = [
-        ("views/lesson.py", "Lesson: ResNet in ten steps", "The paper's ideas in order, each with a live figure."),
-        ("views/architecture.py", "Architecture", "Table 1 of the paper for your model, layer by layer."),
-        ("views/blocks.py", "Blocks & shortcuts", "One block drawn op by op; identity vs projection."),
-        ("views/feature_maps.py", "Feature maps", "Upload an image and watch each stage transform it."),
-        ("views/attributions.py", "Predictions & attributions", "Top-5 and why: Grad-CAM, IG, and more."),
-        ("views/lab.py", "Degradation lab", "Plain vs residual nets: gradients and a training race."),
-    ]
-    for i, (page, label, text) in enumerate(tour):
+    for i, page in enumerate(p for p in pages.PAGES if not p.default):
         if i % 3 == 0:  # rows of three: a row of six cuts the longer labels at 1400 px and on a projector
             cols = st.columns(3)
         with cols[i % 3]:
-            st.page_link(page, label=f"**{label}**")
-            st.caption(text)
+            st.page_link(page.file, label=f"**{page.title}**")
+            st.caption(page.blurb)
 
 
-def _session(choice: choices.ModelChoice) -> None:
+def _show_session(config: ModelConfig) -> None:
     st.subheader("This session")
-    status = weights.pretrained_status(choice.arch)
+    status = weights.pretrained_status(config.arch)
     status_text = {
         "cached": "in the local cache — ready offline",
         "downloadable": "not cached yet — will download on first use",
@@ -54,19 +47,19 @@ def _session(choice: choices.ModelChoice) -> None:
     }[status]
     c1, c2, c3 = st.columns(3)
     c1.metric("Device", device_label(pick_device()))
-    c2.metric("Model", choice.title)
+    c2.metric("Model", config.title)
     c3.metric("ImageNet weights", status.capitalize())
-    st.caption(f"Pretrained weights for {choice.arch}: {status_text}.")
+    st.caption(f"Pretrained weights for {config.arch}: {status_text}.")
     if status == "unavailable":
-        st.info(f"To use pretrained weights offline, place **{weights.cache_path(choice.arch).name}** in "
-                f"`{weights.cache_path(choice.arch).parent}`.")
-    if choice.weights != "checkpoint" and not choice.pretrained_possible:
-        st.info(f"{choice.title} has no ImageNet weights (they exist for v1.5, option B, with shortcuts): "
+        st.info(f"To use pretrained weights offline, place **{weights.cache_path(config.arch).name}** in "
+                f"`{weights.cache_path(config.arch).parent}`.")
+    if config.weights != "checkpoint" and not config.pretrained_possible:
+        st.info(f"{config.title} has no ImageNet weights (they exist for v1.5, option B, with shortcuts): "
                 "its results come from random weights.")
-    _backend()
+    _show_backend()
 
 
-def _backend() -> None:
+def _show_backend() -> None:
     """Where the heavy paths run (EXPLORER_BACKEND, RAY_ADDRESS): in this process, or on Ray Serve."""
     try:
         with st.spinner("Connecting to the model server…"):

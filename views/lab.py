@@ -20,25 +20,18 @@ from explorer.lab.responses import AFTER_RACE, AT_INIT, race_layer_responses
 from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots import lab as plots
 from explorer.plots import lesson as lesson_plots
-from explorer.ui import keys, lab_models, projector, work
-from explorer.ui.page import guarded
+from explorer.ui import keys, lab_models, pages, projector, work
+from explorer.ui.page import guarded, remembered
+from explorer.ui.pages import LAB_CIFAR, LAB_PAIR, LAB_RACE_DEPTHS
 
-CIFAR = "CIFAR nets of the paper (6n+2 layers)"
-IMAGENET = "ImageNet architectures"
 DIGITS = "Handwritten digits (built in, offline)"
 LOCAL = "FashionMNIST or CIFAR-10 from a local folder"
-PRESET = "Degradation preset: plain-20 and plain-56 against ResNet-20 and ResNet-56"
-PAIR = "One pair: plain and ResNet of the same depth"
-RACE_DEPTHS = (8, 14, *CIFAR_DEPTHS)
 SWEEP_POINTS = 32
 POLL_SECONDS = 1.0
 ABANDON_SECONDS = 300.0
 TRAIN_STEP = 3  # a forward and a backward pass cost about 3 forward passes
 RESPONSE_IMAGES = 64  # Fig. 7 after a race: this many of the race's test images, always the same ones
-IMAGE_PAGES = (
-    ("views/feature_maps.py", "Feature maps", "🖼️"),
-    ("views/attributions.py", "Predictions & attributions", "🔍"),
-)
+IMAGE_PAGES = (pages.FEATURE_MAPS, pages.ATTRIBUTIONS)
 T = TypeVar("T")
 
 
@@ -76,22 +69,22 @@ def timed(fn: Callable[..., T], *args: object) -> tuple[T, float]:
     return result, time.perf_counter() - start
 
 
-def links_to_image_pages() -> None:
+def _links_to_image_pages() -> None:
     """Links to the two pages a lab model can be opened on (none when this page runs on its own)."""
     cols = st.columns(len(IMAGE_PAGES))
-    for col, (page, title, icon) in zip(cols, IMAGE_PAGES, strict=True):
+    for col, page in zip(cols, IMAGE_PAGES, strict=True):
         try:
-            col.page_link(page, label=title, icon=icon)
+            col.page_link(page.file, label=page.title, icon=page.icon)
         except StreamlitAPIException:  # this page runs without the app's navigation (e.g. on its own in a test)
-            col.caption(f"Open {title} from the app's menu.")
+            col.caption(f"Open {page.title} from the app's menu.")
 
 
-def gradient_flow_section() -> tuple[int | str, int, int, int, int, bool]:
+def _show_gradient_flow() -> tuple[int | str, int, int, int, int, bool]:
     """Section 1; returns (spec, size, batch, seed, forward mult-adds of both twins, whether to compute)."""
     st.subheader("1 · Gradient flow at initialisation")
     left, mid, right = st.columns(3)
-    family = left.radio("Networks", (CIFAR, IMAGENET), key=keys.LAB_FAMILY)
-    if family == CIFAR:
+    family = left.radio("Networks", pages.LAB_FAMILIES, key=keys.LAB_FAMILY)
+    if family == LAB_CIFAR:
         spec: int | str = mid.selectbox("Depth", CIFAR_DEPTHS, index=0, key=keys.LAB_DEPTH)
         size = 32
     else:
@@ -108,7 +101,7 @@ def gradient_flow_section() -> tuple[int | str, int, int, int, int, bool]:
         "network has learnt nothing, so what matters is how the gradient travels, not what the images show."
     )
     # The paper's CIFAR nets take seconds, so they run at once; an ImageNet architecture waits for a yes.
-    ready = family == CIFAR or st.toggle(f"Compute for {spec} at {size} px", key=keys.LAB_IMAGENET_GO)
+    ready = family == LAB_CIFAR or st.toggle(f"Compute for {spec} at {size} px", key=keys.LAB_IMAGENET_GO)
     if ready:
         with st.spinner("One forward and backward pass through each twin…"):
             flow, flow_seconds = timed(flow_pair, spec, batch, size, seed)
@@ -126,7 +119,7 @@ def gradient_flow_section() -> tuple[int | str, int, int, int, int, bool]:
     return spec, size, batch, seed, pair, ready
 
 
-def shattered_section(spec: int | str, size: int, seed: int, pair: int, ready: bool) -> None:
+def _show_shattered(spec: int | str, size: int, seed: int, pair: int, ready: bool) -> None:
     """Section 2: the correlation of neighbouring inputs' gradients for the twins of section 1."""
     st.subheader("2 · Shattered gradients (Balduzzi et al. 2017)")
     st.markdown(
@@ -155,7 +148,7 @@ def shattered_section(spec: int | str, size: int, seed: int, pair: int, ready: b
     )
 
 
-def sweep_section(batch: int, seed: int) -> None:
+def _show_sweep(batch: int, seed: int) -> None:
     """The depth sweep over the paper's CIFAR depths, on demand."""
     estimate = sum(twins_mult_adds(d, 32) for d in CIFAR_DEPTHS) * TRAIN_STEP * (SWEEP_POINTS + batch)
     st.markdown(
@@ -186,14 +179,14 @@ def sweep_section(batch: int, seed: int) -> None:
     )
 
 
-def race_setup(seed: int, busy: bool) -> None:
+def _show_race_setup(seed: int, busy: bool) -> None:
     """The race's widgets and its start button (which starts a :class:`lab.LiveRace` and reruns)."""
     left, mid, right = st.columns(3)
     source = left.radio("Data", (DIGITS, LOCAL), key=keys.LAB_DATASET)
     root = left.text_input("Folder with the torchvision files", "~/data", key=keys.LAB_ROOT) if source == LOCAL else ""
-    choice = mid.radio("Networks", (PRESET, PAIR), key=keys.LAB_PRESET)
-    if choice == PAIR:
-        depth = mid.selectbox("Depth", RACE_DEPTHS, index=RACE_DEPTHS.index(20), key=keys.LAB_PAIR_DEPTH)
+    choice = mid.radio("Networks", pages.LAB_RACES, key=keys.LAB_PRESET)
+    if choice == LAB_PAIR:
+        depth = mid.selectbox("Depth", LAB_RACE_DEPTHS, index=LAB_RACE_DEPTHS.index(20), key=keys.LAB_PAIR_DEPTH)
         entries: tuple[tuple[int, bool], ...] = ((depth, True), (depth, False))
     else:
         entries = lab.DEGRADATION_PRESET
@@ -224,8 +217,8 @@ def race_setup(seed: int, busy: bool) -> None:
         return
     try:
         models = lab.race_models(entries, num_classes=classes, seed=seed)
-        run = work.train_race(models, data, epochs=epochs, lr=float(lr), batch_size=batch_size, seed=seed,
-                              abandon_after=ABANDON_SECONDS)
+        recipe = lab.RaceRecipe(epochs=epochs, lr=float(lr), batch_size=batch_size, seed=seed)
+        run = work.train_race(models, data, recipe, abandon_after=ABANDON_SECONDS)
     except ExplorerError as err:
         st.error(str(err))
         return
@@ -238,13 +231,13 @@ def race_setup(seed: int, busy: bool) -> None:
     st.rerun()  # redraw with the start button disabled and the live panel polling
 
 
-def race_panel(polling: bool) -> None:
+def _show_race(polling: bool) -> None:
     """Live progress and curves; as a fragment it reruns on its own every second while this session's run trains."""
     run: lab.LiveRace | None = st.session_state.get(keys.LAB_RACE)
     if run is None:
         return
     snap = run.snapshot()
-    epochs = run.options["epochs"]
+    epochs = run.recipe.epochs
     if snap.status == "queued":
         text = "Waiting for a free training slot (races train one at a time on a server, or as CPUs free up)…"
     else:
@@ -265,19 +258,17 @@ def race_panel(polling: bool) -> None:
         st.rerun()  # the run ended: redraw the whole page once, without polling, with the downloads
 
 
-def downloads(run: lab.LiveRace) -> None:
+def _show_downloads(run: lab.LiveRace) -> None:
     """Save buttons for a finished (or stopped) race's models, and buttons to open them on the image pages."""
     snap = run.snapshot()
     if run.running or not snap.finished_or_stopped:
         return
     setup = st.session_state[keys.LAB_RACE_SETUP]
-    if keys.LAB_DOWNLOADS not in st.session_state:
-        st.session_state[keys.LAB_DOWNLOADS] = lab.race_files(
-            run.models, snap.epochs, dataset=setup["dataset"], classes=setup["classes"], input_size=setup["size"],
-            mean=setup.get("mean"), std=setup.get("std"), split_seed=setup.get("seed"),
-        )  # fmt: skip
+    files = remembered(keys.LAB_DOWNLOADS, id(run), lambda: lab.race_files(
+        run.models, snap.epochs, dataset=setup["dataset"], classes=setup["classes"], input_size=setup["size"],
+        mean=setup.get("mean"), std=setup.get("std"), split_seed=setup.get("seed"),
+    ))
     st.markdown("**Save a trained network** (safetensors, with its depth, dataset and classes in the metadata):")
-    files = st.session_state[keys.LAB_DOWNLOADS]
     for col, (name, payload) in zip(st.columns(len(files)), files.items(), strict=True):
         col.download_button(
             f"{name}.safetensors", payload, f"{name}-{setup['dataset']}.safetensors",
@@ -286,23 +277,21 @@ def downloads(run: lab.LiveRace) -> None:
         if col.button(f"Open {name} on Feature maps & Attributions", key=f"{keys.LAB_OPEN}_{name}"):
             lab_models.open_model(f"{name} on {setup['dataset']}", payload)
             try:
-                st.switch_page("views/feature_maps.py")
+                st.switch_page(pages.FEATURE_MAPS.file)
             except StreamlitAPIException:  # this page runs on its own, without the app's navigation
                 col.success(f"{name} is open on the Feature maps and Predictions & attributions pages.")
 
 
-def responses_after_race(run: lab.LiveRace) -> None:
+def _show_responses(run: lab.LiveRace) -> None:
     """The paper's Fig. 7 for a finished (or stopped) race: each 3x3 layer's response std, raced vs at init."""
     snap = run.snapshot()
     if run.running or not snap.finished_or_stopped:
         return
-    cached = st.session_state.get(keys.LAB_RESPONSES)
-    if cached is None or cached[0] is not run:  # measured once per race: eval mode, the race's first test images
+    def measure() -> pd.DataFrame:  # once per race: eval mode, the race's first test images
         with st.spinner("Measuring each 3×3 layer's response…"):
-            cached = (run, race_layer_responses(run.models, run.data, seed=int(run.options["seed"]),
-                                                  images=RESPONSE_IMAGES))
-        st.session_state[keys.LAB_RESPONSES] = cached
-    frame = cached[1]
+            return race_layer_responses(run.models, run.data, seed=run.recipe.seed, images=RESPONSE_IMAGES)
+
+    frame = remembered(keys.LAB_RESPONSES, id(run), measure)
     images = min(RESPONSE_IMAGES, len(run.data.x_test))
     st.markdown(f"**Fig. 7, after the race** — the standard deviation of each 3×3 layer's response (after "
                 f"BatchNorm, before the ReLU or the addition), eval mode, on {images} of the race's test images:")
@@ -319,7 +308,7 @@ def responses_after_race(run: lab.LiveRace) -> None:
     )
 
 
-def upload_section() -> None:
+def _show_upload() -> None:
     """Open a saved lab model from a file, for the image pages."""
     st.markdown("**Open a saved lab model** on the Feature maps and Predictions & attributions pages:")
     upload = st.file_uploader(
@@ -337,7 +326,7 @@ def upload_section() -> None:
         st.error(str(err))
         return
     st.success(f"**{opened_name}** is open — {lab_models.label(opened)}. Choose it at the top of these pages:")
-    links_to_image_pages()
+    _links_to_image_pages()
 
 
 def main() -> None:
@@ -347,19 +336,19 @@ def main() -> None:
         "is harder to optimise (He et al. 2015, Figures 1 and 6). Shortcuts fix that. Here you can look at the "
         "gradients of freshly initialised twins — the same weights, with and without shortcuts — and race them."
     )
-    spec, size, batch, seed, pair, ready = gradient_flow_section()
-    shattered_section(spec, size, seed, pair, ready)
-    sweep_section(batch, seed)
+    spec, size, batch, seed, pair, ready = _show_gradient_flow()
+    _show_shattered(spec, size, seed, pair, ready)
+    _show_sweep(batch, seed)
 
     st.subheader("3 · Training race")
     run: lab.LiveRace | None = st.session_state.get(keys.LAB_RACE)
     busy = run is not None and run.running
-    race_setup(seed, busy)
-    st.fragment(race_panel, run_every=POLL_SECONDS if busy else None)(busy)
+    _show_race_setup(seed, busy)
+    st.fragment(_show_race, run_every=POLL_SECONDS if busy else None)(busy)
     if run is not None:
-        downloads(run)
-        responses_after_race(run)
-    upload_section()
+        _show_downloads(run)
+        _show_responses(run)
+    _show_upload()
     st.markdown(
         "**What a short run on small data shows — and what it does not.** With the preset (digits at 16 px, "
         "5 epochs, learning rate 0.02, batch 64) the picture is usually the paper's: the two ResNets reach a "

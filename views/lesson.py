@@ -4,27 +4,26 @@ state. UI only: the steps and questions come from explorer.lesson, figures from 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from explorer import activations, blocks, images, lab, lesson, predict, summary
-from explorer import attribution as attr
-from explorer.lesson import LessonModel, Question, Step
+from explorer import activations, blocks, images, lab, lesson, summary
+from explorer.config import ModelConfig
+from explorer.lesson import Question, Step
 from explorer.plots import architecture as arch_plots
-from explorer.plots import attribution as attr_plots
 from explorer.plots import blocks as block_plots
 from explorer.plots import features as feature_plots
 from explorer.plots import lab as lab_plots
 from explorer.plots import lesson as plots
-from explorer.ui import cached, choices, keys, projector
-from explorer.ui.choices import ModelChoice
+from explorer.ui import keys, lab_models, projector, sidebar, work
+from explorer.ui.lab_models import Subject
 from explorer.ui.links import view_link
 from explorer.ui.page import guarded
+from explorer.ui.pages import LESSON_LINKS
 
 N = len(lesson.STEPS)
-PAGE_TITLES = {"architecture": "Architecture", "blocks": "Blocks & shortcuts", "feature_maps": "Feature maps",
-               "attributions": "Predictions & attributions", "lab": "Degradation lab"}
 TABLE_COLUMNS = ("stage", "output_size", "recipe", "blocks", "channels", "params", "mult_adds")
 LAB_DEPTH = 20  # the CIFAR twins of step 10: cheap enough to run live
 FIG7_NOTE = ("A short run at initialisation shows how the measurement is made and that, with BatchNorm's running "
@@ -36,13 +35,9 @@ FIG7_NOTE = ("A short run at initialisation shows how the measurement is made an
 # ----------------------------------------------------------------------------------------------- cached work
 
 
-def _config(m: LessonModel) -> tuple:
-    return m.arch, m.variant, m.shortcut, m.plain, m.input_size
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
-def _question(number: int, arch: str, variant: str, shortcut: str, plain: bool, size: int) -> Question:
-    return lesson.question(number, LessonModel(arch, variant, shortcut, plain, size))
+def _question(number: int, config: ModelConfig) -> Question:
+    return lesson.question(number, config)
 
 
 @st.cache_data(max_entries=2, show_spinner="Racing two plain nets on handwritten digits (a few seconds, once)…")
@@ -51,9 +46,8 @@ def _race() -> lab.RaceHistory:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _block_trace(arch: str, variant: str, shortcut: str, plain: bool, size: int) -> blocks.BlockTrace:
-    net = blocks.meta_model(arch, variant=variant, shortcut=shortcut, plain=plain)
-    return blocks.shape_trace(net, "layer2.0", (1, 3, size, size))
+def _block_trace(config: ModelConfig) -> blocks.BlockTrace:
+    return blocks.shape_trace(config.meta(), "layer2.0", (1, 3, config.input_size, config.input_size))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -73,8 +67,8 @@ def _block_types(size: int) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _stage_table(arch: str, variant: str, shortcut: str, plain: bool, size: int) -> pd.DataFrame:
-    return summary.stage_table(blocks.meta_model(arch, variant=variant, shortcut=shortcut, plain=plain), size)
+def _stage_table(config: ModelConfig) -> pd.DataFrame:
+    return summary.stage_table(config.meta(), config.input_size)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -92,29 +86,30 @@ def _responses(depth: int) -> pd.DataFrame:
     return lab.pair_layer_responses(depth)
 
 
-def _prepared(choice: ModelChoice) -> images.Preprocessed:
-    settings = images.preprocessing_for(choice.arch, choice.input_size)
-    return images.preprocess(images.sample_image(lesson.SAMPLE), resize=settings.resize, crop=settings.crop,
-                             mean=settings.mean, std=settings.std)
+def _prepared(subject: Subject) -> images.Preprocessed:
+    """The lesson's sample photograph, prepared for ``subject`` (a checkpoint's own normalisation included)."""
+    p = subject.preprocessing
+    return images.preprocess(images.sample_image(lesson.SAMPLE), resize=p.resize, crop=p.crop, mean=p.mean,
+                             std=p.std)
 
 
 @st.cache_data(max_entries=8, show_spinner="Running the sample photograph through the model…")
-def _filmstrip(choice: ModelChoice, _loaded: cached.LoadedModel) -> go.Figure:
-    model = _loaded.model
-    acts = activations.capture(model, _prepared(choice).tensor, activations.stage_end_layers(model))
-    strip = {f"{i.label} · {i.name}": acts[i.module] for i in model.feature_info}
-    return feature_plots.filmstrip(strip, title=f"{lesson.SAMPLE} through {choice.title}")
+def _filmstrip(key: tuple, title: str, _subject: Subject) -> go.Figure:
+    model = _subject.loaded.model
+    capture = work.runner(_subject).capture(_prepared(_subject).tensor, activations.stage_end_layers(model))
+    strip = {f"{i.label} · {i.name}": capture.activations[i.module] for i in model.feature_info}
+    return feature_plots.filmstrip(strip, title=f"{lesson.SAMPLE} through {title}")
 
 
 @st.cache_data(max_entries=8, show_spinner="Grad-CAM on the sample photograph…")
-def _gradcam(choice: ModelChoice, _loaded: cached.LoadedModel) -> go.Figure:
-    model, prep = _loaded.model, _prepared(choice)
-    top = predict.predict(model, prep.tensor, categories=_loaded.categories, k=1).top
-    result = attr.attribute(model, prep.tensor, top[0], "grad_cam")
+def _gradcam(key: tuple, _subject: Subject) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
+    """The photo (S, S, 3) uint8, Grad-CAM's map of the top class (S, S) under its panel title, and the title."""
+    prep, run = _prepared(_subject), work.runner(_subject)
+    top = run.predict(prep.tensor, k=1).top
+    result = run.attribute(prep.tensor, top[0], "grad_cam")
     photo = images.to_uint8(images.denormalise(prep.tensor, prep.mean, prep.std))
-    title = f"Grad-CAM at {result.layer}: {result.grid[0]}×{result.grid[1]} cells"
-    return attr_plots.attribution_panels(photo, {title: result.view("positive")},
-                                         title=f"Why “{top[1]}” ({top[2]:.0%})?")
+    panel = f"Grad-CAM at {result.layer}: {result.grid[0]}×{result.grid[1]} cells"
+    return photo, {panel: result.view("positive")}, f"Why “{top[1]}” ({top[2]:.0%})?"
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -124,7 +119,7 @@ def _chart(fig: go.Figure, name: str) -> None:
     projector.chart(fig, width="stretch", key=f"{keys.LESSON_FIG}_{name}")
 
 
-def _fig_degradation(choice: ModelChoice, m: LessonModel) -> None:
+def _show_degradation(config: ModelConfig) -> None:
     race = _race()
     _chart(plots.training_error(race.steps, race.steps_per_epoch), "degradation")
     last = race.epochs[race.epochs["epoch"] == race.epochs["epoch"].max()].set_index("model")
@@ -133,28 +128,28 @@ def _fig_degradation(choice: ModelChoice, m: LessonModel) -> None:
                "freshly initialised from one seed; the paper trains for 64,000 iterations on CIFAR-10.")
 
 
-def _fig_block(choice: ModelChoice, m: LessonModel) -> None:
-    _chart(block_plots.block_diagram(_block_trace(*_config(m))), "block")
+def _show_block(config: ModelConfig) -> None:
+    _chart(block_plots.block_diagram(_block_trace(config.network)), "block")
 
 
-def _fig_options(choice: ModelChoice, m: LessonModel) -> None:
-    table = _options(m.arch, m.variant, m.input_size)
+def _show_options(config: ModelConfig) -> None:
+    table = _options(config.arch, config.variant, config.input_size)
     _chart(block_plots.cost_bars(list(table["option"]), list(table["params"]), list(table["mult_adds"]),
-                                 f"{m.arch}: options A, B, C and a plain net"), "options")
+                                 f"{config.arch}: options A, B, C and a plain net"), "options")
     st.markdown("**The paper, live — Fig. 3:** the 34-layer plain net beside ResNet-34; the dashed shortcuts "
                 "are the projections of option B, where the shape changes.")
     _chart(plots.plain_vs_residual_columns(*_fig3("resnet34"), arch="resnet34"), "fig3")
 
 
-def _fig_block_types(choice: ModelChoice, m: LessonModel) -> None:
-    table = _block_types(max(1, m.input_size // 4))
+def _show_block_types(config: ModelConfig) -> None:
+    table = _block_types(max(1, config.input_size // 4))
     _chart(block_plots.cost_bars(list(table["block"]), list(table["params"]), list(table["mult_adds"]),
-                                 f"conv2_x blocks at {max(1, m.input_size // 4)} px: the bottleneck's squeeze"),
+                                 f"conv2_x blocks at {max(1, config.input_size // 4)} px: the bottleneck's squeeze"),
            "block_types")
 
 
-def _fig_table(choice: ModelChoice, m: LessonModel) -> None:
-    table = _stage_table(*_config(m))
+def _show_table(config: ModelConfig) -> None:
+    table = _stage_table(config.network)
     st.dataframe(table, hide_index=True, width="stretch", column_order=TABLE_COLUMNS,
                  column_config={"output_size": "output size", "recipe": "layers (paper's Table 1)",
                                 "mult_adds": st.column_config.NumberColumn("mult-adds", format="localized"),
@@ -162,32 +157,31 @@ def _fig_table(choice: ModelChoice, m: LessonModel) -> None:
     _chart(arch_plots.cost_per_stage(table), "table")
 
 
-def _fig_stride(choice: ModelChoice, m: LessonModel) -> None:
-    if m.bottleneck_arch != m.arch:
-        st.caption(f"{m.arch} is built from basic blocks, which look the same in v1 and v1.5: here is "
-                   f"{m.bottleneck_arch}'s layer2.0.")
-    _chart(block_plots.stride_bars(_stride(m.bottleneck_arch, m.input_size).convs), "stride")
+def _show_stride(config: ModelConfig) -> None:
+    if config.bottleneck_arch != config.arch:
+        st.caption(f"{config.arch} is built from basic blocks, which look the same in v1 and v1.5: here is "
+                   f"{config.bottleneck_arch}'s layer2.0.")
+    _chart(block_plots.stride_bars(_stride(config.bottleneck_arch, config.input_size).convs), "stride")
 
 
-def _fig_arithmetic(choice: ModelChoice, m: LessonModel) -> None:
+def _show_arithmetic(config: ModelConfig) -> None:
     st.markdown("**The stem's 7x7 conv, worked out:**")
-    st.code(blocks.conv_arithmetic(m.input_size, 7, 2, 3), language=None)
-    _chart(plots.size_walk_bars(blocks.size_walk(m.input_size)), "arithmetic")
+    st.code(blocks.conv_arithmetic(config.input_size, 7, 2, 3), language=None)
+    _chart(plots.size_walk_bars(blocks.size_walk(config.input_size)), "arithmetic")
 
 
-def _fig_filmstrip(choice: ModelChoice, m: LessonModel) -> None:
-    loaded = cached.model(choice)
-    cached.weights_notice(loaded)
-    _chart(_filmstrip(choice, loaded), "filmstrip")
+def _show_filmstrip(config: ModelConfig) -> None:
+    subject = lab_models.sidebar_subject()
+    _chart(_filmstrip(subject.key, config.title, subject), "filmstrip")
 
 
-def _fig_gradcam(choice: ModelChoice, m: LessonModel) -> None:
-    loaded = cached.model(choice)
-    cached.weights_notice(loaded)
-    _chart(_gradcam(choice, loaded), "gradcam")
+def _show_gradcam(config: ModelConfig) -> None:
+    subject = lab_models.sidebar_subject()
+    photo, maps, title = _gradcam(subject.key, subject)
+    projector.panels(photo, maps, title=title)
 
 
-def _fig_gradients(choice: ModelChoice, m: LessonModel) -> None:
+def _show_gradients(config: ModelConfig) -> None:
     _chart(lab_plots.gradient_flow(_gradient_flow(LAB_DEPTH)), "gradients")
     st.markdown(f"**The paper, live — Fig. 7:** the standard deviation of each 3x3 layer's response (after BN, "
                 f"before the ReLU or the addition) in freshly initialised plain-{LAB_DEPTH} and ResNet-{LAB_DEPTH}.")
@@ -196,9 +190,9 @@ def _fig_gradients(choice: ModelChoice, m: LessonModel) -> None:
 
 
 FIGURES = {
-    "degradation": _fig_degradation, "block": _fig_block, "options": _fig_options, "block_types": _fig_block_types,
-    "table": _fig_table, "stride": _fig_stride, "arithmetic": _fig_arithmetic, "filmstrip": _fig_filmstrip,
-    "gradcam": _fig_gradcam, "gradients": _fig_gradients,
+    "degradation": _show_degradation, "block": _show_block, "options": _show_options,
+    "block_types": _show_block_types, "table": _show_table, "stride": _show_stride, "arithmetic": _show_arithmetic,
+    "filmstrip": _show_filmstrip, "gradcam": _show_gradcam, "gradients": _show_gradients,
 }
 
 
@@ -242,8 +236,8 @@ def _navigation(number: int, where: str) -> None:
         middle.progress(number / N, text=f"Step {number} of {N}")
 
 
-def _question_box(s: Step, m: LessonModel) -> None:
-    q = _question(s.number, *_config(m))
+def _show_question(s: Step, config: ModelConfig) -> None:
+    q = _question(s.number, config.network)
     st.subheader("Predict, then reveal")
     picked = st.radio(q.prompt, q.choices, index=None, key=f"{keys.LESSON_ANSWER}_{s.number}")
     revealed = st.session_state.setdefault(keys.PRIVATE_LESSON_REVEALED, set())
@@ -256,27 +250,22 @@ def _question_box(s: Step, m: LessonModel) -> None:
         st.markdown(q.explanation if "\n" not in q.explanation else f"```\n{q.explanation}\n```")
 
 
-def _model_state(choice: ModelChoice) -> dict[str, object]:
-    return {keys.ARCH: choice.arch, keys.VARIANT: choice.variant, keys.SHORTCUT: choice.shortcut,
-            keys.PLAIN: choice.plain, keys.INPUT_SIZE: choice.input_size, keys.WEIGHTS: choice.weights}
-
-
 def main() -> None:
-    choice = choices.model_choice()
+    config = sidebar.model_config()
     number = _current_step()
     s = lesson.step(number)
-    m = LessonModel(choice.arch, choice.variant, choice.shortcut, choice.plain, choice.input_size)
     st.title("ResNet in ten steps")
     _navigation(number, "top")
     st.header(f"{s.number}. {s.title}")
     st.markdown(" ".join(s.sentences))
-    guarded(lambda: FIGURES[s.figure](choice, m))  # a failing figure is a message; the lesson goes on
+    guarded(lambda: FIGURES[s.figure](config))  # a failing figure is a message; the lesson goes on
     st.info(f"**Try this:** {s.try_this}", icon=":material/touch_app:")
-    guarded(lambda: _question_box(s, m))
-    title = PAGE_TITLES.get(s.page, s.page)
-    st.link_button(f"Open {title} in this state", view_link(s.page, lesson.link_state(s, _model_state(choice))),
+    guarded(lambda: _show_question(s, config))
+    link = LESSON_LINKS[s.number]
+    st.link_button(f"Open {link.page.title} in this state", view_link(link.page.url, {**config.to_query(),
+                                                                                        **link.state}),
                    icon=":material/open_in_new:")
-    if choice.weights == "checkpoint":
+    if config.weights == "checkpoint":
         st.caption("An uploaded checkpoint cannot travel in a link: the page opens with random weights.")
     st.divider()
     _navigation(number, "bottom")

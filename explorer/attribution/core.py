@@ -23,9 +23,9 @@ from explorer.attribution.layers import find_layer
 from explorer.attribution.registry import METHODS, passes_for, resolve_method, with_channels
 from explorer.attribution.result import Attribution, reduce_channels
 from explorer.attribution.spec import MethodSpec
-from explorer.device import device_label
+from explorer.device import device_label, oom_advice, resolve_device
 from explorer.errors import ExplorerError
-from explorer.predict import InputError, as_batch, num_classes, oom_advice, resolve_device
+from explorer.predict import InputError, as_batch, num_classes
 from explorer.shared import Hooks, exclusive
 
 __all__ = ["attribute"]

@@ -23,8 +23,8 @@ from torch import Tensor, nn
 from explorer.attribution.baselines import make_baseline
 from explorer.attribution.errors import AttributionError, CostError
 from explorer.attribution.result import Attribution
-from explorer.device import device_label
-from explorer.predict import as_batch, fast_input, forward_context, num_classes, oom_advice, resolve_device, use_bf16
+from explorer.device import device_label, fast_input, forward_context, oom_advice, resolve_device, use_bf16
+from explorer.predict import as_batch, num_classes
 from explorer.shared import exclusive
 
 __all__ = ["CPU_MAX_STEPS", "Faithfulness", "faithfulness", "faithfulness_cost"]

@@ -14,17 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from explorer.device import device_label
-from explorer.predict import (
-    InputError,
-    Prediction,
-    as_batch,
-    fast_input,
-    oom_advice,
-    resolve_device,
-    settled_forward,
-    use_bf16,
-)
+from explorer.device import device_label, fast_input, oom_advice, resolve_device, use_bf16
+from explorer.predict import InputError, Prediction, as_batch, settled_forward
 from explorer.shared import exclusive
 
 __all__ = ["predict_batch", "prediction_from_logits"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from explorer.errors import ExplorerError
+from explorer.loading import CheckpointMissing  # raised where a model loads; the client sends the bytes again
 
 __all__ = ["BackendError", "CheckpointMissing", "ServerBusy", "ServerUnavailable"]
 
@@ -31,14 +32,3 @@ class ServerUnavailable(BackendError):
 
     def __reduce__(self) -> tuple:
         return (type(self), (self.detail,))
-
-
-class CheckpointMissing(BackendError):
-    """The replica does not hold this checkpoint (by hash): the client sends its bytes once more."""
-
-    def __init__(self, sha256: str) -> None:
-        self.sha256 = sha256
-        super().__init__(f"The model server does not have the checkpoint {sha256[:12]}… yet; send it again.")
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.sha256,))

@@ -1,9 +1,10 @@
 """The one interface for the heavy paths: what every backend (``local``, ``ray``) answers.
 
 Predictions (top-k, with or without knocked-out blocks), the Feature maps capture, attributions, the sanity
-check and faithfulness: a :class:`ModelConfig`, an :class:`ImageInput` (and plain data) in; the result
-dataclass the local function returns, out. And the lab's training race: fresh models and a data set in, a
-handle with :class:`~explorer.lab.LiveRace`'s interface out, for the page to poll.
+check, faithfulness and a block traced op by op: a :class:`ModelConfig`, an :class:`ImageInput` (and plain data)
+in; the result dataclass the local function returns, out. A user's checkpoint is named by hash in the
+configuration; :meth:`Backend.hold` hands the backend its bytes. And the lab's training race: fresh models, a
+data set and a recipe in, a handle with :class:`~explorer.lab.LiveRace`'s interface out, for the page to poll.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from explorer.backend.config import ImageInput, ModelConfig
+from explorer.backend.request import ImageInput
+from explorer.config import ModelConfig
+from explorer.loading import Checkpoint
 from explorer.predict import Prediction
 
 if TYPE_CHECKING:  # Captum loads on the first attribution, not when the app starts
@@ -20,7 +23,8 @@ if TYPE_CHECKING:  # Captum loads on the first attribution, not when the app sta
     from explorer.activations import Capture
     from explorer.attribution.faithfulness import Faithfulness
     from explorer.attribution.result import Attribution
-    from explorer.lab import LabDataset, LiveRace
+    from explorer.blocks import BlockTrace
+    from explorer.lab import LabDataset, LiveRace, RaceRecipe
 
 __all__ = ["Backend"]
 
@@ -32,6 +36,10 @@ class Backend(Protocol):
     answer: busy, dead or past its deadline), never anything else a page would show as a traceback."""
 
     name: str  # "local" or "ray"
+
+    def hold(self, checkpoint: Checkpoint) -> None:
+        """Keep ``checkpoint``'s bytes for the configurations that name its hash (a bounded few are kept)."""
+        ...
 
     def predict(
         self, config: ModelConfig, image: ImageInput, *, k: int = 5, knockout: Sequence[str] = (),
@@ -72,11 +80,18 @@ class Backend(Protocol):
         :func:`explorer.attribution.faithfulness`)."""
         ...
 
+    def trace_block(
+        self, config: ModelConfig, image: ImageInput, block: str, *, timeout_s: float | None = None,
+    ) -> BlockTrace:
+        """``image`` through the network up to residual block ``block``, then through it op by op (see
+        :func:`explorer.blocks.run_block`)."""
+        ...
+
     def train(
-        self, models: Mapping[str, nn.Module], data: LabDataset, *, epochs: int, lr: float, batch_size: int,
-        seed: int, abandon_after: float | None = None,
+        self, models: Mapping[str, nn.Module], data: LabDataset, recipe: RaceRecipe, *,
+        abandon_after: float | None = None,
     ) -> LiveRace:
-        """Start the lab's training race of ``models`` on ``data`` and return at once: a handle with
+        """Start the lab's training race of ``models`` on ``data`` with ``recipe`` and return at once: a handle with
         :class:`~explorer.lab.LiveRace`'s interface (``snapshot``, ``stop``, ``running``, ``models``, ...)."""
         ...
 

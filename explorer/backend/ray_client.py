@@ -8,6 +8,7 @@ without one a local Ray instance is started on loopback. Imports Ray: load it on
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,15 @@ from torch import nn
 
 from explorer.activations import Capture
 from explorer.attribution import Attribution, Faithfulness
-from explorer.backend.config import ImageInput, ModelConfig
 from explorer.backend.errors import BackendError, CheckpointMissing, ServerBusy, ServerUnavailable
 from explorer.backend.ray_race import RemoteRace
 from explorer.backend.ray_serve import BATCH_WAIT_S, MAX_BATCH_SIZE, application
+from explorer.backend.request import ImageInput
+from explorer.blocks import BlockTrace
+from explorer.config import ModelConfig
 from explorer.errors import ExplorerError
-from explorer.lab import LabDataset
+from explorer.lab import LabDataset, RaceRecipe
+from explorer.loading import Checkpoint
 from explorer.predict import Prediction
 
 __all__ = ["RayBackend", "connect"]
@@ -61,8 +65,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
 def _init(opts: dict[str, Any], *, local: bool) -> None:
     """``ray.init(**opts)``. A local instance is started from a thread that lives as long as the process: Ray's
     head processes die with the *thread* that started them (they are spawned with a parent-death signal), and
-    Streamlit runs each script run in a thread of its own, so an instance started there was killed as soon as
-    that run ended ("The connection to the plasma store is failed") and the next request took the app down."""
+    Streamlit runs each script run in a thread of its own, which ends with the run."""
     if not local or threading.current_thread() is threading.main_thread():
         ray.init(**opts)
         return
@@ -112,7 +115,17 @@ class RayBackend:
                             max_checkpoints=max_checkpoints, max_batch_size=max_batch_size, batch_wait_s=batch_wait_s,
                             threads=threads, autoscaling=autoscaling)
         self._handles: dict[str, DeploymentHandle] = {}
+        self._files: OrderedDict[str, Checkpoint] = OrderedDict()  # checkpoints to send again when a replica lacks one
         self._lock = threading.Lock()
+
+    def hold(self, checkpoint: Checkpoint) -> None:
+        """Keep ``checkpoint``'s bytes, to send to a replica that answers it does not have them (the last
+        ``max_checkpoints`` are kept)."""
+        with self._lock:
+            self._files[checkpoint.sha256] = checkpoint
+            self._files.move_to_end(checkpoint.sha256)
+            while len(self._files) > max(1, int(self.options["max_checkpoints"])):
+                self._files.popitem(last=False)
 
     # ------------------------------------------------------------------------------------------- deployments
 
@@ -137,15 +150,18 @@ class RayBackend:
     def _call(self, config: ModelConfig, method: str, args: tuple, timeout_s: float | None) -> Any:
         """Call ``method`` of ``config``'s deployment; a missing checkpoint is sent once with its bytes."""
         try:
-            return self._call_once(config.without_data(), method, args, timeout_s)
+            return self._call_once(config, method, args, None, timeout_s)
         except CheckpointMissing:
-            if config.checkpoint is None or not config.checkpoint.data:
+            with self._lock:
+                checkpoint = self._files.get(config.checkpoint or "")
+            if checkpoint is None:
                 raise
-            return self._call_once(config, method, args, timeout_s)
+            return self._call_once(config, method, args, checkpoint, timeout_s)
 
-    def _call_once(self, config: ModelConfig, method: str, args: tuple, timeout_s: float | None) -> Any:
+    def _call_once(self, config: ModelConfig, method: str, args: tuple, checkpoint: Checkpoint | None,
+                   timeout_s: float | None) -> Any:
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        response = getattr(self.handle(config), method).remote(config, *args)
+        response = getattr(self.handle(config), method).remote(config, *args, checkpoint=checkpoint)
         try:
             return response.result(timeout_s=timeout)
         except TimeoutError:
@@ -195,13 +211,17 @@ class RayBackend:
     ) -> Faithfulness:
         return self._call(config, "faithfulness", (image, target, attribution, steps), timeout_s)
 
+    def trace_block(
+        self, config: ModelConfig, image: ImageInput, block: str, *, timeout_s: float | None = None,
+    ) -> BlockTrace:
+        return self._call(config, "trace_block", (image, block), timeout_s)
+
     def train(
-        self, models: Mapping[str, nn.Module], data: LabDataset, *, epochs: int, lr: float, batch_size: int,
-        seed: int, abandon_after: float | None = None,
+        self, models: Mapping[str, nn.Module], data: LabDataset, recipe: RaceRecipe, *,
+        abandon_after: float | None = None,
     ) -> RemoteRace:
         """The race in a Ray actor of ``num_cpus`` CPUs (see :mod:`explorer.backend.ray_race`)."""
-        return RemoteRace(models, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                          abandon_after=abandon_after, num_cpus=self.options["num_cpus"],
+        return RemoteRace(models, data, recipe, abandon_after=abandon_after, num_cpus=self.options["num_cpus"],
                           timeout_s=self.timeout_s).start()
 
     def stats(self, config: ModelConfig) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 the Ray cluster instead of the app's process, behind the interface the lab page polls.
 
 :class:`RemoteRace` has LiveRace's interface (``start``, ``snapshot``, ``stop``, ``join``, ``running``,
-``models``, ``data``, ``options``). Its actor asks Ray for ``num_cpus`` CPUs, so races queue for free CPUs
+``models``, ``data``, ``recipe``). Its actor asks Ray for ``num_cpus`` CPUs, so races queue for free CPUs
 in the cluster as they queue for the one training slot in the app's process. A snapshot that does not come
 back within ``poll_s`` repeats the last one (the page polls every second); a worker that died is a failed
 run with a sentence, never a traceback. Once the run has ended, the trained models are fetched once and the
@@ -21,7 +21,7 @@ from ray import exceptions as ray_errors
 from torch import nn
 
 from explorer.lab.datasets import LabDataset
-from explorer.lab.race import EpochRecord, StepRecord, check_race, records_frame
+from explorer.lab.race import EpochRecord, RaceRecipe, StepRecord, records_frame
 from explorer.lab.runner import LiveRace, RaceSnapshot
 
 __all__ = ["RaceServer", "RemoteRace"]
@@ -30,10 +30,10 @@ __all__ = ["RaceServer", "RemoteRace"]
 class RaceServer:
     """Runs in the Ray actor: one :class:`LiveRace` with torch limited to ``threads`` CPU threads."""
 
-    def __init__(self, models: Mapping[str, nn.Module], data: LabDataset, options: dict[str, Any],
-                 threads: int) -> None:
+    def __init__(self, models: Mapping[str, nn.Module], data: LabDataset, recipe: RaceRecipe,
+                 abandon_after: float | None, threads: int) -> None:
         torch.set_num_threads(threads)
-        self.race = LiveRace(models, data, **options).start()
+        self.race = LiveRace(models, data, recipe, abandon_after=abandon_after).start()
 
     def snapshot(self) -> RaceSnapshot:
         return self.race.snapshot()
@@ -50,15 +50,15 @@ class RaceServer:
 class RemoteRace:
     """A training race in a Ray actor, with :class:`LiveRace`'s interface (see the module's docstring)."""
 
-    def __init__(self, models: Mapping[str, nn.Module], data: LabDataset, *, epochs: int = 3, lr: float = 0.05,
-                 batch_size: int = 128, seed: int = 0, abandon_after: float | None = None, num_cpus: float = 1,
-                 poll_s: float = 0.5, timeout_s: float = 120.0) -> None:
-        check_race(models, data, epochs, lr, batch_size)  # a bad setting fails here, as it does locally
+    def __init__(self, models: Mapping[str, nn.Module], data: LabDataset, recipe: RaceRecipe | None = None, *,
+                 abandon_after: float | None = None, num_cpus: float = 1, poll_s: float = 0.5,
+                 timeout_s: float = 120.0) -> None:
+        self.recipe = recipe or RaceRecipe()
+        self.recipe.check(models, data)  # a bad setting fails here, as it does locally
         self.data = data
-        self.options = dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=None)
-        self.steps_per_epoch = len(data.x_train) // batch_size
+        self.steps_per_epoch = self.recipe.steps_per_epoch(data)
         self._models: dict[str, nn.Module] | None = None
-        self._sent: tuple | None = (dict(models), {**self.options, "abandon_after": abandon_after})
+        self._sent: tuple | None = (dict(models), abandon_after)
         self._num_cpus, self._poll_s, self._timeout_s = num_cpus, poll_s, timeout_s
         self._actor: Any = None
         self._pending: Any = None  # the snapshot request in flight
@@ -69,9 +69,9 @@ class RemoteRace:
                             self.steps_per_epoch, 0.0, None)
 
     def start(self) -> RemoteRace:
-        (models, options), self._sent = self._sent, None  # the fresh models travel once, then only the actor has them
+        (models, abandon_after), self._sent = self._sent, None  # the fresh models travel once, then stay in the actor
         actor = ray.remote(num_cpus=self._num_cpus)(RaceServer)
-        self._actor = actor.remote(models, self.data, options, max(1, int(self._num_cpus)))
+        self._actor = actor.remote(models, self.data, self.recipe, abandon_after, max(1, int(self._num_cpus)))
         return self
 
     def stop(self) -> None:

@@ -8,7 +8,7 @@ Every network here is built fresh for the lab (never the shared cached model). O
   2017) and the depth sweep;
 * :mod:`~explorer.lab.datasets`: scikit-learn's digits, FashionMNIST / CIFAR-10 from a local folder,
   :class:`LabDataset`;
-* :mod:`~explorer.lab.race`: :func:`train_race`, its records and :class:`RaceHistory`;
+* :mod:`~explorer.lab.race`: :func:`train_race` with its :class:`RaceRecipe`, its records and :class:`RaceHistory`;
 * :mod:`~explorer.lab.runner`: :class:`LiveRace`, the race in a background thread, and the one training slot;
 * :mod:`~explorer.lab.saved`: the saved-model format (:class:`TrainedMeta`, :func:`save_trained`,
   :func:`load_trained`, :func:`fallback_normalisation`);
@@ -38,7 +38,7 @@ from explorer.lab.gradients import (
     pair_gradient_flow,
     random_batch,
 )
-from explorer.lab.race import EpochRecord, RaceHistory, StepRecord, train_race
+from explorer.lab.race import EpochRecord, RaceHistory, RaceRecipe, StepRecord, train_race
 from explorer.lab.responses import layer_responses, pair_layer_responses, response_norms  # noqa: F401 - Fig. 7
 from explorer.lab.runner import LiveRace, RaceSnapshot
 from explorer.lab.saved import (
@@ -74,6 +74,7 @@ __all__ = [
     "LabError",
     "LiveRace",
     "RaceHistory",
+    "RaceRecipe",
     "RaceSnapshot",
     "StepRecord",
     "TrainedMeta",

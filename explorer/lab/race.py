@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from explorer.lab.datasets import LabDataset
 from explorer.lab.errors import LabError
 
-__all__ = ["EpochRecord", "RaceHistory", "StepRecord", "check_race", "records_frame", "train_race"]
+__all__ = ["EpochRecord", "RaceHistory", "RaceRecipe", "StepRecord", "records_frame", "train_race"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,34 @@ class EpochRecord:
 
 
 @dataclass(frozen=True)
+class RaceRecipe:
+    """How a race trains: ``epochs`` over the training set in batches of ``batch_size`` (shuffled by ``seed``),
+    SGD with a constant learning rate ``lr``, ``momentum`` and ``weight_decay``, as in the paper."""
+
+    epochs: int = 3
+    lr: float = 0.05
+    batch_size: int = 128
+    seed: int = 0
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+
+    def check(self, models: Mapping[str, nn.Module], data: LabDataset) -> None:
+        """Raise :class:`LabError` for settings that cannot work with ``models`` on ``data``."""
+        if not models:
+            raise LabError("choose at least one network to train")
+        if not isinstance(self.epochs, int) or not 1 <= self.epochs <= 200:
+            raise LabError("the number of epochs must be a whole number between 1 and 200")
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise LabError("the learning rate must be a number above 0 and at most 1")
+        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= len(data.x_train):
+            raise LabError(f"the batch size must be between 1 and the {len(data.x_train)} training images")
+
+    def steps_per_epoch(self, data: LabDataset) -> int:
+        """Optimisation steps per model per epoch (the last, smaller batch is dropped)."""
+        return len(data.x_train) // self.batch_size
+
+
+@dataclass(frozen=True)
 class RaceHistory:
     """What :func:`train_race` returns: ``steps`` and ``epochs`` frames with the fields of the records."""
 
@@ -61,18 +89,6 @@ def records_frame(records: Sequence[object], kind: type) -> pd.DataFrame:
     """Frozen records of dataclass ``kind`` as a frame with one column per field (empty with the columns)."""
     columns = list(kind.__dataclass_fields__)
     return pd.DataFrame([asdict(r) for r in records], columns=columns)
-
-
-def check_race(models: Mapping[str, nn.Module], data: LabDataset, epochs: int, lr: float, batch_size: int) -> None:
-    """Raise :class:`LabError` for race settings that cannot work."""
-    if not models:
-        raise LabError("choose at least one network to train")
-    if not isinstance(epochs, int) or not 1 <= epochs <= 200:
-        raise LabError("the number of epochs must be a whole number between 1 and 200")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and 0 < lr <= 1):
-        raise LabError("the learning rate must be a number above 0 and at most 1")
-    if not isinstance(batch_size, int) or not 1 <= batch_size <= len(data.x_train):
-        raise LabError(f"the batch size must be between 1 and the {len(data.x_train)} training images")
 
 
 def _evaluate(model: nn.Module, x: Tensor, y: Tensor, device: torch.device, batch: int = 256) -> tuple[float, float]:
@@ -104,13 +120,8 @@ def _train_step(
 def train_race(
     models: Mapping[str, nn.Module],
     data: LabDataset,
+    recipe: RaceRecipe | None = None,
     *,
-    epochs: int = 3,
-    lr: float = 0.05,
-    batch_size: int = 128,
-    seed: int = 0,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-4,
     device: torch.device | str | None = None,
     on_step: Callable[[StepRecord], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
@@ -118,28 +129,30 @@ def train_race(
 ) -> RaceHistory:
     """Train ``models`` side by side, in place, on the same shuffled batches, with SGD as in the paper.
 
-    Every step each model takes one SGD step (momentum, weight decay, constant ``lr``; no augmentation) on
-    the same batch of ``batch_size`` images (the last, smaller batch of an epoch is dropped), so the race is
-    fair. ``on_step`` gets a :class:`StepRecord` after every model step, ``on_epoch`` an
-    :class:`EpochRecord` after every model's epoch. ``should_stop`` is polled before every step; when it
-    returns True training ends at once and the history so far is returned with ``stopped=True``.
-    Deterministic for a given ``seed`` and starting weights. The models are the caller's own (fresh lab
+    Every step each model takes one SGD step of ``recipe`` (default: :class:`RaceRecipe`'s; momentum, weight
+    decay, constant learning rate; no augmentation) on the same batch of images (the last, smaller batch of an
+    epoch is dropped), so the race is fair. ``on_step`` gets a :class:`StepRecord` after every model step,
+    ``on_epoch`` an :class:`EpochRecord` after every model's epoch. ``should_stop`` is polled before every step;
+    when it returns True training ends at once and the history so far is returned with ``stopped=True``.
+    Deterministic for a given ``recipe.seed`` and starting weights. The models are the caller's own (fresh lab
     twins), never a shared cached model.
     """
-    check_race(models, data, epochs, lr, batch_size)
+    recipe = recipe or RaceRecipe()
+    recipe.check(models, data)
     device = torch.device(device or "cpu")
     nets = {name: model.to(device) for name, model in models.items()}
     optimisers = {
-        name: torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        name: torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                              weight_decay=recipe.weight_decay)
         for name, net in nets.items()
     }
-    g = torch.Generator().manual_seed(seed)
-    steps_per_epoch = len(data.x_train) // batch_size
+    g = torch.Generator().manual_seed(recipe.seed)
+    steps_per_epoch, batch_size = recipe.steps_per_epoch(data), recipe.batch_size
     steps: list[StepRecord] = []
     epoch_rows: list[EpochRecord] = []
     stop = should_stop or (lambda: False)
     stopped = False
-    for epoch in range(1, epochs + 1):
+    for epoch in range(1, recipe.epochs + 1):
         order = torch.randperm(len(data.x_train), generator=g)
         seconds = dict.fromkeys(nets, 0.0)
         for b in range(steps_per_epoch):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from explorer.lab.datasets import LabDataset
-from explorer.lab.race import EpochRecord, StepRecord, check_race, records_frame, train_race
+from explorer.lab.race import EpochRecord, RaceRecipe, StepRecord, records_frame, train_race
 
 __all__ = ["LiveRace", "RaceSnapshot"]
 
@@ -64,20 +64,18 @@ class LiveRace:
         self,
         models: Mapping[str, nn.Module],
         data: LabDataset,
+        recipe: RaceRecipe | None = None,
         *,
-        epochs: int = 3,
-        lr: float = 0.05,
-        batch_size: int = 128,
-        seed: int = 0,
         device: torch.device | str | None = None,
         abandon_after: float | None = None,
     ) -> None:
-        check_race(models, data, epochs, lr, batch_size)
+        self.recipe = recipe or RaceRecipe()
+        self.recipe.check(models, data)
         self.models = dict(models)
         self.data = data
-        self.options = dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device)
-        self.steps_per_epoch = len(data.x_train) // batch_size
-        self.total_steps = self.steps_per_epoch * epochs * len(self.models)
+        self.device = device
+        self.steps_per_epoch = self.recipe.steps_per_epoch(data)
+        self.total_steps = self.steps_per_epoch * self.recipe.epochs * len(self.models)
         self._abandon_after = abandon_after
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -130,14 +128,8 @@ class LiveRace:
         try:
             with self._lock:
                 self._status, self._started_at = "running", time.perf_counter()
-            history = train_race(
-                self.models,
-                self.data,
-                on_step=self._add_step,
-                on_epoch=self._add_epoch,
-                should_stop=self._should_stop,
-                **self.options,
-            )
+            history = train_race(self.models, self.data, self.recipe, device=self.device, on_step=self._add_step,
+                                 on_epoch=self._add_epoch, should_stop=self._should_stop)
             self._set("stopped" if history.stopped else "finished")
         except Exception as err:  # noqa: BLE001 - the page shows it; the thread must not die silently
             self._set("failed", f"training failed: {err}")

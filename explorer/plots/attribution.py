@@ -1,8 +1,9 @@
 """Figures for predictions and attributions: top-k bars, knock-out comparison, attribution maps over the image
-(side by side, the CAM filmstrip, the sanity check), a PNG of the same panels that needs no kaleido, and the
-deletion and insertion curves of the faithfulness check.
+as one picture (:func:`panels_sheet`: side by side, the CAM filmstrip, the sanity check) and that picture as a
+zoomable figure, and the deletion and insertion curves of the faithfulness check.
 
-Pure functions: numpy arrays and ``Prediction`` in, ``go.Figure`` (or PNG bytes) out; no streamlit, no model calls.
+Pure functions: numpy arrays and ``Prediction`` in, ``go.Figure`` or a picture (or PNG bytes) out; no streamlit,
+no model calls.
 """
 
 from __future__ import annotations
@@ -87,26 +88,6 @@ def _alpha(level: np.ndarray | float) -> np.ndarray | float:
     return np.minimum(1.0, np.asarray(level) / _RAMP)
 
 
-def _overlay_colorscale(colormap: str) -> list[list]:
-    """The colour map with transparency fading in over the lowest ``_RAMP`` of the scale: where a method sees
-    nothing the photo shows through."""
-    stops = np.linspace(0, 1, 11)
-    rgb = _rgb_stops(colormap, len(stops))
-    return [
-        [float(s), f"rgba({r:.0f},{g:.0f},{b:.0f},{_alpha(s):.2f})"] for s, (r, g, b) in zip(stops, rgb, strict=True)
-    ]
-
-
-def _axes(suffix: str, domain_x: list[float], domain_y: list[float], width: int, height: int) -> dict:
-    hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False, "showline": False,
-              "constrain": "domain"}
-    return {
-        f"xaxis{suffix}": {**hidden, "domain": domain_x, "anchor": f"y{suffix}", "range": [-0.5, width - 0.5]},
-        f"yaxis{suffix}": {**hidden, "domain": domain_y, "anchor": f"x{suffix}", "range": [height - 0.5, -0.5],
-                           "scaleanchor": f"x{suffix}"},
-    }
-
-
 def _checked(image: np.ndarray, maps: Mapping[str, np.ndarray], colormap: str) -> tuple[int, int]:
     """(H, W) of the image (H, W, 3), once every map is (H, W), there is at least one, and the colour map is known."""
     if not maps:
@@ -120,49 +101,20 @@ def _checked(image: np.ndarray, maps: Mapping[str, np.ndarray], colormap: str) -
     return height, width
 
 
-def attribution_panels(
-    image: np.ndarray,
-    maps: Mapping[str, np.ndarray],
-    *,
-    opacity: float = 0.6,
-    colormap: str = DEFAULT_COLORMAP,
-    title: str = "Where the evidence is",
-    colorbar_title: str = "share of the map's 99th percentile",
-) -> go.Figure:
-    """The image (H, W, 3) uint8 with each non-negative (H, W) map of ``maps`` over it, one panel per map,
-    up to four per row, titled by the mapping's keys (``<br>`` breaks lines). Each map is scaled to [0, 1]
-    by :func:`scale_for_display`; ``opacity`` 0 shows the image only, 1 the map at full strength.
-
-    Each panel is one image, blended here (:func:`blend`, the same pixels as :func:`panels_png`), and a
-    colour bar stands beside the last: a browser draws a picture far faster than it paints a heatmap over
-    one, which keeps a change of view, colour map or opacity quick."""
-    height, width = _checked(image, maps, colormap)
-    cols = min(PER_ROW, len(maps))
-    rows = math.ceil(len(maps) / cols)
-    fig_height = 140 + rows * 360
-    lines = max(t.count("<br>") + 1 for t in maps)
-    title_room = lines * (FONT_SIZE + 4) / fig_height
-    layout, data, notes = panel_layout(title, fig_height), [], []
-    suffix = ""
-    for i, (name, heat) in enumerate(maps.items()):
-        r, c = divmod(i, cols)
-        suffix = "" if i == 0 else str(i + 1)
-        x0, x1 = c / cols + 0.01, (c + 1) / cols - 0.01
-        y0, y1 = 1 - (r + 1) / rows + 0.02, 1 - r / rows - title_room
-        shown, f = _pool(blend(image, heat, opacity, colormap), MAX_SIDE)
-        data.append(go.Image(source=png_uri(shown), x0=(f - 1) / 2, dx=f, y0=(f - 1) / 2, dy=f, hoverinfo="skip",
-                             xaxis=f"x{suffix}", yaxis=f"y{suffix}", name=name.split("<br>")[0]))
-        layout.update(_axes(suffix, [x0, x1], [y0, y1], width, height))
-        notes.append({"text": name, "x": (x0 + x1) / 2, "y": y1, "xref": "paper", "yref": "paper",
-                      "showarrow": False, "xanchor": "center", "yanchor": "bottom", "font": {"size": FONT_SIZE}})
-    data.append(go.Scatter(  # no point is drawn: the trace carries the colour bar
-        x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False, xaxis=f"x{suffix}",
-        yaxis=f"y{suffix}", marker={"color": [0.0], "cmin": 0, "cmax": 1, "colorscale": _overlay_colorscale(colormap),
-                                    "showscale": True, "colorbar": {"title": {"text": colorbar_title, "side": "right"},
-                                                                    "len": 0.8}},
-    ))
-    layout["annotations"] = notes
-    return go.Figure(data=data, layout=layout)
+def attribution_panels(sheet: Image.Image, title: str = "") -> go.Figure:
+    """The panels' picture (:func:`panels_sheet`) in a plotly figure, to zoom into and pan across (an
+    interactive download): one image in its own pixels, axes hidden. The picture is pooled to at most
+    ``MAX_SIDE * PER_ROW`` pixels across, which a browser draws at once."""
+    pixels, factor = _pool(np.asarray(sheet.convert("RGB")), MAX_SIDE * PER_ROW)
+    height, width = sheet.height, sheet.width
+    hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False, "showline": False,
+              "constrain": "domain"}
+    fig = go.Figure(go.Image(source=png_uri(pixels), x0=(factor - 1) / 2, dx=factor, y0=(factor - 1) / 2, dy=factor,
+                             hoverinfo="skip", name="panels"))
+    fig.update_layout(**panel_layout(title, 60 + round(height * 1000 / max(width, 1))),
+                      xaxis={**hidden, "range": [-0.5, width - 0.5]},
+                      yaxis={**hidden, "range": [height - 0.5, -0.5], "scaleanchor": "x"})
+    return fig
 
 
 def blend(image: np.ndarray, heat: np.ndarray, opacity: float, colormap: str) -> np.ndarray:
@@ -170,7 +122,7 @@ def blend(image: np.ndarray, heat: np.ndarray, opacity: float, colormap: str) ->
 
     The map is scaled by :func:`scale_for_display` and coloured by ``colormap``; its weight fades in from 0 at the
     bottom of the scale to ``opacity`` at ``_RAMP`` of it, so where a method sees nothing the photo shows through
-    (the colour bar of :func:`attribution_panels` shows the same ramp)."""
+    (the colour bar of :func:`panels_sheet` shows the same ramp)."""
     return _overlay(image, scale_for_display(heat), opacity, colormap)
 
 
@@ -236,15 +188,17 @@ def panels_sheet(
     fit_px: int | None = None,
     colorbar_title: str = "share of the map's 99th percentile",
 ) -> Image.Image:
-    """A picture of the panels of :func:`attribution_panels`: the image (H, W, 3) uint8 with each (H, W) map over
-    it (:func:`blend`), up to ``PER_ROW`` panels a row, each titled by its key (``<br>`` breaks lines, ``<b>`` is
-    dropped), a title above and the colour bar, with ticks, on the right.
+    """The attribution panels, as one picture: the image (H, W, 3) uint8 with each (H, W) map over it
+    (:func:`blend`), up to ``PER_ROW`` panels a row, each titled by its key (``<br>`` breaks lines, ``<b>`` is
+    dropped), a title above and the colour bar, with ticks, on the right. Every page draws its panels with this
+    (side by side, the CAM filmstrip, the sanity check, the lesson's Grad-CAM).
 
     ``panel_px``: each panel's side in pixels (default: the image's own size; a different size resamples the
     blended panel); ``font_px``: the text size (default: about a fourteenth of a panel, at least 12); ``fit_px``:
-    the widest the picture may be (panels shrink to fit, the text keeps its size). The page
-    shows this picture (a browser draws it at once, where a plotly figure of the same panels takes a
-    noticeable moment) and offers it as the download (:func:`encoded`); plotly's own PNG export needs kaleido."""
+    the widest the picture may be (panels shrink to fit, the text keeps its size). A browser draws a picture at
+    once, where a plotly figure of the same panels takes a noticeable moment; it is also the PNG download
+    (:func:`encoded`: plotly's own PNG export needs kaleido) and, in :func:`attribution_panels`, the zoomable
+    one."""
     height, width = _checked(image, maps, colormap)
     side = panel_px or max(height, width)
     font = _font(font_px or max(12, side // 14))

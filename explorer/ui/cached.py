@@ -1,128 +1,56 @@
-"""Models shared by every browser session: built once per choice, eval mode, read-only, one lock each."""
+"""Models shared by every browser session: one :class:`~explorer.loading.ModelCache` for the process, each model
+built once per configuration, eval mode, read-only, one lock each. A user's checkpoint is read once per content;
+its bytes come from the session that uploaded it."""
 
 from __future__ import annotations
 
-import io
-import threading
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 import streamlit as st
 
-from explorer import loading, weights
-from explorer.checkpoints import ClassNamesError, LoadReport
-from explorer.errors import ExplorerError
-from explorer.shared import model_lock, prepare
+from explorer.config import ModelConfig
+from explorer.loading import Checkpoint, ClassFile, Loaded, ModelCache
 from explorer.ui import keys, projector
 
-if TYPE_CHECKING:  # choices imports this module (the sidebar follows what a checkpoint holds)
-    from explorer.ui.choices import ModelChoice
+__all__ = ["checkpoint_file", "model", "weights_notice"]
 
-__all__ = ["CheckpointModel", "LoadedModel", "checkpoint_model", "model", "weights_notice"]
-
-Upload = tuple[str, bytes]  # (file name, bytes) as kept in session_state
+MAX_MODELS = 6  # four architectures and two checkpoints, as before one cache held them all
 
 
-@dataclass(frozen=True)
-class LoadedModel(loading.Loaded):
-    """A cached model and what its weights are (:class:`explorer.loading.Loaded`), with what a user's checkpoint
-    held. ``model`` is shared: never mutate it, never leave hooks.
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _cache() -> ModelCache:
+    return ModelCache(MAX_MODELS)
 
-    Pages hold no lock: every ``explorer`` function takes the model's own lock itself.
+
+def checkpoint_file(config: ModelConfig) -> Checkpoint | None:
+    """The checkpoint ``config`` names, as uploaded in this session (``None`` when there is none)."""
+    found = st.session_state.get(keys.CHECKPOINTS, {}).get(config.checkpoint) if config.checkpoint else None
+    return None if found is None else Checkpoint(found[0], config.checkpoint or "", found[1])
+
+
+def _class_file(config: ModelConfig) -> ClassFile | None:
+    found = st.session_state.get(keys.CLASS_FILES, {}).get(config.classes) if config.classes else None
+    return None if found is None else (found[0], found[1])
+
+
+def model(config: ModelConfig) -> Loaded:
+    """The shared model for ``config`` (built, weights loaded, eval mode), from the cache after the first call.
+
+    For a user's checkpoint that is the network the checkpoint holds, with its own classes; without one, or when
+    it was refused, random weights of the sidebar's architecture, with the reason as ``problem``. Pages hold no
+    lock: every ``explorer`` function takes the model's own lock itself.
     """
-
-    report: LoadReport | None = None  # what a user's checkpoint held, when the weights are one
-    error: bool = False  # ``problem`` is the user's input refused (shown as an error, not a warning)
-
-    @property
-    def lock(self) -> threading.RLock:
-        """The model's one lock (:func:`explorer.shared.model_lock`), for code outside ``explorer``."""
-        return model_lock(self.model)
-
-
-@st.cache_resource(max_entries=4, show_spinner="Building the model…")
-def _load(choice: ModelChoice) -> LoadedModel:
-    """The model for a choice of architecture and weights (a checkpoint's comes from :func:`_from_checkpoint`;
-    this is its random fallback), as every backend replica loads it (:func:`explorer.loading.standard`)."""
-    loaded = loading.standard(choice.arch, variant=choice.variant, shortcut=choice.shortcut, plain=choice.plain,
-                              pretrained=choice.weights == "pretrained", title=choice.title)
-    return LoadedModel(**vars(loaded))
+    cache = _cache()
+    checkpoint = checkpoint_file(config)
+    if config.checkpoint is not None and checkpoint is None:
+        config = replace(config, checkpoint=None, classes=None)  # an upload of another session is not this one's
+    if cache.holds(config):
+        return cache.get(config, checkpoint, _class_file(config))
+    with st.spinner("Reading your checkpoint…" if checkpoint is not None else "Building the model…"):
+        return cache.get(config, checkpoint, _class_file(config))
 
 
-@dataclass(frozen=True)
-class CheckpointModel:
-    """A user's checkpoint as loaded: the shared model, or ``None`` when the file was refused (``error`` says why).
-
-    When the uploaded class names could not be used, the weights still load, with the default names ("class 0"
-    .. "class N-1", ImageNet's for 1000 classes), and ``loaded.problem`` says why (shown as an error).
-    """
-
-    loaded: LoadedModel | None
-    error: str | None = None
-
-    @property
-    def report(self) -> LoadReport | None:
-        return None if self.loaded is None else self.loaded.report
-
-
-def _file(upload: Upload) -> io.BytesIO:
-    name, data = upload
-    handle = io.BytesIO(data)
-    handle.name = name
-    return handle
-
-
-@st.cache_resource(max_entries=3, show_spinner="Reading your checkpoint…")
-def _from_checkpoint(sha: str, names_sha: str | None, _checkpoint: Upload, _names: Upload | None) -> CheckpointModel:
-    """The model a checkpoint holds, once per content (``sha`` of the checkpoint and of the class-names file)."""
-    problem = None
-    try:
-        try:
-            net, report = weights.model_from_checkpoint(_file(_checkpoint), classes=_names)
-        except ClassNamesError as err:
-            if _names is None:
-                raise
-            problem = f"Your class names were not used: {err}"
-            net, report = weights.model_from_checkpoint(_file(_checkpoint))
-    except ExplorerError as err:
-        return CheckpointModel(None, f"Your checkpoint could not be used: {err} Until one works, the weights are "
-                                     "random.")
-    loaded = LoadedModel(prepare(net), True, loading.checkpoint_label(_checkpoint[0], report),
-                         weights.checkpoint_categories(report), problem, report,
-                         error=problem is not None)
-    return CheckpointModel(loaded)
-
-
-def checkpoint_model(sha: str | None, names_sha: str | None = None) -> CheckpointModel | None:
-    """The shared model of the checkpoint (and class-names file) uploaded in this session under these sha256s,
-    or None when there is no such upload. Loaded once per content and shared by every session (read-only)."""
-    state = st.session_state
-    upload = state.get(keys.CHECKPOINTS, {}).get(sha) if sha else None
-    if upload is None:
-        return None
-    names = state.get(keys.CLASS_FILES, {}).get(names_sha) if names_sha else None
-    return _from_checkpoint(sha, names_sha if names is not None else None, upload, names)
-
-
-def model(choice: ModelChoice) -> LoadedModel:
-    """The shared model for ``choice`` (built, weights loaded, eval mode), from the cache after the first call.
-
-    For a user's checkpoint that is the network the checkpoint holds (:func:`checkpoint_model`), with its own
-    classes; when it was refused, random weights of the sidebar's architecture, with the reason as ``problem``.
-    """
-    if choice.weights == "checkpoint":
-        found = checkpoint_model(choice.checkpoint, choice.classes)
-        if found is not None and found.loaded is not None:
-            return found.loaded
-        fallback = _load(replace(choice, input_size=0, checkpoint=None, classes=None))  # random weights
-        if found is None:
-            problem = "No checkpoint uploaded yet: upload one in the sidebar. Until then the weights are random."
-            return replace(fallback, problem=problem)  # a new record around the same shared model
-        return replace(fallback, problem=found.error, error=True)
-    return _load(replace(choice, input_size=0))  # the input size does not change the model
-
-
-def weights_notice(loaded: LoadedModel) -> None:
+def weights_notice(loaded: Loaded) -> None:
     """Say on screen when the requested weights failed, and when results come from random weights."""
     if projector.active() and loaded.problem and not loaded.error and not loaded.pretrained:
         # on a projector, one line: the room needs to know the weights are random, not where the file goes

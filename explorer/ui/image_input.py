@@ -23,8 +23,8 @@ from streamlit.delta_generator import DeltaGenerator
 
 from explorer import images
 from explorer.errors import ExplorerError
-from explorer.ui import keys
-from explorer.ui.choices import model_choice, preprocessing
+from explorer.ui import keys, sidebar
+from explorer.ui.page import remembered
 
 __all__ = ["UPLOAD_LIMIT_MB", "image_picker"]
 
@@ -46,19 +46,17 @@ class _Decoded:
 
 def _decoded(key: tuple[str, ...], load: Callable[[], Image.Image]) -> _Decoded:
     """Decode once per source (an upload's file_id, a sample's name), remembered in session_state."""
-    cached = st.session_state.get(_CACHE_KEY)
-    if isinstance(cached, _Decoded) and cached.key == key:
-        return cached
-    try:
-        image = load()
-    except ExplorerError as err:
-        result = _Decoded(key, error=str(err))
-    else:
+
+    def decode() -> _Decoded:
+        try:
+            image = load()
+        except ExplorerError as err:
+            return _Decoded(key, error=str(err))
         preview = image.copy()
         preview.thumbnail((PREVIEW, PREVIEW))
-        result = _Decoded(key, image, preview)
-    st.session_state[_CACHE_KEY] = result
-    return result
+        return _Decoded(key, image, preview)
+
+    return remembered(_CACHE_KEY, key, decode)
 
 
 def _widgets() -> tuple[str, object | None, object | None, DeltaGenerator]:
@@ -91,7 +89,7 @@ def _remember(decoded: _Decoded, name: str | None) -> None:
         st.session_state[keys.IMAGE_PREPROCESSED] = st.session_state[keys.IMAGE_TENSOR] = None
         st.session_state.pop(_PREP_KEY, None)
         return
-    settings = preprocessing(model_choice())  # a user's checkpoint brings its own normalisation
+    settings = sidebar.model_config().preprocessing()  # a user's checkpoint brings its own normalisation
     key = (decoded.key, settings)
     if st.session_state.get(_PREP_KEY) != key or st.session_state.get(keys.IMAGE_PREPROCESSED) is None:
         prep = images.preprocess(decoded.image, resize=settings.resize, crop=settings.crop, mean=settings.mean,

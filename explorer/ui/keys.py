@@ -1,16 +1,17 @@
 """Every session-state key of the app, named once. Widgets use these as their ``key``; pages read them back.
 
-A key is the same string in the URL (see issue 11) and in ``st.session_state``; never write the string elsewhere.
+A key is the same string in the URL and in ``st.session_state``; never write the string elsewhere. The model
+configuration's keys are its field names (``explorer.config.ModelConfig.FIELDS``).
 """
 
 
-# --- Sidebar (explorer/ui/choices.py, cached.py)
+# --- Sidebar (explorer/ui/sidebar.py, cached.py)
 ARCH = "arch"
 CHECKPOINT = "checkpoint"
 CHECKPOINT_UPLOAD = "checkpoint_upload"
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_MEAN = "checkpoint_mean"  # custom mean text ("0.5, 0.5, 0.5") of the checkpoint's preprocessing
-CHECKPOINT_NORM = "checkpoint_norm"  # the checkpoint's normalisation preset (explorer/ui/choices.py NORMS)
+CHECKPOINT_NORM = "checkpoint_norm"  # the checkpoint's normalisation preset (explorer.config.NORMS)
 CHECKPOINT_PREP = "checkpoint_prep"  # {checkpoint sha256: its remembered preprocessing}
 CHECKPOINT_STD = "checkpoint_std"  # custom std text of the checkpoint's preprocessing
 CLASS_FILES = "class_files"  # {sha256: (file name, bytes)} of the uploaded class-names file (one kept)
@@ -75,7 +76,6 @@ TYPES = "types"
 
 # --- Feature maps
 PRIVATE_FM_ESTIMATE = "_fm_estimate"
-PRIVATE_FM_ESTIMATE_KEY = "_fm_estimate_key"
 PRIVATE_FM_OVERLAY_LAYER = "_fm_overlay_layer"
 PRIVATE_FM_RESULT = "_fm_result"
 FM_BLOCK = "fm_block"
@@ -105,6 +105,7 @@ PRIVATE_ATTR_RESULTS = "_attr_results"
 PRIVATE_ATTR_SANITY = "_attr_sanity"
 PRIVATE_ATTR_TRUST = "_attr_trust"
 ATTR_FILM = "attr_film"
+ATTR_TAB = "attr_tab"  # the open tab of Predictions & attributions (its label)
 ATTR_KNOCKOUT = "attr_knockout"
 ATTR_SANITY = "attr_sanity"
 ATTR_TOP5 = "attr_top5"

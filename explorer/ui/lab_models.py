@@ -21,10 +21,12 @@ from PIL import Image
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from explorer import cost, images, lab
+from explorer.config import ModelConfig
 from explorer.lab import TrainedMeta
-from explorer.ui import cached, choices, keys
-from explorer.ui.cached import LoadedModel
+from explorer.loading import Loaded
+from explorer.ui import cached, keys, sidebar
 from explorer.ui.image_input import image_picker
+from explorer.ui.page import remembered
 
 __all__ = [
     "MAX_MODELS",
@@ -39,6 +41,7 @@ __all__ = [
     "open_model",
     "open_upload",
     "preprocessing",
+    "sidebar_subject",
     "source_picker",
     "store",
     "subject",
@@ -70,7 +73,7 @@ def digest(data: bytes) -> str:
 @dataclass(frozen=True)
 class _Entry:
     sha: str
-    loaded: LoadedModel
+    loaded: Loaded
     meta: TrainedMeta
     mult_adds: int  # one image's forward pass at meta.input_size (explorer.cost)
 
@@ -80,7 +83,7 @@ def _load(sha: str, _data: bytes) -> _Entry:
     """Rebuild a saved lab model once per content (``sha``); raises ``lab.TrainedModelError`` for a bad file."""
     model, meta = lab.load_trained(_data)
     mult_adds = cost.mult_adds(model, meta.input_size)  # on a private meta twin: no arithmetic, no lock
-    return _Entry(sha, LoadedModel(model.eval(), True, label(meta), list(meta.classes)), meta, mult_adds)
+    return _Entry(sha, Loaded(model.eval(), True, label(meta), list(meta.classes)), meta, mult_adds)
 
 
 def _entry(name: str) -> _Entry:
@@ -127,7 +130,7 @@ def open_upload(upload: UploadedFile) -> tuple[str, TrainedMeta]:
     return name, opened
 
 
-def loaded(name: str) -> LoadedModel:
+def loaded(name: str) -> Loaded:
     """The shared model of the store's entry ``name``: eval mode, read-only (``explorer`` takes its lock)."""
     return _entry(name).loaded
 
@@ -165,7 +168,7 @@ def _pick() -> tuple[str, _Entry] | None:
     if st.session_state.get(SELECTED) not in options:
         st.session_state[SELECTED] = SIDEBAR
     st.session_state[RADIO] = st.session_state[SELECTED]  # the widget's own state is dropped on other pages
-    title = choices.model_choice().title
+    title = sidebar.model_config().title
     picked = st.radio(
         "Model", options, key=RADIO, horizontal=True, on_change=_remember_choice,
         format_func=lambda o: f"Sidebar choice ({title})" if o == SIDEBAR else f"{o} (trained in the lab)",
@@ -184,7 +187,7 @@ def _pick() -> tuple[str, _Entry] | None:
     return picked, entry
 
 
-def source_picker() -> tuple[LoadedModel, TrainedMeta] | None:
+def source_picker() -> tuple[Loaded, TrainedMeta] | None:
     """When the session has lab models, a radio "Model" (the sidebar's choice or one of them) at the top of
     the page. Returns the chosen lab model and its recipe, or None for the sidebar's model."""
     picked = _pick()
@@ -196,16 +199,17 @@ def source_picker() -> tuple[LoadedModel, TrainedMeta] | None:
 
 @dataclass(frozen=True)
 class Subject:
-    """What an image page works on: the model, how an image is prepared for it, and words for the page."""
+    """What an image page works on: the model, how an image is prepared for it, and words for the page. The
+    sidebar's model has its ``config``; a lab model has its recipe, ``meta``, and the ``sha`` of its file."""
 
-    loaded: LoadedModel
+    loaded: Loaded
     preprocessing: images.Preprocessing
     name: str  # in captions and file names: the architecture ("resnet50") or the lab model ("ResNet-20-digits")
-    key: tuple  # hashable; changes exactly when the model or its preprocessing changes (keys the pages' memos)
     mult_adds: int  # one image's forward pass at input_size, torchinfo's convention (explorer.cost)
-    plain: bool
     normalisation: str  # completes "each colour channel normalised with …"
-    meta: TrainedMeta | None = None  # a lab model's recipe; None for the sidebar's model
+    config: ModelConfig | None = None
+    meta: TrainedMeta | None = None
+    sha: str | None = None
 
     @property
     def input_size(self) -> int:
@@ -215,33 +219,45 @@ class Subject:
     def from_lab(self) -> bool:
         return self.meta is not None
 
+    @property
+    def plain(self) -> bool:
+        return self.meta.plain if self.meta is not None else bool(self.config and self.config.plain)
+
+    @property
+    def key(self) -> tuple:
+        """Changes exactly when the model or its preprocessing changes: keys what a page keeps of its results."""
+        return (self.config, self.sha, self.loaded.label, self.preprocessing)
+
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _sidebar_mult_adds(choice: choices.ModelChoice, _loaded: LoadedModel) -> int:
+def _sidebar_mult_adds(config: ModelConfig, _loaded: Loaded) -> int:
     """Mult-adds of one image's forward pass through the sidebar's model at its input size: counted on a meta
-    twin of the very configuration chosen (variant, option A/B/C, plain, a checkpoint's classes), so no
-    arithmetic is done. ``choice`` identifies the model (it names the checkpoint too)."""
-    return cost.mult_adds(_loaded.model, choice.input_size)
+    twin of the very network loaded (variant, option A/B/C, plain, a checkpoint's classes), so no arithmetic is
+    done. ``config`` identifies the model (it names the checkpoint too)."""
+    return cost.mult_adds(_loaded.model, config.input_size)
+
+
+def sidebar_subject() -> Subject:
+    """The sidebar's model as a subject, with its weights notice, as the pages always show it."""
+    config = sidebar.model_config()
+    loaded_ = cached.model(config)
+    cached.weights_notice(loaded_)
+    words = "the ImageNet mean and standard deviation the weights were trained with"
+    if config.inferred is not None:  # a user's checkpoint: the normalisation set for it in the sidebar
+        words = config.norm.description
+    return Subject(loaded_, config.preprocessing(), config.name, _sidebar_mult_adds(config.network, loaded_), words,
+                   config)
 
 
 def subject() -> Subject:
-    """Draw the model picker (when there are lab models) and return what the page works on. For the sidebar's
-    model this also shows its weights notice, as the pages always have."""
+    """Draw the model picker (when there are lab models) and return what the page works on."""
     picked = _pick()
-    if picked is not None:
-        _, entry = picked
-        m = entry.meta
-        return Subject(entry.loaded, preprocessing(m), f"{m.name}-{m.dataset}", ("lab", entry.sha), entry.mult_adds,
-                       m.plain, f"the mean and standard deviation of the {m.dataset} training images", m)  # fmt: skip
-    choice = choices.model_choice()
-    loaded_ = cached.model(choice)
-    cached.weights_notice(loaded_)
-    settings = choices.preprocessing(choice)
-    words = "the ImageNet mean and standard deviation the weights were trained with"
-    if choice.inferred is not None:  # a user's checkpoint: the normalisation set for it in the sidebar
-        words = choices.normalisation(choice).description
-    return Subject(loaded_, settings, choice.name, (choice, loaded_.label, settings),
-                   _sidebar_mult_adds(choice, loaded_), choice.plain, words)
+    if picked is None:
+        return sidebar_subject()
+    _, entry = picked
+    m = entry.meta
+    return Subject(entry.loaded, preprocessing(m), f"{m.name}-{m.dataset}", entry.mult_adds,
+                   f"the mean and standard deviation of the {m.dataset} training images", meta=m, sha=entry.sha)
 
 
 def _digit_choice(m: TrainedMeta) -> tuple[Image.Image, str, tuple]:
@@ -288,8 +304,7 @@ def image(s: Subject) -> tuple[images.Preprocessed, tuple, str] | None:
             return None
         name = st.session_state.get(keys.IMAGE_NAME) or ""
         key = ("picker", st.session_state.get(keys.IMAGE_SOURCE))
-    memo_key = (key, s.key, s.preprocessing)
-    return _prepared(img, key, s), memo_key, name
+    return _prepared(img, key, s), (key, s.key), name
 
 
 def _made_with(prep: images.Preprocessed, p: images.Preprocessing) -> bool:
@@ -299,10 +314,6 @@ def _made_with(prep: images.Preprocessed, p: images.Preprocessing) -> bool:
 
 def _prepared(img: Image.Image, key: tuple, s: Subject) -> images.Preprocessed:
     """``img`` preprocessed for ``s``, remembered for the last (image ``key``, subject) pair."""
-    memo_key = (key, s.key, s.preprocessing)
-    memo = st.session_state.get(_PREP_MEMO)
-    if memo is None or memo[0] != memo_key:
-        p = s.preprocessing
-        prep = images.preprocess(img, resize=p.resize, crop=p.crop, mean=p.mean, std=p.std)
-        st.session_state[_PREP_MEMO] = memo = (memo_key, prep)
-    return memo[1]
+    p = s.preprocessing
+    return remembered(_PREP_MEMO, (key, s.key),
+                      lambda: images.preprocess(img, resize=p.resize, crop=p.crop, mean=p.mean, std=p.std))

@@ -1,6 +1,6 @@
 """Links to an exact view: a page's URL path plus its state as query parameters.
 
-The contract (issue 11): a query parameter's name is the session-state key it sets (``explorer.ui.keys``), its
+The contract: a query parameter's name is the session-state key it sets (``explorer.ui.keys``), its
 value the widget's value as text (lists comma-separated, booleans ``1``/``0``). ``?arch=resnet34&fm_stage=layer3``
 on ``/feature_maps`` opens Feature maps for resnet34 at layer3. ``explorer.ui.url_state`` reads them back and
 checks every value; this module only writes them.

@@ -7,15 +7,19 @@ The sidebar's initial state is decided before ``st.set_page_config``: :func:`sid
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image
 
+from explorer.plots import attribution as panel_plots
 from explorer.plots.theme import TICK_SIZE, styled
 from explorer.ui import keys
 
-__all__ = ["BODY_PX", "CSS", "active", "chart", "sidebar_state", "style", "toggle"]
+__all__ = ["BODY_PX", "CSS", "PANEL_PX", "active", "chart", "panels", "sidebar_state", "style", "toggle"]
 
 BODY_PX = 24
 CSS = f"""
@@ -46,6 +50,11 @@ body, [data-testid="stAppViewContainer"], [data-testid="stMain"], [data-testid="
 </style>
 """
 """Projector CSS; ``max-width`` lets figures use the room's full width."""
+PANEL_PX = 300
+"""Each attribution panel's side on the page, in pixels (four fit a row at 1280 px)."""
+_PANEL_FONT_PX = {False: 16, True: 24}  # the panels' text, normal and in projector mode
+_SHEET_PX = {False: 900, True: 1180}  # the page's main column at 1400 px with the sidebar open, and at 1280 px in
+# projector mode (sidebar closed): the picture is shown at its own size, not shrunk
 
 
 def active() -> bool:
@@ -78,3 +87,15 @@ def chart(fig: go.Figure, *, where: Any = st, **kwargs: Any) -> Any:
     if active():
         fig, kwargs = styled(fig), {**kwargs, "theme": None}
     return where.plotly_chart(fig, **kwargs)
+
+
+def panels(image: np.ndarray, maps: Mapping[str, np.ndarray], *, where: Any = st, **options: Any) -> Image.Image:
+    """Draw attribution panels (:func:`explorer.plots.attribution.panels_sheet`: ``image`` (H, W, 3) uint8, each
+    (H, W) map of ``maps`` over it; ``options``: title, opacity, colour map) as one picture sized for the screen,
+    or for the room in projector mode, in ``where``; returns the picture (for its downloads)."""
+    big = active()
+    sheet = panel_plots.panels_sheet(image, maps, panel_px=PANEL_PX, font_px=_PANEL_FONT_PX[big],
+                                     fit_px=_SHEET_PX[big], **options)
+    where.image(panel_plots.encoded(sheet, "JPEG"), width="content")
+    return sheet
+

@@ -1,36 +1,31 @@
 """Every view-defining key, declared once: its page(s), type, default and what it may be.
 
 A :class:`Param` turns URL text back into a widget value (``parse``) or says in a sentence why it cannot. Choices
-come from the live data (``ARCHS``, the model's own stages, ``explorer.attribution.METHODS`` and their
-``Option`` ranges, the sample photographs ...), checked against the model the link itself names (a
-:class:`Context`). ``explorer.ui.url_state`` applies and publishes them; ``explorer.ui.links`` writes the text.
+come from the live data (the model configuration's fields, the model's own stages, ``explorer.attribution.METHODS``
+and their ``Option`` ranges, the sample photographs, the choices ``explorer.ui.pages`` declares ...), checked
+against the model the link itself names (a :class:`Context`). ``explorer.ui.url_state`` applies and publishes
+them; ``explorer.ui.links`` writes the text.
 """
 
 from __future__ import annotations
 
-import ast
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from explorer import attribution as attr
 from explorer import images
-from explorer.models import ARCHS, CIFAR_DEPTHS, SHORTCUTS, VARIANTS
+from explorer.config import Ignored, ModelConfig, check_value, parse_text
+from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots.attribution import COLORMAPS, DEFAULT_COLORMAP
-from explorer.ui import choices, keys
+from explorer.ui import keys, pages
 
 __all__ = ["ALL", "PAGE", "PARAMS", "Context", "Ignored", "Param", "page_params"]
 
 ALL = "*"  # the pages of a sidebar key: every page
 PAGE = object()  # a default the page works out itself (from the model, the layer ...): never dropped from a link
-_VIEWS = Path(__file__).resolve().parents[2] / "views"
-
-
-class Ignored(ValueError):
-    """A link's value that cannot be used; the message says why, e.g. ``"not an architecture"``."""
+_DEFAULT = ModelConfig()
 
 
 @dataclass(frozen=True)
@@ -40,13 +35,18 @@ class Context:
     values: Mapping[str, Any] = field(default_factory=dict)
 
     def get(self, key: str) -> Any:
-        """A decoded value, else the sidebar's default (``choices.DEFAULTS``)."""
-        return self.values.get(key, choices.DEFAULTS.get(key))
+        """A decoded value, else the model configuration's default."""
+        return self.values.get(key, getattr(_DEFAULT, key, None))
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model configuration the link names (its fields decoded so far, the rest at their defaults)."""
+        return ModelConfig.from_query(self.values)[0]
 
     @property
     def facts(self) -> _Facts:
         """Stage names, blocks, channels and attribution layers of the linked model (a cached meta build)."""
-        return _facts(self.get(keys.ARCH), self.get(keys.VARIANT), self.get(keys.SHORTCUT), bool(self.get(keys.PLAIN)))
+        return _facts(self.config.model)
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,8 @@ class _Facts:
 
 
 @lru_cache(maxsize=16)
-def _facts(arch: str, variant: str, shortcut: str, plain: bool) -> _Facts:
-    import torch  # noqa: PLC0415 - only a link with model-dependent values pays for torch here
-
-    from explorer.models import build  # noqa: PLC0415
-
-    with torch.device("meta"):
-        model = build(arch, variant=variant, shortcut=shortcut, plain=plain)
+def _facts(config: ModelConfig) -> _Facts:
+    model = config.meta()
     info = model.feature_info
     return _Facts(
         blocks={s.name: s.blocks for s in info},
@@ -74,29 +69,6 @@ def _facts(arch: str, variant: str, shortcut: str, plain: bool) -> _Facts:
         gradcam_layers=tuple(attr.gradcam_layers(model)),
         cascade_layers=tuple(attr.cascade_layers(model)),
     )
-
-
-@lru_cache(maxsize=8)
-def view_constants(page: str) -> dict[str, Any]:
-    """The literal module-level constants of ``views/<page>.py`` (``RANK``, ``VIEW_HELP`` ...), read without
-    running the page: a view's own choices stay in the view, and the links follow them."""
-    path = _VIEWS / f"{page}.py"
-    found: dict[str, Any] = {}
-    if not path.is_file():
-        return found
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(
-            node, "target", None) if isinstance(node, ast.AnnAssign) else None
-        if isinstance(target, ast.Name) and node.value is not None:
-            try:
-                found[target.id] = ast.literal_eval(node.value)
-            except ValueError:
-                continue
-    return found
-
-
-def _view(page: str, name: str, fallback: Any) -> Any:
-    return view_constants(page).get(name, fallback)
 
 
 Choices = Callable[[Context], Sequence[Any]]
@@ -127,7 +99,7 @@ class Param:
     def parse(self, text: str, ctx: Context) -> Any:
         """URL text -> a valid value; :class:`Ignored` with the reason otherwise."""
         if self.kind is list:
-            items = [_scalar(self.item, t) for t in text.split(",")] if text else []
+            items = [parse_text(self.item, t) for t in text.split(",")] if text else []
             items = list(dict.fromkeys(items))
             for value in items:
                 self._check(value, ctx)
@@ -136,94 +108,65 @@ class Param:
             return items
         if text in self.refused:
             raise Ignored(self.refused[text])
-        value = _scalar(self.kind, text)
+        value = parse_text(self.kind, text)
         self._check(value, ctx)
         return value
 
     def _check(self, value: Any, ctx: Context) -> None:
-        if self.choices is not None:
-            allowed = list(self.choices(ctx))
-            if value not in allowed:
-                shown = ", ".join(map(str, allowed[:5])) + (" ..." if len(allowed) > 5 else "")
-                if not self.what:
-                    raise Ignored(f"not one of {shown}")
-                raise Ignored(f"not {self.what}" + (f" ({shown})" if len(allowed) <= 5 else ""))
-        if self.bounds is not None:
-            low, high = self.bounds(ctx)
-            if not low <= value <= high:
-                raise Ignored(f"outside {_num(low)}..{_num(high)}")
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def _scalar(kind: type, text: str) -> Any:
-    if kind is bool:
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise Ignored("not 1 or 0")
-    if kind is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise Ignored("not a whole number") from None
-    if kind is float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise Ignored("not a number") from None
-        if not math.isfinite(value):
-            raise Ignored("not a number")
-        return value
-    return text
+        check_value(value, None if self.choices is None else self.choices(ctx),
+                    None if self.bounds is None else self.bounds(ctx), self.what)
 
 
 def _fixed(values: Sequence[Any]) -> Choices:
     return lambda _ctx: values
 
 
+def _tab(page: pages.Page) -> Param:
+    """The open tab of ``page``: one of its tab labels, the first by default."""
+    labels = list(page.tabs.values())
+    assert page.tab_key is not None, page.title
+    return Param(page.tab_key, (page.url,), str, labels[0], _fixed(labels), what="a tab of this page")
+
+
 def _blocks_of(stage_key: str) -> Choices:
     return lambda ctx: range(ctx.facts.blocks.get(ctx.values.get(stage_key) or ctx.facts.stages[0], 0))
 
 
+_REFUSED = {keys.WEIGHTS: {"checkpoint": "an uploaded checkpoint cannot travel in a link"}}
+
+
 def _sidebar() -> list[Param]:
-    d = choices.DEFAULTS
-    return [
-        Param(keys.ARCH, (ALL,), str, d[keys.ARCH], _fixed(ARCHS), what="an architecture"),
-        Param(keys.VARIANT, (ALL,), str, d[keys.VARIANT], _fixed(VARIANTS), what="a stride placement"),
-        Param(keys.SHORTCUT, (ALL,), str, d[keys.SHORTCUT], _fixed(SHORTCUTS), what="a shortcut option"),
-        Param(keys.PLAIN, (ALL,), bool, d[keys.PLAIN]),
-        Param(keys.INPUT_SIZE, (ALL,), int, d[keys.INPUT_SIZE],
-              bounds=lambda _ctx: (choices.MIN_INPUT, choices.MAX_INPUT)),
-        Param(keys.WEIGHTS, (ALL,), str, d[keys.WEIGHTS], _fixed([w for w in choices.WEIGHTS if w != "checkpoint"]),
-              what="a kind of weights", refused={"checkpoint": "an uploaded checkpoint cannot travel in a link"}),
-        Param(keys.PRESENT, (ALL,), bool, False),
-    ]
+    """The model configuration's linked fields (``ModelConfig.FIELDS``), then projector mode."""
+    found = []
+    for f in ModelConfig.FIELDS:
+        refused = _REFUSED.get(f.key, {})
+        allowed = None if f.choices is None else _fixed([c for c in f.choices if c not in refused])
+        bounds = None if f.bounds is None else (lambda _ctx, b=f.bounds: b)
+        found.append(Param(f.key, (ALL,), f.kind, getattr(_DEFAULT, f.key), allowed, bounds, what=f.what,
+                           refused=refused))
+    return [*found, Param(keys.PRESENT, (ALL,), bool, False)]
 
 
 def _architecture() -> list[Param]:
-    page = ("architecture",)
+    page = (pages.ARCHITECTURE.url,)
     return [
         Param(keys.LAYER_DEPTH, page, int, bounds=lambda _ctx: (1, 16)),  # the page lowers it to the model's depth
         Param(keys.COMPARE_ARCH, page, str, choices=_fixed(ARCHS), what="an architecture"),
-        Param(keys.ARCH_TAB, page, str),  # the page's tab labels; an unknown one opens the first tab
+        _tab(pages.ARCHITECTURE),
     ]
 
 
 def _blocks() -> list[Param]:
-    page = ("blocks",)
+    page = (pages.BLOCKS.url,)
     return [
         Param(keys.BLOCK_STAGE, page, str, choices=lambda ctx: ctx.facts.stages, what="a stage of this model"),
         Param(keys.BLOCK_INDEX, page, int, choices=_blocks_of(keys.BLOCK_STAGE), what="a block of that stage"),
-        Param(keys.BLOCK_TAB, page, str),  # the page's tab labels; an unknown one opens the first tab
+        _tab(pages.BLOCKS),
     ]
 
 
 def _feature_maps() -> list[Param]:
-    page = ("feature_maps",)
+    page = (pages.FEATURE_MAPS.url,)
 
     def stage_channels(ctx: Context) -> int:
         return ctx.facts.channels.get(ctx.values.get(keys.FM_STAGE) or ctx.facts.stages[0], 1)
@@ -231,20 +174,20 @@ def _feature_maps() -> list[Param]:
     return [
         Param(keys.FM_STAGE, page, str, choices=lambda ctx: tuple(ctx.facts.blocks), what="a stage of this model"),
         Param(keys.FM_BLOCK, page, int, choices=_blocks_of(keys.FM_STAGE), what="a block of that stage"),
-        Param(keys.FM_RANK, page, str, lambda _ctx: next(iter(_view("feature_maps", "RANK", {})), PAGE),
-              choices=lambda _ctx: list(_view("feature_maps", "RANK", {})), what="a way to rank channels"),
+        Param(keys.FM_RANK, page, str, next(iter(pages.FM_RANK)), _fixed(list(pages.FM_RANK)),
+              what="a way to rank channels"),
         Param(keys.FM_K, page, int, bounds=lambda ctx: (1, stage_channels(ctx))),
         Param(keys.FM_SCALE, page, str, "shared", _fixed(("shared", "per channel")), what="a colour scale"),
         Param(keys.FM_OPACITY, page, float, bounds=lambda _ctx: (0.0, 1.0)),
         Param(keys.FM_OVERLAY_CHANNEL, page, int, bounds=lambda ctx: (0, stage_channels(ctx) - 1)),
-        Param(keys.FM_TAB, page, str),  # the page's tab labels; an unknown one opens the first tab
-        Param(keys.SAMPLE, ("feature_maps", "attributions"), str, next(iter(images.SAMPLES)),
+        _tab(pages.FEATURE_MAPS),
+        Param(keys.SAMPLE, (pages.FEATURE_MAPS.url, pages.ATTRIBUTIONS.url), str, images.DEFAULT_SAMPLE,
               _fixed(list(images.SAMPLES)), what="a sample photograph"),
     ]
 
 
 def _method_options() -> list[Param]:
-    page = ("attributions",)
+    page = (pages.ATTRIBUTIONS.url,)
     found = []
     for spec in attr.METHODS.values():
         for opt in spec.options:
@@ -262,13 +205,12 @@ def _method_options() -> list[Param]:
 
 
 def _attributions() -> list[Param]:
-    page = ("attributions",)
-    top = _view("attributions", "TOP", -1)
-    views = list(_view("attributions", "VIEW_HELP", {"absolute": ""}))
+    page = (pages.ATTRIBUTIONS.url,)
+    top = pages.ATTR_TOP
+    views = list(pages.ATTR_VIEWS)
     return [
-        Param(keys.METHODS, page, list, lambda _ctx: _view("attributions", "DEFAULT_METHODS", PAGE),
-              _fixed(list(attr.METHODS)), what="an attribution method",
-              most=lambda: _view("attributions", "MAX_METHODS", len(attr.METHODS))),
+        Param(keys.METHODS, page, list, list(pages.ATTR_DEFAULT_METHODS), _fixed(list(attr.METHODS)),
+              what="an attribution method", most=lambda: pages.ATTR_MAX_METHODS),
         *_method_options(),
         Param(keys.TARGET_CLASS, page, int, top, bounds=lambda _ctx: (top, 999)),
         Param(keys.ATTR_VIEW, page, str, views[0], _fixed(views), what="a view"),
@@ -277,21 +219,19 @@ def _attributions() -> list[Param]:
         Param(keys.SANITY_METHOD, page, str, next(iter(attr.METHODS)), _fixed(list(attr.METHODS)),
               what="an attribution method"),
         Param(keys.SANITY_FROM, page, str, choices=lambda ctx: ctx.facts.cascade_layers, what="a layer group"),
+        _tab(pages.ATTRIBUTIONS),
     ]
 
 
 def _lab() -> list[Param]:
-    page = ("lab",)
-    c = view_constants("lab")
-    families = [c[k] for k in ("CIFAR", "IMAGENET") if k in c]
-    races = [c[k] for k in ("PRESET", "PAIR") if k in c]
+    page = (pages.LAB.url,)
     return [
-        Param(keys.LAB_FAMILY, page, str, families[0] if families else PAGE, _fixed(families), what="a family"),
+        Param(keys.LAB_FAMILY, page, str, pages.LAB_FAMILIES[0], _fixed(pages.LAB_FAMILIES), what="a family"),
         Param(keys.LAB_DEPTH, page, int, CIFAR_DEPTHS[0], _fixed(CIFAR_DEPTHS), what="a CIFAR depth"),
         Param(keys.LAB_ARCH, page, str, ARCHS[0], _fixed(ARCHS), what="an architecture"),
         Param(keys.LAB_SEED, page, int, 0, bounds=lambda _ctx: (0, 10_000)),
-        Param(keys.LAB_PRESET, page, str, races[0] if races else PAGE, _fixed(races), what="a race"),
-        Param(keys.LAB_PAIR_DEPTH, page, int, choices=lambda _ctx: (8, 14, *CIFAR_DEPTHS), what="a race depth"),
+        Param(keys.LAB_PRESET, page, str, pages.LAB_RACES[0], _fixed(pages.LAB_RACES), what="a race"),
+        Param(keys.LAB_PAIR_DEPTH, page, int, choices=_fixed(pages.LAB_RACE_DEPTHS), what="a race depth"),
     ]
 
 
@@ -302,7 +242,7 @@ def _lesson_steps(_ctx: Context) -> tuple[int, int]:
 
 
 def _lesson() -> list[Param]:
-    return [Param(keys.LESSON_STEP, ("lesson",), int, 1, bounds=_lesson_steps)]
+    return [Param(keys.LESSON_STEP, (pages.LESSON.url,), int, 1, bounds=_lesson_steps)]
 
 
 PARAMS: dict[str, Param] = {p.key: p for p in (*_sidebar(), *_architecture(), *_blocks(), *_feature_maps(),

@@ -1,27 +1,26 @@
 """Links to an exact view: the URL's query <-> ``st.session_state``, for the keys declared in ``url_params``.
 
-app.py calls, in this order: :func:`restore` (before the sidebar and the page: a link's values become the widgets'
-values), :func:`notice` (one warning naming what a link could not use), and after the page :func:`link_box`
-(a fragment: :func:`publish` writes the current values to ``st.query_params``, defaults left out, and fills the
-"Copy link" box). A control inside a page's own ``st.fragment`` passes ``on_change=relink(<fragment key>)``, so
-its change reruns that fragment and the link box together, not the page.
+app.py calls :func:`restore` before the sidebar and the page (a link's values become the widgets' values),
+:func:`notice` (one warning naming what a link could not use), and after the page :func:`keep` and
+:func:`link_box` (a fragment that publishes the current values to ``st.query_params``, defaults left out, and
+fills the "Copy link" box). A control inside a page's own ``st.fragment`` passes
+``on_change=relink(<fragment key>)``.
 
-When a query is read — Streamlit's own rule for widgets bound to the URL, pinned by ``tests/test_url_state.py``:
+When a query is read (pinned by ``tests/test_url_state.py``):
 
 * **a link opened** (the session's first run): the URL wins; what it cannot use is named in one notice;
 * **back/forward** (a rerun Streamlit marks ``is_history_navigation``): the URL wins, a missing value means its
   default;
-* **every other rerun** (a click, a page switch): the session's state wins and the URL is only written. The
-  browser sends its address bar with every rerun, and a rerun can start before it shows the query the last run
-  published (quick clicks, a busy browser); reading that stale echo undid the user's last edit — once it even
-  deleted the input size, whose widget then fell back to its 32 px minimum;
+* **every other rerun**: the session's state wins and the URL is only written. The browser sends its address bar
+  with every rerun, and may send it before it shows the query the last run published, so reading it would undo
+  the user's last edit;
 * a value equal to its default is left out of a link, and a missing value means the default, so a link made on
-  any page, in any session, opens the same view. Applying a link sets every sidebar key it lacks to its default,
-  never deletes it.
+  any page, in any session, opens the same view. Applying a link sets every sidebar key it lacks to its default
+  (a widget whose key is deleted falls back to its own minimum).
 
-Why ``st.query_params`` from app.py and not ``bind="query-params"`` on each widget: the widgets live in views
-owned by their pages, a binding cannot check a value against the model the link names (a stage of resnet34,
-a block of that stage), and a binding drops defaults a page works out at run time (streamlit#16055).
+``st.query_params`` is written from app.py rather than bound to each widget (``bind="query-params"``): a binding
+cannot check a value against the model the link names (a stage of resnet34, a block of that stage), and drops
+defaults a page works out at run time (streamlit#16055).
 """
 
 from __future__ import annotations
@@ -208,11 +207,8 @@ def relink(fragment: str) -> Callable[[], None]:
     not the whole page.
 
     Only in a fragment run: a full run redraws the link box anyway, and turning a full run into a fragment run
-    blanks the browser's page when the browser has moved on. Seen in the classroom soak: a student uploaded a
-    photo on Feature maps and clicked another page at once; the upload's late rerun of Feature maps (the control
-    counted as changed, its state dropped by the interrupted run of the other page) became a rerun of the Feature
-    maps fragment, the browser — already on the other page, which had cleared Feature maps — got deltas for a
-    container it no longer had ("Bad delta path index 8") and its React tree died."""
+    sends the browser deltas for a fragment it may no longer show (it has moved to another page), which blanks
+    the page."""
 
     def rerun() -> None:
         ctx = get_script_run_ctx()

@@ -1,0 +1,236 @@
+"""The shared model selection: drawn once in the sidebar by app.py (:func:`draw`), read by every page as a
+:class:`~explorer.config.ModelConfig` (:func:`model_config`)."""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+
+import streamlit as st
+
+from explorer.config import MAX_INPUT, MIN_INPUT, NORMS, ConfigError, ModelConfig, Normalisation, numbers
+from explorer.loading import Loaded
+from explorer.models import ARCHS, SHORTCUTS, VARIANTS
+from explorer.ui import cached, keys
+
+__all__ = ["draw", "model_config"]
+
+_DEFAULT = ModelConfig()
+_SHORTCUT_HELP = {
+    "B": "B — projection (1x1 conv + BN) only where the shape changes (torchvision, the paper's default)",
+    "A": "A — zero-padded identity: no parameters at all",
+    "C": "C — projection on every block",
+}
+_WEIGHTS_HELP = {
+    "pretrained": "ImageNet (pretrained)",
+    "random": "Random (untrained)",
+    "checkpoint": "My checkpoint (.pth / .safetensors)",
+}
+_NORM_HELP = {"ImageNet": "ImageNet", "0.5/0.5": "0.5 / 0.5", "none": "none (0 / 1)", "custom": "custom"}
+_REMEMBERED = 16  # checkpoints whose preprocessing a session remembers
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    norm: Normalisation
+    input_size: int
+
+
+# ------------------------------------------------------------------------------------- the configuration
+
+
+def _defaults() -> None:
+    for f in ModelConfig.FIELDS:
+        st.session_state.setdefault(f.key, getattr(_DEFAULT, f.key))
+    st.session_state.setdefault(keys.CHECKPOINTS, {})
+    st.session_state.setdefault(keys.CLASS_FILES, {})
+
+
+def _memory() -> dict[str, _Remembered]:
+    return st.session_state.setdefault(keys.CHECKPOINT_PREP, {})
+
+
+def _chosen() -> ModelConfig:
+    """The configuration the widgets show (for a checkpoint: its hashes and normalisation, before it is read).
+
+    Raises:
+        ConfigError: a value no widget could have produced (e.g. a session given an input size of 9999 px).
+    """
+    _defaults()
+    s = st.session_state
+    config = ModelConfig(arch=s[keys.ARCH], variant=s[keys.VARIANT], shortcut=s[keys.SHORTCUT],
+                         plain=bool(s[keys.PLAIN]), input_size=s[keys.INPUT_SIZE], weights=s[keys.WEIGHTS])
+    if config.weights != "checkpoint":
+        return config
+    sha = s.get(keys.CHECKPOINT)
+    found = _memory().get(sha) if sha else None
+    return replace(config, checkpoint=sha, classes=s.get(keys.CLASS_NAMES),
+                   norm=found.norm if found is not None else Normalisation())
+
+
+def model_config() -> ModelConfig:
+    """The current selection from session_state (defaults filled in, so a page runs on its own).
+
+    With "My checkpoint" and a checkpoint that loads, the architecture is the checkpoint's own
+    (:meth:`ModelConfig.follow`). Shows a clear error and stops the page for a configuration that cannot be
+    built."""
+    try:
+        config = _chosen()
+    except ConfigError as err:
+        st.error(str(err))
+        st.stop()
+    if config.checkpoint is None:
+        return config
+    loaded = cached.model(config)
+    if loaded.report is None or loaded.report.arch is None:
+        return config
+    return config.follow(loaded.report.arch, loaded.model)
+
+
+# ------------------------------------------------------------------------------------- preprocessing
+
+
+def _parse_numbers(text: str, what: str, positive: bool) -> tuple[float, float, float]:
+    """``"0.5"`` or ``"0.49, 0.48, 0.45"`` -> three numbers, one per colour channel (R, G, B)."""
+    try:
+        values = [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3 or (positive and min(values) <= 0):
+        rule = "three numbers above 0" if positive else "three numbers"
+        raise ValueError(f"The {what} must be one number or {rule}, one per colour channel (R, G, B), "
+                         f"e.g. 0.5, 0.5, 0.5; {text!r} is not. The last valid values are used.")
+    return values[0], values[1], values[2]
+
+
+def _restore_preprocessing(sha: str) -> None:
+    """Put ``sha``'s remembered preprocessing in the widgets when they show another checkpoint's (or none)."""
+    state = st.session_state
+    if state.get(keys.PRIVATE_CHECKPOINT_PREP_SHOWN) == sha and keys.CHECKPOINT_NORM in state:
+        return
+    found = _memory().get(sha)
+    norm = found.norm if found is not None else Normalisation()
+    state[keys.CHECKPOINT_NORM] = norm.preset
+    state[keys.CHECKPOINT_MEAN], state[keys.CHECKPOINT_STD] = numbers(norm.mean), numbers(norm.std)
+    if found is not None:
+        state[keys.INPUT_SIZE] = found.input_size
+    state[keys.PRIVATE_CHECKPOINT_PREP_SHOWN] = sha
+
+
+def _preprocessing_widgets(sha: str) -> None:
+    """Normalisation preset (and custom mean/std) for the checkpoint ``sha``, remembered with it."""
+    state = st.session_state
+    preset = st.radio("Normalisation", [*NORMS, "custom"], key=keys.CHECKPOINT_NORM, horizontal=True,
+                      format_func=_NORM_HELP.get,
+                      help="The mean and standard deviation your model was trained with: ImageNet's "
+                           "(0.485, 0.456, 0.406 / 0.229, 0.224, 0.225), 0.5 / 0.5 (inputs from -1 to 1), or "
+                           "none (pixels from 0 to 1). Remembered with this checkpoint, like the input size.")
+    previous = _memory().get(sha)
+    norm = NORMS.get(preset)
+    if norm is None:
+        left, right = st.columns(2)
+        left.text_input("Mean (R, G, B)", key=keys.CHECKPOINT_MEAN)
+        right.text_input("Std (R, G, B)", key=keys.CHECKPOINT_STD)
+        try:
+            norm = Normalisation("custom", _parse_numbers(state[keys.CHECKPOINT_MEAN], "mean", positive=False),
+                                 _parse_numbers(state[keys.CHECKPOINT_STD], "standard deviation", positive=True))
+        except ValueError as err:
+            st.error(str(err))
+            norm = previous.norm if previous is not None else Normalisation()
+    memory = _memory()
+    memory.pop(sha, None)
+    memory[sha] = _Remembered(norm, int(state[keys.INPUT_SIZE]))
+    while len(memory) > _REMEMBERED:
+        memory.pop(next(iter(memory)))
+    st.caption(f"The input size above ({state[keys.INPUT_SIZE]} px) and this normalisation are remembered with "
+               "this checkpoint.")
+
+
+# ------------------------------------------------------------------------------------- the sidebar
+
+
+def _remember_upload(upload_key: str, store_key: str, sha_key: str) -> None:
+    """Keep an upload's bytes in session_state, keyed by their sha256 (one only: memory is shared)."""
+    upload = st.session_state.get(upload_key)
+    if upload is None:
+        st.session_state[sha_key] = None
+        return
+    data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    st.session_state[store_key] = {digest: (upload.name, data)}
+    st.session_state[sha_key] = digest
+
+
+def _remember_checkpoint() -> None:
+    _remember_upload(keys.CHECKPOINT_UPLOAD, keys.CHECKPOINTS, keys.CHECKPOINT)
+
+
+def _remember_class_names() -> None:
+    _remember_upload(keys.CLASS_NAMES_UPLOAD, keys.CLASS_FILES, keys.CLASS_NAMES)
+
+
+def _checkpoint_widgets(config: ModelConfig, loaded: Loaded | None) -> None:
+    """The uploaders, what the checkpoint holds (or why it was refused) and its preprocessing."""
+    st.file_uploader(
+        "Checkpoint (a ResNet's state dict)", type=["pth", "pt", "ckpt", "safetensors"],
+        key=keys.CHECKPOINT_UPLOAD, on_change=_remember_checkpoint,
+        help="A state dict saved with torch.save or safetensors; the architecture and the number of classes are "
+             "worked out from it. Loaded with weights_only=True: a file that would run code is refused.",
+    )
+    st.file_uploader(
+        "Class names (optional)", type=["txt", "json"], key=keys.CLASS_NAMES_UPLOAD,
+        on_change=_remember_class_names,
+        help="A .txt file with one name per line, or a .json list or index -> name map, in the order of the "
+             "model's outputs. Without it: the checkpoint's own list, ImageNet's for 1000 classes, else class 0, 1, …",
+    )
+    if loaded is None or config.checkpoint is None:
+        st.caption("Upload a checkpoint: until then the weights are random.")
+        return
+    if loaded.report is None:
+        st.error(loaded.problem, icon=":material/block:")
+        return
+    st.success(f"Your checkpoint: {loaded.report.message}", icon=":material/check_circle:")
+    if loaded.problem:
+        st.error(loaded.problem, icon=":material/block:")
+    _preprocessing_widgets(config.checkpoint)
+
+
+def draw() -> None:
+    """Draw the model selection widgets (called once, by app.py, so they keep their state across pages)."""
+    try:
+        chosen: ModelConfig | None = _chosen()
+    except ConfigError:  # the page says why
+        chosen = None
+    loaded = cached.model(chosen) if chosen is not None and chosen.checkpoint is not None else None
+    follows = loaded is not None and loaded.report is not None  # the checkpoint says what the network is
+    if follows and chosen is not None and chosen.checkpoint is not None:
+        _restore_preprocessing(chosen.checkpoint)
+    with st.sidebar:
+        st.subheader("Model")
+        if follows:
+            st.markdown(f"**{model_config().title}**, from your checkpoint.")
+        with st.expander("Architecture for ImageNet or random weights") if follows else nullcontext():
+            _architecture_widgets()
+        # value= the size in use: a number input without one falls back to its minimum (32 px) whenever its state
+        # is missing for a run
+        size = st.session_state.get(keys.INPUT_SIZE)
+        size = min(max(size, MIN_INPUT), MAX_INPUT) if isinstance(size, int) else _DEFAULT.input_size
+        st.number_input("Input size (px)", min_value=MIN_INPUT, max_value=MAX_INPUT, step=32, key=keys.INPUT_SIZE,
+                        value=size)
+        st.radio("Weights", list(_WEIGHTS_HELP), key=keys.WEIGHTS, format_func=_WEIGHTS_HELP.get)
+        if st.session_state[keys.WEIGHTS] == "checkpoint" and chosen is not None:
+            _checkpoint_widgets(chosen, loaded)
+
+
+def _architecture_widgets() -> None:
+    st.selectbox("Architecture", ARCHS, key=keys.ARCH)
+    st.radio(
+        "Stride placement", VARIANTS, key=keys.VARIANT, horizontal=True,
+        help="v1.5 (torchvision): a downsampling bottleneck strides in its 3x3 conv. "
+             "v1 (the paper): in its first 1x1 conv.",
+    )
+    st.radio("Shortcut option", SHORTCUTS, key=keys.SHORTCUT, format_func=_SHORTCUT_HELP.get)
+    st.toggle("Plain network (no shortcuts)", key=keys.PLAIN)
