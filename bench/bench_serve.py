@@ -37,12 +37,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.backend import ImageInput, LocalBackend, ModelConfig  # noqa: E402
+from explorer.backend import ImageInput, LocalBackend  # noqa: E402
 from explorer.backend.batch import predict_batch  # noqa: E402
+from explorer.config import ModelConfig  # noqa: E402
 from explorer.device import native_bf16  # noqa: E402
 from explorer.predict import predict  # noqa: E402
 
-TOUR_METHODS = ("saliency", "integrated_gradients", "grad_cam")  # views/attributions.py's DEFAULT_METHODS
+TOUR_METHODS = ("saliency", "integrated_gradients", "grad_cam")  # the page's default methods
 
 
 @dataclass(frozen=True)

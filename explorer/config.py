@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
@@ -289,11 +289,6 @@ class ModelConfig:
             except Ignored as why:
                 ignored.append((f.key, str(query[f.key]), f"{why}; using {getattr(cls(), f.key)}"))
         return cls(**values), ignored
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        """Every field of the configuration (the link's and the checkpoint's)."""
-        return tuple(f.name for f in fields(cls))
 
     # ------------------------------------------------------------------------------------ building
 
