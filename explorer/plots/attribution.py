@@ -215,13 +215,15 @@ def panels_sheet(
     names = [[row for part in n.replace("<b>", "").replace("</b>", "").split("<br>") for row in _wrap(part, font, pw)]
              for n in maps]  # a caption line too long for its panel goes on two
     lines = max(len(n) for n in names)
-    top = pad + (line + pad if title else 0)
+    sheet_w = pad + cols * (pw + pad) + right
+    bold = _font(font.size + 2, bold=True)
+    heading = _wrap(title, bold, sheet_w - 2 * pad) if title else []  # a title too long for one panel: two lines
+    top = pad + (len(heading) * (line + 2) + pad if heading else 0)
     cell_h = line * lines + ph + pad
-    sheet = Image.new("RGB", (pad + cols * (pw + pad) + right, top + rows * cell_h + pad), "white")
+    sheet = Image.new("RGB", (sheet_w, top + rows * cell_h + pad), "white")
     draw = ImageDraw.Draw(sheet)
-    if title:
-        bold = _font(font.size + 2, bold=True)
-        draw.text((pad, pad), _fit_text(draw, title, bold, sheet.width - 2 * pad), fill="black", font=bold)
+    for j, text in enumerate(heading):
+        draw.text((pad, pad + j * (line + 2)), text, fill="black", font=bold)
     for i, (heat, parts) in enumerate(zip(maps.values(), names, strict=True)):
         r, c = divmod(i, cols)
         x, y = pad + c * (pw + pad), top + r * cell_h
