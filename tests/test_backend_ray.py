@@ -189,7 +189,7 @@ def test_user_checkpoint_goes_by_hash(remote, local: LocalBackend) -> None:
     got, want = remote.predict(cfg, image, fast=False), local.predict(cfg, image, fast=False)
     assert got.indices == want.indices
     np.testing.assert_allclose(got.logits, want.logits, atol=1e-5, rtol=0)
-    assert remote.stats(cfg)["models"] == [cfg.key]
+    assert remote.stats(cfg)["models"] == [f"checkpoint {ckpt.sha256[:12]}"]
     remote._files.clear()  # the client forgets the bytes: the replica holds the model, the hash is enough
     again = remote.predict(cfg, image, fast=False)
     np.testing.assert_array_equal(again.logits, got.logits)

@@ -115,8 +115,10 @@ class ModelServer:
         return await asyncio.to_thread(self.local.trace_block, config, image, block)
 
     def stats(self) -> dict[str, Any]:
-        """What this replica did: batch sizes seen (size -> count), models held, device."""
-        return {"batches": dict(self.batches), "models": [c.key for c in self.cache.keys()], "device": self.device}
+        """What this replica did: batch sizes seen (size -> count), models held (a configuration's key, or a
+        checkpoint's hash prefix), device."""
+        models = [f"checkpoint {c.checkpoint[:12]}" if c.checkpoint else c.key for c in self.cache.keys()]
+        return {"batches": dict(self.batches), "models": models, "device": self.device}
 
 
 ModelDeployment = serve.deployment(ModelServer)
