@@ -1,5 +1,5 @@
 """Two checkouts of the app side by side in one run: Feature maps' stage and block changes, and the sidebar's
-switch between two cached architectures on Architecture, interleaved.
+switch between two cached architectures and to architectures not built yet on Architecture, interleaved.
 
     git worktree add /tmp/before HEAD~1
     .venv/bin/python bench/bench_ab.py /tmp/before . --repeats 8
@@ -27,6 +27,7 @@ import bench_browser as bb  # noqa: E402
 STAGES = ("layer3 · conv4_x", "layer2 · conv3_x")
 BLOCKS = ("block 1 of 4", "block 2 of 4")  # resnet50's layer2 has 4 blocks
 ARCHS = ("resnet34", "resnet50")  # both built and traced before the clock starts
+NEW_ARCHS = ("resnet18", "resnet101", "resnext50_32x4d", "wide_resnet50_2", "resnet152", "resnext101_32x8d")
 
 
 def main() -> int:
@@ -42,7 +43,8 @@ def main() -> int:
     roots = [args.before.resolve(), args.after.resolve()]
     tmp = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     env = {**os.environ, "TORCH_HOME": str(tmp / "torch_home"), "EXPLORER_OFFLINE": "1"}
-    times: list[dict[str, list[float]]] = [{"stage": [], "block": [], "cached arch": []} for _ in roots]
+    times: list[dict[str, list[float]]] = [{"stage": [], "block": [], "cached arch": [], "new arch": []}
+                                           for _ in roots]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=bb.FLAGS)
         servers = [bb._serve(root / "app.py", env, tmp / f"app{i}.log") for i, root in enumerate(roots)]
@@ -63,6 +65,9 @@ def main() -> int:
             for i in range(args.repeats):
                 for page, out in zip(pages, times, strict=True):
                     out["cached arch"].append(bb._timed(page, *bb._select(page, "Architecture", ARCHS[i % 2])))
+            for arch in NEW_ARCHS:  # each built for the first time, in both servers
+                for page, out in zip(pages, times, strict=True):
+                    out["new arch"].append(bb._timed(page, *bb._select(page, "Architecture", arch)))
         finally:
             for server, _, _ in servers:
                 server.terminate()
