@@ -283,12 +283,19 @@ def sample_image(name: str) -> Image.Image:
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How a model wants its input: shorter side resized to ``resize``, centre crop ``crop``, then normalised."""
+    """How a model wants its input: shorter side resized to ``resize``, centre crop ``crop``, then normalised;
+    ``channels`` 1 makes it greyscale (normalised with the first mean and std)."""
 
     resize: int
     crop: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    channels: int = 3
+
+    def apply(self, img: Image.Image, device: torch.device | str = "cpu") -> Preprocessed:
+        """:func:`preprocess` with these settings."""
+        return preprocess(img, resize=self.resize, crop=self.crop, mean=self.mean, std=self.std,
+                          channels=self.channels, device=device)
 
 
 def _weights_preprocessing(arch: str) -> Preprocessing:
@@ -316,7 +323,8 @@ def preprocessing_for(arch: str, input_size: int | None = None) -> Preprocessing
 class Preprocessed:
     """Every stage of preprocessing, for the strip on the page.
 
-    ``tensor`` is the model input (1, 3, crop, crop), normalised with ``mean``/``std``, on the requested device.
+    ``tensor`` is the model input (1, C, crop, crop), normalised with ``mean``/``std``, on the requested device
+    (C = 3, or 1 for a greyscale model, whose ``cropped`` picture is greyscale too).
     ``trimmed`` says the original was more elongated than ``MAX_ASPECT`` and its long side was centre-trimmed
     before resizing (the crop only ever sees the centre, so the model input is the same up to resampling).
     """
@@ -351,31 +359,40 @@ def preprocess(
     crop: int = DEFAULT_CROP,
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
+    channels: int = 3,
     device: torch.device | str = "cpu",
 ) -> Preprocessed:
     """torchvision's ImageNet pipeline on a PIL image: resize the shorter side (bilinear), centre-crop,
-    scale to [0, 1], normalise. Returns every stage; ``.tensor`` is (1, 3, crop, crop) float32.
+    scale to [0, 1], normalise. Returns every stage; ``.tensor`` is (1, channels, crop, crop) float32 (one
+    channel: the crop in greyscale, normalised with the first mean and std).
     """
     if crop < 1 or resize < crop:
         raise ImageError(f"Cannot resize to {resize} px and then crop {crop} px; the resize must be >= the crop.")
+    if channels not in (1, 3):
+        raise ImageError(f"A model takes images of 1 (greyscale) or 3 (RGB) channels, not {channels}.")
     rgb = _to_rgb(img)
     trimmed_img, trimmed = _trim_aspect(rgb, MAX_ASPECT)
     resized = TF.resize(trimmed_img, resize, interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
     cropped = TF.center_crop(resized, [crop, crop])
+    if channels == 1:
+        cropped = cropped.convert("L")
     x = TF.pil_to_tensor(cropped).float().div_(255.0)
-    x = TF.normalize(x, list(mean), list(std)).unsqueeze(0).to(device)
+    x = TF.normalize(x, list(mean)[:channels], list(std)[:channels]).unsqueeze(0).to(device)
     return Preprocessed(rgb, resized, cropped, x, tuple(mean), tuple(std), trimmed)
 
 
 def denormalise(
     tensor: Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
 ) -> Tensor:
-    """Undo normalisation for display: (N, 3, H, W) or (3, H, W) -> same shape, values in [0, 1], on the CPU."""
+    """Undo normalisation for display: (N, C, H, W) or (C, H, W) -> (N, 3, H, W) or (3, H, W), values in [0, 1],
+    on the CPU (a greyscale image, C = 1, is repeated on the three colour channels)."""
     t = tensor.detach().cpu().float()
-    shape = (3, 1, 1) if t.dim() == 3 else (1, 3, 1, 1)
-    m = torch.tensor(mean, dtype=t.dtype).view(shape)
-    s = torch.tensor(std, dtype=t.dtype).view(shape)
-    return (t * s + m).clamp(0.0, 1.0)
+    channels = t.shape[-3]
+    shape = (channels, 1, 1) if t.dim() == 3 else (1, channels, 1, 1)
+    m = torch.tensor(mean[:channels], dtype=t.dtype).view(shape)
+    s = torch.tensor(std[:channels], dtype=t.dtype).view(shape)
+    out = (t * s + m).clamp(0.0, 1.0)
+    return out.expand(*out.shape[:-3], 3, *out.shape[-2:]).contiguous() if channels == 1 else out
 
 
 def to_uint8(tensor: Tensor) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from explorer import weights
-from explorer.checkpoints import ClassNamesError, LoadReport, WeightsError
+from explorer.checkpoints import ClassNamesError, LoadReport, WeightsError, preset_names
 from explorer.config import ModelConfig
 from explorer.errors import ExplorerError
 from explorer.models import ResNet
@@ -30,6 +30,7 @@ from explorer.shared import model_lock, prepare, seeded
 
 __all__ = [
     "NO_CHECKPOINT",
+    "PRESET_CLASSES",
     "RANDOM_LABEL",
     "Checkpoint",
     "CheckpointMissing",
@@ -43,6 +44,8 @@ __all__ = [
 
 RANDOM_LABEL = "random weights — untrained"
 NO_CHECKPOINT = "No checkpoint uploaded yet: upload one in the sidebar. Until then the weights are random."
+PRESET_CLASSES = "preset:"
+"""A configuration's ``classes`` starting with this names a list of :data:`explorer.checkpoints.CLASS_PRESETS`."""
 ClassFile = tuple[str, bytes]  # a class-names file: (file name, bytes)
 
 
@@ -125,8 +128,8 @@ def standard(config: ModelConfig) -> Loaded:
     problem = None
     if config.weights == "pretrained":
         if not config.pretrained_possible:
-            problem = (f"ImageNet weights exist only for torchvision's configuration (v1.5, option B, with "
-                       f"shortcuts); {config.title} uses random weights.")
+            problem = (f"ImageNet weights come from torchvision, which has them for its ten networks in their own "
+                       f"configuration (v1.5, option B, with shortcuts); {config.title} uses random weights.")
         else:
             try:
                 info = weights.load_pretrained(net, config.arch)
@@ -134,7 +137,14 @@ def standard(config: ModelConfig) -> Loaded:
             except ExplorerError as err:  # the weights half-loaded, or not at all: start again from random
                 problem = str(err)
                 net = random_net(config)
-    return Loaded(prepare(net), False, RANDOM_LABEL, weights.imagenet_categories(), problem)
+    return Loaded(prepare(net), False, RANDOM_LABEL, list(_preset_categories(config)), problem)
+
+
+def _preset_categories(config: ModelConfig) -> tuple[str, ...]:
+    """The class names a preset's outputs stand for: ImageNet's, CIFAR-10's (the paper's CIFAR nets) or
+    FashionMNIST's (d2l's net)."""
+    family = config.spec.family
+    return preset_names({"cifar": "CIFAR-10", "d2l": "FashionMNIST"}.get(family, "ImageNet"))
 
 
 def checkpoint_label(name: str, report: LoadReport) -> str:
@@ -142,9 +152,11 @@ def checkpoint_label(name: str, report: LoadReport) -> str:
     return f"your checkpoint ({name}: {report.inferred})"
 
 
-def _read(checkpoint: Checkpoint, classes: ClassFile | None) -> Loaded | _Refused:
-    """The network ``checkpoint`` holds, with its class names (``classes`` when they fit, else the defaults and
-    a ``problem`` saying why); :class:`_Refused` when the file cannot be used."""
+def _read(checkpoint: Checkpoint, classes: ClassFile | tuple[str, ...] | None, assume: dict[str, Any]
+          ) -> Loaded | _Refused:
+    """The network ``checkpoint`` holds, built with the conventions ``assume``, with its class names
+    (``classes`` when they fit, else the defaults and a ``problem`` saying why); :class:`_Refused` when the
+    file cannot be used."""
     def opened() -> io.BytesIO:
         handle = io.BytesIO(checkpoint.data)
         handle.name = checkpoint.name
@@ -153,12 +165,12 @@ def _read(checkpoint: Checkpoint, classes: ClassFile | None) -> Loaded | _Refuse
     problem = None
     try:
         try:
-            net, report = weights.model_from_checkpoint(opened(), classes=classes)
+            net, report = weights.model_from_checkpoint(opened(), classes=classes, assume=assume)
         except ClassNamesError as err:
             if classes is None:
                 raise
             problem = f"Your class names were not used: {err}"
-            net, report = weights.model_from_checkpoint(opened())
+            net, report = weights.model_from_checkpoint(opened(), assume=assume)
     except ExplorerError as err:
         return _Refused(f"Your checkpoint could not be used: {err} Until one works, the weights are random.")
     return Loaded(prepare(net), True, checkpoint_label(checkpoint.name, report), weights.checkpoint_categories(report),
@@ -199,7 +211,13 @@ def load(config: ModelConfig, checkpoint: Checkpoint | None = None, classes: Cla
         def read() -> Loaded | _Refused:
             if checkpoint is None or not checkpoint.data:
                 raise CheckpointMissing(config.checkpoint or "")
-            return _read(checkpoint, classes)
+            names = classes
+            if config.classes and config.classes.startswith(PRESET_CLASSES):  # a list the sidebar offers
+                try:
+                    names = preset_names(config.classes.removeprefix(PRESET_CLASSES))
+                except ClassNamesError as err:
+                    return _Refused(str(err))
+            return _read(checkpoint, names, dict(config.assume))
 
         found = memo(config.model, read)
     if isinstance(found, Loaded):

@@ -38,6 +38,7 @@ __all__ = [
     "Prediction",
     "as_batch",
     "close_call",
+    "input_channels",
     "num_classes",
     "predict",
     "predict_with_knockout",
@@ -53,8 +54,15 @@ class KnockoutError(ExplorerError):
     """A block name to knock out is not a residual block of the model."""
 
 
+def input_channels(model: nn.Module) -> int:
+    """The channels an image needs for ``model``: its first convolution's input channels (3 without one)."""
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return first.in_channels if first is not None else 3
+
+
 def as_batch(x: Tensor, model: nn.Module) -> Tensor:
-    """One image as a (1, 3, H, W) tensor in the model's dtype; a (3, H, W) tensor gains the batch axis.
+    """One image as a (1, C, H, W) tensor in the model's dtype (C: the model's input channels, 3 or 1); a
+    (C, H, W) tensor gains the batch axis.
 
     Raises:
         InputError: for any other shape.
@@ -63,16 +71,18 @@ def as_batch(x: Tensor, model: nn.Module) -> Tensor:
         raise InputError("The image must be a tensor: preprocess it first.")
     if x.dim() == 3:
         x = x.unsqueeze(0)
-    if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != 3:
-        raise InputError(f"Expected one RGB image as a (1, 3, H, W) tensor, got shape {tuple(x.shape)}.")
+    channels = input_channels(model)
+    if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != channels:
+        kind = "RGB" if channels == 3 else "greyscale"
+        raise InputError(f"Expected one {kind} image as a (1, {channels}, H, W) tensor, got shape {tuple(x.shape)}.")
     param = next(model.parameters(), None)
     return x if param is None else x.to(param.dtype)
 
 
 def num_classes(model: nn.Module) -> int | None:
-    """Number of output classes when the model ends in an ``fc`` layer, else ``None``."""
-    fc = getattr(model, "fc", None)
-    return fc.out_features if isinstance(fc, nn.Linear) else None
+    """Number of output classes when the model ends in a linear classifier, else ``None``."""
+    head = getattr(model, "classifier_layer", None) or getattr(model, "fc", None)
+    return head.out_features if isinstance(head, nn.Linear) else None
 
 
 # ------------------------------------------------------------------------------------------------ predictions
@@ -213,14 +223,15 @@ def predict(
 
 
 def knockout_output(block: ResidualBlock, x: Tensor, output: Tensor) -> Tensor:
-    """What a knocked-out block passes on: the shortcut alone, ``relu_out(shortcut(x))``.
+    """What a knocked-out block passes on: the shortcut alone (:meth:`ResidualBlock.passthrough`:
+    ``relu_out(shortcut(x))``, or in a pre-activation block ``shortcut(x)``).
 
     A plain block has no shortcut. Knocking it out deletes it (as Veit et al. 2016 deleted layers from a
     VGG net): its input passes straight through when the shapes allow; a plain block that changes the
     shape (stride 2, more channels) has no path around it, so its output is zeros and the signal is cut.
     """
     if not block.plain:
-        return block.relu_out(block.shortcut(x))
+        return block.passthrough(x)
     return x if x.shape == output.shape else torch.zeros_like(output)
 
 

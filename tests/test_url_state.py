@@ -52,8 +52,9 @@ def test_defaults_are_left_out_and_a_missing_key_means_its_default() -> None:
 
 def test_every_page_declares_its_main_controls() -> None:
     assert all(hasattr(keys, name) for name in ("PRESENT", "SAMPLE"))
-    assert {p.key for p in page_params("")} == {keys.ARCH, keys.VARIANT, keys.SHORTCUT, keys.PLAIN, keys.INPUT_SIZE,
-                                                keys.WEIGHTS, keys.PRESENT}
+    assert {p.key for p in page_params("")} == {keys.ARCH, keys.VARIANT, keys.SHORTCUT, keys.PLAIN, keys.STEM,
+                                                keys.PREACT, keys.SE_RATIO, keys.INPUT_SIZE, keys.WEIGHTS,
+                                                keys.PRESENT}
     option_keys = {keys.method_option(s.short, o.short) for s in attr.METHODS.values() for o in s.options}
     assert option_keys <= set(PARAMS)
     assert PARAMS[keys.FM_STAGE].default is PAGE  # the page works it out: always in a link

@@ -89,8 +89,7 @@ def _responses(depth: int) -> pd.DataFrame:
 def _prepared(subject: Subject) -> images.Preprocessed:
     """The lesson's sample photograph, prepared for ``subject`` (a checkpoint's own normalisation included)."""
     p = subject.preprocessing
-    return images.preprocess(images.sample_image(lesson.SAMPLE), resize=p.resize, crop=p.crop, mean=p.mean,
-                             std=p.std)
+    return p.apply(images.sample_image(lesson.SAMPLE))
 
 
 @st.cache_data(max_entries=8, show_spinner="Running the sample photograph through the model…")

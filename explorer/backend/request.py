@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from explorer.config import ModelConfig
-from explorer.images import MAX_UPLOAD_BYTES, ImageError, load_image, preprocess
+from explorer.images import MAX_UPLOAD_BYTES, ImageError, load_image
 
 __all__ = ["MAX_INPUT", "ImageInput"]
 
@@ -38,13 +38,13 @@ class ImageInput:
 
     @classmethod
     def from_tensor(cls, x: Tensor) -> ImageInput:
-        """A preprocessed image (1, 3, H, W) or (3, H, W), sent as float32 ``.npy`` bytes."""
+        """A preprocessed image (1, C, H, W) or (C, H, W), C = 3 or 1, sent as float32 ``.npy`` bytes."""
         buf = io.BytesIO()
         np.save(buf, x.detach().float().cpu().numpy(), allow_pickle=False)
         return cls(buf.getvalue(), "tensor", int(x.shape[-1]))
 
     def tensor(self, config: ModelConfig) -> Tensor:
-        """The input of ``config``'s model (1, 3, H, W) float32 on the CPU.
+        """The input of ``config``'s model (1, C, H, W) float32 on the CPU (C: the model's input channels).
 
         Raises:
             ImageError: an encoded file that is damaged, too large or not an image; tensor bytes that are not one
@@ -53,7 +53,7 @@ class ImageInput:
         if self.kind == "encoded":
             pre = replace(config, input_size=self.input_size).preprocessing()
             img = load_image(self.data, max_bytes=MAX_UPLOAD_BYTES)
-            return preprocess(img, resize=pre.resize, crop=pre.crop, mean=pre.mean, std=pre.std).tensor
+            return pre.apply(img).tensor
         if self.kind != "tensor":
             raise ImageError(f"An image is sent as 'encoded' file bytes or a 'tensor', not {self.kind!r}.")
         if len(self.data) > _MAX_TENSOR_BYTES:
@@ -64,6 +64,9 @@ class ImageInput:
             raise ImageError(f"These bytes are not an image tensor saved with numpy ({type(err).__name__}).") from None
         if array.ndim == 3:
             array = array[None]
-        if array.ndim != 4 or array.shape[:2] != (1, 3) or array.dtype.kind != "f" or max(array.shape[2:]) > MAX_INPUT:
-            raise ImageError(f"Expected one RGB image tensor (1, 3, H, W) of floats, got {array.dtype} {array.shape}.")
+        channels = config.spec.in_channels
+        if (array.ndim != 4 or array.shape[:2] != (1, channels) or array.dtype.kind != "f"
+                or max(array.shape[2:]) > MAX_INPUT):
+            raise ImageError(f"Expected one image tensor (1, {channels}, H, W) of floats, got {array.dtype} "
+                             f"{array.shape}.")
         return torch.from_numpy(array.astype(np.float32, copy=False))

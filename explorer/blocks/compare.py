@@ -64,7 +64,7 @@ def block_type_comparison(stage: int, size: int | tuple[int, int], *, groups: in
     planes = 64 * 2**stage
     with torch.device("meta"):
         basic, wide = BasicBlock(planes, planes).eval(), BasicBlock(4 * planes, 4 * planes).eval()
-        bottleneck = Bottleneck(4 * planes, planes, groups=groups, base_width=width_per_group).eval()
+        bottleneck = Bottleneck(4 * planes, planes, groups=groups, width_per_group=width_per_group).eval()
     table = pd.DataFrame([
         _block_cost_row("BasicBlock (resnet18/34)", "3x3, 3x3", basic, planes, hw),
         _block_cost_row("Bottleneck (resnet50 and deeper)" if (groups, width_per_group) == (1, 64) else

@@ -16,21 +16,25 @@ reported (:mod:`.unwrap`): Lightning (``state_dict`` + ``model.``), ``model_stat
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
-from explorer.checkpoints.classes import ClassesSource, ClassNamesError, class_names
+from explorer.checkpoints.classes import CLASS_PRESETS, ClassesSource, ClassNamesError, class_names, preset_names
 from explorer.checkpoints.fit import load_state_dict_checked
 from explorer.checkpoints.inference import check_arch, infer
 from explorer.checkpoints.reading import MAX_CHECKPOINT_BYTES, CheckpointSource, WeightsError, parse
 from explorer.checkpoints.unwrap import describe_step, is_ema_step, unwrap
+from explorer.family import ArchSpec
 from explorer.models import ResNet
 
 __all__ = [
+    "CLASS_PRESETS",
     "MAX_CHECKPOINT_BYTES",
+    "Assumption",
     "CheckpointSource",
     "ClassNamesError",
     "ClassesSource",
@@ -38,7 +42,20 @@ __all__ = [
     "WeightsError",
     "load_checkpoint",
     "model_from_checkpoint",
+    "preset_names",
 ]
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """A convention a checkpoint's tensors leave no trace of, and what was taken for it: ``knob`` (a field of
+    :class:`explorer.family.ArchSpec`: ``"shortcut"``, ``"plain"``, ``"variant"``), the ``value`` used, the
+    ``choices`` the tensors allow as well, and ``why`` in a sentence."""
+
+    knob: str
+    value: object
+    choices: tuple[object, ...]
+    why: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,8 @@ class LoadReport:
     class_names: tuple[str, ...] = ()
     classes_from: str | None = None  # where the names came from (e.g. "classes.txt"); None: "class 0".. defaults
     notes: tuple[str, ...] = ()  # what the tensors could not say and was assumed
+    spec: ArchSpec | None = None  # the network built, the assumed conventions included
+    assumed: tuple[Assumption, ...] = ()  # the conventions the tensors leave no trace of (changeable)
 
     @property
     def stripped_prefixes(self) -> tuple[str, ...]:
@@ -99,7 +118,8 @@ class LoadReport:
 
 
 def model_from_checkpoint(
-    source: CheckpointSource, *, arch: str | None = None, classes: ClassesSource | None = None
+    source: CheckpointSource, *, arch: str | None = None, classes: ClassesSource | None = None,
+    assume: Mapping[str, object] | None = None,
 ) -> tuple[ResNet, LoadReport]:
     """Build the ResNet that ``source`` holds the weights of, load them strictly, name its classes.
 
@@ -108,6 +128,8 @@ def model_from_checkpoint(
     tensors; ``arch`` (a name from ``explorer.models.ARCHS``), when given, must agree. ``classes`` names the
     outputs: a list, an index->name map, a ``.txt``/``.json`` path, bytes, ``(file name, bytes)`` or a file
     object; otherwise a ``classes``/``class_names`` entry in the checkpoint, otherwise "class 0".."class N-1".
+    ``assume`` sets conventions the tensors cannot tell (a knob of :class:`LoadReport.assumed` -> one of its
+    choices); without it each takes the most common convention of the file's layout.
 
     Returns the model (eval mode, CPU; input (N, 3, H, W) -> logits (N, num_classes)) and a :class:`LoadReport`.
 
@@ -122,19 +144,18 @@ def model_from_checkpoint(
     if arch is not None:
         check_arch(arch, recipe)
     names, names_from = class_names(classes, found.classes or _stored_names(parsed.metadata), recipe.num_classes)
+    assumed = _assumptions(recipe)
+    chosen = {a.knob: a.value for a in assumed} | {k: v for k, v in (assume or {}).items()
+                                                    if any(a.knob == k and v in a.choices for a in assumed)}
+    spec = recipe.spec().with_knobs(**chosen)
     with torch.device("meta"):  # no memory and no random init: the checkpoint's tensors are adopted
-        model = recipe.build()
+        model = ResNet(spec)
     lead = (
         f"This checkpoint looks like {recipe.name} ({recipe.description}), but not all its tensors fit that "
         "network, so it cannot be rebuilt here."
     )
     conversions = load_state_dict_checked(model, found.state, subject="This checkpoint", lead=lead, assign=True)
-    notes = []
-    if recipe.shortcut == "A" and not recipe.plain:
-        notes.append(
-            "It has no projection shortcuts, so it was built with zero-padded identity shortcuts (the paper's "
-            "option A); a plain net without shortcuts would have the same tensors."
-        )
+    notes = tuple(f"{a.why} Taken: {chosen[a.knob]}." for a in assumed)
     return model.eval(), LoadReport(
         source=parsed.source,
         format=parsed.format,
@@ -146,8 +167,32 @@ def model_from_checkpoint(
         num_classes=recipe.num_classes,
         class_names=names,
         classes_from=names_from,
-        notes=tuple(notes),
+        notes=notes,
+        spec=spec,
+        assumed=assumed,
     )
+
+
+def _assumptions(recipe: object) -> tuple[Assumption, ...]:
+    """The conventions ``recipe``'s tensors leave open: option A's padding (or no shortcut at all) where no block
+    projects, and where a bottleneck strides."""
+    found = []
+    if recipe.shortcut in ("A", "A-both") and not recipe.plain:
+        found.append(Assumption(
+            "shortcut", "A-both" if recipe.stem == "cifar" else "A", ("A-both", "A"),
+            "It has no projection shortcuts, so its shortcuts are zero-padded identities (the paper's option A), "
+            "and nothing in the tensors says on which side of the channels the zeros go (the CIFAR "
+            "reproductions pad both sides, explorer's own option A pads after)."))
+        found.append(Assumption(
+            "plain", False, (False, True),
+            "A plain net without shortcuts has the same tensors as one with option A shortcuts: the shortcuts "
+            "are assumed."))
+    if recipe.block == "bottleneck":
+        found.append(Assumption(
+            "variant", "v1.5", ("v1.5", "v1"),
+            "Where a downsampling bottleneck strides leaves no trace in its weights: v1.5 (torchvision's, in the "
+            "3x3) is assumed; the paper's v1 strides in the first 1x1."))
+    return tuple(found)
 
 
 def load_checkpoint(model: nn.Module, source: CheckpointSource, *, name: str | None = None) -> LoadReport:

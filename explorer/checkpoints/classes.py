@@ -16,7 +16,15 @@ from typing import Any, BinaryIO
 
 from explorer.checkpoints.reading import WeightsError, listing
 
-__all__ = ["MAX_CLASS_FILE_BYTES", "ClassNamesError", "ClassesSource", "class_names", "default_names"]
+__all__ = [
+    "CLASS_PRESETS",
+    "MAX_CLASS_FILE_BYTES",
+    "ClassNamesError",
+    "ClassesSource",
+    "class_names",
+    "default_names",
+    "preset_names",
+]
 
 ClassesSource = (
     Sequence[str] | Mapping[Any, Any] | str | os.PathLike[str] | bytes | tuple[str, bytes] | tuple[bytes, str]
@@ -30,6 +38,32 @@ _NESTED_KEYS = ("id2label", "class_names", "classes", "names", "labels")
 
 class ClassNamesError(WeightsError):
     """Class names that cannot be used: unreadable, malformed, or not one per output of the classifier."""
+
+
+CLASS_PRESETS: dict[str, tuple[str, ...] | None] = {
+    "ImageNet": None,  # 1000 names, read from torchvision's weight metadata when asked for
+    "CIFAR-10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    "FashionMNIST": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                     "Ankle boot"),
+}
+"""Well-known lists of class names, in the order of their datasets' labels (torchvision's)."""
+
+
+def preset_names(name: str) -> tuple[str, ...]:
+    """The class names of :data:`CLASS_PRESETS` entry ``name``.
+
+    Raises:
+        ClassNamesError: for an unknown name.
+    """
+    if name not in CLASS_PRESETS:
+        raise ClassNamesError(f"There is no list of class names called {name!r}; choose one of: "
+                              f"{', '.join(CLASS_PRESETS)}.")
+    found = CLASS_PRESETS[name]
+    if found is None:
+        import torchvision  # noqa: PLC0415 - only the ImageNet list needs its metadata
+
+        found = tuple(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+    return found
 
 
 def default_names(num_classes: int) -> tuple[str, ...]:

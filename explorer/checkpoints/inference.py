@@ -19,7 +19,7 @@ from typing import Literal
 from torch import Tensor
 
 from explorer.checkpoints.reading import WeightsError, listing
-from explorer.models import ARCHS, BasicBlock, Bottleneck, ResNet, arch_spec
+from explorer.models import ARCHS, ArchSpec, ResNet, arch_spec
 
 __all__ = ["Inferred", "check_arch", "infer"]
 
@@ -68,19 +68,15 @@ class Inferred:
         wide = " twice as wide" if self.groups == 1 and self.width_per_group == 128 else ""
         return f"{self.block} blocks{wide}{grouped}, {', '.join(map(str, self.layers))} per stage"
 
+    def spec(self) -> ArchSpec:
+        """The network as a row of the family table (:class:`explorer.family.ArchSpec`)."""
+        return ArchSpec(self.name, self.block, self.layers, self.widths, self.groups, self.width_per_group,
+                        stem=self.stem, shortcut=self.shortcut, plain=self.plain, num_classes=self.num_classes,
+                        family="checkpoint", reference="the checkpoint")
+
     def build(self) -> ResNet:
         """The network with random weights (in train mode), built on the current default device."""
-        return ResNet(
-            BasicBlock if self.block == "basic" else Bottleneck,
-            self.layers,
-            widths=self.widths,
-            stem=self.stem,
-            num_classes=self.num_classes,
-            groups=self.groups,
-            width_per_group=self.width_per_group,
-            shortcut=self.shortcut,
-            plain=self.plain,
-        )
+        return ResNet(self.spec())
 
 
 def infer(state: Mapping[str, Tensor], hints: Mapping[str, str] | None = None) -> Inferred:

@@ -111,7 +111,7 @@ def initial_twin(model: ResNet, seed: int) -> ResNet:
     """A fresh copy of the lab twin a raced CIFAR ``model`` started from: :func:`lab.race_models`'s recipe (its
     depth, plain or not, its classes, option A shortcuts) drawn from the race's ``seed``."""
     with model_lock(model):
-        depth, plain, classes = cifar_depth(model), model.plain, model.fc.out_features
+        depth, plain, classes = cifar_depth(model), model.plain, model.num_classes
     return lab_model(depth, plain=plain, num_classes=classes, seed=seed)
 
 

@@ -1,9 +1,10 @@
 """The lab's saved-model format: a CIFAR-style ResNet's weights as safetensors, its recipe in the metadata.
 
 A file holds the weights (``state_dict``, strict) and, as strings in the safetensors header, the recipe
-(:class:`TrainedMeta`): depth, shortcuts, dataset, classes, image size, epochs, test accuracy, the training
-set's normalisation and the data split's seed. Loading checks that recipe before building anything, so a
-doctored file cannot ask for a huge network.
+(:class:`TrainedMeta`): depth, shortcuts (with what the tensors cannot tell: option ``"A"`` pads zeros after the
+channels, ``"A-both"`` on both sides, so a model reopens exactly as it was saved), dataset, classes, image size,
+epochs, test accuracy, the training set's normalisation and the data split's seed. Loading checks that recipe
+before building anything, so a doctored file cannot ask for a huge network.
 """
 
 from __future__ import annotations
@@ -97,9 +98,9 @@ def fallback_normalisation(dataset: str, size: int, *, seed: int = 0) -> tuple[T
 
 def save_trained(model: ResNet, meta: TrainedMeta) -> bytes:
     """A CIFAR-style ResNet's weights as safetensors bytes, with ``meta`` (all strings) in the header."""
-    if len(meta.classes) != model.fc.out_features:
+    if len(meta.classes) != model.num_classes:
         raise LabError(
-            f"the model has {model.fc.out_features} outputs but the metadata names {len(meta.classes)} classes"
+            f"the model has {model.num_classes} outputs but the metadata names {len(meta.classes)} classes"
         )
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     header = {
@@ -144,7 +145,7 @@ def race_files(
         mine = epochs[epochs.model == name]
         meta = TrainedMeta(
             depth=cifar_depth(model), plain=model.plain, dataset=dataset, classes=tuple(classes),
-            input_size=int(input_size), epochs=len(mine),
+            input_size=int(input_size), shortcut=model.shortcut_option, epochs=len(mine),
             test_accuracy=float(mine.test_accuracy.iloc[-1]) if len(mine) else None,
             mean=mean, std=std, split_seed=split_seed,
         )  # fmt: skip
@@ -180,6 +181,8 @@ def _check_recipe(meta: TrainedMeta) -> None:
         raise ValueError(f"the test accuracy {accuracy!r} is not a number from 0 to 1")
     if meta.epochs < 0:
         raise ValueError("the number of epochs cannot be negative")
+    if meta.shortcut not in ("A", "A-both", "B", "C"):
+        raise ValueError(f"the shortcut option {meta.shortcut!r} is not one the lab trains with")
 
 
 def load_trained(data: bytes) -> tuple[ResNet, TrainedMeta]:
@@ -222,7 +225,7 @@ def load_trained(data: bytes) -> tuple[ResNet, TrainedMeta]:
     try:
         with seeded(0):  # the initial weights are overwritten at once; drawing them leaves the global RNG alone
             model = build_cifar(meta.depth, plain=meta.plain, shortcut=meta.shortcut,
-                                num_classes=len(meta.classes))
+                                num_classes=len(meta.classes), head="fc")
         model.load_state_dict(tensors, strict=True)
     except (ValueError, RuntimeError) as err:
         raise TrainedModelError(

@@ -1,7 +1,9 @@
 """The plain and residual twins of the lab: built fresh from a seed, never the shared cached model.
 
-Because option A shortcuts have no parameters, the plain and residual CIFAR twins built from one seed have
-*identical* weights: only the shortcuts differ.
+The CIFAR twins take the CIFAR presets' option A, with zeros on both sides of the channels as the most used
+PyTorch reproduction pads (:func:`explorer.family.cifar_spec`), and name their classifier ``fc`` (the lab's
+saved format). Because option A shortcuts have no parameters, the plain and residual CIFAR twins built from one
+seed have *identical* weights: only the shortcuts differ.
 """
 
 from __future__ import annotations
@@ -44,13 +46,13 @@ def _build(spec: int | str, plain: bool, num_classes: int) -> ResNet:
     try:
         if isinstance(spec, str):
             return build(spec, plain=plain, num_classes=num_classes)
-        return build_cifar(spec, plain=plain, shortcut="A", num_classes=num_classes)
+        return build_cifar(spec, plain=plain, num_classes=num_classes, head="fc")
     except ValueError as err:
         raise LabError(str(err)) from None
 
 
 def lab_model(spec: int | str, *, plain: bool, num_classes: int = 10, seed: int = 0) -> ResNet:
-    """A fresh network in train mode: ``spec`` is a CIFAR depth (6n+2, option A shortcuts) or an ImageNet arch.
+    """A fresh network in train mode: ``spec`` is a CIFAR depth (6n+2, option A shortcuts) or a preset's name.
 
     The weights are drawn from ``seed`` through :func:`explorer.shared.seeded`: the global RNG is untouched.
     """

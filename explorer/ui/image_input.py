@@ -92,8 +92,7 @@ def _remember(decoded: _Decoded, name: str | None) -> None:
     settings = sidebar.model_config().preprocessing()  # a user's checkpoint brings its own normalisation
     key = (decoded.key, settings)
     if st.session_state.get(_PREP_KEY) != key or st.session_state.get(keys.IMAGE_PREPROCESSED) is None:
-        prep = images.preprocess(decoded.image, resize=settings.resize, crop=settings.crop, mean=settings.mean,
-                                 std=settings.std)
+        prep = settings.apply(decoded.image)
         st.session_state[keys.IMAGE_PREPROCESSED], st.session_state[keys.IMAGE_TENSOR] = prep, prep.tensor
         st.session_state[_PREP_KEY] = key
 

@@ -243,7 +243,7 @@ def sidebar_subject() -> Subject:
     loaded_ = cached.model(config)
     cached.weights_notice(loaded_)
     words = "the ImageNet mean and standard deviation the weights were trained with"
-    if config.inferred is not None:  # a user's checkpoint: the normalisation set for it in the sidebar
+    if config.recipe is not None:  # a user's checkpoint: the normalisation set for it in the sidebar
         words = config.norm.description
     return Subject(loaded_, config.preprocessing(), config.name, _sidebar_mult_adds(config.network, loaded_), words,
                    config)
@@ -315,5 +315,4 @@ def _made_with(prep: images.Preprocessed, p: images.Preprocessing) -> bool:
 def _prepared(img: Image.Image, key: tuple, s: Subject) -> images.Preprocessed:
     """``img`` preprocessed for ``s``, remembered for the last (image ``key``, subject) pair."""
     p = s.preprocessing
-    return remembered(_PREP_MEMO, (key, s.key),
-                      lambda: images.preprocess(img, resize=p.resize, crop=p.crop, mean=p.mean, std=p.std))
+    return remembered(_PREP_MEMO, (key, s.key), lambda: p.apply(img))

@@ -9,25 +9,27 @@ from dataclasses import dataclass, replace
 
 import streamlit as st
 
+from explorer.checkpoints import CLASS_PRESETS, Assumption
 from explorer.config import MAX_INPUT, MIN_INPUT, NORMS, ConfigError, ModelConfig, Normalisation, numbers
-from explorer.loading import Loaded
-from explorer.models import ARCHS, SHORTCUTS, VARIANTS
+from explorer.family import ARCHS, FAMILIES, SHORTCUT_TEXT, SHORTCUTS, STEMS, VARIANTS, arch_spec
+from explorer.loading import PRESET_CLASSES, Loaded
 from explorer.ui import cached, keys
 
 __all__ = ["draw", "model_config"]
 
 _DEFAULT = ModelConfig()
-_SHORTCUT_HELP = {
-    "B": "B — projection (1x1 conv + BN) only where the shape changes (torchvision, the paper's default)",
-    "A": "A — zero-padded identity: no parameters at all",
-    "C": "C — projection on every block",
-}
 _WEIGHTS_HELP = {
     "pretrained": "ImageNet (pretrained)",
     "random": "Random (untrained)",
     "checkpoint": "My checkpoint (.pth / .safetensors)",
 }
-_NORM_HELP = {"ImageNet": "ImageNet", "0.5/0.5": "0.5 / 0.5", "none": "none (0 / 1)", "custom": "custom"}
+_NORM_HELP = {"ImageNet": "ImageNet", "CIFAR-10": "CIFAR-10", "FashionMNIST": "FashionMNIST", "0.5/0.5": "0.5 / 0.5",
+              "none": "none (0 / 1)", "custom": "custom"}
+_STEM_HELP = {"imagenet": "7x7 conv and max pool (the paper's)", "deep": "three 3x3 convs (ResNet-C)",
+              "tiered": "three 3x3 convs, tiered widths (timm's T)", "cifar": "one 3x3 conv, no pool (CIFAR)"}
+_SE_RATIOS = (0.0, 1 / 16, 1 / 8, 1 / 4)
+_OWN_CLASSES = "own"  # the class-names choice: the checkpoint's own list or the uploaded file
+_LINKED = tuple(f.key for f in ModelConfig.FIELDS if f.key != "arch")
 _REMEMBERED = 16  # checkpoints whose preprocessing a session remembers
 
 
@@ -41,10 +43,28 @@ class _Remembered:
 
 
 def _defaults() -> None:
-    for f in ModelConfig.FIELDS:
-        st.session_state.setdefault(f.key, getattr(_DEFAULT, f.key))
+    st.session_state.setdefault(keys.ARCH, _DEFAULT.arch)
+    arch = st.session_state[keys.ARCH] if st.session_state[keys.ARCH] in ARCHS else _DEFAULT.arch
+    for key in _LINKED:
+        st.session_state.setdefault(key, ModelConfig.default(key, arch))
     st.session_state.setdefault(keys.CHECKPOINTS, {})
     st.session_state.setdefault(keys.CLASS_FILES, {})
+    st.session_state.setdefault(keys.CHECKPOINT_ASSUME, {})
+    st.session_state.setdefault(keys.PRIVATE_ARCH_SHOWN, arch)
+
+
+def _preset_changed() -> None:
+    """A new preset: each knob, the input size and the weights follow it, unless the user had set them apart
+    from the old preset's (a v1 or plain net stays v1 or plain)."""
+    state = st.session_state
+    old, new = state.get(keys.PRIVATE_ARCH_SHOWN, _DEFAULT.arch), state[keys.ARCH]
+    if old not in ARCHS or new not in ARCHS:
+        return
+    for key in _LINKED:
+        if state.get(key) == ModelConfig.default(key, old) or key == "input_size" and (
+                arch_spec(old).native_size != arch_spec(new).native_size):
+            state[key] = ModelConfig.default(key, new)
+    state[keys.PRIVATE_ARCH_SHOWN] = new
 
 
 def _memory() -> dict[str, _Remembered]:
@@ -59,14 +79,16 @@ def _chosen() -> ModelConfig:
     """
     _defaults()
     s = st.session_state
-    config = ModelConfig(arch=s[keys.ARCH], variant=s[keys.VARIANT], shortcut=s[keys.SHORTCUT],
-                         plain=bool(s[keys.PLAIN]), input_size=s[keys.INPUT_SIZE], weights=s[keys.WEIGHTS])
+    config = ModelConfig(**{f.key: s[f.key] for f in ModelConfig.FIELDS})
     if config.weights != "checkpoint":
         return config
     sha = s.get(keys.CHECKPOINT)
     found = _memory().get(sha) if sha else None
-    return replace(config, checkpoint=sha, classes=s.get(keys.CLASS_NAMES),
-                   norm=found.norm if found is not None else Normalisation())
+    preset = s.get(keys.CHECKPOINT_CLASS_PRESET, _OWN_CLASSES)
+    classes = s.get(keys.CLASS_NAMES) if preset == _OWN_CLASSES else PRESET_CLASSES + preset
+    assume = tuple(sorted(s[keys.CHECKPOINT_ASSUME].get(sha, {}).items())) if sha else ()
+    return replace(config, checkpoint=sha, classes=classes, norm=found.norm if found is not None else Normalisation(),
+                   assume=assume)
 
 
 def model_config() -> ModelConfig:
@@ -83,9 +105,9 @@ def model_config() -> ModelConfig:
     if config.checkpoint is None:
         return config
     loaded = cached.model(config)
-    if loaded.report is None or loaded.report.arch is None:
+    if loaded.report is None or loaded.report.spec is None:
         return config
-    return config.follow(loaded.report.arch, loaded.model)
+    return config.follow(loaded.report.spec)
 
 
 # ------------------------------------------------------------------------------------- preprocessing
@@ -195,7 +217,45 @@ def _checkpoint_widgets(config: ModelConfig, loaded: Loaded | None) -> None:
     st.success(f"Your checkpoint: {loaded.report.message}", icon=":material/check_circle:")
     if loaded.problem:
         st.error(loaded.problem, icon=":material/block:")
+    _class_widgets()
+    _assumption_widgets(config.checkpoint, loaded.report.assumed)
     _preprocessing_widgets(config.checkpoint)
+
+
+def _class_widgets() -> None:
+    """Which names the outputs get: the checkpoint's own (or the uploaded file's), or a well-known list."""
+    options = [_OWN_CLASSES, *CLASS_PRESETS]
+    if st.session_state.get(keys.CHECKPOINT_CLASS_PRESET) not in options:
+        st.session_state[keys.CHECKPOINT_CLASS_PRESET] = _OWN_CLASSES
+    st.selectbox("Class names", options, key=keys.CHECKPOINT_CLASS_PRESET,
+                 format_func=lambda o: "the checkpoint's own, or the file above" if o == _OWN_CLASSES else o,
+                 help="A well-known list in its dataset's order, for a checkpoint that came without names.")
+
+
+_KNOB_TEXT = {"shortcut": lambda v: SHORTCUT_TEXT[v], "plain": lambda v: "plain: no shortcuts" if v else
+              "with shortcuts", "variant": lambda v: f"{v}: strides in the {'3x3' if v == 'v1.5' else 'first 1x1'}"}
+
+
+def _assumption_widgets(sha: str, assumed: tuple[Assumption, ...]) -> None:
+    """One choice per convention the checkpoint's tensors cannot tell, remembered with the checkpoint; what
+    differs from the layout's usual convention is said."""
+    if not assumed:
+        return
+    memory = st.session_state[keys.CHECKPOINT_ASSUME]
+    chosen = dict(memory.get(sha, {}))
+    st.markdown("**What the tensors cannot tell** (change it if you know):")
+    for a in assumed:
+        key = f"{keys.CHECKPOINT_ASSUME}_{a.knob}"
+        st.session_state[key] = chosen.get(a.knob, a.value)
+        value = st.selectbox(a.knob, a.choices, key=key, format_func=_KNOB_TEXT.get(a.knob, str), help=a.why)
+        if value != a.value:
+            chosen[a.knob] = value
+            st.caption(f"Changed from the usual convention for this file: {_KNOB_TEXT.get(a.knob, str)(a.value)}.")
+        else:
+            chosen.pop(a.knob, None)
+    if chosen != memory.get(sha, {}):
+        memory[sha] = chosen
+        st.rerun()  # rebuild the network with the new convention
 
 
 def draw() -> None:
@@ -226,11 +286,23 @@ def draw() -> None:
 
 
 def _architecture_widgets() -> None:
-    st.selectbox("Architecture", ARCHS, key=keys.ARCH)
+    st.selectbox("Architecture", ARCHS, key=keys.ARCH, on_change=_preset_changed,
+                 format_func=lambda a: f"{a} · {FAMILIES[arch_spec(a).family]}",
+                 help="A preset of the ResNet family: torchvision's ten, timm's ResNet-C/D/T and SE-ResNets, "
+                      "pre-activation nets, the paper's CIFAR-10 nets and d2l's ResNet-18. The knobs below start "
+                      "at the preset's own values.")
+    st.session_state[keys.PRIVATE_ARCH_SHOWN] = st.session_state[keys.ARCH]
     st.radio(
         "Stride placement", VARIANTS, key=keys.VARIANT, horizontal=True,
-        help="v1.5 (torchvision): a downsampling bottleneck strides in its 3x3 conv. "
+        help="v1.5 (torchvision, ResNet-B): a downsampling bottleneck strides in its 3x3 conv. "
              "v1 (the paper): in its first 1x1 conv.",
     )
-    st.radio("Shortcut option", SHORTCUTS, key=keys.SHORTCUT, format_func=_SHORTCUT_HELP.get)
+    st.radio("Shortcut option", SHORTCUTS, key=keys.SHORTCUT, format_func=SHORTCUT_TEXT.get)
     st.toggle("Plain network (no shortcuts)", key=keys.PLAIN)
+    with st.expander("Stem, block form, squeeze-and-excitation"):
+        st.radio("Stem", STEMS, key=keys.STEM, format_func=_STEM_HELP.get)
+        st.toggle("Pre-activation blocks (BN-ReLU-conv, He et al. 2016b)", key=keys.PREACT)
+        if st.session_state.get(keys.SE_RATIO) not in _SE_RATIOS:
+            st.session_state[keys.SE_RATIO] = min(_SE_RATIOS, key=lambda r: abs(r - st.session_state[keys.SE_RATIO]))
+        st.selectbox("Squeeze-and-excitation", _SE_RATIOS, key=keys.SE_RATIO,
+                     format_func=lambda r: f"1/{round(1 / r)} of the channels" if r else "none")

@@ -26,6 +26,7 @@ __all__ = ["ALL", "PAGE", "PARAMS", "Context", "Ignored", "Param", "page_params"
 ALL = "*"  # the pages of a sidebar key: every page
 PAGE = object()  # a default the page works out itself (from the model, the layer ...): never dropped from a link
 _DEFAULT = ModelConfig()
+_LINKED = {f.key for f in ModelConfig.FIELDS}
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,12 @@ class Context:
     values: Mapping[str, Any] = field(default_factory=dict)
 
     def get(self, key: str) -> Any:
-        """A decoded value, else the model configuration's default."""
-        return self.values.get(key, getattr(_DEFAULT, key, None))
+        """A decoded value, else its default (a model configuration's field: the linked preset's)."""
+        if key in self.values:
+            return self.values[key]
+        if key in _LINKED:
+            return ModelConfig.default(key, self.values.get("arch", _DEFAULT.arch))
+        return None
 
     @property
     def config(self) -> ModelConfig:
@@ -142,8 +147,8 @@ def _sidebar() -> list[Param]:
         refused = _REFUSED.get(f.key, {})
         allowed = None if f.choices is None else _fixed([c for c in f.choices if c not in refused])
         bounds = None if f.bounds is None else (lambda _ctx, b=f.bounds: b)
-        found.append(Param(f.key, (ALL,), f.kind, getattr(_DEFAULT, f.key), allowed, bounds, what=f.what,
-                           refused=refused))
+        default = _DEFAULT.arch if f.key == "arch" else lambda ctx, key=f.key: ModelConfig.default(key, ctx.get("arch"))
+        found.append(Param(f.key, (ALL,), f.kind, default, allowed, bounds, what=f.what, refused=refused))
     return [*found, Param(keys.PRESENT, (ALL,), bool, False)]
 
 
