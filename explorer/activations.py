@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from explorer.device import fast_input, forward_context, use_bf16
 from explorer.errors import ExplorerError
-from explorer.models import Bottleneck, ResidualBlock, residual_blocks
+from explorer.models import ResidualBlock, residual_blocks
 from explorer.shared import Hooks, exclusive, meta_twin
 
 __all__ = [
@@ -161,11 +161,6 @@ class BlockStream:
     ratio: float
 
 
-def _branch_end(block: ResidualBlock) -> nn.Module:
-    """The last module of the residual branch F: its output is F(x) exactly (bn3 in a bottleneck, else bn2)."""
-    return block.bn3 if isinstance(block, Bottleneck) else block.bn2
-
-
 def _norm(t: Tensor) -> Tensor:
     """Mean over the batch of each sample's L2 norm: (N, ...) -> scalar tensor."""
     return torch.linalg.vector_norm(t.detach().flatten(1), dim=1, dtype=torch.float32).mean()
@@ -183,7 +178,7 @@ class StreamRecorder:
     def register(self, hooks: Hooks) -> StreamRecorder:
         """Register the recording hooks through ``hooks`` (which removes them); returns self."""
         for name, block in self.blocks:
-            hooks.forward(_branch_end(block), self._store(self.residual, name))
+            hooks.forward(block.branch_end, self._store(self.residual, name))
             if block.downsample is not None:  # projection or zero-padding: its output is the shortcut
                 hooks.forward(block.downsample, self._store(self.shortcut, name))
             else:  # identity (or plain): the shortcut is the block's input itself

@@ -91,7 +91,7 @@ class ArchSpec:
     reference: str = "torchvision"
 
     def __post_init__(self) -> None:
-        problems = [f"{what} {value!r}" for what, value, allowed in (
+        problems = [f"{what} {value!r} (choose one of: {', '.join(allowed)})" for what, value, allowed in (
             ("block", self.block, ("basic", "bottleneck")), ("stem", self.stem, STEMS),
             ("shortcut option", self.shortcut, SHORTCUTS), ("stride placement", self.variant, VARIANTS),
             ("head", self.head, ("fc", "linear"))) if value not in allowed]

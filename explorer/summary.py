@@ -29,7 +29,7 @@ from torchinfo.layer_info import LayerInfo
 
 from explorer.cost import leaf_mult_adds
 from explorer.errors import ExplorerError
-from explorer.models import arch_spec, build
+from explorer.models import SqueezeExcite, arch_spec, build
 from explorer.shared import exclusive, meta_twin
 
 __all__ = [
@@ -217,7 +217,7 @@ def comparison_row(arch: str, data: Architecture) -> dict[str, object]:
     try:
         info = weights.weights_info(arch)
         acc1, acc5 = info.acc1, info.acc5
-    except ExplorerError:
+    except (ExplorerError, ValueError):  # torchvision publishes figures for its own ten only
         acc1 = acc5 = math.nan
     return {
         "arch": arch, "block": _block_kind(spec.block, spec.groups, spec.width_per_group),
@@ -401,9 +401,10 @@ def _conv_text(conv: nn.Conv2d, *, with_stride: bool) -> str:
 
 
 def _stem_recipe(modules: list[nn.Module]) -> str:
-    """E.g. "7x7, 64, stride 2; 3x3 max pool, stride 2" (the paper's conv1 row, with the pool that follows)."""
+    """E.g. "7x7, 64, stride 2; 3x3 max pool, stride 2" (the paper's conv1 row, with the pool that follows), or
+    "3x3, 32, stride 2; 3x3, 32; 3x3, 64; 3x3 max pool, stride 2" for a deep stem (ResNet-C)."""
     parts = []
-    for m in modules:
+    for m in (leaf for module in modules for leaf in module.modules()):
         if isinstance(m, nn.Conv2d):
             parts.append(_conv_text(m, with_stride=True))
         elif isinstance(m, nn.MaxPool2d):
@@ -412,17 +413,25 @@ def _stem_recipe(modules: list[nn.Module]) -> str:
 
 
 def _block_recipe(stage: nn.Module) -> str:
-    """E.g. "[1x1, 64; 3x3, 64; 1x1, 256] x 3": the main-path convolutions of the stage's first block."""
+    """E.g. "[1x1, 64; 3x3, 64; 1x1, 256] x 3": the residual branch's convolutions in the stage's first block
+    (", SE" when it ends in squeeze-and-excitation)."""
     blocks = list(stage.children())
-    convs = [m for m in blocks[0].children() if isinstance(m, nn.Conv2d)]
-    return f"[{'; '.join(_conv_text(c, with_stride=False) for c in convs)}] x {len(blocks)}"
+    first = blocks[0]
+    branch = [first.get_submodule(n) for n in getattr(first, "branch", ())] or list(first.children())
+    convs = [m for m in branch if isinstance(m, nn.Conv2d)]
+    se = ", SE" if any(isinstance(m, SqueezeExcite) for m in branch) else ""
+    return f"[{'; '.join(_conv_text(c, with_stride=False) for c in convs)}{se}] x {len(blocks)}"
 
 
 def _head_recipe(modules: list[nn.Module]) -> str:
-    """E.g. "average pool, 1000-d fc"."""
+    """E.g. "average pool, 1000-d fc" (a pre-activation net: "BN, ReLU, average pool, 1000-d fc")."""
     parts = []
     for m in modules:
-        if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
+        if isinstance(m, nn.BatchNorm2d):
+            parts.append("BN")
+        elif isinstance(m, nn.ReLU):
+            parts.append("ReLU")
+        elif isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
             parts.append("average pool")
         elif isinstance(m, nn.Linear):
             parts.append(f"{m.out_features}-d fc")
@@ -448,7 +457,7 @@ def _stage_frame(rows: list[LayerInfo], layers: pd.DataFrame, model: nn.Module) 
     for name, info in infos.items():
         i = by_name[name]
         groups.append((info.label, [i], _block_recipe(rows[i].module), info.blocks))
-    groups.append((model.classifier, head, _head_recipe([rows[i].module for i in head]), None))
+    groups.append(("fc", head, _head_recipe([rows[i].module for i in head]), None))  # the paper's row, any name
     records = []
     for label, members, recipe, blocks in groups:
         if not members:

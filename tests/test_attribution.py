@@ -14,7 +14,7 @@ from helpers import assert_waits_for_the_lock
 from explorer import attribution as attr
 from explorer.device import DeviceError
 from explorer.errors import ExplorerError
-from explorer.models import ARCHS, build, build_cifar
+from explorer.models import ARCHS, PRESETS, build, build_cifar
 from explorer.predict import InputError
 from explorer.shared import hook_count, model_lock
 
@@ -108,7 +108,7 @@ def test_no_method_is_a_special_case_by_key():
 
 def test_layers_and_the_cascade_come_from_the_model_description():
     resnet, cifar = build("resnet18"), build_cifar(20)
-    assert attr.cascade_layers(cifar) == ["fc", "layer3", "layer2", "layer1", "stem"]
+    assert attr.cascade_layers(cifar) == ["linear", "layer3", "layer2", "layer1", "stem"]  # the reproduction's name
     assert attr.stage_names(cifar) == ["layer1", "layer2", "layer3"] and attr.default_layer(cifar) == "layer3"
     assert attr.stage_grid(resnet, 224) == 7 and attr.stage_grid(resnet, 64) == 2
     assert attr.stage_grid(cifar, 16) == 4 and attr.stage_grid(cifar, 32, "layer1") == 32
@@ -165,18 +165,25 @@ def test_integrated_gradients_are_complete(image):
     assert abs(result.delta) < 0.01 * abs(difference)
 
 
+EXACT_DEEPLIFT = [a for a in ARCHS if not PRESETS[a].se_ratio and not PRESETS[a].preact]
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_deeplift_runs_on_every_arch(arch):
-    """No ReLU is reused or in place, so DeepLift's rescale rule holds: contributions add up to the difference."""
+    """No ReLU is reused or in place, so DeepLift's rescale rule holds: contributions add up to the difference.
+    Squeeze-and-excitation multiplies two functions of the input, and a pre-activation net max-pools its stem's
+    unrectified output: DeepLift's rules are approximate there, and its convergence delta says by how much."""
     torch.manual_seed(0)
     net = build(arch).eval()
-    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(1, net.spec.in_channels, 32, 32, generator=torch.Generator().manual_seed(2))
     result = attr.attribute(net, x, 5, "deeplift")
     with torch.no_grad():
         difference = (net(x)[0, 5] - net(result.baseline)[0, 5]).item()
     assert result.map.shape == (32, 32) and np.isfinite(result.map).all()
-    assert result.raw.sum().item() == pytest.approx(difference, rel=1e-4, abs=1e-3)
     assert hook_count(net) == 0
+    if arch in EXACT_DEEPLIFT:
+        assert result.raw.sum().item() == pytest.approx(difference, rel=1e-4, abs=1e-3)
+    assert result.raw.sum().item() - difference == pytest.approx(result.delta, rel=1e-3, abs=1e-4)
 
 
 @pytest.mark.parametrize(

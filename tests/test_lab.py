@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import perturbed_bn
 from safetensors.torch import save as st_save
 from torch import nn
 
 from explorer import cost, lab
-from explorer.models import build
+from explorer.models import build, build_cifar
 from explorer.plots import lab as plots
 
 
@@ -543,8 +544,8 @@ def test_race_files_store_each_models_recipe_and_last_accuracy():
     assert list(files) == ["plain-8", "ResNet-8"]
     model, meta = lab.load_trained(files["plain-8"])
     last = history.epochs[history.epochs.model == "plain-8"].test_accuracy.iloc[-1]
-    assert meta == lab.TrainedMeta(8, True, "digits", data.classes, input_size=8, epochs=2, test_accuracy=last,
-                                   mean=data.mean, std=data.std, split_seed=3)  # fmt: skip
+    assert meta == lab.TrainedMeta(8, True, "digits", data.classes, input_size=8, shortcut="A-both", epochs=2,
+                                   test_accuracy=last, mean=data.mean, std=data.std, split_seed=3)  # fmt: skip
     unfinished = lab.race_files(models, history.epochs.iloc[:0], dataset="digits", classes=data.classes, input_size=8)
     assert lab.load_trained(unfinished["ResNet-8"])[1].test_accuracy is None
 
@@ -594,3 +595,17 @@ def test_correlation_figures_draw_one_curve_per_net():
     line, lag = plots.gradient_along_line(results), plots.correlation_by_distance(results)
     assert [t.name for t in line.data] == ["plain-8", "ResNet-8"] and len(line.data[0].y) == 8
     assert [t.name for t in lag.data] == ["plain-8", "ResNet-8"] and lag.data[0].y[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("shortcut", ["A", "A-both"])
+def test_a_saved_model_reopens_with_the_padding_it_was_trained_with(shortcut):
+    """The lab's twins pad option A's zeros on both sides, as the CIFAR reproductions do; a file records the
+    convention, so a model saved with zeros after the channels (older files) reopens exactly as it was."""
+    model = perturbed_bn(build_cifar(8, shortcut=shortcut, head="fc"))
+    meta = lab.TrainedMeta(8, False, "digits", tuple("0123456789"), input_size=16, shortcut=shortcut)
+    again, read = lab.load_trained(lab.save_trained(model, meta))
+    assert read.shortcut == shortcut and again.shortcut_option == shortcut
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+    assert lab.lab_model(8, plain=False).shortcut_option == "A-both"

@@ -9,7 +9,11 @@ from torch import nn
 
 from explorer.models import (
     ARCHS,
+    PRESETS,
+    TORCHVISION_ARCHS,
     Bottleneck,
+    PreActBasicBlock,
+    SqueezeExcite,
     ZeroPadShortcut,
     arch_spec,
     build,
@@ -23,7 +27,7 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", TORCHVISION_ARCHS)
 def test_matches_torchvision(arch: str) -> None:
     reference = getattr(torchvision.models, arch)(weights=None).eval()
     ours = build(arch).eval()
@@ -33,9 +37,10 @@ def test_matches_torchvision(arch: str) -> None:
         torch.testing.assert_close(ours(x), reference(x))
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_every_relu_is_its_own_module_and_runs_once(arch: str) -> None:
     model = build(arch).eval()
+    size = 64 if PRESETS[arch].stem != "cifar" else 32
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     assert relus and all(not r.inplace for r in relus)
     calls: dict[int, int] = {}
@@ -43,7 +48,7 @@ def test_every_relu_is_its_own_module_and_runs_once(arch: str) -> None:
                for m in model.modules()]
     try:
         with torch.no_grad():
-            model(torch.randn(1, 3, 64, 64))
+            model(torch.randn(1, model.spec.in_channels, size, size))
     finally:
         for h in handles:
             h.remove()
@@ -107,7 +112,7 @@ def test_residual_block_adds_shortcut() -> None:
 
 
 @pytest.mark.parametrize("bad", [{"arch": "resnet19"}, {"arch": "resnet18", "variant": "v2"},
-                                 {"arch": "resnet18", "shortcut": "D"}])
+                                 {"arch": "resnet18", "shortcut": "E"}, {"arch": "resnet18", "stem": "huge"}])
 def test_unknown_names_list_the_valid_ones(bad: dict) -> None:
     arch = bad.pop("arch")
     with pytest.raises(ValueError, match="choose one of"):
@@ -126,7 +131,8 @@ def test_cifar_nets(depth: int) -> None:
     assert len(residual_blocks(model)) == 3 * n
     assert model.stage_names == ("layer1", "layer2", "layer3")
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    assert len(convs) + 1 == depth  # 6n+2: stem conv, 6n block convs, fc; option A adds no convs
+    assert len(convs) + 1 == depth  # 6n+2: stem conv, 6n block convs, the classifier; option A adds no convs
+    assert model.classifier == "linear" and model.shortcut_option == "A-both"  # the CIFAR reproduction's layout
     with torch.no_grad():
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
@@ -140,3 +146,62 @@ def test_cifar_resnet20_parameter_count() -> None:
 def test_cifar_rejects_depth_not_6n_plus_2() -> None:
     with pytest.raises(ValueError, match="6n\\+2"):
         build_cifar(21)
+
+
+def test_option_a_pads_after_or_on_both_sides_as_the_cifar_reproduction_does() -> None:
+    x = torch.randn(1, 16, 8, 8)
+    after, both = ZeroPadShortcut(16, 32, 2)(x), ZeroPadShortcut(16, 32, 2, both=True)(x)
+    reference = nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 32 // 4, 32 // 4))  # planes // 4 each side
+    torch.testing.assert_close(both, reference)
+    torch.testing.assert_close(after[:, :16], x[:, :, ::2, ::2])
+    assert torch.count_nonzero(after[:, 16:]) == 0 and torch.count_nonzero(both[:, :8]) == 0
+    assert build_cifar(20, shortcut="A").layer2[0].downsample.padding == (0, 16)
+
+
+def test_deep_and_tiered_stems_and_option_d_have_timms_layout() -> None:
+    deep, tiered = build("resnet50d"), build("resnet26t")
+    assert [m.out_channels for m in deep.conv1 if isinstance(m, nn.Conv2d)] == [32, 32, 64]
+    assert [m.out_channels for m in tiered.conv1 if isinstance(m, nn.Conv2d)] == [24, 32, 64]
+    assert {k for k in deep.state_dict() if k.startswith("conv1.")} >= {"conv1.0.weight", "conv1.3.weight",
+                                                                         "conv1.6.weight", "conv1.4.running_var"}
+    first, second = deep.layer1[0], deep.layer2[0]
+    assert isinstance(first.downsample[0], nn.Identity) and isinstance(second.downsample[0], nn.AvgPool2d)
+    assert second.shortcut_kind == "pooled projection" and second.downsample[1].stride == (1, 1)
+    with torch.no_grad():
+        assert second.eval()(torch.randn(1, 256, 15, 15)).shape == (1, 512, 8, 8)  # ceil mode, like the 3x3
+
+
+def test_squeeze_and_excitation_gates_each_channel() -> None:
+    se = SqueezeExcite(256, 1 / 16)
+    assert (se.fc1.out_channels, se.fc2.out_channels) == (16, 256)
+    assert SqueezeExcite(64, 1 / 16).fc1.out_channels == 8  # timm rounds to a multiple of 8, at least 8
+    block = build("seresnet50").layer1[0].eval()
+    assert block.branch[-1] == "se" and block.branch_end is block.se
+    x = torch.randn(1, 64, 8, 8)
+    with torch.no_grad():
+        f = block.bn3(block.conv3(block.relu2(block.bn2(block.conv2(block.relu1(block.bn1(block.conv1(x))))))))
+        torch.testing.assert_close(block.residual(x), f * torch.sigmoid(block.se.fc2(torch.relu(block.se.fc1(
+            f.mean((2, 3), keepdim=True))))))
+
+
+def test_a_pre_activation_block_adds_x_and_projects_its_preactivated_input() -> None:
+    net = build("preact_resnet18").eval()
+    assert not hasattr(net, "bn1") and net.head_modules[:2] == ("final_bn", "final_relu")
+    identity, projecting = net.layer1[0], net.layer2[0]
+    assert isinstance(identity, PreActBasicBlock) and not hasattr(identity, "relu_out")
+    assert projecting.shortcut_kind == "projection" and len(projecting.downsample) == 1  # a conv, no BN
+    x = torch.randn(1, 64, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(identity(x), identity.residual(x) + x)  # no ReLU after the addition
+        pre = torch.relu(projecting.bn1(x))
+        torch.testing.assert_close(projecting.shortcut(x), projecting.downsample(pre))
+        torch.testing.assert_close(projecting(x), projecting.residual(x) + projecting.downsample(pre))
+        assert net(torch.randn(2, 3, 64, 64)).shape == (2, 1000)
+
+
+def test_d2l_net_takes_one_channel_and_projects_with_a_biased_conv() -> None:
+    net = build("d2l_resnet18").eval()
+    assert net.conv1.in_channels == 1 and net.conv1.bias is not None and net.layer1[0].conv1.bias is not None
+    assert net.layer2[0].shortcut_kind == "projection without BN" and net.layer2[0].downsample[0].bias is not None
+    with torch.no_grad():
+        assert net(torch.randn(2, 1, 96, 96)).shape == (2, 10)

@@ -113,7 +113,8 @@ def test_cifar_net_has_three_stages() -> None:
     assert list(stages["output_size"]) == ["32x32", "32x32", "16x16", "8x8", "1x1"]
     assert stages.loc["conv1", "recipe"] == "3x3, 16"  # stride 1 and no max pool
     assert stages.loc["conv3_x", "recipe"] == "[3x3, 32; 3x3, 32] x 3"
-    assert stages.loc["fc", "recipe"] == "average pool, 10-d fc"
+    assert stages.loc["fc", "recipe"] == "average pool, 10-d fc"  # the paper's row, though the module is "linear"
+    assert stages.loc["fc", "module"] == "avgpool, linear"
 
 
 # --- the layer table ----------------------------------------------------------------------------------------
@@ -260,3 +261,16 @@ def test_compare_figure_has_one_colour_per_arch() -> None:
     assert sum(t.showlegend for t in fig.data) == 2
     acc = [t for t in fig.data if t.xaxis == "x4"]
     assert [list(t.text) for t in acc] == [["70.0"], ["n/a"]]
+
+
+def test_table_1_of_the_new_family_members() -> None:
+    deep = architecture(build("resnet50d"), 224).stages.set_index("stage")
+    assert deep.loc["conv1", "recipe"] == "3x3, 32, stride 2; 3x3, 32; 3x3, 64; 3x3 max pool, stride 2"
+    assert deep.loc["conv1", "output_size"] == "56x56"
+    se = architecture(build("seresnet50"), 64).stages.set_index("stage")
+    assert se.loc["conv2_x", "recipe"] == "[1x1, 64; 3x3, 64; 1x1, 256, SE] x 3"
+    preact = architecture(build("preact_resnet18"), 64).stages.set_index("stage")
+    assert preact.loc["fc", "recipe"] == "BN, ReLU, average pool, 1000-d fc"
+    assert preact.loc["conv1", "recipe"] == "7x7, 64, stride 2; 3x3 max pool, stride 2"  # no BN-ReLU in its stem
+    d2l = architecture(build("d2l_resnet18"), 96)
+    assert d2l.input_size == (1, 1, 96, 96) and list(d2l.stages["output_size"])[-2] == "3x3"
