@@ -1,5 +1,5 @@
-"""Conv output-size arithmetic: the formula, worked step by step, and the size of an image walked through an
-ImageNet ResNet by the formula alone."""
+"""Conv output-size arithmetic: the formula, worked step by step, and the size of an image walked through a
+ResNet's stem and stages by the formula alone."""
 
 from __future__ import annotations
 
@@ -78,10 +78,20 @@ def conv_arithmetic(size: int, kernel: int, stride: int = 1, padding: int = 0, d
     return "\n".join(lines)
 
 
-def size_walk(size: int, stages: int = 4) -> pd.DataFrame:
-    """The spatial size through an ImageNet ResNet by the formula alone: stem conv, max-pool, then the
-    stride of each stage's first 3x3 conv. Columns: step, kernel, stride, padding, input, output."""
-    steps = [("stem conv", 7, 2, 3), ("stem max-pool", 3, 2, 1)]
+_STEMS: dict[str, tuple[tuple[str, int, int, int], ...]] = {
+    "imagenet": (("stem conv", 7, 2, 3), ("stem max-pool", 3, 2, 1)),
+    "deep": (("stem conv 1 (3x3)", 3, 2, 1), ("stem conv 2 (3x3)", 3, 1, 1), ("stem conv 3 (3x3)", 3, 1, 1),
+             ("stem max-pool", 3, 2, 1)),
+    "cifar": (("stem conv (3x3)", 3, 1, 1),),
+}
+"""Each stem's (step, kernel, stride, padding) in order (a tiered stem has the deep stem's steps)."""
+
+
+def size_walk(size: int, stages: int = 4, stem: str = "imagenet") -> pd.DataFrame:
+    """The spatial size through a ResNet by the formula alone: the stem's convs and pool (``stem``: ``"imagenet"``,
+    ``"deep"``, ``"tiered"`` or ``"cifar"``), then the stride of each of ``stages`` stages' first 3x3 conv (stride 1
+    in the first stage, 2 after). Columns: step, kernel, stride, padding, input, output."""
+    steps = list(_STEMS["deep" if stem == "tiered" else stem])
     steps += [(f"layer{i + 1} (first 3x3)", 3, 1 if i == 0 else 2, 1) for i in range(stages)]
     rows = []
     for label, k, s, p in steps:
@@ -89,4 +99,3 @@ def size_walk(size: int, stages: int = 4) -> pd.DataFrame:
         rows.append({"step": label, "kernel": k, "stride": s, "padding": p, "input": size, "output": out})
         size = out
     return pd.DataFrame(rows)
-

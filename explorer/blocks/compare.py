@@ -1,7 +1,8 @@
 """Comparisons on the meta device: BasicBlock vs Bottleneck, where v1 and v1.5 put the stride, the paper's
-shortcut options A / B / C, and add vs concat. Every model here is built on PyTorch's meta device: real shapes
-and parameter counts, no memory and no arithmetic, so alternative configurations cost nothing to compare.
-Mult-adds come from :mod:`explorer.cost` (torchinfo's convention), per image.
+shortcut options A / B / C (and the model's own, when it is another), and add vs concat. Every model here is built
+on PyTorch's meta device: real shapes and parameter counts, no memory and no arithmetic, so alternative
+configurations cost nothing to compare. Mult-adds come from :mod:`explorer.cost` (torchinfo's convention), per
+image.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import torch
 from torch import nn
 
 from explorer.blocks.common import BlockError, Shape, find_block, fmt_shape
+from explorer.blocks.inventory import PROJECTIONS
 from explorer.blocks.record import leaf_costs
 from explorer.cost import model_cost
-from explorer.models import VARIANTS, BasicBlock, Bottleneck, ResNet, arch_spec, build, residual_blocks
+from explorer.family import SHORTCUT_TEXT
+from explorer.models import VARIANTS, ArchSpec, BasicBlock, Bottleneck, ResNet, arch_spec, build, residual_blocks
 
 __all__ = [
     "SHORTCUT_OPTIONS",
@@ -23,21 +26,37 @@ __all__ = [
     "StridePlacement",
     "block_type_comparison",
     "merge_rules",
+    "as_spec",
     "meta_model",
+    "one_image",
     "shortcut_options",
     "stride_placement",
 ]
 
 
-def meta_model(arch: str, *, variant: str = "v1.5", shortcut: str = "B", plain: bool = False) -> ResNet:
-    """``build(arch, ...)`` on PyTorch's meta device, in eval mode: real shapes and parameter counts, no
-    memory and no arithmetic, so costs of alternative configurations are instant."""
+def as_spec(arch: str | ArchSpec) -> ArchSpec:
+    """A preset's name or a spec, as a spec (an unknown name is a ``BlockError`` listing the valid ones)."""
     try:
-        with torch.device("meta"):
-            return build(arch, variant=variant, shortcut=shortcut, plain=plain).eval()
+        return arch if isinstance(arch, ArchSpec) else arch_spec(arch)
     except ValueError as err:
         raise BlockError(str(err)) from err
 
+
+def meta_model(arch: str | ArchSpec, **knobs: object) -> ResNet:
+    """``build(arch, **knobs)`` on PyTorch's meta device, in eval mode: real shapes and parameter counts, no
+    memory and no arithmetic, so costs of alternative configurations are instant. ``arch`` is a preset's name or a
+    spec; ``knobs`` change its fields (``variant="v1"``, ``shortcut="A"``, ``plain=True``, ``stem="deep"``, ...;
+    ``None`` keeps the preset's own)."""
+    try:
+        with torch.device("meta"):
+            return build(as_spec(arch), **knobs).eval()
+    except ValueError as err:
+        raise BlockError(str(err)) from err
+
+
+def one_image(net: ResNet, size: int) -> tuple[int, int, int, int]:
+    """The (N, C, H, W) of one ``size`` x ``size`` image for ``net`` (C: its input channels)."""
+    return 1, net.spec.in_channels, size, size
 
 
 def _block_cost_row(label: str, convs: str, block: nn.Module, in_ch: int, size: tuple[int, int]) -> dict[str, object]:
@@ -90,22 +109,25 @@ class StridePlacement:
     model_mult_adds: dict[str, int]
 
 
-def stride_placement(arch: str, block: str, input_size: int = 224) -> StridePlacement:
-    """v1 (stride on the first 1x1, the paper) vs v1.5 (stride on the 3x3, torchvision) for block ``block``."""
-    if arch_spec(arch).block != "bottleneck":
-        raise BlockError(f"{arch} is built from basic blocks, which always stride in their first 3x3: v1 and v1.5 "
-                         "differ only in bottleneck blocks (resnet50 and deeper).")
+def stride_placement(arch: str | ArchSpec, block: str, input_size: int = 224) -> StridePlacement:
+    """v1 (stride on the first 1x1, the paper) vs v1.5 (stride on the 3x3, torchvision) for block ``block`` of
+    ``arch`` (a preset's name or a spec). ``convs`` lists the branch's convolutions (not the shortcut's, nor a
+    squeeze-and-excitation's)."""
+    spec = as_spec(arch)
+    if spec.block != "bottleneck":
+        raise BlockError(f"{spec.name} is built from basic blocks, which always stride in their first 3x3: v1 and "
+                         "v1.5 differ only in bottleneck blocks (resnet50 and deeper).")
     rows, block_macs, model_macs = [], {}, {}
     for variant in VARIANTS:
-        net = meta_model(arch, variant=variant)
+        net = meta_model(spec, variant=variant)
         if find_block(net, block).stride == 1:
             raise BlockError(f"Block {block} does not downsample; pick the first block of layer2, layer3 or layer4.")
-        leaves = leaf_costs(net, (1, 3, input_size, input_size), within=block)
-        convs = [c for c in leaves if c.op.startswith("conv") and not c.name.startswith("downsample")]
+        leaves = leaf_costs(net, one_image(net, input_size), within=block)
+        convs = [c for c in leaves if c.name.startswith("conv")]
         rows += [{"variant": variant, "conv": c.name, "op": c.op, "input": fmt_shape(c.input_shape),
                   "output": fmt_shape(c.output_shape), "mult_adds": c.mult_adds} for c in convs]
         block_macs[variant] = sum(c.mult_adds for c in leaves)
-        model_macs[variant] = model_cost(net, (1, 3, input_size, input_size)).mult_adds
+        model_macs[variant] = model_cost(net, one_image(net, input_size)).mult_adds
     return StridePlacement(block, pd.DataFrame(rows), block_macs, model_macs)
 
 
@@ -117,18 +139,24 @@ SHORTCUT_OPTIONS: dict[str, str] = {
 }
 
 
-def shortcut_options(arch: str, variant: str = "v1.5", input_size: int = 224) -> pd.DataFrame:
-    """Options A, B, C (and a plain net) of ``arch``, built on the meta device: projections, shortcut params,
-    model params and the difference from B, mult-adds of one ``input_size`` image."""
+def shortcut_options(arch: str | ArchSpec, variant: str | None = None, input_size: int = 224) -> pd.DataFrame:
+    """Options A, B, C and a plain net of ``arch`` (a preset's name or a spec; ``variant`` ``None`` keeps its
+    own), and its own option too when it is another (D, A with zeros on both sides, B without BN), built on the
+    meta device: projections, shortcut params, model params and the difference from B, mult-adds of one
+    ``input_size`` image."""
+    spec = as_spec(arch)
+    what = dict(SHORTCUT_OPTIONS)
+    if spec.shortcut not in what:
+        what[spec.shortcut] = SHORTCUT_TEXT[spec.shortcut].split(" — ", 1)[-1] + " (this model's own)"
     rows = []
-    for option in SHORTCUT_OPTIONS:
+    for option, text in what.items():
         plain = option == "plain"
-        net = meta_model(arch, variant=variant, shortcut="B" if plain else option, plain=plain)
+        net = meta_model(spec, variant=variant, shortcut="B" if plain else option, plain=plain)
         blocks = residual_blocks(net)
-        cost = model_cost(net, (1, 3, input_size, input_size))
+        cost = model_cost(net, one_image(net, input_size))
         rows.append({
-            "option": option, "what it does": SHORTCUT_OPTIONS[option],
-            "projections": sum(b.shortcut_kind == "projection" for _, b in blocks),
+            "option": option, "what it does": text,
+            "projections": sum(b.shortcut_kind in PROJECTIONS for _, b in blocks),
             "shortcut_params": sum(p.numel() for _, b in blocks if b.downsample for p in b.downsample.parameters()),
             "params": cost.params, "mult_adds": cost.mult_adds,
         })

@@ -14,7 +14,7 @@ __all__ = ["RunInput", "current_input", "digest", "random_input"]
 
 @dataclass(frozen=True, eq=False)
 class RunInput:
-    """One (1, 3, H, W) image and ``key``, a string that changes exactly when its content does."""
+    """One (1, C, H, W) image and ``key``, a string that changes exactly when its content does."""
 
     tensor: Tensor
     key: str
@@ -36,16 +36,18 @@ def digest(tensor: Tensor) -> str:
     return h.hexdigest()
 
 
-def random_input(seed: int, size: int) -> RunInput:
-    """A standard-normal (1, 3, size, size) image drawn from a private generator seeded with ``seed``."""
-    image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(int(seed)))
-    return RunInput(image, f"random-{int(seed)}-{int(size)}")
+def random_input(seed: int, size: int, channels: int = 3) -> RunInput:
+    """A standard-normal (1, channels, size, size) image drawn from a private generator seeded with ``seed``
+    (``channels``: the model's input channels, 1 for a greyscale net)."""
+    image = torch.randn(1, channels, size, size, generator=torch.Generator().manual_seed(int(seed)))
+    return RunInput(image, f"random-{int(seed)}-{int(size)}" + (f"-{int(channels)}ch" if channels != 3 else ""))
 
 
-def current_input(value: object) -> RunInput | None:
-    """``value`` (e.g. what the image picker stored) as a ``RunInput`` if it is a (1, 3, H, W) float tensor,
-    else ``None``: a stored image is never required, and anything else is ignored, never an error."""
-    if (isinstance(value, Tensor) and value.ndim == 4 and tuple(value.shape[:2]) == (1, 3) and value.numel()
+def current_input(value: object, channels: int = 3) -> RunInput | None:
+    """``value`` (e.g. what the image picker stored) as a ``RunInput`` if it is a (1, channels, H, W) float tensor,
+    else ``None``: a stored image is never required, and anything else (an image with other channels than the
+    model takes included) is ignored, never an error."""
+    if (isinstance(value, Tensor) and value.ndim == 4 and tuple(value.shape[:2]) == (1, channels) and value.numel()
             and value.is_floating_point() and not value.is_meta):
         return RunInput(value, digest(value))
     return None

@@ -16,21 +16,42 @@ import pandas as pd
 from torch import nn
 
 from explorer.blocks.common import BlockError, Shape, fmt_shape
-from explorer.blocks.record import record
+from explorer.blocks.record import leaf_costs, record
+from explorer.blocks.trace import stem_trace
 from explorer.cost import leaf_mult_adds, param_leaves
 from explorer.models import ResidualBlock, residual_blocks
 
 __all__ = [
-    "BlockRow", "block_inventory", "block_rows", "cost_through", "downsampling_block", "projection_share",
-    "shortcut_reason",
+    "PROJECTIONS", "BlockRow", "block_inventory", "block_rows", "cost_through", "downsampling_block",
+    "projection_share", "shortcut_reason", "stem_table",
 ]
 
 
-def shortcut_reason(in_shape: Shape, out_shape: Shape, kind: str, stride: int = 1) -> str:
+PROJECTIONS: tuple[str, ...] = ("projection", "pooled projection", "projection without BN")
+"""The shortcut kinds that hold a 1x1 conv (and so parameters): B's, C's and D's projections and d2l's."""
+
+
+def _projection(kind: str, stride: int, preact: bool, bias: bool) -> str:
+    """What a projection shortcut does, in words: ``"1x1 conv stride 2 + BN"``, ``"2x2 avg pool stride 2, then
+    1x1 conv + BN"``, ``"1x1 conv stride 2 with bias, no BN"``, or in a pre-activation block ``"1x1 conv stride 2
+    of the pre-activated x"``."""
+    pooled = kind == "pooled projection"
+    conv = "1x1 conv" + (f" stride {stride}" if stride != 1 and not pooled else "") + (" with bias" if bias else "")
+    if pooled:
+        conv = f"2x2 avg pool stride {stride}, then {conv}" if stride != 1 else f"{conv} (stride 1: no pool)"
+    if preact:
+        return f"{conv} of the pre-activated x (BN and ReLU shared with F(x))"
+    return f"{conv}, no BN" if kind == "projection without BN" else f"{conv} + BN"
+
+
+def shortcut_reason(in_shape: Shape, out_shape: Shape, kind: str, stride: int = 1, *, preact: bool = False,
+                    bias: bool = False, padding: tuple[int, int] | None = None) -> str:
     """Why the shortcut is what it is, as a shape equation.
 
-    ``kind`` is a block's ``shortcut_kind``; e.g. ``"64x56x56 -> 128x28x28: channels differ and stride 2 ->
-    1x1 conv stride 2 + BN"`` or ``"256x56x56 -> 256x56x56: same shape -> identity"``.
+    ``kind`` is a block's ``shortcut_kind``; ``preact``: the block is in the pre-activation form (a projection
+    reads the pre-activated x); ``bias``: the projection's conv has a bias; ``padding``: option A's zero channels
+    (before, after). E.g. ``"64x56x56 -> 128x28x28: channels differ and stride 2 -> 1x1 conv stride 2 + BN"`` or
+    ``"256x56x56 -> 256x56x56: same shape -> identity"``.
     """
     causes = ["channels differ"] if in_shape[0] != out_shape[0] else []
     causes += [f"stride {stride}"] if stride != 1 else []
@@ -40,16 +61,24 @@ def shortcut_reason(in_shape: Shape, out_shape: Shape, kind: str, stride: int = 
         return f"{head}plain network -> no shortcut"
     if kind == "identity":
         return f"{head}{why} -> identity"
-    if kind == "projection":
-        conv = f"1x1 conv stride {stride} + BN" if stride != 1 else "1x1 conv + BN"
+    if kind in PROJECTIONS:
         if not causes:
             why = "same shape, but option C projects every shortcut"
-        return f"{head}{why} -> {conv}"
+        return f"{head}{why} -> {_projection(kind, stride, preact, bias)}"
     if kind == "zero-padded identity":
-        does = ([f"subsample by {stride}"] if stride != 1 else []) + (
-            [f"zero-pad {out_shape[0] - in_shape[0]} channels"] if out_shape[0] > in_shape[0] else [])
+        before, after = padding or (0, out_shape[0] - in_shape[0])
+        pad = f"zero-pad {before + after} channels" + (f" ({before} before, {after} after)" if before else "")
+        does = ([f"subsample by {stride}"] if stride != 1 else []) + ([pad] if before + after else [])
         return f"{head}{why} -> {' and '.join(does) or 'identity'} (no parameters)"
     raise BlockError(f"unknown shortcut kind {kind!r}")
+
+
+def _reason(block: ResidualBlock, in_shape: Shape, out_shape: Shape, stride: int) -> str:
+    """:func:`shortcut_reason` of ``block``, its facts read off its shortcut module."""
+    convs = [m for m in block.downsample.modules() if isinstance(m, nn.Conv2d)] if block.downsample else []
+    return shortcut_reason(in_shape, out_shape, block.shortcut_kind, stride, preact=block.preact,
+                           bias=any(c.bias is not None for c in convs),
+                           padding=getattr(block.downsample, "padding", None))
 
 
 @dataclass(frozen=True)
@@ -123,7 +152,7 @@ def block_rows(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) -
         rows.append(BlockRow(
             stage=stage, stage_index=stage_index, index=int(name.rpartition(".")[2]), name=name,
             block_type=type(block).__name__, input_shape=in_shape, output_shape=out_shape, stride=stride,
-            shortcut=block.shortcut_kind, reason=shortcut_reason(in_shape, out_shape, block.shortcut_kind, stride),
+            shortcut=block.shortcut_kind, reason=_reason(block, in_shape, out_shape, stride),
             branch_params=sum(p.numel() for p in block.parameters()) - shortcut_params,
             branch_mult_adds=sum(macs[n] for n in mine if n not in short),
             shortcut_params=shortcut_params,
@@ -153,9 +182,10 @@ def cost_through(model: nn.Module, name: str, input_size: Sequence[int] = (1, 3,
 
 
 def projection_share(model: nn.Module) -> float:
-    """Fraction of all the model's parameters that sit in projection shortcuts (1x1 conv + BN)."""
+    """Fraction of all the model's parameters that sit in projection shortcuts (every kind of :data:`PROJECTIONS`:
+    a 1x1 conv, with its BN where it has one)."""
     total = sum(p.numel() for p in model.parameters())
-    proj = sum(p.numel() for _, b in residual_blocks(model) if b.shortcut_kind == "projection"
+    proj = sum(p.numel() for _, b in residual_blocks(model) if b.shortcut_kind in PROJECTIONS
                for p in b.downsample.parameters())
     return proj / total
 
@@ -170,3 +200,14 @@ def downsampling_block(rows: pd.DataFrame, name: str) -> str | None:
     same_stage = strided[strided["stage"].isin(stage)]
     pick = same_stage if len(same_stage) else strided
     return str(pick["name"].iloc[0]) if len(pick) else None
+
+
+def stem_table(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) -> pd.DataFrame:
+    """The stem op by op (:func:`~explorer.blocks.trace.stem_trace`) with each op's parameters and mult-adds for
+    an ``input_size`` (N, C, H, W) batch. Columns: step, op, output (``CxHxW``), params, mult_adds. Measured on
+    a private meta twin: no lock, the model untouched."""
+    costs = {c.name: c for c in leaf_costs(model, input_size)}
+    rows = [{"step": s.name, "op": s.op, "output": fmt_shape(s.shape),
+             "params": costs[s.name].params if s.name in costs else 0,
+             "mult_adds": costs[s.name].mult_adds if s.name in costs else 0} for s in stem_trace(model, input_size)]
+    return pd.DataFrame(rows)
