@@ -9,8 +9,8 @@ import streamlit as st
 from explorer import blocks
 from explorer.config import ModelConfig
 from explorer.errors import ExplorerError
+from explorer.family import SHORTCUT_TEXT, ArchSpec
 from explorer.loading import Loaded
-from explorer.models import arch_spec
 from explorer.plots import blocks as plots
 from explorer.plots.blocks import si
 from explorer.ui import keys, lab_models, pages, projector, sidebar, work
@@ -24,6 +24,14 @@ INVENTORY_COLUMNS = {
     "shortcut": "shortcut", "reason": "why", "branch_params": "F(x) params", "shortcut_params": "shortcut params",
     "shortcut_mult_adds": "shortcut mult-adds",
 }
+STACK_DEFAULT = 16  # blocks in the original vs pre-activation stack, unless the user picks another depth
+STEM_NAMES = {"imagenet": "The paper's stem", "deep": "A deep stem (ResNet-C)",
+              "tiered": "A tiered deep stem (ResNet-C with 24, 32, 64 channels)", "cifar": "The CIFAR nets' stem"}
+
+
+def _image(config: ModelConfig, height: int | None = None, width: int | None = None) -> tuple[int, int, int, int]:
+    """The (N, C, H, W) of one image for ``config``'s network: its input channels, its input size by default."""
+    return 1, config.spec.in_channels, height or config.input_size, width or config.input_size
 
 
 # ----------------------------------------------------------------------------------------------- cached work
@@ -33,19 +41,31 @@ INVENTORY_COLUMNS = {
 def _inventory(config: ModelConfig) -> pd.DataFrame:
     """The block inventory of one network (``ModelConfig.network``); built on the meta device, so the weights do
     not matter."""
-    return blocks.block_inventory(config.meta(), (1, 3, config.input_size, config.input_size))
+    return blocks.block_inventory(config.meta(), _image(config))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _shape_trace(config: ModelConfig, name: str) -> blocks.BlockTrace:
     """Shapes after every op of block ``name`` (meta device: no weights, no arithmetic)."""
-    return blocks.shape_trace(config.meta(), name, (1, 3, config.input_size, config.input_size))
+    return blocks.shape_trace(config.meta(), name, _image(config))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _stem(config: ModelConfig) -> pd.DataFrame:
+    """The stem op by op, with shapes and costs (meta device)."""
+    return blocks.stem_table(config.meta(), _image(config))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _run_cost(model_key: tuple, name: str, height: int, width: int, _loaded: Loaded) -> int:
-    """Mult-adds of an image of ``height`` x ``width`` px from the stem through block ``name``."""
-    return blocks.cost_through(_loaded.model, name, (1, 3, height, width))
+def _both_forms(config: ModelConfig, name: str) -> tuple[blocks.BlockTrace, blocks.BlockTrace]:
+    """Block ``name`` traced (shapes only) in the original and in the pre-activation form of this network."""
+    return tuple(blocks.shape_trace(config.meta(preact=p), name, _image(config)) for p in (False, True))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _run_cost(model_key: tuple, name: str, image: tuple[int, int, int, int], _loaded: Loaded) -> int:
+    """Mult-adds of an ``image`` (N, C, H, W) from the stem through block ``name``."""
+    return blocks.cost_through(_loaded.model, name, image)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -61,13 +81,23 @@ def _block_types(stage: int, size: tuple[int, int], groups: int, width: int) -> 
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _stride_placement(arch: str, name: str, size: int) -> blocks.StridePlacement:
-    return blocks.stride_placement(arch, name, size)
+def _stride_placement(spec: ArchSpec, name: str, size: int) -> blocks.StridePlacement:
+    return blocks.stride_placement(spec, name, size)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _shortcut_options(arch: str, variant: str, size: int) -> pd.DataFrame:
-    return blocks.shortcut_options(arch, variant, size)
+def _shortcut_options(spec: ArchSpec, size: int) -> pd.DataFrame:
+    return blocks.shortcut_options(spec, input_size=size)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _tricks(spec: ArchSpec, size: int) -> blocks.Tricks:
+    return blocks.bag_of_tricks(spec, size)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _stack(spec: ArchSpec, depth: int) -> pd.DataFrame:
+    return blocks.signal_through_stack(spec, depth)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -93,16 +123,22 @@ def _pick_block(inv: pd.DataFrame) -> pd.Series:
 
 
 def _show_header(config: ModelConfig, inv: pd.DataFrame) -> None:
+    spec = config.spec
+    formula = _shape_trace(config.network, inv["name"].iloc[0]).formula
+    form = (" (pre-activation: BN and ReLU come before each conv, and nothing follows the addition)" if spec.preact
+            else "")
+    shortcut = ("it has no shortcuts (a plain network)" if spec.plain else
+                f"its shortcut option is {SHORTCUT_TEXT[spec.shortcut]}")
     st.title("Blocks & shortcuts")
     st.caption(f"{config.title} at {config.input_size}x{config.input_size} px. Every residual block computes "
-               "**relu(F(x) + shortcut(x))**: the shortcut is an identity when F(x) keeps the shape of x, and a "
-               "1x1 projection (option B) when the channels or the size change.")
+               f"**{formula}**{form}; {shortcut}.")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Residual blocks", len(inv))
-    c2.metric("Projection shortcuts", int((inv["shortcut"] == "projection").sum()))
+    c2.metric("Projection shortcuts", int(inv["shortcut"].isin(blocks.PROJECTIONS).sum()))
     c3.metric("Shortcut parameters", f"{int(inv['shortcut_params'].sum()):,}")
     c4.metric("Share of all parameters", f"{100 * inv['shortcut_share'].sum():.2f} %",
-              help="Parameters in projection shortcuts (1x1 conv + BN) / all the model's parameters.")
+              help="Parameters in projection shortcuts (their 1x1 convs, and BNs where they have them) / all the "
+                   "model's parameters.")
 
 
 def _show_block(config: ModelConfig, inv: pd.DataFrame, row: pd.Series) -> None:
@@ -117,8 +153,12 @@ def _show_block(config: ModelConfig, inv: pd.DataFrame, row: pd.Series) -> None:
         st.metric("Shortcut parameters", f"{int(row['shortcut_params']):,}")
         st.metric("Shortcut mult-adds", si(int(row["shortcut_mult_adds"])),
                   help="A 1x1 conv costs C_out x C_in x H_out x W_out; a BN 2 x C (torchinfo's convention).")
-        if row["block_type"] == "Bottleneck":
+        if config.spec.block == "bottleneck":
             st.caption("A bottleneck's output has expansion = 4 times the channels of its 3x3 conv.")
+        if trace.shortcut_from != "x":
+            st.caption(f"Pre-activation: the projection reads {trace.shortcut_from}'s output, the input after BN "
+                       "and ReLU, which F(x) starts from too; an identity shortcut would carry x itself.")
+    _show_stem(config)
     with st.expander("All blocks of this model", expanded=False):
         table = inv.rename(columns=INVENTORY_COLUMNS)[list(INVENTORY_COLUMNS.values())]
         st.dataframe(table, hide_index=True, width="stretch", column_config={
@@ -128,9 +168,24 @@ def _show_block(config: ModelConfig, inv: pd.DataFrame, row: pd.Series) -> None:
         projector.chart(plots.shortcut_bars(inv), width="stretch", theme=None, key=keys.SHORTCUT_BARS)
 
 
+def _show_stem(config: ModelConfig) -> None:
+    """The stem op by op: what the first block receives."""
+    stem = _stem(config.network)
+    _, c, h, w = _image(config)
+    convs = stem[stem["op"].str.startswith("conv")]
+    with st.expander(f"The stem, op by op: {blocks.fmt_shape((c, h, w))} -> {stem['output'].iloc[-1]}, what "
+                     "layer1.0 receives", expanded=False):
+        st.markdown(f"{STEM_NAMES[config.spec.stem]}: {len(convs)} conv{'s' if len(convs) > 1 else ''} "
+                    f"({', '.join(convs['op'])}), {int(stem['params'].sum()):,} parameters, "
+                    f"{si(int(stem['mult_adds'].sum()))} mult-adds.")
+        st.dataframe(stem.rename(columns={"mult_adds": "mult-adds"}), hide_index=True, width="stretch",
+                     column_config={"params": COUNT, "mult-adds": COUNT})
+
+
 def _show_run(config: ModelConfig, row: pd.Series) -> None:
     subject = lab_models.sidebar_subject()
-    current = blocks.current_input(st.session_state.get(keys.IMAGE_TENSOR))  # None unless a (1, 3, H, W) image
+    channels = config.spec.in_channels
+    current = blocks.current_input(st.session_state.get(keys.IMAGE_TENSOR), channels)  # None unless it fits
     sources = ["random image"] + (["the current image"] if current is not None else [])
     if st.session_state.get(keys.BLOCK_SOURCE) not in sources:
         st.session_state[keys.BLOCK_SOURCE] = sources[0]
@@ -138,13 +193,13 @@ def _show_run(config: ModelConfig, row: pd.Series) -> None:
                       help="An image goes through the stem and the earlier blocks; this block gets what they make.")
     if source == "random image" or current is None:
         seed = st.columns(4)[0].number_input("Seed", min_value=0, max_value=10_000, value=0, key=keys.BLOCK_SEED)
-        image = blocks.random_input(int(seed), config.input_size)
+        image = blocks.random_input(int(seed), config.input_size, channels)
     else:
         image = current
         st.caption(f"The current image, {image.height}x{image.width} px.")
     model_key = (config.model, subject.loaded.label)
     cost = (int(row["mult_adds_so_far"]) if (image.height, image.width) == (config.input_size,) * 2
-            else _run_cost(model_key, row["name"], image.height, image.width, subject.loaded))
+            else _run_cost(model_key, row["name"], _image(config, image.height, image.width), subject.loaded))
     st.caption(f"Running up to and through {row['name']} costs about {si(cost)} mult-adds.")
     run_key = (model_key, row["name"], image.key)
     confirmed = st.session_state.setdefault(keys.BLOCK_RUNS, set())
@@ -155,9 +210,11 @@ def _show_run(config: ModelConfig, row: pd.Series) -> None:
         confirmed.add(run_key)
     with st.spinner(f"Running the network up to {row['name']}…"):
         trace = _live_trace(model_key, row["name"], image.key, subject, image)
-    steps = [("input", "x", trace.input_shape), *[("F(x)", s.op, s.shape) for s in trace.branch],
-             *[("shortcut", s.op, s.shape) for s in trace.shortcut], ("output", "ReLU(F(x) + shortcut)",
-                                                                        trace.output_shape)]
+    reads = ([("shortcut", f"reads {trace.shortcut_from}'s output (the pre-activated x)",
+               next(s.shape for s in trace.branch if s.name == trace.shortcut_from))]
+             if trace.shortcut_from != "x" else [])
+    steps = [("input", "x", trace.input_shape), *[("F(x)", s.op, s.shape) for s in trace.branch], *reads,
+             *[("shortcut", s.op, s.shape) for s in trace.shortcut], ("output", trace.formula, trace.output_shape)]
     left, right = st.columns([2, 3])
     left.dataframe(pd.DataFrame(steps, columns=["path", "op", "shape"]).assign(
         shape=lambda d: d["shape"].map(blocks.fmt_shape)), hide_index=True, width="stretch",
@@ -172,7 +229,7 @@ def _show_run(config: ModelConfig, row: pd.Series) -> None:
 
 
 def _show_block_types(config: ModelConfig, row: pd.Series) -> None:
-    spec = arch_spec(config.arch)
+    spec = config.spec
     size = blocks.parse_shape(row["output_shape"])[1:]
     table = _block_types(int(row["stage_index"]), size, spec.groups, spec.width_per_group)
     st.markdown(f"Blocks of **{row['stage']}** at {size[0]}x{size[1]}, stride 1, identity shortcut. The "
@@ -192,7 +249,7 @@ def _show_block_types(config: ModelConfig, row: pd.Series) -> None:
 
 
 def _show_stride(config: ModelConfig, inv: pd.DataFrame, row: pd.Series) -> None:
-    if arch_spec(config.arch).block != "bottleneck":
+    if config.spec.block != "bottleneck":
         st.info(f"{config.arch} is built from basic blocks, which stride in their first 3x3 in both versions: v1 "
                 "and v1.5 differ only in bottleneck blocks (resnet50 and deeper). Pick one in the sidebar.")
         return
@@ -200,7 +257,7 @@ def _show_stride(config: ModelConfig, inv: pd.DataFrame, row: pd.Series) -> None
     if name != row["name"]:
         st.caption(f"{row['name']} does not downsample; showing {name}, the nearest block that does.")
     with st.spinner("Building both versions…"):
-        placement = _stride_placement(config.arch, name, config.input_size)
+        placement = _stride_placement(config.spec, name, config.input_size)
     v1, v15 = placement.block_mult_adds["v1"], placement.block_mult_adds["v1.5"]
     st.markdown(f"In **v1** (the paper) {name} strides in its first 1x1 conv: that conv reads only every other "
                 "pixel, so 3/4 of its input positions are never looked at. In **v1.5** (torchvision) the 3x3 "
@@ -218,7 +275,7 @@ def _show_stride(config: ModelConfig, inv: pd.DataFrame, row: pd.Series) -> None
 
 def _show_options(config: ModelConfig) -> None:
     with st.spinner("Building options A, B and C…"):
-        table = _shortcut_options(config.arch, config.variant, config.input_size)
+        table = _shortcut_options(config.spec, config.input_size)
     st.markdown("The paper's three ways to handle a shortcut whose shape changes (He et al. 2015, section 3.3 "
                 "and Table 3). Your sidebar choice is option **" + config.shortcut + "**.")
     view = table.rename(columns={"shortcut_params": "shortcut params", "mult_adds": "mult-adds",
@@ -226,13 +283,99 @@ def _show_options(config: ModelConfig) -> None:
     st.dataframe(view, hide_index=True, width="stretch", column_config={
         "what it does": st.column_config.TextColumn(width="large"), "shortcut params": COUNT, "params": COUNT,
         "mult-adds": COUNT, "params vs B": COUNT, "vs B (%)": st.column_config.NumberColumn(format="%+.2f")})
+    if config.spec.preact:
+        st.caption("In this pre-activation network a projection is a 1x1 conv alone (no BN of its own), reading the "
+                   "input after the block's first BN and ReLU.")
     projector.chart(plots.cost_bars(table["option"], table["params"], table["mult_adds"],
                                     f"{config.arch}: shortcut options"), width="stretch", theme=None, key=keys.OPTIONS)
     st.caption("The paper found the three close (for ResNet-34 on ImageNet, C slightly ahead of B, B of A) and "
                "kept B: the projections everywhere of C cost parameters and time for a marginal gain.")
 
 
-def _show_calculator() -> None:
+def _show_tricks(config: ModelConfig) -> None:
+    spec = config.spec
+    with st.spinner("Building the four networks…"):
+        tricks = _tricks(spec, config.input_size)
+    models, moves = tricks.models, tricks.moves
+    layout = "-".join(map(str, tricks.layers))
+    stands_in = (f" {config.arch} is built from basic blocks, so resnet50 stands in." if spec.block != "bottleneck"
+                 else " In the original form, without squeeze-and-excitation." if spec.preact or spec.se_ratio else "")
+    st.markdown(f"He et al. 2019 (*Bag of Tricks*, section 4) tweak the bottleneck ResNet three times, each on top of "
+                f"the last. Here with **{tricks.arch}**'s layout ({layout} bottlenecks per stage) at "
+                f"{tricks.input_size} px.{stands_in}")
+    for col, row in zip(st.columns(len(models)), models.itertuples(), strict=True):
+        col.metric(row.model, f"{si(row.mult_adds)} mult-adds", f"{si(row.params)} params", delta_color="off",
+                   help=row.what)
+    projector.chart(plots.tricks_bars(models), width="stretch", theme=None, key=keys.TRICKS_CHART)
+    base = models.iloc[0]
+    for prev, row in zip(models.itertuples(), models.iloc[1:].itertuples(), strict=False):
+        d_params, d_macs = row.params - prev.params, row.mult_adds - prev.mult_adds
+        cost = (f"{d_params:+,} parameters and {d_macs:+,} mult-adds ({100 * d_macs / base.mult_adds:+.1f} % of "
+                f"{base.model}'s)" if d_params or d_macs else "no parameters and no mult-adds")
+        where = moves[moves["tweak"] == row.tweak]
+        st.markdown(f"**{row.model}** {row.what}: {cost}, in {len(where)} "
+                    f"place{'s' if len(where) != 1 else ''} ({', '.join(where['where'])}).")
+    if tricks.pooled_values:
+        st.caption(f"ResNet-D's average pools compute {si(tricks.pooled_values)} means of 2x2 values per image. "
+                   "torchinfo's convention counts no mult-adds for pooling; those additions are "
+                   f"{100 * 4 * tricks.pooled_values / models['mult_adds'].iloc[-1]:.2f} % as many as ResNet-D's "
+                   "mult-adds. In the paper each tweak raised ResNet-50's ImageNet top-1 accuracy a little.")
+    st.markdown("**What each tweak moves**: the convolutions and pools of every piece it changes, each with the shape "
+                "it outputs.")
+    st.dataframe(moves.rename(columns={"params_before": "params before", "params_after": "params after",
+                                       "mult_adds_before": "mult-adds before", "mult_adds_after": "mult-adds after"}),
+                 hide_index=True, width="stretch", column_config={
+                     "before": st.column_config.TextColumn(width="large"),
+                     "after": st.column_config.TextColumn(width="large"), "params before": COUNT,
+                     "params after": COUNT, "mult-adds before": COUNT, "mult-adds after": COUNT})
+
+
+def _chain(trace: blocks.BlockTrace) -> str:
+    """A block's ops in order, in words: the branch, the addition, what follows it."""
+    return " → ".join([*(s.op for s in trace.branch), "add the shortcut", *(s.op for s in trace.merge)])
+
+
+def _show_preact(config: ModelConfig, row: pd.Series) -> None:
+    original, preact = _both_forms(config.network, row["name"])
+    st.markdown("He et al. 2016b (*Identity Mappings in Deep Residual Networks*) move BN and ReLU in front of each "
+                "conv and drop the ReLU after the addition. The same block, "
+                f"**{row['name']}** of {config.arch}, in both forms:")
+    st.markdown(f"- **original**: {_chain(original)}\n- **pre-activation**: {_chain(preact)}")
+    left, right = st.columns(2)
+    projector.chart(plots.block_diagram(original, f"{row['name']}, original"), width="stretch", theme=None,
+                    key=keys.PREACT_ORIGINAL, where=left)
+    projector.chart(plots.block_diagram(preact, f"{row['name']}, pre-activation"), width="stretch", theme=None,
+                    key=keys.PREACT_PREACT, where=right)
+    if original.shortcut_kind == "none":
+        st.info("This is a plain network: no shortcut in either form. Turn the shortcuts on in the sidebar.")
+        return
+    if preact.shortcut_from != "x":
+        carries = (f"Here the shapes change, so the shortcut projects: in the original form it projects x, in the "
+                   f"pre-activation form {preact.shortcut_from}'s output, the input after BN and ReLU (F(x) starts "
+                   "from the same tensor). Where a block keeps the shape, the shortcut is x itself.")
+    else:
+        carries = "Here the shortcut carries x itself in both forms."
+    st.markdown(f"{carries} In the original form the sum then passes a ReLU, so the next block receives "
+                "ReLU(x + F(x)); in the pre-activation form it receives x + F(x), and x goes on untouched from "
+                "block to block. (A pre-activation network ends with one more BN and ReLU before its pooling.)")
+    depth = st.slider("Blocks in the stack", 2, blocks.MAX_STACK, STACK_DEFAULT, key=keys.PREACT_BLOCKS)
+    with st.spinner("Running both stacks…"):
+        table = _stack(config.spec, int(depth))
+    st.markdown(f"**Measured**: one random tensor x_0 through a stack of {depth} of {config.arch}'s first-stage "
+                "blocks in each form (random weights initialised as the network is, each BN normalising with its "
+                "batch's statistics as at the start of training).")
+    projector.chart(plots.stack_signal(table), width="stretch", theme=None, key=keys.PREACT_STACK)
+    end = table[table["block"] == depth].set_index("form")
+    o, p = end.loc["original"], end.loc["pre-activation"]
+    st.markdown(f"After {depth} blocks x_0 still reaches the output along the shortcuts alone, unchanged, at "
+                f"**{o['open']:.0f} %** of positions in the original form (there every ReLU after an addition let it "
+                f"through; elsewhere that path is cut) and at **{p['open']:.0f} %** in the pre-activation form. The "
+                f"output's correlation with x_0 is {o['correlation']:.2f} (original) and {p['correlation']:.2f} "
+                "(pre-activation): in the pre-activation form it falls only because every block adds its F(x) to "
+                "x_0.")
+
+
+def _show_calculator(config: ModelConfig) -> None:
     presets = ["custom", *blocks.CONV_PRESETS]
     for key, value in {keys.CALC_SIZE: 224, keys.CALC_KERNEL: 7, keys.CALC_STRIDE: 2, keys.CALC_PADDING: 3,
                        keys.CALC_DILATION: 1}.items():
@@ -258,9 +401,11 @@ def _show_calculator() -> None:
         st.code(blocks.conv_arithmetic(size, kernel, stride, padding, dilation), language=None)
     except ExplorerError as err:
         st.error(str(err))
-    st.markdown("**The whole network by the formula alone**, from this input size:")
+    spec = config.spec
+    st.markdown(f"**{config.arch}'s stem ({spec.stem}) and {len(spec.layers)} stages by the formula alone**, from "
+                "this input size:")
     try:
-        st.dataframe(blocks.size_walk(size), hide_index=True, width="stretch")
+        st.dataframe(blocks.size_walk(size, len(spec.layers), spec.stem), hide_index=True, width="stretch")
     except ExplorerError as err:
         st.error(str(err))
 
@@ -337,8 +482,10 @@ def main() -> None:
         "run": lambda: _show_run(config, picked),
         "types": lambda: _show_block_types(config, picked),
         "stride": lambda: _show_stride(config, inventory, picked),
+        "tricks": lambda: _show_tricks(config),
         "options": lambda: _show_options(config),
-        "size": _show_calculator,
+        "preact": lambda: _show_preact(config, picked),
+        "size": lambda: _show_calculator(config),
         "merge": lambda: _show_merge(config, picked),
         "mistakes": _show_mistakes,
     }

@@ -76,8 +76,13 @@ MISTAKE_OUT = "mistake_out"
 MISTAKE_SIZE = "mistake_size"
 MISTAKE_STRIDE = "mistake_stride"
 OPTIONS = "options"
+PREACT_BLOCKS = "preact_blocks"
+PREACT_ORIGINAL = "preact_original"
+PREACT_PREACT = "preact_preact"
+PREACT_STACK = "preact_stack"
 SHORTCUT_BARS = "shortcut_bars"
 STRIDE = "stride"
+TRICKS_CHART = "tricks_chart"
 TYPES = "types"
 
 # --- Feature maps

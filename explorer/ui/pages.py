@@ -82,7 +82,8 @@ BLOCKS = Page(
     "views/blocks.py", "Blocks & shortcuts", ":material/call_split:",
     "One block drawn op by op; identity vs projection.",
     _tabs(block="The block", run="Run a tensor", types="Basic vs bottleneck", stride="v1 vs v1.5",
-          options="Options A / B / C", size="Output size", merge="Add vs concat", mistakes="Common mistakes"),
+          tricks="v1 → B → C → D", options="Options A / B / C", preact="original vs pre-activation",
+          size="Output size", merge="Add vs concat", mistakes="Common mistakes"),
     keys.BLOCK_TAB)
 FEATURE_MAPS = Page(
     "views/feature_maps.py", "Feature maps", ":material/grid_view:",
