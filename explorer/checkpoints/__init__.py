@@ -1,16 +1,18 @@
 """User checkpoints: read safely, unwrap training wrappers, work out the ResNet, name its classes.
 
-* :func:`model_from_checkpoint` builds the ResNet a checkpoint describes (block type, blocks per stage, widths,
-  ResNeXt groups, wide bottlenecks, projection shortcuts and number of classes, all read off the tensors),
-  loads the weights strictly and names the classes. A fine-tuned ``resnet18`` with 10 classes just works.
+* :func:`model_from_checkpoint` builds the ResNet a checkpoint describes (its full
+  :class:`~explorer.family.ArchSpec`: stem, block type, blocks per stage, widths, ResNeXt groups, wide bottlenecks,
+  pre-activation, SE, shortcut option, input channels and number of classes, all read off the tensors), loads the
+  weights strictly and names the classes. A fine-tuned ``resnet18`` with 10 classes just works, and so do the
+  layouts of timm, Hugging Face, the CIFAR-10 reproduction and d2l (:mod:`.layouts`). What the tensors cannot tell
+  is assumed with the layout's usual convention, listed in :attr:`LoadReport.assumed` and can be changed.
 * :func:`load_checkpoint` loads a checkpoint into a model the caller built (it must fit exactly).
 
 Files are read with ``torch.load(weights_only=True)`` (a pickle that would run code, or a whole pickled model,
 is refused before any of it runs) or as safetensors (:mod:`.reading`). Training wrappers are unwrapped and
 reported (:mod:`.unwrap`): Lightning (``state_dict`` + ``model.``), ``model_state_dict``, ``model``
 (torchvision's reference scripts), DataParallel's ``module.``, ``torch.compile``'s ``_orig_mod.`` and EMA copies
-(``state_dict_ema``, ``model_ema``, ``ema``), which are preferred. timm's ResNets use torchvision's tensor names
-(its classifier is ``fc`` too), so they load as they are. Everything is checked before a model is touched.
+(``state_dict_ema``, ``model_ema``, ``ema``), which are preferred. Everything is checked before a model is touched.
 """
 
 from __future__ import annotations
@@ -23,21 +25,32 @@ from typing import Literal
 import torch
 from torch import nn
 
-from explorer.checkpoints.classes import CLASS_PRESETS, ClassesSource, ClassNamesError, class_names, preset_names
+from explorer.checkpoints.classes import (
+    CLASS_PRESETS,
+    ClassesRead,
+    ClassesSource,
+    ClassNamesError,
+    class_names,
+    preset_names,
+    read_classes,
+)
 from explorer.checkpoints.fit import load_state_dict_checked
-from explorer.checkpoints.inference import check_arch, infer
-from explorer.checkpoints.reading import MAX_CHECKPOINT_BYTES, CheckpointSource, WeightsError, parse
+from explorer.checkpoints.inference import Inferred, check_arch, describe, infer, named
+from explorer.checkpoints.layouts import LAYOUTS, Layout, find_layout
+from explorer.checkpoints.reading import MAX_CHECKPOINT_BYTES, CheckpointSource, WeightsError, listing, parse
 from explorer.checkpoints.unwrap import describe_step, is_ema_step, unwrap
 from explorer.family import ArchSpec
 from explorer.models import ResNet
 
 __all__ = [
     "CLASS_PRESETS",
+    "LAYOUTS",
     "MAX_CHECKPOINT_BYTES",
     "Assumption",
     "CheckpointSource",
     "ClassNamesError",
     "ClassesSource",
+    "Layout",
     "LoadReport",
     "WeightsError",
     "load_checkpoint",
@@ -48,9 +61,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Assumption:
-    """A convention a checkpoint's tensors leave no trace of, and what was taken for it: ``knob`` (a field of
-    :class:`explorer.family.ArchSpec`: ``"shortcut"``, ``"plain"``, ``"variant"``), the ``value`` used, the
-    ``choices`` the tensors allow as well, and ``why`` in a sentence."""
+    """A convention a checkpoint's tensors leave no trace of: ``knob`` (a field of
+    :class:`explorer.family.ArchSpec`: ``"shortcut"``, ``"plain"``, ``"variant"``), ``value`` (the usual one in the
+    file's layout, taken unless ``assume`` says otherwise; :attr:`LoadReport.spec` holds the one used), the
+    ``choices`` the tensors allow, and ``why`` in a sentence."""
 
     knob: str
     value: object
@@ -64,8 +78,10 @@ class LoadReport:
 
     ``unwrapped`` lists, in order, the entries the weights were found under (``"state_dict"``, ``"model_ema"``)
     and the prefixes removed from every name (ending with a dot: ``"model."``, ``"module."``). ``arch``,
-    ``num_classes`` and ``class_names`` are filled by :func:`model_from_checkpoint` (``arch`` is a name from
-    ``explorer.models.ARCHS`` when the network is one, e.g. ``"resnet34"``, else e.g. ``"ResNet-20 (CIFAR)"``).
+    ``num_classes``, ``class_names``, ``spec``, ``assumed`` and ``layout`` are filled by
+    :func:`model_from_checkpoint` (``arch`` is a preset's name when the network is one, e.g. ``"resnet34"``, else
+    e.g. ``"a custom ResNet-26"``; ``layout`` the name of the layout its tensors were read in, e.g.
+    ``"huggingface"``, see :data:`explorer.checkpoints.layouts.LAYOUTS`).
     """
 
     source: str  # the file name, or "uploaded bytes"
@@ -81,6 +97,8 @@ class LoadReport:
     notes: tuple[str, ...] = ()  # what the tensors could not say and was assumed
     spec: ArchSpec | None = None  # the network built, the assumed conventions included
     assumed: tuple[Assumption, ...] = ()  # the conventions the tensors leave no trace of (changeable)
+    layout: str | None = None  # the layout its names were read in, e.g. "torchvision", "huggingface"
+    layout_title: str | None = None  # that layout in words, e.g. "Hugging Face transformers' (...)"
 
     @property
     def stripped_prefixes(self) -> tuple[str, ...]:
@@ -114,7 +132,8 @@ class LoadReport:
         if self.arch is None:
             return self.summary
         named = f"names from {self.classes_from}" if self.classes_from else "no names given: class 0, class 1, ..."
-        return " ".join([f"{self.inferred} ({named}).", self.summary, *self.notes])
+        read = [f"Its tensors are named as in {self.layout_title} layout."] if self.layout_title else []
+        return " ".join([f"{self.inferred} ({named}).", *read, self.summary, *self.notes])
 
 
 def model_from_checkpoint(
@@ -124,14 +143,17 @@ def model_from_checkpoint(
     """Build the ResNet that ``source`` holds the weights of, load them strictly, name its classes.
 
     ``source`` is a path, the file's bytes, or a binary file object (e.g. Streamlit's ``UploadedFile``; its
-    ``name`` is shown and a ``.safetensors`` one is read as such). The architecture is worked out from the
-    tensors; ``arch`` (a name from ``explorer.models.ARCHS``), when given, must agree. ``classes`` names the
-    outputs: a list, an index->name map, a ``.txt``/``.json`` path, bytes, ``(file name, bytes)`` or a file
-    object; otherwise a ``classes``/``class_names`` entry in the checkpoint, otherwise "class 0".."class N-1".
-    ``assume`` sets conventions the tensors cannot tell (a knob of :class:`LoadReport.assumed` -> one of its
-    choices); without it each takes the most common convention of the file's layout.
+    ``name`` is shown and a ``.safetensors`` one is read as such). Its tensor names may be in any layout of
+    :data:`explorer.checkpoints.layouts.LAYOUTS` (torchvision/timm, timm's resnetv2, Hugging Face, the CIFAR-10
+    reproduction, d2l); the architecture is worked out from the tensors; ``arch`` (a preset's name), when given,
+    must agree. ``classes`` names the outputs: a list, an index->name map, a ``.txt``/``.json`` path (a Hugging Face
+    ``config.json`` too: its ``id2label``, and its ``downsample_in_bottleneck`` settles v1 or v1.5), bytes,
+    ``(file name, bytes)`` or a file object; otherwise a ``classes``/``class_names`` entry in the checkpoint,
+    otherwise "class 0".."class N-1". ``assume`` sets conventions the tensors cannot tell (a knob of
+    :attr:`LoadReport.assumed` -> one of its choices); without it each takes the layout's usual convention.
 
-    Returns the model (eval mode, CPU; input (N, 3, H, W) -> logits (N, num_classes)) and a :class:`LoadReport`.
+    Returns the model (eval mode, CPU; input (N, in_channels, H, W) -> logits (N, num_classes)) and a
+    :class:`LoadReport`.
 
     Raises:
         WeightsError: unreadable, unsafe or not a ResNet state dict; incomplete (a stage or block missing); not
@@ -140,59 +162,96 @@ def model_from_checkpoint(
     """
     parsed = parse(source)
     found = unwrap(parsed.obj)
-    recipe = infer(found.state, parsed.metadata)
+    layout = find_layout(list(found.state))
+    if layout is None:
+        raise WeightsError(_unknown_layout(found.state))
+    state, original = layout.rename(found.state)
+    read = read_classes(classes) if classes is not None else None
+    hints = {**parsed.metadata, **_config_hints(read)}
+    recipe = infer(state, layout, hints)
     if arch is not None:
         check_arch(arch, recipe)
-    names, names_from = class_names(classes, found.classes or _stored_names(parsed.metadata), recipe.num_classes)
+    names, names_from = class_names(read, found.classes or _stored_names(parsed.metadata), recipe.num_classes)
     assumed = _assumptions(recipe)
     chosen = {a.knob: a.value for a in assumed} | {k: v for k, v in (assume or {}).items()
                                                     if any(a.knob == k and v in a.choices for a in assumed)}
-    spec = recipe.spec().with_knobs(**chosen)
+    spec = named(recipe.spec.with_knobs(**chosen))
     with torch.device("meta"):  # no memory and no random init: the checkpoint's tensors are adopted
         model = ResNet(spec)
     lead = (
-        f"This checkpoint looks like {recipe.name} ({recipe.description}), but not all its tensors fit that "
-        "network, so it cannot be rebuilt here."
+        f"This checkpoint looks like {spec.name} ({describe(spec)}), but not all its tensors fit that network, so "
+        "it cannot be rebuilt here."
     )
-    conversions = load_state_dict_checked(model, found.state, subject="This checkpoint", lead=lead, assign=True)
-    notes = tuple(f"{a.why} Taken: {chosen[a.knob]}." for a in assumed)
+    if original:
+        lead += f" (Its names were read in {layout.title} layout and are shown as this explorer names them.)"
+    conversions = load_state_dict_checked(model, state, subject="This checkpoint", lead=lead, assign=True)
+    notes = tuple(f"{a.why} Taken: {_value_text(chosen[a.knob])}." for a in assumed)
     return model.eval(), LoadReport(
         source=parsed.source,
         format=parsed.format,
-        tensors=len(found.state),
+        tensors=len(state),
         parameters=sum(p.numel() for p in model.parameters()),
         unwrapped=found.steps,
         dtype_conversions=conversions,
-        arch=recipe.name,
-        num_classes=recipe.num_classes,
+        arch=spec.name,
+        num_classes=spec.num_classes,
         class_names=names,
         classes_from=names_from,
         notes=notes,
         spec=spec,
         assumed=assumed,
+        layout=layout.name,
+        layout_title=layout.title,
     )
 
 
-def _assumptions(recipe: object) -> tuple[Assumption, ...]:
-    """The conventions ``recipe``'s tensors leave open: option A's padding (or no shortcut at all) where no block
-    projects, and where a bottleneck strides."""
-    found = []
-    if recipe.shortcut in ("A", "A-both") and not recipe.plain:
+def _config_hints(read: ClassesRead | None) -> dict[str, object]:
+    """What a Hugging Face ``config.json`` given as the class-names file says about the network."""
+    value = read.value if read is not None else None
+    if not isinstance(value, Mapping) or value.get("model_type") not in ("resnet", None) or "id2label" not in value:
+        return {}
+    return {k: value[k] for k in ("downsample_in_bottleneck", "downsample_in_first_stage") if k in value}
+
+
+def _value_text(value: object) -> str:
+    return {True: "no shortcuts (plain)", False: "with shortcuts", "A": "option A, zeros after the channels",
+            "A-both": "option A, zeros on both sides of the channels", "v1.5": "v1.5, stride in the 3x3",
+            "v1": "v1, stride in the first 1x1"}.get(value, str(value))  # type: ignore[call-overload]
+
+
+def _assumptions(recipe: Inferred) -> tuple[Assumption, ...]:
+    """The conventions ``recipe``'s tensors leave open, each with its layout's usual value."""
+    layout, found = recipe.layout, []
+    if "shortcut" in recipe.open:
         found.append(Assumption(
-            "shortcut", "A-both" if recipe.stem == "cifar" else "A", ("A-both", "A"),
+            "shortcut", layout.option_a, ("A-both", "A"),
             "It has no projection shortcuts, so its shortcuts are zero-padded identities (the paper's option A), "
-            "and nothing in the tensors says on which side of the channels the zeros go (the CIFAR "
-            "reproductions pad both sides, explorer's own option A pads after)."))
+            f"and nothing in the tensors says on which side of the channels the zeros go: {layout.option_a_why}."))
+    if "plain" in recipe.open:
         found.append(Assumption(
             "plain", False, (False, True),
             "A plain net without shortcuts has the same tensors as one with option A shortcuts: the shortcuts "
             "are assumed."))
-    if recipe.block == "bottleneck":
+    if "variant" in recipe.open:
         found.append(Assumption(
             "variant", "v1.5", ("v1.5", "v1"),
-            "Where a downsampling bottleneck strides leaves no trace in its weights: v1.5 (torchvision's, in the "
-            "3x3) is assumed; the paper's v1 strides in the first 1x1."))
+            "Where a downsampling bottleneck strides leaves no trace in its weights: v1.5 is assumed "
+            f"({layout.variant_why}); the paper's v1 strides in the first 1x1.{layout.variant_hint}"))
     return tuple(found)
+
+
+def _unknown_layout(state: Mapping[str, torch.Tensor]) -> str:
+    """What a state dict in none of the layouts read looks like, truthfully."""
+    groups = sorted({k.split(".", 1)[0] for k in state})
+    last = next((k for k in reversed(state) if k.endswith("weight") and state[k].ndim == 2), None)
+    head = (f" Its last matrix, {last} ({'x'.join(map(str, state[last].shape))}), may be a classifier, but the rest "
+            "is not named as any ResNet layout read here." if last else "")
+    return (
+        f"This file holds {len(state)} tensors, but not a ResNet's: a ResNet state dict has conv1.weight, "
+        f"layer1.0.conv1.weight, ... and fc.weight (or the same under the names of timm's resnetv2, Hugging Face, "
+        f"the CIFAR-10 reproduction or d2l), while this one has {listing(sorted(state), 4)} (top-level groups: "
+        f"{listing(groups, 6)}).{head} Other kinds of networks cannot be shown here."
+    )
 
 
 def load_checkpoint(model: nn.Module, source: CheckpointSource, *, name: str | None = None) -> LoadReport:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -20,10 +21,12 @@ __all__ = [
     "CLASS_PRESETS",
     "MAX_CLASS_FILE_BYTES",
     "ClassNamesError",
+    "ClassesRead",
     "ClassesSource",
     "class_names",
     "default_names",
     "preset_names",
+    "read_classes",
 ]
 
 ClassesSource = (
@@ -38,6 +41,15 @@ _NESTED_KEYS = ("id2label", "class_names", "classes", "names", "labels")
 
 class ClassNamesError(WeightsError):
     """Class names that cannot be used: unreadable, malformed, or not one per output of the classifier."""
+
+
+@dataclass(frozen=True)
+class ClassesRead:
+    """A class-names source once read: ``value`` is what it holds (a list of names, or a decoded JSON value such as
+    a Hugging Face ``config.json``), ``shown`` what to call it."""
+
+    value: Any
+    shown: str
 
 
 CLASS_PRESETS: dict[str, tuple[str, ...] | None] = {
@@ -71,7 +83,8 @@ def default_names(num_classes: int) -> tuple[str, ...]:
     return tuple(f"class {i}" for i in range(num_classes))
 
 
-def class_names(classes: ClassesSource | None, stored: Any, num_classes: int) -> tuple[tuple[str, ...], str | None]:
+def class_names(classes: ClassesSource | ClassesRead | None, stored: Any, num_classes: int
+                ) -> tuple[tuple[str, ...], str | None]:
     """(one name per output, where they came from): ``classes`` if given, else ``stored``, else the defaults.
 
     ``stored`` is a ``classes``/``class_names`` entry found in the checkpoint. The source is ``None`` for the
@@ -81,7 +94,8 @@ def class_names(classes: ClassesSource | None, stored: Any, num_classes: int) ->
         ClassNamesError: unreadable or malformed names, or not exactly ``num_classes`` of them.
     """
     if classes is not None:
-        names, shown = _from_source(classes)
+        read = classes if isinstance(classes, ClassesRead) else read_classes(classes)
+        names, shown = _names(read.value, read.shown), read.shown
     elif stored is not None:
         shown = "the checkpoint's own list of classes"
         names = _names(stored, shown)
@@ -95,30 +109,36 @@ def class_names(classes: ClassesSource | None, stored: Any, num_classes: int) ->
     return names, shown
 
 
-def _from_source(classes: ClassesSource) -> tuple[tuple[str, ...], str]:
+def read_classes(classes: ClassesSource) -> ClassesRead:
+    """Read a class-names source once (a file object can only be read once): a list, a map, a ``.txt``/``.json``
+    path, bytes, ``(file name, bytes)`` or a binary file object.
+
+    Raises:
+        ClassNamesError: a missing, unreadable, oversized or malformed file, or a source of another type.
+    """
     if isinstance(classes, str | os.PathLike):
         path = Path(classes)
         try:
             if path.stat().st_size > MAX_CLASS_FILE_BYTES:
                 raise ClassNamesError(_too_big(path.name))
-            return _parse(path.read_bytes(), path.name), path.name
+            return ClassesRead(_parse(path.read_bytes(), path.name), path.name)
         except FileNotFoundError:
             raise ClassNamesError(f"There is no class-names file at {path}.") from None
         except OSError:
             raise ClassNamesError(f"The class-names file {path} could not be read.") from None
     if isinstance(classes, bytes | bytearray | memoryview):
-        return _parse(bytes(classes), None), "the class-names file"
+        return ClassesRead(_parse(bytes(classes), None), "the class-names file")
     if isinstance(classes, tuple) and len(classes) == 2 and {type(c) for c in classes} == {str, bytes}:
         data, name = classes if isinstance(classes[0], bytes) else classes[::-1]
-        return _parse(data, name), name
+        return ClassesRead(_parse(data, name), name)
     if hasattr(classes, "getvalue") or hasattr(classes, "read"):
         name = os.path.basename(str(getattr(classes, "name", "") or "")) or "the class-names file"
         data = classes.getvalue() if hasattr(classes, "getvalue") else classes.read(MAX_CLASS_FILE_BYTES + 1)
         if not isinstance(data, bytes | bytearray):
             raise ClassNamesError(f"{name} must be opened in binary mode ('rb').")
-        return _parse(bytes(data), name), name
+        return ClassesRead(_parse(bytes(data), name), name)
     if isinstance(classes, Mapping | list | tuple):
-        return _names(classes, "the list given"), "the list given"
+        return ClassesRead(classes, "the list given")
     raise ClassNamesError(
         f"Class names must be a list of names, a .txt or .json file, or its path, not {type(classes).__name__}."
     )
@@ -128,7 +148,8 @@ def _too_big(name: str) -> str:
     return f"{name} is over {MAX_CLASS_FILE_BYTES >> 20} MiB: that is too big to be a list of class names."
 
 
-def _parse(data: bytes, name: str | None) -> tuple[str, ...]:
+def _parse(data: bytes, name: str | None) -> Any:
+    """The file's JSON value, or its non-blank lines (a ``.txt``)."""
     shown = name or "the class-names file"
     if len(data) > MAX_CLASS_FILE_BYTES:
         raise ClassNamesError(_too_big(shown))
@@ -139,7 +160,7 @@ def _parse(data: bytes, name: str | None) -> tuple[str, ...]:
     lower = (name or "").lower()
     if lower.endswith(".json") or (not lower.endswith(".txt") and text.lstrip()[:1] in ("[", "{")):
         try:
-            return _names(json.loads(text), shown)
+            return json.loads(text)
         except json.JSONDecodeError as err:
             raise ClassNamesError(f"{shown} is not valid JSON (line {err.lineno}: {err.msg}).") from None
     names = tuple(line.strip() for line in text.splitlines() if line.strip())

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from explorer.checkpoints.layouts import STEM_KEY
 from explorer.checkpoints.reading import WeightsError, listing
 
 __all__ = ["EMA_KEYS", "Unwrapped", "describe_step", "is_ema_step", "unwrap"]
@@ -71,12 +72,13 @@ def unwrap(obj: Any) -> Unwrapped:
 
 
 def _strip_prefixes(state: dict[str, Tensor], steps: list[str]) -> dict[str, Tensor]:
-    """Remove prefixes that every name shares (``module.``, ``model.``, ...) while that uncovers ``conv1.weight``.
+    """Remove prefixes that every name shares (``module.``, ``model.``, ...) while that uncovers a stem's first
+    weight in one of the layouts read (``conv1.weight``, ``resnet.embedder.embedder.convolution.weight``, ...).
 
     When names fall into several groups (``model.*`` and ``ema.*``), the EMA group is taken.
     """
     for _ in range(_MAX_DEPTH):
-        if "conv1.weight" in state:
+        if any(STEM_KEY.fullmatch(k) for k in state):
             break
         groups = sorted({k.split(".", 1)[0] + "." if "." in k else k for k in state})
         found = [p for p in groups if _uncovers_stem(state, p)]
@@ -90,11 +92,12 @@ def _strip_prefixes(state: dict[str, Tensor], steps: list[str]) -> dict[str, Ten
     return state
 
 
-_STEM_PATH = re.compile(r"(?:(?!layer\d+\.)(?!\d+\.)\w+\.)*conv1\.weight")  # wrappers' names, then the stem conv
+# wrappers' names (not a stage's, not a number), then a stem's first weight
+_STEM_PATH = re.compile(rf"(?:(?!layer\d+\.)(?!\d+\.)\w+\.)*?(?:{STEM_KEY.pattern})")
 
 
 def _uncovers_stem(state: Mapping[str, Tensor], prefix: str) -> bool:
-    """Whether removing ``prefix`` (and perhaps more wrappers' prefixes after it) leads to ``conv1.weight``."""
+    """Whether removing ``prefix`` (and perhaps more wrappers' prefixes after it) leads to a stem's first weight."""
     return prefix.endswith(".") and any(k.startswith(prefix) and _STEM_PATH.fullmatch(k[len(prefix) :]) for k in state)
 
 
