@@ -52,7 +52,7 @@ from explorer.checkpoints.fit import load_state_dict_checked
 from explorer.checkpoints.reading import short_reason
 from explorer.checkpoints.unwrap import unwrap
 from explorer.errors import ExplorerError
-from explorer.models import arch_spec
+from explorer.models import TORCHVISION_ARCHS, arch_spec
 
 __all__ = [
     "MAX_CHECKPOINT_BYTES",
@@ -123,17 +123,27 @@ class WeightsInfo:
 
 
 def weights_enum(arch: str) -> torchvision.models.WeightsEnum:
-    """torchvision's DEFAULT weights enum member for ``arch`` (one of ``explorer.models.ARCHS``)."""
+    """torchvision's DEFAULT weights enum member for ``arch`` (one of ``explorer.models.TORCHVISION_ARCHS``).
+
+    Raises:
+        WeightsError: an unknown name, or a preset torchvision has no weights for (timm's, the CIFAR nets, ...).
+    """
     try:
-        arch_spec(arch)
+        spec = arch_spec(arch)
     except ValueError as err:
         raise WeightsError(str(err)) from None
+    if spec.family != "torchvision":
+        raise WeightsError(
+            f"torchvision has ImageNet weights only for its ten networks ({', '.join(TORCHVISION_ARCHS)}); "
+            f"{arch} comes from {spec.reference}: open a checkpoint of it instead."
+        )
     return torchvision.models.get_model_weights(arch).DEFAULT
 
 
 @cache
 def weights_info(arch: str) -> WeightsInfo:
-    """Metadata and preprocessing of ``arch``'s DEFAULT ImageNet weights, from the enum; no download."""
+    """Metadata and preprocessing of ``arch``'s DEFAULT ImageNet weights, from the enum; no download (torchvision's
+    ten networks only: :func:`weights_enum` says why another preset has none)."""
     weights = weights_enum(arch)
     meta = weights.meta
     metrics = meta["_metrics"]["ImageNet-1K"]

@@ -1,8 +1,9 @@
 """explorer.checkpoints: a checkpoint's ResNet worked out from its tensors, wrappers unwrapped, classes named.
 
-CPU only, offline, seeded. Every arch in ARCHS is built once per class count, saved, inferred back with no
-``arch`` and compared output for output on a 1x3x32x32 input; the wrappers, class files and bad inputs use a
-CIFAR ResNet-8 (75k parameters) or a resnet18.
+CPU only, offline, seeded. Every preset in ARCHS is built once per class count, saved, inferred back with no
+``arch`` and compared output for output on a 1x3x32x32 input (1x1x32x32 for d2l's one-channel net); the wrappers,
+class files and bad inputs use a CIFAR ResNet-8 (75k parameters) or a resnet18. The other layouts (timm,
+Hugging Face, the CIFAR-10 reproduction, d2l) are tested against their references in test_family_oracles.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 import explorer
 from explorer.checkpoints import reading
 from explorer.errors import ExplorerError
+from explorer.family import PRESETS, ArchSpec
 from explorer.models import ARCHS, ResNet, build, build_cifar
 from explorer.shared import seeded
 from explorer.weights import ClassNamesError, LoadReport, WeightsError, model_from_checkpoint
@@ -49,33 +51,39 @@ def _randomise_batchnorm(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+def _input(model: nn.Module) -> Tensor:
+    """``X``, or its first channel for a one-channel net (d2l's); torchvision's models read all three."""
+    spec = getattr(model, "spec", None)
+    return X[:, : spec.in_channels] if isinstance(spec, ArchSpec) else X
+
+
 @lru_cache(maxsize=1)
 def _trunk(arch: str) -> tuple[ResNet, Tensor]:
     """``build(arch)`` with seeded random weights, built once per arch (the largest take seconds), and its pooled
-    features of ``X`` (1, C): the input of ``fc``."""
+    features of ``X`` (1, C): the input of the classifier (``fc``, or ``linear``)."""
     with seeded(0):
         model = _randomise_batchnorm(build(arch, num_classes=1))
     with torch.no_grad():
-        return model, torch.flatten(model.avgpool(model.features(X)), 1)
+        return model, torch.flatten(model.avgpool(model.features(_input(model))), 1)
 
 
 def _original(arch: str, num_classes: int) -> ResNet:
     """``build(arch, num_classes=...)`` with seeded weights: the arch's trunk with a seeded classifier put in.
 
-    It is the same network as a fresh ``build`` (which differs only in ``fc``), without building it again for
-    each class count; the trunk is shared, so use one at a time.
+    It is the same network as a fresh ``build`` (which differs only in its classifier), without building it again
+    for each class count; the trunk is shared, so use one at a time.
     """
     model, _ = _trunk(arch)
     with seeded(num_classes):
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        setattr(model, model.classifier, nn.Linear(model.classifier_layer.in_features, num_classes))
     return model
 
 
 def _original_outputs(arch: str, num_classes: int) -> Tensor:
-    """``_original(arch, num_classes)(X)``, from the cached features (the forward's own last step: fc)."""
+    """``_original(arch, num_classes)(X)``, from the cached features (the forward's own last step: the classifier)."""
     model, features = _trunk(arch)
     with torch.no_grad():
-        return model.fc(features)
+        return model.classifier_layer(features)
 
 
 @lru_cache(maxsize=1)
@@ -93,7 +101,7 @@ def _torch_bytes(obj: object) -> bytes:
 
 def _outputs(model: nn.Module) -> Tensor:
     with torch.no_grad():
-        return model(X)
+        return model(_input(model))
 
 
 def _shifted(state: dict[str, Tensor], by: float) -> dict[str, Tensor]:
@@ -120,10 +128,15 @@ def test_every_arch_is_inferred_back_exactly(arch: str, num_classes: int) -> Non
     original = _original(arch, num_classes)
     loaded, report = model_from_checkpoint(_torch_bytes(original.state_dict()))
     assert isinstance(loaded, ResNet) and isinstance(report, LoadReport)
-    assert (report.arch, report.num_classes, loaded.fc.out_features) == (arch, num_classes, num_classes)
+    assert (report.arch, report.num_classes, loaded.num_classes) == (arch, num_classes, num_classes)
+    assert report.spec == PRESETS[arch].with_knobs(num_classes=num_classes)
     assert report.inferred == f"{arch}, {num_classes} classes" and report.inferred in report.message
     assert report.class_names == tuple(f"class {i}" for i in range(num_classes)) and report.classes_from is None
-    assert report.unwrapped == () and report.format == "torch" and report.notes == ()
+    assert report.unwrapped == () and report.format == "torch"
+    # what the tensors cannot tell, and only that, is assumed: where a bottleneck strides; option A's padding
+    open_knobs = (["shortcut", "plain"] if PRESETS[arch].shortcut == "A-both" else []) + (
+        ["variant"] if PRESETS[arch].block == "bottleneck" else [])
+    assert [a.knob for a in report.assumed] == open_knobs and len(report.notes) == len(open_knobs)
     assert report.parameters == sum(p.numel() for p in original.parameters())
     assert not loaded.training and not any(t.is_meta for t in loaded.state_dict().values())
     assert loaded.state_dict().keys() == original.state_dict().keys()
@@ -142,21 +155,25 @@ def test_torchvision_fine_tuned_resnet18_with_10_classes_loads() -> None:
 @pytest.mark.parametrize(
     ("make", "name", "shortcut"),
     [
-        (lambda: build_cifar(8), "ResNet-8 (CIFAR)", "A"),
-        (lambda: build_cifar(14, shortcut="B"), "ResNet-14 (CIFAR)", "B"),
-        (lambda: build("resnet18", shortcut="C", num_classes=3), "resnet18", "C"),
-        (lambda: build("resnet50", shortcut="A", num_classes=3), "resnet50", "A"),
-        (lambda: ResNet(explorer.BasicBlock, (1, 2), widths=(8, 16), stem="cifar", num_classes=4),
+        (lambda: build_cifar(8), "resnet8", "A-both"),
+        (lambda: build_cifar(14, shortcut="B"), "a custom ResNet-14", "B"),
+        (lambda: build("resnet18", shortcut="C", num_classes=3), "a custom ResNet-18", "C"),
+        (lambda: build("resnet50", shortcut="A", num_classes=3), "a custom ResNet-50", "A"),
+        (lambda: build("resnet50", shortcut="D", num_classes=3), "a custom ResNet-50", "D"),
+        (lambda: build("resnet18", preact=True, shortcut="C"), "a custom ResNet-18", "C"),
+        (lambda: ResNet(ArchSpec("mine", "basic", (1, 2), (8, 16), stem="cifar", num_classes=4)),
          "a custom ResNet-8", "B"),
     ],
-    ids=["cifar-A", "cifar-B", "resnet18-C", "resnet50-A", "custom"],
+    ids=["cifar-A", "cifar-B", "resnet18-C", "resnet50-A", "resnet50-D", "preact-C", "custom"],
 )
 def test_shortcut_options_and_other_resnets_are_inferred(make: Callable[[], ResNet], name: str, shortcut: str) -> None:
     with seeded(1):
         original = _randomise_batchnorm(make())
     loaded, report = model_from_checkpoint(_torch_bytes(original.state_dict()))
     assert report.arch == name and (loaded.shortcut_option, loaded.plain) == (shortcut, False)
-    assert bool(report.notes) == (shortcut == "A")  # no projections: option A assumed, and said so
+    assumed = {a.knob for a in report.assumed}
+    assert ("shortcut" in assumed) == shortcut.startswith("A")  # no projections: option A assumed, and said so
+    assert ("plain" in assumed) == shortcut.startswith("A")
     _assert_same_network(loaded, original)
 
 
@@ -167,8 +184,8 @@ def test_safetensors_metadata_says_plain_and_names_the_classes() -> None:
     names = ["zero", "one", "two"]
     blob = safetensors_save(plain.state_dict(), metadata={"plain": "true", "classes": json.dumps(names)})
     loaded, report = model_from_checkpoint(blob)
-    assert (report.format, report.arch, loaded.plain) == ("safetensors", "plain-8 (CIFAR)", True)
-    assert report.class_names == tuple(names) and report.notes == ()
+    assert (report.format, report.arch, loaded.plain) == ("safetensors", "plain resnet8", True)
+    assert report.class_names == tuple(names) and report.notes == () and report.assumed == ()
     _assert_same_network(loaded, plain)
 
 
@@ -234,7 +251,7 @@ def test_wrappers_are_unwrapped_and_reported(kind: str) -> None:
     loaded, report = model_from_checkpoint(_torch_bytes(checkpoint))
     assert report.unwrapped == unwrapped and report.ema == uses_ema
     assert report.stripped_prefixes == tuple(step for step in unwrapped if step.endswith("."))
-    assert report.arch == "ResNet-8 (CIFAR)" and report.tensors == len(raw)
+    assert report.arch == "resnet8" and report.tensors == len(raw)
     expected = build_cifar(8).eval()
     expected.load_state_dict(ema if uses_ema else raw)
     torch.testing.assert_close(_outputs(loaded), _outputs(expected), rtol=0, atol=0)
@@ -424,3 +441,32 @@ def test_a_code_running_pickle_is_refused_and_never_runs(tmp_path: Path) -> None
     with pytest.raises(WeightsError, match="refused without running it"):
         model_from_checkpoint(blob)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(("shortcut", "plain"), [("A", False), ("A-both", False), ("A", True)])
+def test_the_labs_files_settle_the_conventions_from_their_metadata(shortcut: str, plain: bool) -> None:
+    """The degradation lab writes ``shortcut`` and ``plain`` beside its weights (head ``fc``, a CIFAR stem): what
+    the tensors cannot tell is read there, so nothing is assumed and the model reopens exactly as it was saved."""
+    from explorer.lab.saved import TrainedMeta, save_trained
+
+    with seeded(5):
+        trained = _randomise_batchnorm(build_cifar(8, shortcut=shortcut, plain=plain, num_classes=3, head="fc"))
+    meta = TrainedMeta(depth=8, plain=plain, dataset="digits", classes=("a", "b", "c"), shortcut=shortcut)
+    loaded, report = model_from_checkpoint(save_trained(trained, meta))
+    assert report.assumed == () and report.notes == () and report.class_names == ("a", "b", "c")
+    assert (report.spec.shortcut, report.spec.plain, report.spec.head) == (shortcut, plain, "fc")
+    assert report.arch == {("A", False): "a custom ResNet-8", ("A-both", False): "resnet8",
+                           ("A", True): "plain resnet8"}[(shortcut, plain)]
+    _assert_same_network(loaded, trained)
+
+
+def test_assumptions_can_be_changed_and_unknown_choices_are_ignored() -> None:
+    blob = _torch_bytes(_small().state_dict())
+    _, usual = model_from_checkpoint(blob)
+    assert [(a.knob, a.value, a.choices) for a in usual.assumed] == [
+        ("shortcut", "A-both", ("A-both", "A")), ("plain", False, (False, True))]
+    assert "Taken: option A, zeros on both sides of the channels." in usual.message
+    changed, report = model_from_checkpoint(blob, assume={"shortcut": "A", "variant": "v1", "plain": "maybe"})
+    assert (report.spec.shortcut, report.spec.variant, report.spec.plain) == ("A", "v1.5", False)
+    assert report.assumed == usual.assumed  # the layout's usual conventions, whatever was chosen
+    assert not torch.equal(_outputs(changed), _outputs(_small()))

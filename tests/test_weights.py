@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from explorer import weights
 from explorer.checkpoints import reading
 from explorer.errors import ExplorerError
-from explorer.models import ARCHS, build, build_cifar
+from explorer.models import TORCHVISION_ARCHS, build, build_cifar
 from explorer.weights import (
     LoadReport,
     WeightsError,
@@ -120,8 +120,8 @@ def test_resnet50_metadata_matches_torchvision_v2() -> None:
     assert len(info.categories) == 1000 and info.label == "ImageNet weights (IMAGENET1K_V2)"
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_every_arch_has_metadata_that_matches_our_model(arch: str) -> None:
+@pytest.mark.parametrize("arch", TORCHVISION_ARCHS)
+def test_every_torchvision_arch_has_metadata_that_matches_our_model(arch: str) -> None:
     info = weights_info(arch)
     with torch.device("meta"):  # counts parameters without allocating or initialising them
         ours = build(arch)
@@ -141,6 +141,12 @@ def test_unknown_arch_is_a_clear_error() -> None:
     with pytest.raises(WeightsError, match="resnet18, resnet34") as err:
         weights_info("resnet9000")
     assert isinstance(err.value, ExplorerError) and isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize("arch", ["resnet50d", "preact_resnet18", "resnet20", "d2l_resnet18"])
+def test_presets_beyond_torchvisions_have_no_imagenet_weights_here(arch: str) -> None:
+    with pytest.raises(WeightsError, match=f"torchvision has ImageNet weights only for its ten networks.*{arch}"):
+        weights_info(arch)
 
 
 @pytest.mark.parametrize(
@@ -486,8 +492,8 @@ BAD_FILES: dict[str, tuple[Callable[[dict[str, Tensor]], bytes], str, str]] = {
     "a list": (lambda s: _torch_bytes(list(s.values())), "x.pth", "holds a list, not a state dict"),
     "a bare tensor": (lambda s: _torch_bytes(torch.zeros(3)), "x.pth", "holds a Tensor"),
     "empty dict": (lambda s: _torch_bytes({}), "x.pth", "empty"),
-    "NaN weights": (lambda s: _torch_bytes({**s, "fc.bias": torch.full((10,), float("nan"))}), "x.pth",
-                    "NaN or infinite values in fc.bias"),
+    "NaN weights": (lambda s: _torch_bytes({**s, "linear.bias": torch.full((10,), float("nan"))}), "x.pth",
+                    "NaN or infinite values in linear.bias"),
     "one infinite weight": (lambda s: _torch_bytes({**s, "conv1.weight": _with_one(s["conv1.weight"], -float("inf"))}),
                             "x.pth", "NaN or infinite values in conv1.weight"),
 }  # fmt: skip
