@@ -84,6 +84,34 @@ def test_reasons_are_shape_equations_of_the_rows() -> None:
                              "1x1 conv + BN")
 
 
+def test_reasons_of_the_new_shortcut_kinds() -> None:
+    d = blocks.block_inventory(blocks.meta_model("resnet50d")).set_index("name")
+    assert d.loc["layer2.0", "shortcut"] == "pooled projection"
+    assert d.loc["layer2.0", "reason"] == ("256x56x56 -> 512x28x28: channels differ and stride 2 -> 2x2 avg pool "
+                                           "stride 2, then 1x1 conv + BN")
+    assert d.loc["layer1.0", "reason"] == "64x56x56 -> 256x56x56: channels differ -> 1x1 conv + BN (stride 1: no pool)"
+    assert d.loc["layer2.0", "shortcut_params"] == 256 * 512 + 2 * 512  # the pool adds none
+    d2l = blocks.block_inventory(blocks.meta_model("d2l_resnet18"), (1, 1, 96, 96)).set_index("name")
+    assert d2l.loc["layer2.0", "shortcut"] == "projection without BN"
+    assert d2l.loc["layer2.0", "reason"] == ("64x24x24 -> 128x12x12: channels differ and stride 2 -> 1x1 conv stride 2 "
+                                             "with bias, no BN")
+    assert d2l.loc["layer2.0", "shortcut_params"] == 64 * 128 + 128
+    pre = blocks.block_inventory(blocks.meta_model("preact_resnet18")).set_index("name")
+    assert pre.loc["layer2.0", "reason"] == ("64x56x56 -> 128x28x28: channels differ and stride 2 -> 1x1 conv stride 2 "
+                                             "of the pre-activated x (BN and ReLU shared with F(x))")
+    assert pre.loc["layer2.1", "reason"] == "128x28x28 -> 128x28x28: same shape -> identity"
+    cifar = blocks.block_inventory(blocks.meta_model("resnet20"), (1, 3, 32, 32)).set_index("name")
+    assert cifar.loc["layer2.0", "reason"] == ("16x32x32 -> 32x16x16: channels differ and stride 2 -> subsample by 2 "
+                                               "and zero-pad 16 channels (8 before, 8 after) (no parameters)")
+    for model in (blocks.meta_model("resnet50d"), blocks.meta_model("d2l_resnet18")):
+        total = sum(p.numel() for p in model.parameters())
+        downsample = sum(p.numel() for n, p in model.named_parameters() if ".downsample." in n)
+        assert downsample > 0 and blocks.projection_share(model) == pytest.approx(downsample / total)
+    assert {t.name for t in plots.shortcut_bars(d.reset_index()).data} == {"pooled projection", "identity"}
+    with pytest.raises(BlockError, match="unknown shortcut kind"):
+        blocks.shortcut_reason((1, 2, 2), (1, 2, 2), "teleport")
+
+
 def test_shortcut_costs_follow_the_formula_and_the_share_adds_up(resnet18: nn.Module) -> None:
     inv = blocks.block_inventory(resnet18, SMALL)
     for row in inv[inv["shortcut"] == "projection"].itertuples():
@@ -221,7 +249,12 @@ def test_conv_output_size_errors_say_which_setting(args: tuple, message: str) ->
     ("arch", "options", "name"),
     [("resnet18", {}, "layer2.0"), ("resnet50", {}, "layer2.0"), ("resnet50", {"variant": "v1"}, "layer3.0"),
      ("resnet18", {"shortcut": "A"}, "layer3.0"), ("resnet18", {"plain": True}, "layer2.0"),
-     ("resnet50", {"shortcut": "C"}, "layer1.1")],
+     ("resnet50", {"shortcut": "C"}, "layer1.1"), ("preact_resnet18", {}, "layer2.0"),
+     ("preact_resnet18", {}, "layer2.1"), ("preact_resnet50", {}, "layer1.0"), ("preact_resnet18", {"plain": True},
+                                                                                "layer3.0"),
+     ("resnet50d", {}, "layer2.0"), ("resnet50d", {}, "layer1.0"), ("resnet26t", {}, "layer3.0"),
+     ("seresnet50", {}, "layer2.0"), ("seresnet18", {}, "layer1.1"), ("resnet20", {}, "layer2.0"),
+     ("d2l_resnet18", {}, "layer2.0"), ("resnet18", {"shortcut": "A-both"}, "layer4.0")],
 )
 def test_trace_equals_the_blocks_own_forward(arch: str, options: dict, name: str) -> None:
     model = build(arch, **options).eval()
@@ -240,6 +273,74 @@ def test_trace_equals_the_blocks_own_forward(arch: str, options: dict, name: str
         with torch.no_grad():
             assert trace.shortcut_norm == pytest.approx(block.shortcut(x).norm().item(), rel=1e-5)
         assert trace.shortcut[-1].shape == trace.output_shape
+
+
+def test_preactivation_trace_order_and_what_its_shortcut_reads() -> None:
+    model = build("preact_resnet18").eval()
+    block = dict(residual_blocks(model))["layer2.0"]
+    x = torch.randn(1, 64, 16, 16)
+    trace = blocks.trace_block(block, x, "layer2.0")
+    assert [s.op for s in trace.branch] == ["BN", "ReLU", "conv 3x3, stride 2", "BN", "ReLU", "conv 3x3"]
+    assert [s.name for s in trace.branch][:2] == ["bn1", "relu1"]
+    assert trace.shortcut_from == "relu1" and [s.op for s in trace.shortcut] == ["conv 1x1, stride 2"]
+    assert trace.merge == () and trace.formula == "F(x) + shortcut(x)"  # no ReLU after the addition
+    with torch.no_grad():
+        pre = block.relu1(block.bn1(x))
+        assert trace.shortcut_norm == pytest.approx(block.downsample(pre).norm().item(), rel=1e-5)
+        assert trace.shortcut_norm != pytest.approx(block.downsample(x).norm().item(), rel=1e-3)
+    identity = blocks.trace_block(dict(residual_blocks(model))["layer2.1"], torch.randn(1, 128, 8, 8))
+    assert identity.shortcut_from == "x" and identity.shortcut[0].op == "identity"
+    assert identity.shortcut_norm == identity.input_norm  # the identity carries x itself, not the pre-activated x
+    original = blocks.trace_block(dict(residual_blocks(build("resnet18").eval()))["layer2.0"], x)
+    assert [s.op for s in original.merge] == ["ReLU"] and original.formula == "ReLU(F(x) + shortcut(x))"
+    assert original.shortcut_from == "x"
+
+
+def test_option_d_pools_before_its_projection_and_a_both_pads_both_sides() -> None:
+    d = blocks.meta_model("resnet50d")
+    trace = blocks.shape_trace(d, "layer2.0")  # 224 px
+    assert [(s.name, s.op, s.shape) for s in trace.shortcut] == [
+        ("downsample.0", "avg pool 2x2, stride 2", (256, 28, 28)), ("downsample.1", "conv 1x1", (512, 28, 28)),
+        ("downsample.2", "BN", (512, 28, 28))]
+    assert trace.shortcut_kind == "pooled projection"
+    first = blocks.shape_trace(d, "layer1.0")  # stride 1: the pool is an nn.Identity, left out
+    assert [(s.op, s.shape) for s in first.shortcut] == [("conv 1x1", (256, 56, 56)), ("BN", (256, 56, 56))]
+    odd = blocks.shape_trace(d, "layer4.0", (1, 3, 200, 200))  # 13x13 pooled with ceil_mode: 7x7, as F(x) gives
+    assert odd.shortcut[0].shape == (1024, 7, 7) and odd.output_shape == (2048, 7, 7)
+    a = blocks.shape_trace(blocks.meta_model("resnet20"), "layer3.0", (1, 3, 32, 32))
+    assert [(s.op, s.shape) for s in a.shortcut] == [("subsample by 2", (32, 8, 8)),
+                                                     ("zero-pad 32 channels (16 before, 16 after)", (64, 8, 8))]
+    nobn = blocks.shape_trace(blocks.meta_model("d2l_resnet18"), "layer2.0", (1, 1, 96, 96))
+    assert [s.op for s in nobn.shortcut] == ["conv 1x1, stride 2, with bias"]
+    assert nobn.branch[0].op == "conv 3x3, stride 2, with bias" and nobn.input_shape == (64, 24, 24)
+
+
+def test_squeeze_excitation_is_traced_op_by_op_at_the_end_of_the_branch() -> None:
+    trace = blocks.shape_trace(blocks.meta_model("seresnet50"), "layer1.0")
+    se = trace.branch[-6:]
+    assert [s.name for s in trace.branch[:-6]] == ["conv1", "bn1", "relu1", "conv2", "bn2", "relu2", "conv3", "bn3"]
+    assert [s.name for s in se] == ["se.pool", "se.fc1", "se.relu", "se.fc2", "se.gate", "se.scale"]
+    assert [s.shape for s in se] == [(256, 1, 1), (16, 1, 1), (16, 1, 1), (256, 1, 1), (256, 1, 1), (256, 56, 56)]
+    assert se[-1].op.startswith("scale") and se[-2].op.startswith("sigmoid")
+
+
+def test_the_stem_op_by_op_for_every_kind_of_stem() -> None:
+    deep = blocks.stem_trace(blocks.meta_model("resnet50d"))
+    assert [s.name for s in deep] == [*(f"conv1.{i}" for i in range(7)), "bn1", "relu", "maxpool"]
+    assert [s.shape[0] for s in deep if s.op.startswith("conv")] == [32, 32, 64]
+    assert deep[-1] == blocks.Step("maxpool", "max pool 3x3, stride 2", (64, 56, 56), "stem")
+    table = blocks.stem_table(blocks.meta_model("resnet26t")).set_index("step")
+    assert list(table.loc[["conv1.0", "conv1.3", "conv1.6"], "params"]) == [9 * 3 * 24, 9 * 24 * 32, 9 * 32 * 64]
+    assert table.loc["conv1.0", "mult_adds"] == 9 * 3 * 24 * 112 * 112 and table.loc["maxpool", "params"] == 0
+    cifar = blocks.stem_trace(blocks.meta_model("resnet20"), (1, 3, 32, 32))  # no pool: the nn.Identity is left out
+    assert [(s.op, s.shape) for s in cifar] == [("conv 3x3", (16, 32, 32)), ("BN", (16, 32, 32)),
+                                                ("ReLU", (16, 32, 32))]
+    preact = blocks.stem_trace(blocks.meta_model("preact_resnet18"), SMALL)
+    assert [s.op for s in preact] == ["conv 7x7, stride 2", "max pool 3x3, stride 2"]  # BN-ReLU: in layer1.0
+    grey = blocks.stem_table(blocks.meta_model("d2l_resnet18"), (1, 1, 96, 96))
+    assert grey.loc[0, "params"] == 49 * 1 * 64 + 64  # one input channel, a bias
+    with pytest.raises(BlockError, match="stem cannot take"):
+        blocks.stem_trace(blocks.meta_model("d2l_resnet18"), SMALL)  # three channels into a greyscale net
 
 
 def test_run_block_feeds_the_block_what_the_network_gives_it(resnet18: nn.Module) -> None:
@@ -304,6 +405,27 @@ def test_run_inputs_are_seeded_keyed_and_checked() -> None:
         assert blocks.current_input(bad) is None
 
 
+def test_random_input_has_the_models_input_channels() -> None:
+    grey = blocks.random_input(3, 32, 1)
+    assert grey.tensor.shape == (1, 1, 32, 32) and grey.key != blocks.random_input(3, 32).key
+    image = torch.randn(1, 1, 8, 8)
+    assert blocks.current_input(image, 1) is not None and blocks.current_input(image) is None
+    assert blocks.current_input(torch.randn(1, 3, 8, 8), 1) is None  # a colour image does not fit a greyscale net
+
+
+@pytest.mark.parametrize(("arch", "size"), [("resnet50d", 224), ("resnet26t", 97), ("resnet20", 32),
+                                            ("preact_resnet18", 64)])
+def test_size_walk_follows_the_models_stem_and_stages(arch: str, size: int) -> None:
+    net = blocks.meta_model(arch)
+    walk = blocks.size_walk(size, len(net.spec.layers), net.spec.stem).set_index("step")["output"]
+    inv = blocks.block_inventory(net, (1, 3, size, size))
+    last = inv.groupby("stage")["output_shape"].last()
+    for name in net.stage_names:
+        assert int(last[name].split("x")[1]) == walk[f"{name} (first 3x3)"]
+    stem = blocks.stem_trace(net, (1, 3, size, size))
+    assert walk.iloc[len(walk) - len(net.stage_names) - 1] == stem[-1].shape[1]
+
+
 # --------------------------------------------------------------------------------------------- comparisons
 
 
@@ -346,6 +468,102 @@ def test_shortcut_options_change_only_the_shortcut_parameters() -> None:
     assert table.loc["A", "params_vs_B"] == -table.loc["B", "shortcut_params"]
     assert table.loc["C", "params_vs_B"] == table.loc["C", "shortcut_params"] - table.loc["B", "shortcut_params"]
     assert table.loc["B", "params"] == sum(p.numel() for p in build("resnet18").parameters())
+
+
+def test_comparisons_take_a_spec_and_the_models_own_option() -> None:
+    table = blocks.shortcut_options("resnet50d", input_size=64).set_index("option")
+    assert list(table.index) == ["A", "B", "C", "plain", "D"]
+    assert "this model's own" in table.loc["D", "what it does"]
+    assert table.loc["D", "projections"] == table.loc["B", "projections"] == 4
+    assert table.loc["D", "shortcut_params"] == table.loc["B", "shortcut_params"]  # the pool has no parameters
+    grey = blocks.shortcut_options("d2l_resnet18", input_size=64).set_index("option")  # one input channel
+    assert grey.loc["B-nobn", "projections"] == 3
+    assert grey.loc["B-nobn", "shortcut_params"] == grey.loc["B", "shortcut_params"] - 2 * (128 + 256 + 512)  # no BNs
+    se = blocks.stride_placement(blocks.meta_model("seresnet50").spec, "layer2.0", 64)
+    assert list(se.convs["conv"].unique()) == ["conv1", "conv2", "conv3"]  # not the SE's fc convs
+    with pytest.raises(BlockError, match="unknown architecture"):
+        blocks.meta_model("resnet7")
+
+
+# -------------------------------------------------------------------------------------------- bag of tricks
+
+
+@pytest.fixture(scope="module")
+def tricks() -> blocks.Tricks:
+    return blocks.bag_of_tricks("resnet18", 64)  # a basic-block net: resnet50's layout stands in
+
+
+def test_bag_of_tricks_measures_each_tweak(tricks: blocks.Tricks) -> None:
+    assert tricks.arch == "resnet50" and tricks.layers == (3, 4, 6, 3)
+    m = tricks.models.set_index("tweak")
+    assert list(m.index) == ["v1", "B", "C", "D"]
+    assert m.loc["v1", "params"] == sum(p.numel() for p in build("resnet50").parameters())
+    for what in ("params", "mult_adds"):
+        assert (m[what] == sum(m[f"{part}_{what}"] for part in blocks.PARTS)).all()
+    # B moves a stride: no parameters; the first 1x1 of each downsampling block now runs at 4x the positions
+    assert m.loc["B", "params"] == m.loc["v1", "params"]
+    placed = blocks.stride_placement("resnet50", "layer2.0", 64).convs.set_index(["variant", "conv"])
+    moves = tricks.moves.set_index(["tweak", "where"])
+    layer2 = moves.loc[("B", "layer2.0 F(x)")]
+    assert layer2["mult_adds_after"] - layer2["mult_adds_before"] == 3 * placed.loc[("v1", "conv1"), "mult_adds"]
+    assert set(moves.loc["B"].index) == {"layer2.0 F(x)", "layer3.0 F(x)", "layer4.0 F(x)"}
+    # C: three 3x3 convs (32, 32, 64 channels) and their BNs instead of one 7x7 conv
+    assert m.loc["v1", "stem_params"] == 49 * 3 * 64 + 2 * 64
+    assert m.loc["C", "stem_params"] == 9 * (3 * 32 + 32 * 32 + 32 * 64) + 2 * (32 + 32 + 64)
+    assert m.loc["C", "params"] - m.loc["B", "params"] == m.loc["C", "stem_params"] - m.loc["B", "stem_params"]
+    assert list(moves.loc["C"].index) == ["stem"] and moves.loc[("C", "stem"), "before"].startswith("conv 7x7")
+    # D: the same 1x1 conv + BN as B's projection, after a 2x2 average pool: no parameters, no counted mult-adds
+    assert m.loc["D", "params"] == m.loc["C", "params"] and m.loc["D", "mult_adds"] == m.loc["C", "mult_adds"]
+    assert (m["shortcuts_params"] == m.loc["v1", "shortcuts_params"]).all()
+    assert set(moves.loc["D"].index) == {"layer2.0 shortcut", "layer3.0 shortcut", "layer4.0 shortcut"}
+    assert moves.loc[("D", "layer2.0 shortcut"), "after"] == "avg pool 2x2, stride 2 -> 256x8x8; conv 1x1 -> 512x8x8"
+    assert tricks.pooled_values == 256 * 8 * 8 + 512 * 4 * 4 + 1024 * 2 * 2
+    fig = plots.tricks_bars(tricks.models)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert {t.name for t in bars} == set(blocks.PARTS)
+    params = [sum(t.y[i] for t in bars if t.xaxis == "x") for i in range(3)]
+    assert params == list(m["params"].diff().iloc[1:])
+
+
+def test_tricks_start_from_the_original_bottleneck() -> None:
+    spec = blocks.tricks_spec("preact_resnet50")
+    assert (spec.block, spec.preact, spec.se_ratio, spec.layers) == ("bottleneck", False, 0.0, (3, 4, 6, 3))
+    assert blocks.tricks_spec("resnet26t").layers == (2, 2, 2, 2)
+    assert blocks.tricks_spec("d2l_resnet18").name == "resnet50"
+
+
+# ------------------------------------------------------------------------------------- original vs preact
+
+
+def test_signal_through_stacks_of_both_forms() -> None:
+    state = torch.random.get_rng_state()
+    table = blocks.signal_through_stack("resnet18", 6)
+    assert torch.equal(torch.random.get_rng_state(), state)  # seeded privately
+    assert table.equals(blocks.signal_through_stack("resnet18", 6))
+    pre, orig = (table[table["form"] == f].set_index("block") for f in ("pre-activation", "original"))
+    assert list(pre.index) == list(range(7)) and pre.loc[0, "norm"] == orig.loc[0, "norm"] == 1.0
+    assert (pre["open"] == 100).all()  # x_0 reaches every block untouched along the identities
+    assert orig.loc[1, "open"] < 100 and orig["open"].is_monotonic_decreasing  # each ReLU after an add cuts more
+    assert orig.loc[6, "correlation"] < pre.loc[6, "correlation"]
+    fig = plots.stack_signal(table)
+    assert len(fig.data) == 6 and {t.name for t in fig.data} == set(blocks.FORMS)
+    assert list(fig.data[5].y) == list(pre["open"])
+    with pytest.raises(BlockError, match="1 to"):
+        blocks.signal_through_stack("resnet18", 0)
+
+
+def test_a_preactivation_stack_adds_every_branch_to_x0() -> None:
+    with torch.no_grad():
+        layers = blocks.stack("resnet50", 3, preact=True)
+        assert all(b.preact and b.downsample is None for b in layers)
+        x0 = torch.randn(2, 256, 4, 4)
+        x, residuals = x0, torch.zeros_like(x0)
+        for block in layers:
+            residuals += block.residual(x)
+            x = block(x)
+        torch.testing.assert_close(x, x0 + residuals)  # x_L = x_0 + F_0 + F_1 + F_2
+        original = blocks.stack("resnet50", 1, preact=False)[0]
+        assert not original.preact and (original(x0) >= 0).all()  # the ReLU after the addition
 
 
 def test_merge_rules() -> None:
@@ -454,6 +672,24 @@ def test_block_diagram_draws_every_op_with_its_shape() -> None:
                                                  torch.zeros(1, 3, 64, 64, device="meta")))
     assert "shortcut" not in {t.name for t in plain.data}
     assert "no shortcut" in plain.layout.title.text
+
+
+def test_block_diagram_of_preactivation_se_and_zero_padding() -> None:
+    pre = plots.block_diagram(blocks.shape_trace(blocks.meta_model("preact_resnet18"), "layer2.0"))
+    texts = {t.name: list(t.text) for t in pre.data}
+    assert texts["residual branch F(x)"][:2] == ["<b>BN</b><br>64x56x56", "<b>ReLU</b><br>64x56x56"]
+    assert texts["shortcut"] == ["<b>conv 1x1, stride 2</b><br>128x28x28"]
+    assert texts["merge"][0] == "<b>output</b><br>128x28x28"
+    notes = [a.text for a in pre.layout.annotations]
+    assert "reads relu1's output" in notes and "no ReLU after the addition" in notes
+    lines = [s for s in pre.layout.shapes if s.type == "line"]
+    assert any(s.y0 == s.y1 == -2 for s in lines)  # the shortcut leaves from relu1, the second box of the branch
+    se = plots.block_diagram(blocks.shape_trace(blocks.meta_model("seresnet18"), "layer1.0"))
+    assert len(next(t for t in se.data if t.name == "residual branch F(x)").text) == 5 + 6
+    assert "<b>SE</b>" in [a.text for a in se.layout.annotations]
+    a = plots.block_diagram(blocks.shape_trace(blocks.meta_model("resnet20"), "layer2.0", (1, 3, 32, 32)))
+    assert next(t for t in a.data if t.name == "shortcut").text == (
+        "<b>subsample by 2</b><br>16x16x16", "<b>zero-pad 16 channels<br>(8 before, 8 after)</b><br>32x16x16")
 
 
 def test_magnitude_and_cost_figures_carry_the_numbers(resnet18: nn.Module) -> None:

@@ -37,11 +37,13 @@ def _projection(kind: str, stride: int, preact: bool, bias: bool) -> str:
     of the pre-activated x"``."""
     pooled = kind == "pooled projection"
     conv = "1x1 conv" + (f" stride {stride}" if stride != 1 and not pooled else "") + (" with bias" if bias else "")
-    if pooled:
-        conv = f"2x2 avg pool stride {stride}, then {conv}" if stride != 1 else f"{conv} (stride 1: no pool)"
     if preact:
-        return f"{conv} of the pre-activated x (BN and ReLU shared with F(x))"
-    return f"{conv}, no BN" if kind == "projection without BN" else f"{conv} + BN"
+        conv += " of the pre-activated x (BN and ReLU shared with F(x))"
+    else:
+        conv += ", no BN" if kind == "projection without BN" else " + BN"
+    if pooled:
+        return f"2x2 avg pool stride {stride}, then {conv}" if stride != 1 else f"{conv} (stride 1: no pool)"
+    return conv
 
 
 def shortcut_reason(in_shape: Shape, out_shape: Shape, kind: str, stride: int = 1, *, preact: bool = False,

@@ -2,9 +2,9 @@
 real tensor, the magnitudes of the residual branch F(x) against the shortcut; and the stem, op by op.
 
 Any block of :mod:`explorer.models` is traced from what it declares: its branch (``branch``, with a
-squeeze-and-excitation opened into its ops), what its shortcut reads (x, or in a pre-activation block with a
-projection the pre-activated x) and what follows the addition (a ReLU in the original form, nothing in the
-pre-activation form).
+squeeze-and-excitation opened into its ops), its shortcut (option A's zero padding opened into its two ops), what
+the shortcut reads (x, or in a pre-activation block with a projection the pre-activated x) and what follows the
+addition (a ReLU in the original form, nothing in the pre-activation form).
 
 :func:`block_input` and :func:`run_block` read a (possibly shared) model: they take its lock themselves through
 :func:`explorer.shared.exclusive`, so the caller holds none. :func:`shape_trace` and :func:`stem_trace` work on a
@@ -62,11 +62,16 @@ def describe_op(module: nn.Module) -> str:
         if isinstance(module, kind):
             return text
     if isinstance(module, ZeroPadShortcut):
-        before, after = module.padding
-        pad = f"zero-pad {before + after} channels" + (f" ({before} before, {after} after)" if before else "")
-        parts = ([f"subsample by {module.stride}"] if module.stride > 1 else []) + ([pad] if before + after else [])
+        parts = ([f"subsample by {module.stride}"] if module.stride > 1 else []) + (
+            [_zero_pad_text(module)] if module.out_ch > module.in_ch else [])
         return " + ".join(parts) or "identity"
     return type(module).__name__
+
+
+def _zero_pad_text(pad: ZeroPadShortcut) -> str:
+    """``"zero-pad 64 channels"``, or with zeros on both sides ``"zero-pad 16 channels (8 before, 8 after)"``."""
+    before, after = pad.padding
+    return f"zero-pad {before + after} channels" + (f" ({before} before, {after} after)" if before else "")
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ def _shortcut_modules(block: ResidualBlock) -> list[tuple[str, nn.Module]]:
 def _squeeze_excite(se: SqueezeExcite, x: Tensor, name: str, steps: list[Step]) -> Tensor:
     """``se(x)`` op by op (its forward, opened up), each op's Step appended: (N, C, H, W) -> (N, C, H, W)."""
     s = x.mean((2, 3), keepdim=True)
-    steps.append(Step(f"{name}.pool", "squeeze: global avg pool", tensor_shape(s)))
+    steps.append(Step(f"{name}.pool", "squeeze (avg pool)", tensor_shape(s)))
     for part, label in (("fc1", "excite: fc (1x1 conv)"), ("relu", "ReLU"), ("fc2", "fc (1x1 conv)"),
                         ("gate", "sigmoid gate")):
         s = getattr(se, part)(s)
@@ -134,6 +139,18 @@ def _squeeze_excite(se: SqueezeExcite, x: Tensor, name: str, steps: list[Step]) 
     out = x * s
     steps.append(Step(f"{name}.scale", "scale: channels x gate", tensor_shape(out)))
     return out
+
+
+def _zero_padded(pad: ZeroPadShortcut, x: Tensor, name: str, steps: list[Step]) -> Tensor:
+    """``pad(x)`` (option A) op by op, its forward opened up: the strided subsampling, then the zero channels, each
+    op's Step appended. (N, C_in, H, W) -> (N, C_out, ceil(H / stride), ceil(W / stride))."""
+    if pad.stride > 1:
+        x = x[:, :, :: pad.stride, :: pad.stride]
+        steps.append(Step(f"{name}.subsample", f"subsample by {pad.stride}", tensor_shape(x), "shortcut"))
+    if pad.out_ch > pad.in_ch:
+        x = nn.functional.pad(x, (0, 0, 0, 0, *pad.padding))
+        steps.append(Step(f"{name}.pad", _zero_pad_text(pad), tensor_shape(x), "shortcut"))
+    return x
 
 
 def trace_block(block: ResidualBlock, x: Tensor, name: str = "") -> BlockTrace:
@@ -163,6 +180,9 @@ def trace_block(block: ResidualBlock, x: Tensor, name: str = "") -> BlockTrace:
                 shortcut.append(Step("identity", "identity", tensor_shape(x), "shortcut"))
             else:
                 for n, module in _shortcut_modules(net):
+                    if isinstance(module, ZeroPadShortcut):
+                        skip = _zero_padded(module, skip, n, shortcut)
+                        continue
                     skip = module(skip)
                     shortcut.append(Step(n, describe_op(module), tensor_shape(skip), "shortcut"))
         total = out if skip is None else out + skip

@@ -23,7 +23,7 @@ COLORS = {"conv": "#c6dbef", "BN": "#fdd0a2", "ReLU": "#c7e9c0", "pool": "#e5d8b
 KIND_COLORS = {"projection": "#6a51a3", "pooled projection": "#9e9ac8", "projection without BN": "#807dba",
                "identity": "#9e9e9e", "zero-padded identity": "#41ab5d", "none": "#d94801"}
 FORM_COLORS = {"original": "#4c78a8", "pre-activation": "#e45756"}
-BOX_W, BOX_H, SHORT_X, SIDE_X = 1.9, 0.64, 2.5, 0.3
+BOX_W, BOX_H, SHORT_X, SIDE_X = 1.9, 0.7, 2.5, 0.3
 ADD_RX, ADD_RY = 0.17, 0.3  # the ⊕ circle's radii in axis units (x units are about twice as wide on screen)
 KIND_TEXT = {"none": "no shortcut (plain network)"}
 WRAP = 22  # a box's label longer than this breaks into two lines
@@ -132,13 +132,12 @@ def block_diagram(trace: BlockTrace, title: str | None = None) -> go.Figure:
         fig.add_shape(type="circle", x0=-ADD_RX, x1=ADD_RX, y0=y_add - ADD_RY, y1=y_add + ADD_RY,
                       fillcolor=COLORS["add"], line=dict(color="#444", width=2), layer="below")
         _arrow(fig, 0, y_add - ADD_RY, 0, y_out + BOX_H / 2)
-    if trace.merge:
-        _box(fig, 0, y_out, COLORS["ReLU"])
-        out = f"<b>{trace.merge[-1].op}</b>" + ("" if plain else " (after the addition)")
-    else:
-        _box(fig, 0, y_out, COLORS["io"])
-        out = "<b>output</b>" + ("" if plain else " (no ReLU after the addition)")
-    out += f"<br>{fmt_shape(trace.output_shape)}"
+    _box(fig, 0, y_out, COLORS["ReLU"] if trace.merge else COLORS["io"])
+    out = f"<b>{trace.merge[-1].op if trace.merge else 'output'}</b><br>{fmt_shape(trace.output_shape)}"
+    if not plain:
+        fig.add_annotation(x=BOX_W / 2 + 0.1, y=y_out, xanchor="left", showarrow=False,
+                           text="after the addition" if trace.merge else "no ReLU after the addition",
+                           font=dict(size=FONT - 2, color="#444"))
     merge = _text_trace([0] if plain else [0, 0], [y_out] if plain else [y_out, y_add],
                         [out] if plain else [out, "<b>+</b>"], "merge")
     merge.textfont.size = [FONT] if plain else [FONT, FONT + 12]
