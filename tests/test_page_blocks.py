@@ -8,9 +8,21 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from explorer import blocks
+from explorer.plots.blocks import si
+from explorer.ui import pages
+
 PAGE = "views/blocks.py"
-SECTIONS = ["The block", "Run a tensor", "Basic vs bottleneck", "v1 vs v1.5", "Options A / B / C", "Output size",
-            "Add vs concat", "Common mistakes"]
+SECTIONS = ["The block", "Run a tensor", "Basic vs bottleneck", "v1 vs v1.5", "v1 → B → C → D", "Options A / B / C",
+            "original vs pre-activation", "Output size", "Add vs concat", "Common mistakes"]
+NEW_KNOBS = [  # one preset per new knob: (arch, input size, the reason of its layer2.0's shortcut, a stem op)
+    ("resnet50d", 64, "channels differ and stride 2 -> 2x2 avg pool stride 2, then 1x1 conv + BN", "conv1.6"),
+    ("resnet26t", 64, "2x2 avg pool stride 2, then 1x1 conv + BN", "conv1.3"),
+    ("seresnet50", 64, "-> 1x1 conv stride 2 + BN", "conv1"),
+    ("preact_resnet18", 64, "1x1 conv stride 2 of the pre-activated x", "maxpool"),
+    ("resnet20", 32, "subsample by 2 and zero-pad 16 channels (8 before, 8 after) (no parameters)", "bn1"),
+    ("d2l_resnet18", 64, "1x1 conv stride 2 with bias, no BN", "conv1"),
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -70,6 +82,73 @@ def test_every_section_renders_for_a_bottleneck_arch(blocks_page: AppTest) -> No
     for section in SECTIONS:
         _open(blocks_page, section)
         assert not blocks_page.error, (section, [e.value for e in blocks_page.error])
+
+
+def test_the_tabs_are_the_registrys() -> None:
+    assert SECTIONS == list(pages.BLOCKS.tabs.values())
+
+
+@pytest.mark.parametrize(("arch", "size", "reason", "stem_op"), NEW_KNOBS, ids=[k[0] for k in NEW_KNOBS])
+def test_every_tab_works_for_each_new_knob(page_app, arch: str, size: int, reason: str, stem_op: str) -> None:
+    page = page_app(PAGE, arch=arch, input_size=size, weights="random", block_stage="layer2")
+    for section in SECTIONS:
+        _open(page, section)
+        assert not page.error, (arch, section, [e.value for e in page.error])
+        if section == "The block":
+            assert any(m.value.startswith("#### layer2.0:") and reason in m.value for m in page.markdown), arch
+            stem = page.dataframe[0].value  # the stem, op by op (in its expander)
+            assert stem_op in list(stem["step"]) and stem["output"].iloc[-1].startswith(
+                str(blocks.meta_model(arch).spec.widths[0]))
+        if section == "Run a tensor":
+            steps = page.dataframe[0].value
+            assert list(steps["path"])[0] == "input" and list(steps["path"])[-1] == "output"
+            assert ("relu1's output" in " ".join(steps["op"])) == arch.startswith("preact")
+        if section == "v1 → B → C → D":
+            assert [m.label for m in page.metric][-4:] == [f"{t.name}: mult-adds" for t in blocks.TWEAKS]
+        if section == "original vs pre-activation":
+            assert len(page.get("plotly_chart")) == 3
+
+
+def test_one_channel_net_runs_a_greyscale_image(blocks_page: AppTest) -> None:
+    blocks_page.session_state["arch"] = "d2l_resnet18"
+    blocks_page.session_state["image_tensor"] = torch.randn(1, 3, 80, 80)  # a colour image: not for this net
+    _open(blocks_page, "Run a tensor")
+    assert blocks_page.radio(key="block_source").options == ["random image"]
+    assert blocks_page.dataframe[0].value["shape"].iloc[0] == "64x16x16"
+    blocks_page.session_state["image_tensor"] = torch.randn(1, 1, 80, 80)  # greyscale, as its preprocessing makes
+    blocks_page.run()
+    blocks_page.radio(key="block_source").set_value("the current image").run()
+    assert not blocks_page.exception
+    assert blocks_page.dataframe[0].value["shape"].iloc[0] == "64x20x20"
+
+
+def test_tricks_tab_shows_the_measured_networks(blocks_page: AppTest) -> None:
+    _open(blocks_page, "v1 → B → C → D")  # resnet18: built from basic blocks, resnet50's layout stands in
+    assert any("resnet50 stands in" in m.value for m in blocks_page.markdown)
+    tricks = blocks.bag_of_tricks("resnet18", 64)
+    metrics = _metrics(blocks_page)
+    for row in tricks.models.itertuples():
+        assert metrics[f"{row.model}: mult-adds"] == si(row.mult_adds)
+    d = tricks.models.set_index("tweak").loc["D"]
+    assert any(m.value.startswith("**ResNet-D**") and "no parameters and no mult-adds" in m.value
+               for m in blocks_page.markdown)
+    assert d["params"] == tricks.models.set_index("tweak").loc["C", "params"]
+    assert list(blocks_page.table[0].value.index) == list(tricks.moves["tweak"])
+
+
+def test_preactivation_tab_compares_the_forms_and_measures_a_stack(blocks_page: AppTest) -> None:
+    blocks_page.session_state["arch"] = "preact_resnet18"
+    blocks_page.session_state["block_stage"] = "layer2"
+    _open(blocks_page, "original vs pre-activation")
+    assert "F(x) + shortcut(x)" in blocks_page.caption[0].value and "ReLU(F(x)" not in blocks_page.caption[0].value
+    text = " ".join(m.value for m in blocks_page.markdown)
+    assert "**pre-activation**: BN → ReLU → conv 3x3, stride 2" in text and "relu1's output" in text
+    blocks_page.slider(key="preact_blocks").set_value(4).run()
+    assert not blocks_page.exception
+    table = blocks.signal_through_stack(blocks.meta_model("preact_resnet18").spec, 4)
+    end = table[table["block"] == 4].set_index("form")["open"]
+    assert any("After 4 blocks" in m.value and f"**{end['original']:.0f} %**" in m.value and "**100 %**" in m.value
+               for m in blocks_page.markdown)
 
 
 def test_v1_vs_v15_on_a_bottleneck(blocks_page: AppTest) -> None:
