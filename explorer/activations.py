@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from explorer.device import fast_input, forward_context, use_bf16
 from explorer.errors import ExplorerError
 from explorer.models import ResidualBlock, residual_blocks
-from explorer.shared import Hooks, exclusive, meta_twin
+from explorer.shared import Hooks, exclusive, input_channels, meta_twin
 
 __all__ = [
     "BlockStream",
@@ -342,11 +342,11 @@ def upsample(channel_map: Tensor, size: tuple[int, int]) -> np.ndarray:
 
 
 def output_shapes(model: nn.Module, layers: Sequence[str], input_size: int | tuple[int, int]) -> dict[str, tuple]:
-    """Each named layer's output shape for one (1, 3, H, W) input, found without computing anything
+    """Each named layer's output shape for one (1, C, H, W) input, found without computing anything
     (a forward on the meta device)."""
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
     twin = meta_twin(model)  # private: no lock needed, and the model's own hooks never fire
-    acts = capture(twin, torch.empty(1, 3, h, w, device="meta"), layers)
+    acts = capture(twin, torch.empty(1, input_channels(model), h, w, device="meta"), layers)
     return {name: tuple(t.shape) for name, t in acts.items()}
 
 
@@ -366,7 +366,7 @@ class MemoryEstimate:
 def estimate_memory(
     model: nn.Module, layers: Sequence[str], input_size: int | tuple[int, int], *, bytes_per_element: int = 4
 ) -> MemoryEstimate:
-    """Memory for ``capture(model, x, layers)`` on one (1, 3, H, W) image, before running it.
+    """Memory for ``capture(model, x, layers)`` on one (1, C, H, W) image, before running it.
 
     Captured: the sum of the layers' output sizes. Forward: twice the largest output of any module (its input
     and output live at once), a lower bound on what a no-grad forward needs on top of the weights.

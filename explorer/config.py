@@ -62,7 +62,7 @@ class Normalisation:
 
     @property
     def description(self) -> str:
-        """Completes "each colour channel normalised with …"."""
+        """Completes "each channel normalised with …"."""
         if self.preset == "ImageNet":
             text = "the ImageNet mean and standard deviation"
         elif self.preset == "none":
@@ -73,7 +73,7 @@ class Normalisation:
             text = f"{self.preset}'s usual mean ({numbers(self.mean)}) and standard deviation ({numbers(self.std)})"
         else:
             text = f"mean ({numbers(self.mean)}) and standard deviation ({numbers(self.std)})"
-        return f"{text}, as set in the sidebar for your checkpoint"
+        return text
 
 
 NORMS: dict[str, Normalisation] = {

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from explorer.errors import ExplorerError
-from explorer.shared import Hooks, meta_twin
+from explorer.shared import Hooks, input_channels, meta_twin
 
 __all__ = ["FLOPS_PER_MULT_ADD", "Cost", "leaf_mult_adds", "model_cost", "mult_adds", "own_params", "param_leaves"]
 
@@ -89,7 +89,8 @@ def model_cost(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) -
     return Cost(sum(p.numel() for p in model.parameters()), total)
 
 
-def mult_adds(model: nn.Module, input_size: int | Sequence[int] = 224, channels: int = 3) -> int:
-    """Mult-adds of one image: ``input_size`` is one side in pixels or (N, C, H, W)."""
-    size = (1, channels, input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+def mult_adds(model: nn.Module, input_size: int | Sequence[int] = 224) -> int:
+    """Mult-adds of one image: ``input_size`` is one side in pixels (the image has the model's input channels)
+    or (N, C, H, W)."""
+    size = (1, input_channels(model), input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     return model_cost(model, size).mult_adds

@@ -34,6 +34,7 @@ __all__ = [
     "SHORTCUTS",
     "SHORTCUT_TEXT",
     "STEMS",
+    "STEM_TEXT",
     "TORCHVISION_ARCHS",
     "VARIANTS",
     "ArchSpec",
@@ -53,6 +54,11 @@ SHORTCUT_TEXT: Mapping[str, str] = MappingProxyType({
 })
 """Each shortcut option in words (the sidebar's and the Blocks page's)."""
 STEMS: tuple[str, ...] = ("imagenet", "deep", "tiered", "cifar")
+STEM_TEXT: Mapping[str, str] = MappingProxyType({
+    "imagenet": "7x7 conv and max pool (the paper's)", "deep": "three 3x3 convs (ResNet-C)",
+    "tiered": "three 3x3 convs, tiered widths (timm's T)", "cifar": "one 3x3 conv, no pool (CIFAR)",
+})
+"""Each stem in words (the sidebar's and the lesson's)."""
 FAMILIES: Mapping[str, str] = MappingProxyType({
     "torchvision": "torchvision",
     "timm": "timm's ResNet-B/C/D and SE",

@@ -23,6 +23,7 @@ from explorer.attribution.layers import stage_grid
 from explorer.config import ModelConfig
 from explorer.images import DEFAULT_SAMPLE
 from explorer.models import build_cifar
+from explorer.shared import input_channels
 
 __all__ = ["RACE_DEPTHS", "SAMPLE", "STEPS", "Question", "Step", "degradation_race", "question", "step"]
 
@@ -186,7 +187,8 @@ def depth_question(depth: int = 56) -> Question:
 
 def branch_question(model: ModelConfig, block: str = "layer2.0") -> Question:
     """The shape of F(x) in ``block`` of the model (a meta shape trace)."""
-    trace = blocks.shape_trace(model.meta(), block, (1, 3, model.input_size, model.input_size))
+    size = model.input_size
+    trace = blocks.shape_trace(model.meta(), block, (1, model.spec.in_channels, size, size))
     (ci, hi, wi), (co, ho, wo) = trace.input_shape, trace.output_shape
     true = _shape(co, ho, wo)
     others = [_shape(ci, hi, wi), _shape(co, hi, wi), _shape(ci, ho, wo), _shape(2 * co, ho // 2, wo // 2)]
@@ -202,8 +204,9 @@ def branch_question(model: ModelConfig, block: str = "layer2.0") -> Question:
 
 def projection_question(arch: str, shortcut: str = "B", input_size: int = 224) -> Question:
     """How many projection shortcuts ``arch`` has under ``shortcut`` (``blocks.block_inventory``)."""
-    inventory = blocks.block_inventory(blocks.meta_model(arch, shortcut=shortcut), (1, 3, input_size, input_size))
-    projected = inventory[inventory["shortcut"] == "projection"]
+    net = blocks.meta_model(arch, shortcut=shortcut)
+    inventory = blocks.block_inventory(net, (1, input_channels(net), input_size, input_size))
+    projected = inventory[inventory["shortcut"].str.contains("projection")]
     n, total = len(projected), len(inventory)
     reasons = "; ".join(f"{r.name}: {r.reason}" for r in projected.itertuples())
     return Question(f"How many projection shortcuts does {arch} have in option {shortcut}?",

@@ -433,6 +433,12 @@ class ResNet(nn.Module):
     def stem_kind(self) -> str:
         return self.spec.stem
 
+    @property
+    def first_conv(self) -> tuple[str, nn.Conv2d]:
+        """The stem's first convolution and its name: ``conv1``, or ``conv1.0`` in a deep stem. Its weight is
+        (C_out, C_in, k, k), C_in being the image's channels."""
+        return next((name, m) for name, m in self.named_modules() if isinstance(m, nn.Conv2d))
+
     def _describe_stages(self, expansion: int, stem_out: str) -> tuple[StageInfo, ...]:
         """The stem and every stage, described once: everyone who needs a stage's facts asks ``feature_info``."""
         pooled = self.spec.stem != "cifar"

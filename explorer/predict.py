@@ -30,7 +30,7 @@ from explorer.device import (
 )
 from explorer.errors import ExplorerError
 from explorer.models import ResidualBlock, residual_blocks
-from explorer.shared import Hooks, exclusive
+from explorer.shared import Hooks, exclusive, input_channels
 
 __all__ = [
     "InputError",
@@ -38,7 +38,6 @@ __all__ = [
     "Prediction",
     "as_batch",
     "close_call",
-    "input_channels",
     "num_classes",
     "predict",
     "predict_with_knockout",
@@ -52,12 +51,6 @@ class InputError(ExplorerError):
 
 class KnockoutError(ExplorerError):
     """A block name to knock out is not a residual block of the model."""
-
-
-def input_channels(model: nn.Module) -> int:
-    """The channels an image needs for ``model``: its first convolution's input channels (3 without one)."""
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    return first.in_channels if first is not None else 3
 
 
 def as_batch(x: Tensor, model: nn.Module) -> Tensor:

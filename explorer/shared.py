@@ -32,6 +32,7 @@ __all__ = [
     "exclusive",
     "hook_count",
     "hooks_restored",
+    "input_channels",
     "meta_twin",
     "model_lock",
     "on_device",
@@ -199,6 +200,12 @@ _SHAPE_PRESERVING = (
 def _same_shape(x: torch.Tensor) -> torch.Tensor:
     """The input, as the output of a shape-preserving module on ``meta`` (only its shape is known anyway)."""
     return x
+
+
+def input_channels(model: nn.Module) -> int:
+    """The channels an image needs for ``model``: its first convolution's input channels (3 without one)."""
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return first.in_channels if first is not None else 3
 
 
 def meta_twin(model: nn.Module) -> nn.Module:

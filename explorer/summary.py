@@ -30,7 +30,7 @@ from torchinfo.layer_info import LayerInfo
 from explorer.cost import leaf_mult_adds
 from explorer.errors import ExplorerError
 from explorer.models import SqueezeExcite, arch_spec, build
-from explorer.shared import exclusive, meta_twin
+from explorer.shared import exclusive, input_channels, meta_twin
 
 __all__ = [
     "MIN_INPUT_SIZE",
@@ -156,7 +156,7 @@ def architecture(
     Raises:
         InputSizeError: for an input size the network cannot take (see :func:`normalise_input_size`).
     """
-    size = normalise_input_size(input_size, _input_channels(model))
+    size = normalise_input_size(input_size, input_channels(model))
     with _subject(model, device) as (subject, run_on):
         names = {id(m): name for name, m in subject.named_modules()}  # a twin's names are the model's names
         stats = _run_torchinfo(subject, size, run_on)
@@ -283,12 +283,6 @@ def _is_int(value: object) -> bool:
     except TypeError:
         return False
     return True
-
-
-def _input_channels(model: nn.Module) -> int:
-    """Channels the first convolution expects (3 when the model has none)."""
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    return first.in_channels if first is not None else 3
 
 
 @contextmanager

@@ -28,6 +28,7 @@ from explorer.backend import (
 from explorer.backend.batch import predict_batch
 from explorer.checkpoints import WeightsError
 from explorer.config import ConfigError, ModelConfig
+from explorer.family import PRESETS
 from explorer.images import ImageError, load_image, preprocess, preprocessing_for
 from explorer.loading import ModelCache
 from explorer.models import build
@@ -95,7 +96,7 @@ def test_an_encoded_image_for_a_checkpoint_takes_its_normalisation() -> None:
     from explorer.config import NORMS
 
     cfg = ModelConfig("resnet18", weights="checkpoint", checkpoint="ab" * 32, norm=NORMS["0.5/0.5"],
-                      inferred="resnet18")
+                      recipe=PRESETS["resnet18"])
     got = ImageInput.encoded(_png(), 64).tensor(cfg)
     want = ImageInput.encoded(_png(), 64).tensor(CFG)
     assert got.shape == want.shape and not torch.equal(got, want)
@@ -335,7 +336,7 @@ def test_a_checkpoint_builds_the_network_it_holds_as_the_app_does() -> None:
     loaded = be.model(cfg)
     assert loaded.pretrained and loaded.problem is None and "ResNet-20" in loaded.label
     assert loaded.categories == [f"class {i}" for i in range(10)]
-    followed = cfg.follow(loaded.report.arch, loaded.model)
+    followed = cfg.follow(loaded.report.spec)
     assert followed.name == "ResNet-20 (CIFAR)" and followed.num_classes == 10 and followed.model == cfg.model
     x = _x(9, 32)
     got = be.predict(followed, ImageInput.from_tensor(x), fast=False)

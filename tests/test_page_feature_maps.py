@@ -250,9 +250,11 @@ def test_first_conv_filters_montage() -> None:
     png = fig.data[0].source
     img = Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1])))
     assert img.size == ((8 * 8 + 1) * 8, (8 * 8 + 1) * 8)  # 8 x 8 filters of 7 px + 1 px gaps, zoomed 8x
-    assert "64 filters, 7×7" in fig.layout.title.text
+    assert "64 filters, 7×7 pixels, 3 colours" in fig.layout.title.text
+    grey = plots.first_conv_filters(torch.randn(16, 1, 3, 3))  # a greyscale net's (d2l's FashionMNIST one)
+    assert "16 filters, 3×3 pixels, grey" in grey.layout.title.text
     with pytest.raises(ValueError):
-        plots.first_conv_filters(torch.randn(16, 1, 3, 3))
+        plots.first_conv_filters(torch.randn(16, 2, 3, 3))
 
 
 def test_normalised_channels_are_centred_on_zero() -> None:

@@ -66,9 +66,17 @@ def _show_header(config: ModelConfig, loaded: Loaded, data: summary.Architecture
     c4.metric("Parameter memory", f"{t.param_bytes / 1e6:.1f} MB", help="float32 weights")
 
 
-def _show_stages(data: summary.Architecture) -> None:
+_STEM_ROW = {
+    "imagenet": "The conv1 row includes the max pool that follows it.",
+    "deep": "The conv1 row is the deep stem (three 3x3 convs, ResNet-C) and the max pool that follows it.",
+    "tiered": "The conv1 row is the tiered stem (three 3x3 convs, timm's widths) and the max pool that follows it.",
+    "cifar": "The conv1 row is one 3x3 conv: a CIFAR stem has no max pool, and its first stage keeps the size.",
+}
+
+
+def _show_stages(data: summary.Architecture, stem: str) -> None:
     st.markdown("The model's version of **Table 1** of He et al. (2015): each stage halves the image and "
-                "repeats its block. The conv1 row includes the max pool that follows it.")
+                f"repeats its block. {_STEM_ROW[stem]}")
     stages = data.stages
     table = pd.DataFrame({
         "output size": stages["output_size"].to_numpy(),
@@ -136,7 +144,7 @@ def main() -> None:
     cached.weights_notice(loaded)
     # Only Table 1 and the open tab are drawn: an arch switch redraws what is on screen.
     lazy_tabs(pages.ARCHITECTURE, {
-        "stages": lambda: _show_stages(data),
+        "stages": lambda: _show_stages(data, config.spec.stem),
         "layers": lambda: _show_layers(config, data),
         "charts": lambda: _show_charts(config.network, data),
         "compare": lambda: guarded(lambda: _show_comparison(config, data)),  # a failure leaves the other tabs

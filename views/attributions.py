@@ -305,7 +305,7 @@ def _show_trust(subject: Subject, prep, done: dict[str, attr.Attribution], targe
         return
     if not subject.loaded.pretrained:
         st.warning("**Random weights: this ranking means nothing.** An untrained network has no evidence to find; "
-                   "load ImageNet weights (or a trained lab model) to compare the methods.", icon=":material/casino:")
+                   "load trained weights (ImageNet's, a checkpoint or a lab model) to compare the methods.", icon=":material/casino:")
     st.dataframe(attr.trust_table(scores), hide_index=True, width="stretch")
     projector.chart(plots.faithfulness_curves(scores), width="stretch", key=keys.ATTR_TRUST)
 
@@ -358,7 +358,7 @@ def _show_sanity(subject: Subject, prep, photo, target: int, device: str, base_k
     projector.panels(photo, maps, colormap=st.session_state.get(keys.COLORMAP, plots.DEFAULT_COLORMAP),
                      title="The same method on the trained and the randomised network")
     if not loaded.pretrained:
-        st.caption("With random weights both networks are untrained: load ImageNet weights for a meaningful check.")
+        st.caption("With random weights both networks are untrained: load trained weights for a meaningful check.")
 
 
 # --------------------------------------------------------------------------------------------- page

@@ -32,8 +32,9 @@ def _show_preprocessing(prep: images.Preprocessed, subject: Subject) -> None:
     settings = subject.preprocessing
     st.markdown(
         f"The network sees a **{settings.crop} × {settings.crop}** crop: the shorter side is resized to "
-        f"**{settings.resize}** px, the centre cut out, then each colour channel normalised with "
-        f"{subject.normalisation}."
+        f"**{settings.resize}** px, the centre cut out, then "
+        + ("each colour channel" if settings.channels == 3 else "the image made grey (one channel) and")
+        + f" normalised with {subject.normalisation}."
     )
     thumb = prep.original.copy()
     thumb.thumbnail((THUMBNAIL, THUMBNAIL))
@@ -218,13 +219,17 @@ def _show_overlay(layer: str, fmap, prep: images.Preprocessed) -> None:
 
 def _show_filters(loaded: Loaded) -> None:
     if not loaded.pretrained:
-        st.caption("With random weights these filters are noise; with ImageNet weights they are edge, colour and "
+        st.caption("With random weights these filters are noise; trained on ImageNet they are edge, colour and "
                    "texture detectors, much like Figure 3 of Krizhevsky et al. (2012).")
     elif loaded.model.stem_kind == "cifar":
         st.caption("A CIFAR-style network's stem is a 3×3 convolution: each filter sees 9 pixels, so there is "
                    "little picture to see; the larger structure is built up by the stages.")
-    first_conv = loaded.model.get_submodule(loaded.model.stem_modules[0])
-    projector.chart(plots.first_conv_filters(first_conv.weight), width="stretch", key=keys.FM_FILTERS)
+    name, first_conv = loaded.model.first_conv
+    if loaded.model.stem_kind in ("deep", "tiered"):
+        st.caption(f"This network's stem is three 3×3 convolutions (ResNet-C); these are the first one's, "
+                   f"**{name}**: each sees 9 pixels, and the next two build on them.")
+    projector.chart(plots.first_conv_filters(first_conv.weight, f"{name}'s filters"), width="stretch",
+                    key=keys.FM_FILTERS)
 
 
 def _show_stream(result: activations.Capture, subject: Subject) -> None:

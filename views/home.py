@@ -39,15 +39,21 @@ def _show_introduction() -> None:
 
 def _show_session(config: ModelConfig) -> None:
     st.subheader("This session")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Device", device_label(pick_device()))
+    c2.metric("Model", config.title)
+    if config.spec.family != "torchvision":  # torchvision publishes weights for its ten presets only
+        c3.metric("ImageNet weights", "None to download")
+        st.caption(f"{config.name} has no torchvision weights: it runs with random weights, or with trained ones "
+                   "you open as a checkpoint in the sidebar (a timm, Hugging Face, CIFAR or d2l file).")
+        _show_backend()
+        return
     status = weights.pretrained_status(config.arch)
     status_text = {
         "cached": "in the local cache — ready offline",
         "downloadable": "not cached yet — will download on first use",
         "unavailable": "not cached and no network — random weights only (see below)",
     }[status]
-    c1, c2, c3 = st.columns(3)
-    c1.metric("Device", device_label(pick_device()))
-    c2.metric("Model", config.title)
     c3.metric("ImageNet weights", status.capitalize())
     st.caption(f"Pretrained weights for {config.arch}: {status_text}.")
     if status == "unavailable":

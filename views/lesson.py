@@ -11,6 +11,7 @@ import streamlit as st
 
 from explorer import activations, blocks, images, lab, lesson, summary
 from explorer.config import ModelConfig
+from explorer.family import STEM_TEXT
 from explorer.lesson import Question, Step
 from explorer.plots import architecture as arch_plots
 from explorer.plots import blocks as block_plots
@@ -47,7 +48,8 @@ def _race() -> lab.RaceHistory:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _block_trace(config: ModelConfig) -> blocks.BlockTrace:
-    return blocks.shape_trace(config.meta(), "layer2.0", (1, 3, config.input_size, config.input_size))
+    size = config.input_size
+    return blocks.shape_trace(config.meta(), "layer2.0", (1, config.spec.in_channels, size, size))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -166,7 +168,11 @@ def _show_stride(config: ModelConfig) -> None:
 def _show_arithmetic(config: ModelConfig) -> None:
     st.markdown("**The stem's 7x7 conv, worked out:**")
     st.code(blocks.conv_arithmetic(config.input_size, 7, 2, 3), language=None)
-    _chart(plots.size_walk_bars(blocks.size_walk(config.input_size)), "arithmetic")
+    spec = config.spec
+    if spec.stem != "imagenet":
+        st.caption(f"{config.name} has another stem ({STEM_TEXT[spec.stem]}): the walk below follows its own "
+                   "layers; the worked example above is the paper's 7x7.")
+    _chart(plots.size_walk_bars(blocks.size_walk(config.input_size, len(spec.layers), spec.stem)), "arithmetic")
 
 
 def _show_filmstrip(config: ModelConfig) -> None:

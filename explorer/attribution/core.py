@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from explorer.attribution.baselines import BASELINES, baseline_tensor
+from explorer.attribution.baselines import BASELINES, Normalisation, baseline_tensor
 from explorer.attribution.errors import AttributionError
 from explorer.attribution.layers import find_layer
 from explorer.attribution.registry import METHODS, passes_for, resolve_method, with_channels
@@ -34,7 +34,8 @@ __all__ = ["attribute"]
 warnings.filterwarnings("ignore", message=r"Setting (forward, )?backward hooks", category=UserWarning)
 
 
-def _baseline(spec: MethodSpec, x: Tensor, opts: Mapping[str, Any]) -> tuple[Tensor | None, str | None]:
+def _baseline(spec: MethodSpec, x: Tensor, opts: Mapping[str, Any],
+              normalisation: Normalisation | None) -> tuple[Tensor | None, str | None]:
     """The reference input for ``x`` from ``opts["baseline"]`` (a kind, a number or a tensor; Captum's own
     ``baselines`` wins when given) and its description; (None, None) for a method without one."""
     if not spec.needs_baseline:
@@ -44,7 +45,7 @@ def _baseline(spec: MethodSpec, x: Tensor, opts: Mapping[str, Any]) -> tuple[Ten
         takers = [s.label for s in METHODS.values() if choice in s.baseline_kinds]
         raise AttributionError(f"{spec.label} takes one of the baselines {', '.join(spec.baseline_kinds)}; "
                                f"{choice!r} is for {', '.join(takers)} only.")
-    return baseline_tensor(choice, x)
+    return baseline_tensor(choice, x, normalisation)
 
 
 def _run_captum(
@@ -92,14 +93,17 @@ def attribute(
     device: str | torch.device | None = None,
     layer: str | None = None,
     progress: Callable[[float], None] | None = None,
+    normalisation: Normalisation | None = None,
     **options: Any,
 ) -> Attribution:
-    """Attribute class ``target`` of ``model`` (eval mode) on one image ``x`` (1, 3, H, W) with ``method``.
+    """Attribute class ``target`` of ``model`` (eval mode) on one image ``x`` (1, C, H, W) with ``method``.
 
     ``device`` None runs where the model lives; another device uses a cached copy of the model there.
     ``layer`` (the CAMs, Guided Grad-CAM) is a dotted module name, default the last stage. ``progress`` is
-    called with the fraction of passes done. ``options`` are Captum's keywords plus ours (``baseline``: a kind
-    of :data:`BASELINES`, a number or a tensor; the registry's declared options). Takes the model's lock itself.
+    called with the fraction of passes done. ``normalisation`` is the (mean, std) ``x`` was normalised with
+    (ImageNet's when None): the black baseline is black in it. ``options`` are Captum's keywords plus ours
+    (``baseline``: a kind of :data:`BASELINES`, a number or a tensor; the registry's declared options). Takes the
+    model's lock itself.
 
     Raises:
         AttributionError: unknown method, option or layer; a failure inside Captum.
@@ -124,7 +128,7 @@ def attribute(
         with exclusive(model, dev) as hooks:
             net = hooks.net
             x = x.to(dev, copy=True).requires_grad_(not spec.forward_only)  # our own copy: Captum flips its flags
-            baseline, description = _baseline(spec, x, opts)
+            baseline, description = _baseline(spec, x, opts, normalisation)
             module = net.get_submodule(layer_name) if layer_name else None
             if progress is not None:
                 _count_images(hooks, passes, progress)

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from explorer.attribution.errors import AttributionError
 from explorer.models import residual_blocks
-from explorer.shared import Hooks, meta_twin
+from explorer.shared import Hooks, input_channels, meta_twin
 
 __all__ = ["default_layer", "find_layer", "gradcam_layers", "layer_channels", "stage_grid", "stage_names"]
 
@@ -75,7 +75,7 @@ def layer_channels(model: nn.Module, layer: str | None = None) -> int:
 
     with Hooks(twin) as hooks, torch.no_grad():
         hooks.forward(twin.get_submodule(name), record)
-        twin(torch.empty(1, 3, 64, 64, device="meta"))
+        twin(torch.empty(1, input_channels(model), 64, 64, device="meta"))
     if not seen:
         raise AttributionError(f"The layer {name!r} is not used by this model's forward pass.")
     return seen[0]

@@ -57,7 +57,7 @@ class LocalBackend:
 
     def runner(self, config: ModelConfig) -> LocalRunner:
         """The heavy calls on ``config``'s model."""
-        return LocalRunner(self.model(config))
+        return LocalRunner(self.model(config), config.preprocessing())
 
     def predict(
         self, config: ModelConfig, image: ImageInput, *, k: int = 5, knockout: Sequence[str] = (),

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from explorer.backend.request import ImageInput
 from explorer.config import ModelConfig
+from explorer.images import Preprocessing
 from explorer.loading import Loaded
 from explorer.predict import Prediction, predict, predict_with_knockout
 
@@ -67,8 +68,9 @@ class Runner(Protocol):
 class LocalRunner:
     """The heavy calls on ``loaded.model`` in this process (each takes the shared model's lock itself)."""
 
-    def __init__(self, loaded: Loaded) -> None:
+    def __init__(self, loaded: Loaded, preprocessing: Preprocessing | None = None) -> None:
         self.loaded = loaded
+        self.preprocessing = preprocessing  # how its images are made (the black baseline is black in it)
 
     def predict(self, x: Tensor, *, k: int = 5, knockout: Sequence[str] = (), device: str | None = None,
                 fast: bool | None = None) -> Prediction:
@@ -86,7 +88,9 @@ class LocalRunner:
                   progress: Progress | None = None, **options: Any) -> Attribution:
         from explorer.attribution import attribute
 
-        return attribute(self.loaded.model, x, target, method, device=device, progress=progress, **options)
+        p = self.preprocessing
+        return attribute(self.loaded.model, x, target, method, device=device, progress=progress,
+                         normalisation=None if p is None else (p.mean, p.std), **options)
 
     def sanity(self, x: Tensor, target: int, method: str, from_layer: str, *,
                device: str | None = None) -> tuple[Attribution, Attribution]:

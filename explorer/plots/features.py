@@ -96,17 +96,20 @@ def normalised_channels(
     std: Sequence[float],
     title: str = "The normalised tensor, channel by channel",
 ) -> go.Figure:
-    """The model input (1, 3, H, W) as three heatmaps, one per colour channel, centred on zero:
-    value = (pixel - mean) / std, so 0 is the ImageNet average of that channel."""
+    """The model input (1, C, H, W) as C heatmaps (three colour channels, or one grey), centred on zero:
+    value = (pixel - mean) / std, so 0 is the training images' average of that channel."""
     x, factor = _fit(_chw(tensor), MAX_SIDE)
-    names = [f"<b>{c}</b><br>(x − {m:.3f}) / {s:.3f}" for c, m, s in zip(RGB_NAMES, mean, std, strict=True)]
+    channels = x.shape[0]
+    labels = RGB_NAMES if channels == 3 else ("grey",)
+    names = [f"<b>{c}</b><br>(x − {m:.3f}) / {s:.3f}" for c, m, s in zip(labels, mean, std, strict=False)]
     limit = float(np.abs(x).max()) or 1.0
     tiles = [
-        {"z": x[i], "colorscale": DIVERGING, "zmid": 0, "zmin": -limit, "zmax": limit, "showscale": i == 2,
-         "colorbar": {"title": {"text": "value"}}, "hovertemplate": "x %{x}, y %{y}: %{z:.2f}<extra></extra>"}
-        for i in range(3)
+        {"z": x[i], "colorscale": DIVERGING, "zmid": 0, "zmin": -limit, "zmax": limit,
+         "showscale": i == channels - 1, "colorbar": {"title": {"text": "value"}},
+         "hovertemplate": "x %{x}, y %{y}: %{z:.2f}<extra></extra>"}
+        for i in range(channels)
     ]
-    return _heatmap_grid(tiles, names, 3, title + _pooled(factor), 380)
+    return _heatmap_grid(tiles, names, channels, title + _pooled(factor), 380)
 
 
 def _pooled(factor: int) -> str:
@@ -231,18 +234,20 @@ def _montage(tiles: np.ndarray, cols: int, pad: int = 1, zoom: int = 8) -> np.nd
     return (sheet * 255).round().astype(np.uint8)
 
 
-def first_conv_filters(weight: Tensor, title: str = "conv1's filters as colour images") -> go.Figure:
-    """The first convolution's kernels (N, 3, k, k) as N small RGB images, each stretched to [0, 1] on its
-    own (the usual way: shows each filter's colour and orientation, not its strength)."""
+def first_conv_filters(weight: Tensor, title: str = "conv1's filters") -> go.Figure:
+    """The first convolution's kernels (N, 3, k, k) as N small RGB images (or (N, 1, k, k) as grey ones), each
+    stretched to [0, 1] on its own (the usual way: shows each filter's colour and orientation, not its strength)."""
     w = weight.detach().float().cpu()
-    if w.dim() != 4 or w.shape[1] != 3:
-        raise ValueError(f"expected kernels of shape (N, 3, k, k), got {tuple(w.shape)}")
+    if w.dim() != 4 or w.shape[1] not in (1, 3):
+        raise ValueError(f"expected kernels of shape (N, 3, k, k) or (N, 1, k, k), got {tuple(w.shape)}")
+    colours = "3 colours" if w.shape[1] == 3 else "grey"
+    w = w.expand(-1, 3, -1, -1)
     flat = w.flatten(1)
     low, high = flat.amin(dim=1).view(-1, 1, 1, 1), flat.amax(dim=1).view(-1, 1, 1, 1)
     scaled = ((w - low) / (high - low).clamp_min(1e-12)).permute(0, 2, 3, 1).numpy()
     cols = math.ceil(math.sqrt(w.shape[0]))
     k = w.shape[-1]
-    layout = _single_image_layout(f"{title}: {w.shape[0]} filters, {k}×{k} pixels × 3 colours", 640)
+    layout = _single_image_layout(f"{title}: {w.shape[0]} filters, {k}×{k} pixels, {colours}", 640)
     return go.Figure(data=[go.Image(source=png_uri(_montage(scaled, cols=cols)), hoverinfo="skip")], layout=layout)
 
 

@@ -206,7 +206,7 @@ class Subject:
     preprocessing: images.Preprocessing
     name: str  # in captions and file names: the architecture ("resnet50") or the lab model ("ResNet-20-digits")
     mult_adds: int  # one image's forward pass at input_size, torchinfo's convention (explorer.cost)
-    normalisation: str  # completes "each colour channel normalised with …"
+    normalisation: str  # completes "each channel normalised with …"
     config: ModelConfig | None = None
     meta: TrainedMeta | None = None
     sha: str | None = None
@@ -242,9 +242,11 @@ def sidebar_subject() -> Subject:
     config = sidebar.model_config()
     loaded_ = cached.model(config)
     cached.weights_notice(loaded_)
-    words = "the ImageNet mean and standard deviation the weights were trained with"
-    if config.recipe is not None:  # a user's checkpoint: the normalisation set for it in the sidebar
-        words = config.norm.description
+    words = f"{config.norm.description}, as {config.name}'s own preprocessing does"
+    if config.weights != "checkpoint" and config.spec.family == "torchvision":
+        words = "the ImageNet mean and standard deviation the weights were trained with"
+    elif config.recipe is not None:  # a user's checkpoint: the normalisation set for it in the sidebar
+        words = f"{config.norm.description}, as set in the sidebar for your checkpoint"
     return Subject(loaded_, config.preprocessing(), config.name, _sidebar_mult_adds(config.network, loaded_), words,
                    config)
 

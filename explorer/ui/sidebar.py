@@ -11,7 +11,7 @@ import streamlit as st
 
 from explorer.checkpoints import CLASS_PRESETS, Assumption
 from explorer.config import MAX_INPUT, MIN_INPUT, NORMS, ConfigError, ModelConfig, Normalisation, numbers
-from explorer.family import ARCHS, FAMILIES, SHORTCUT_TEXT, SHORTCUTS, STEMS, VARIANTS, arch_spec
+from explorer.family import ARCHS, FAMILIES, SHORTCUT_TEXT, SHORTCUTS, STEM_TEXT, STEMS, VARIANTS, arch_spec
 from explorer.loading import PRESET_CLASSES, Loaded
 from explorer.ui import cached, keys
 
@@ -25,8 +25,6 @@ _WEIGHTS_HELP = {
 }
 _NORM_HELP = {"ImageNet": "ImageNet", "CIFAR-10": "CIFAR-10", "FashionMNIST": "FashionMNIST", "0.5/0.5": "0.5 / 0.5",
               "none": "none (0 / 1)", "custom": "custom"}
-_STEM_HELP = {"imagenet": "7x7 conv and max pool (the paper's)", "deep": "three 3x3 convs (ResNet-C)",
-              "tiered": "three 3x3 convs, tiered widths (timm's T)", "cifar": "one 3x3 conv, no pool (CIFAR)"}
 _SE_RATIOS = (0.0, 1 / 16, 1 / 8, 1 / 4)
 _OWN_CLASSES = "own"  # the class-names choice: the checkpoint's own list or the uploaded file
 _LINKED = tuple(f.key for f in ModelConfig.FIELDS if f.key != "arch")
@@ -300,7 +298,7 @@ def _architecture_widgets() -> None:
     st.radio("Shortcut option", SHORTCUTS, key=keys.SHORTCUT, format_func=SHORTCUT_TEXT.get)
     st.toggle("Plain network (no shortcuts)", key=keys.PLAIN)
     with st.expander("Stem, block form, squeeze-and-excitation"):
-        st.radio("Stem", STEMS, key=keys.STEM, format_func=_STEM_HELP.get)
+        st.radio("Stem", STEMS, key=keys.STEM, format_func=STEM_TEXT.get)
         st.toggle("Pre-activation blocks (BN-ReLU-conv, He et al. 2016b)", key=keys.PREACT)
         if st.session_state.get(keys.SE_RATIO) not in _SE_RATIOS:
             st.session_state[keys.SE_RATIO] = min(_SE_RATIOS, key=lambda r: abs(r - st.session_state[keys.SE_RATIO]))

@@ -29,7 +29,7 @@ def runner(subject: Subject) -> backend.Runner:
     :class:`~explorer.backend.RemoteRunner` on the configured remote backend."""
     config = subject.config
     if config is None or backend.configured() == "local":
-        return backend.LocalRunner(subject.loaded)
+        return backend.LocalRunner(subject.loaded, subject.preprocessing)
     remote = backend.current()
     checkpoint = cached.checkpoint_file(config)
     if checkpoint is not None:
