@@ -285,6 +285,24 @@ def test_baselines(image):
     assert not attr.make_baseline(image, "zeros").any()
 
 
+def test_black_is_black_in_the_models_own_normalisation(image):
+    """A checkpoint normalised with 0.5 / 0.5, and d2l's one-channel net with none: the black baseline is the
+    pixel 0 in each, and IG from it runs on a greyscale model through the runner that knows its preprocessing."""
+    half = attr.make_baseline(image, "black", ((0.5,) * 3, (0.5,) * 3))
+    assert torch.equal(half, torch.full_like(image, -1.0))
+    grey = torch.rand(1, 1, 32, 32)
+    assert not attr.make_baseline(grey, "black", ((0.0,) * 3, (1.0,) * 3)).any()
+    assert attr.make_baseline(grey, "mixed").shape == (3, 1, 32, 32)
+    from explorer.backend import LocalRunner
+    from explorer.config import ModelConfig
+    from explorer.loading import load
+
+    config = ModelConfig("d2l_resnet18", weights="random")
+    run = LocalRunner(load(config), config.preprocessing())
+    result = run.attribute(torch.rand(1, 1, 96, 96), 3, "integrated_gradients", n_steps=4, baseline="black")
+    assert not result.baseline.any() and result.map.shape == (96, 96)
+
+
 def test_failure_inside_captum_leaves_no_hooks_nor_attributes(model, image, monkeypatch):
     """DeepLift sets hooks and `module.input/output` on every ReLU; a failure in the backward pass leaves the
     attributes behind in Captum itself. The guard removes them, and the error is a message."""
