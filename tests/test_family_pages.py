@@ -133,5 +133,5 @@ def test_home_and_lab_pages(page_app: Callable[..., AppTest], app: AppTest, arch
     home.run()
     _clean(home)
     ready = {m.label: m.value for m in home.metric}
-    assert ready["ImageNet weights"] == ("None to download" if PRESETS[arch].family != "torchvision" else ready[
+    assert ready["ImageNet weights"] == ("None" if PRESETS[arch].family != "torchvision" else ready[
         "ImageNet weights"])

@@ -43,7 +43,7 @@ def _show_session(config: ModelConfig) -> None:
     c1.metric("Device", device_label(pick_device()))
     c2.metric("Model", config.title)
     if config.spec.family != "torchvision":  # torchvision publishes weights for its ten presets only
-        c3.metric("ImageNet weights", "None to download")
+        c3.metric("ImageNet weights", "None")
         st.caption(f"{config.name} has no torchvision weights: it runs with random weights, or with trained ones "
                    "you open as a checkpoint in the sidebar (a timm, Hugging Face, CIFAR or d2l file).")
         _show_backend()

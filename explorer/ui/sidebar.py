@@ -195,16 +195,19 @@ def _remember_class_names() -> None:
 def _checkpoint_widgets(config: ModelConfig, loaded: Loaded | None) -> None:
     """The uploaders, what the checkpoint holds (or why it was refused) and its preprocessing."""
     st.file_uploader(
-        "Checkpoint (a ResNet's state dict)", type=["pth", "pt", "ckpt", "safetensors"],
+        "Checkpoint (a ResNet's state dict)", type=["pth", "pt", "th", "ckpt", "bin", "safetensors"],
         key=keys.CHECKPOINT_UPLOAD, on_change=_remember_checkpoint,
-        help="A state dict saved with torch.save or safetensors; the architecture and the number of classes are "
-             "worked out from it. Loaded with weights_only=True: a file that would run code is refused.",
+        help="A state dict saved with torch.save or safetensors: torchvision's or timm's names, Hugging Face's "
+             "model.safetensors or pytorch_model.bin, the CIFAR reproduction's or d2l's. The architecture and the "
+             "number of classes are worked out from it. Loaded with weights_only=True: a file that would run code "
+             "is refused.",
     )
     st.file_uploader(
         "Class names (optional)", type=["txt", "json"], key=keys.CLASS_NAMES_UPLOAD,
         on_change=_remember_class_names,
         help="A .txt file with one name per line, or a .json list or index -> name map, in the order of the "
-             "model's outputs. Without it: the checkpoint's own list, ImageNet's for 1000 classes, else class 0, 1, …",
+             "model's outputs, or a Hugging Face config.json (its id2label). Without it: the checkpoint's own list, "
+             "ImageNet's for 1000 classes, else class 0, 1, …",
     )
     if loaded is None or config.checkpoint is None:
         st.caption("Upload a checkpoint: until then the weights are random.")
