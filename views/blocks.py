@@ -129,6 +129,8 @@ def _show_header(config: ModelConfig, inv: pd.DataFrame) -> None:
             else "")
     shortcut = ("it has no shortcuts (a plain network)" if spec.plain else
                 f"its shortcut option is {SHORTCUT_TEXT[spec.shortcut]}")
+    if spec.preact and not spec.plain and spec.shortcut in ("B", "C", "D"):
+        shortcut += ", the projection without a BN of its own in the pre-activation form"
     st.title("Blocks & shortcuts")
     st.caption(f"{config.title} at {config.input_size}x{config.input_size} px. Every residual block computes "
                f"**{formula}**{form}; {shortcut}.")
@@ -176,7 +178,7 @@ def _show_stem(config: ModelConfig) -> None:
     with st.expander(f"The stem, op by op: {blocks.fmt_shape((c, h, w))} -> {stem['output'].iloc[-1]}, what "
                      "layer1.0 receives", expanded=False):
         st.markdown(f"{STEM_NAMES[config.spec.stem]}: {len(convs)} conv{'s' if len(convs) > 1 else ''} "
-                    f"({', '.join(convs['op'])}), {int(stem['params'].sum()):,} parameters, "
+                    f"({'; '.join(convs['op'])}), {int(stem['params'].sum()):,} parameters, "
                     f"{si(int(stem['mult_adds'].sum()))} mult-adds.")
         st.dataframe(stem.rename(columns={"mult_adds": "mult-adds"}), hide_index=True, width="stretch",
                      column_config={"params": COUNT, "mult-adds": COUNT})
@@ -303,31 +305,35 @@ def _show_tricks(config: ModelConfig) -> None:
     st.markdown(f"He et al. 2019 (*Bag of Tricks*, section 4) tweak the bottleneck ResNet three times, each on top of "
                 f"the last. Here with **{tricks.arch}**'s layout ({layout} bottlenecks per stage) at "
                 f"{tricks.input_size} px.{stands_in}")
-    for col, row in zip(st.columns(len(models)), models.itertuples(), strict=True):
-        col.metric(row.model, f"{si(row.mult_adds)} mult-adds", f"{si(row.params)} params", delta_color="off",
-                   help=row.what)
+    previous = [None, *models.itertuples()][:-1]
+    for col, row, prev in zip(st.columns(len(models)), models.itertuples(), previous, strict=True):
+        col.metric(f"{row.model}: mult-adds", si(row.mult_adds), help=row.what, delta_color="off",
+                   delta=None if prev is None else f"{100 * (row.mult_adds / prev.mult_adds - 1):+.1f} % vs "
+                                                   f"{prev.tweak}")
     projector.chart(plots.tricks_bars(models), width="stretch", theme=None, key=keys.TRICKS_CHART)
     base = models.iloc[0]
     for prev, row in zip(models.itertuples(), models.iloc[1:].itertuples(), strict=False):
         d_params, d_macs = row.params - prev.params, row.mult_adds - prev.mult_adds
-        cost = (f"{d_params:+,} parameters and {d_macs:+,} mult-adds ({100 * d_macs / base.mult_adds:+.1f} % of "
-                f"{base.model}'s)" if d_params or d_macs else "no parameters and no mult-adds")
+        params = f"{d_params:+,} parameters" if d_params else "no parameters"
+        macs = (f"{d_macs:+,} mult-adds ({100 * d_macs / base.mult_adds:+.1f} % of {base.model}'s)" if d_macs
+                else "no mult-adds")
         where = moves[moves["tweak"] == row.tweak]
-        st.markdown(f"**{row.model}** {row.what}: {cost}, in {len(where)} "
+        st.markdown(f"**{row.model}** {row.what}: {params} and {macs}, in {len(where)} "
                     f"place{'s' if len(where) != 1 else ''} ({', '.join(where['where'])}).")
     if tricks.pooled_values:
         st.caption(f"ResNet-D's average pools compute {si(tricks.pooled_values)} means of 2x2 values per image. "
                    "torchinfo's convention counts no mult-adds for pooling; those additions are "
                    f"{100 * 4 * tricks.pooled_values / models['mult_adds'].iloc[-1]:.2f} % as many as ResNet-D's "
-                   "mult-adds. In the paper each tweak raised ResNet-50's ImageNet top-1 accuracy a little.")
+                   f"mult-adds. The four networks have {si(base.params)} to {si(models['params'].max())} parameters. "
+                   "In the paper each tweak raised ResNet-50's ImageNet top-1 accuracy a little.")
     st.markdown("**What each tweak moves**: the convolutions and pools of every piece it changes, each with the shape "
                 "it outputs.")
-    st.dataframe(moves.rename(columns={"params_before": "params before", "params_after": "params after",
-                                       "mult_adds_before": "mult-adds before", "mult_adds_after": "mult-adds after"}),
-                 hide_index=True, width="stretch", column_config={
-                     "before": st.column_config.TextColumn(width="large"),
-                     "after": st.column_config.TextColumn(width="large"), "params before": COUNT,
-                     "params after": COUNT, "mult-adds before": COUNT, "mult-adds after": COUNT})
+    st.table(pd.DataFrame({
+        "tweak": moves["tweak"], "where": moves["where"], "before": moves["before"], "after": moves["after"],
+        "params": [f"{a:,} → {b:,}" for a, b in zip(moves["params_before"], moves["params_after"], strict=True)],
+        "mult-adds": [f"{si(a)} → {si(b)}" for a, b in zip(moves["mult_adds_before"], moves["mult_adds_after"],
+                                                          strict=True)],
+    }).set_index("tweak"))
 
 
 def _chain(trace: blocks.BlockTrace) -> str:
