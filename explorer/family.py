@@ -45,7 +45,8 @@ __all__ = [
 VARIANTS: tuple[str, ...] = ("v1.5", "v1")
 SHORTCUTS: tuple[str, ...] = ("B", "A", "A-both", "C", "D", "B-nobn")
 SHORTCUT_TEXT: Mapping[str, str] = MappingProxyType({
-    "B": "B — projection (1x1 conv + BN) only where the shape changes (torchvision, the paper's default)",
+    "B": "B — projection (1x1 conv, + BN outside pre-activation blocks) only where the shape changes "
+         "(torchvision, the paper's default)",
     "A": "A — zero-padded identity, zeros after the channels: no parameters at all",
     "A-both": "A — zero-padded identity, zeros before and after the channels (the CIFAR reproductions)",
     "C": "C — projection on every block",

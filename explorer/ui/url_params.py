@@ -16,6 +16,7 @@ from typing import Any
 
 from explorer import attribution as attr
 from explorer import images
+from explorer.blocks import MAX_STACK
 from explorer.config import Ignored, ModelConfig, check_value, parse_text
 from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots.attribution import COLORMAPS, DEFAULT_COLORMAP
@@ -166,6 +167,7 @@ def _blocks() -> list[Param]:
     return [
         Param(keys.BLOCK_STAGE, page, str, choices=lambda ctx: ctx.facts.stages, what="a stage of this model"),
         Param(keys.BLOCK_INDEX, page, int, choices=_blocks_of(keys.BLOCK_STAGE), what="a block of that stage"),
+        Param(keys.PREACT_BLOCKS, page, int, bounds=lambda _ctx: (2, MAX_STACK)),
         _tab(pages.BLOCKS),
     ]
 
