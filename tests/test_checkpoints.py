@@ -470,3 +470,26 @@ def test_assumptions_can_be_changed_and_unknown_choices_are_ignored() -> None:
     assert (report.spec.shortcut, report.spec.variant, report.spec.plain) == ("A", "v1.5", False)
     assert report.assumed == usual.assumed  # the layout's usual conventions, whatever was chosen
     assert not torch.equal(_outputs(changed), _outputs(_small()))
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_a_file_read_from_a_path_is_copied_not_mapped(suffix: str, tmp_path: Path) -> None:
+    """A path is read by the parser itself (no copy in between), but never mapped: rewriting the file afterwards
+    changes nothing in the model (a mapped file's tensors would change with it, or crash on a shorter file)."""
+    original = _small().state_dict()
+    path = tmp_path / f"w{suffix}"
+    write = (lambda s: path.write_bytes(safetensors_save(s))) if suffix == ".safetensors" else (
+        lambda s: torch.save(s, path))
+    write(original)
+    loaded, report = model_from_checkpoint(path)
+    before = _outputs(loaded)
+    write(_shifted(original, 1.0))
+    assert torch.equal(_outputs(loaded), before) and report.format == ("torch" if suffix == ".pth" else "safetensors")
+
+
+def test_huge_but_finite_weights_are_not_taken_for_infinite() -> None:
+    """The finiteness check's fast path (one norm per tensor) overflows on values over ~1e19; it looks again."""
+    state = dict(_small().state_dict())
+    state["linear.weight"] = torch.full_like(state["linear.weight"], 1e30)
+    loaded, _ = model_from_checkpoint(_torch_bytes(state))
+    assert float(loaded.linear.weight.detach().max()) == pytest.approx(1e30)

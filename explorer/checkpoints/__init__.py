@@ -176,8 +176,7 @@ def model_from_checkpoint(
     chosen = {a.knob: a.value for a in assumed} | {k: v for k, v in (assume or {}).items()
                                                     if any(a.knob == k and v in a.choices for a in assumed)}
     spec = named(recipe.spec.with_knobs(**chosen))
-    with torch.device("meta"):  # no memory and no random init: the checkpoint's tensors are adopted
-        model = ResNet(spec)
+    model = _skeleton(spec)
     lead = (
         f"This checkpoint looks like {spec.name} ({describe(spec)}), but not all its tensors fit that network, so "
         "it cannot be rebuilt here."
@@ -203,6 +202,23 @@ def model_from_checkpoint(
         layout=layout.name,
         layout_title=layout.title,
     )
+
+
+class _Unset(ResNet):
+    """A ResNet built without its random initialisation (every weight is the checkpoint's at once)."""
+
+    def _init_weights(self) -> None:
+        pass
+
+
+def _skeleton(spec: ArchSpec) -> ResNet:
+    """``ResNet(spec)`` on the meta device (no memory), its initialisation skipped: drawing random weights on meta
+    tensors costs ~20 ms for a resnet50 and, the first time in a process, ~1 s of imports. (Were
+    :class:`explorer.models.ResNet` to skip it on the meta device itself, this would be ``ResNet(spec)``.)"""
+    with torch.device("meta"):
+        model = _Unset(spec)
+    model.__class__ = ResNet  # an ordinary ResNet from here on
+    return model
 
 
 def _config_hints(read: ClassesRead | None) -> dict[str, object]:

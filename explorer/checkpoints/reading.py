@@ -31,6 +31,7 @@ Format = Literal["torch", "safetensors"]
 
 MAX_CHECKPOINT_BYTES = 1 << 30  # 1 GiB: the largest torchvision ResNet file is about 320 MB
 _LIST_LIMIT = 6  # names shown per list in a message before "and N more"
+_MAX_HEADER_BYTES = 100 << 20  # a safetensors header (names, shapes, metadata) larger than this is not read
 
 torch.serialization.add_safe_globals([argparse.Namespace])  # training scripts' ``args``; rebuilding it runs no code
 
@@ -52,15 +53,44 @@ class Parsed:
 def parse(source: CheckpointSource, name: str | None = None) -> Parsed:
     """Read ``source`` (a path, bytes, or a binary file object such as Streamlit's ``UploadedFile``) safely.
 
-    Safetensors files are recognised by the extension ``.safetensors`` or by their content.
+    Safetensors files are recognised by the extension ``.safetensors`` or by their content. A path is read once,
+    by the parser itself (after its size is checked), not copied into memory first.
 
     Raises:
         WeightsError: the file is missing, too big, empty, damaged or unsafe (a pickle that would run code).
     """
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        shown = name or path.name
+        head, size = _head(path, shown)
+        if shown.lower().endswith(".safetensors") or _looks_like_safetensors(head, size):
+            return Parsed(_parse_safetensors(path), "safetensors", shown, _safetensors_metadata(head))
+        return Parsed(_parse_torch(path), "torch", shown)
     data, shown = read_source(source, name)
-    if shown.lower().endswith(".safetensors") or _looks_like_safetensors(data):
+    if shown.lower().endswith(".safetensors") or _looks_like_safetensors(data, len(data)):
         return Parsed(_parse_safetensors(data), "safetensors", shown, _safetensors_metadata(data))
     return Parsed(_parse_torch(data), "torch", shown)
+
+
+def _head(path: Path, shown: str) -> tuple[bytes, int]:
+    """(the file's first bytes: a safetensors header if it has one, its size), after the checks of
+    :func:`read_source`."""
+    try:
+        size = path.stat().st_size
+        _check_size(size, shown)
+        with path.open("rb") as f:
+            start = f.read(8)
+            header = int.from_bytes(start, "little") if len(start) == 8 else 0
+            head = start + f.read(header if 2 <= header <= min(size - 8, _MAX_HEADER_BYTES) else 1)
+    except FileNotFoundError:
+        raise WeightsError(f"There is no file at {path}.") from None
+    except IsADirectoryError:
+        raise WeightsError(f"{path} is a folder, not a checkpoint file.") from None
+    except OSError as err:
+        raise WeightsError(f"{path} could not be read ({short_reason(err)}).") from None
+    if not size:
+        raise WeightsError(f"{shown} is empty: it holds no weights.")
+    return head, size
 
 
 def read_source(source: CheckpointSource, name: str | None) -> tuple[bytes, str]:
@@ -104,18 +134,26 @@ def _check_size(size: int, shown: str) -> None:
         )
 
 
-def _looks_like_safetensors(data: bytes) -> bool:
-    """safetensors files start with an 8-byte little-endian header length, then a JSON header (``{``)."""
+def _looks_like_safetensors(data: bytes, size: int) -> bool:
+    """safetensors files (of ``size`` bytes, starting with ``data``) start with an 8-byte little-endian header
+    length, then a JSON header (``{``)."""
     if len(data) < 10:
         return False
     header_len = int.from_bytes(data[:8], "little")
-    return 2 <= header_len <= len(data) - 8 and data[8:9] == b"{"
+    return 2 <= header_len <= size - 8 and data[8:9] == b"{"
 
 
-def _parse_safetensors(data: bytes) -> dict[str, Tensor]:
-    from safetensors.torch import load
+def _parse_safetensors(data: bytes | Path) -> dict[str, Tensor]:
+    """The tensors, each in memory of its own: a file is read with ``pread`` (safetensors >= 0.8), never mapped (a
+    mapped file's tensors would change, or crash the app, when the file on disk changes), else read whole first."""
+    from safetensors.torch import load, load_file
 
     try:
+        if isinstance(data, Path):
+            try:
+                return load_file(data, backend="pread")
+            except TypeError:  # an older safetensors: no choice of backend
+                data = data.read_bytes()
         return load(data)
     except Exception as err:  # noqa: BLE001 - the Rust parser raises its own error types
         raise WeightsError(
@@ -124,7 +162,8 @@ def _parse_safetensors(data: bytes) -> dict[str, Tensor]:
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:
-    """The header's ``__metadata__`` (string to string), or ``{}``; only called on a file that parsed."""
+    """The header's ``__metadata__`` (string to string), or ``{}``; ``data`` is the file or its start (at least
+    the header); only called on a file that parsed."""
     try:
         header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -133,12 +172,13 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
     return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
 
 
-def _parse_torch(data: bytes) -> Any:
+def _parse_torch(data: bytes | Path) -> Any:
     """``torch.load(weights_only=True)``: only tensors and plain containers are rebuilt; no code runs."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            return torch.load(data if isinstance(data, Path) else io.BytesIO(data), map_location="cpu",
+                              weights_only=True)
     except Exception as err:  # noqa: BLE001 - untrusted bytes can fail in many ways, all answered alike
         text = str(err)
         found = re.search(r"GLOBAL ([\w.]+)", text)
