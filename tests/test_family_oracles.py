@@ -338,6 +338,38 @@ def test_a_file_in_no_layout_says_what_it_looks_like() -> None:
         model_from_checkpoint(buffer.getvalue())
 
 
+def test_hugging_face_resnet_model_without_its_head_says_so(tmp_path: Path) -> None:
+    """``ResNetModel`` (the backbone, no ``resnet.`` prefix) is recognised, and refused for what it lacks."""
+    backbone = transformers.ResNetModel(transformers.ResNetConfig(layer_type="basic", hidden_sizes=[64, 128, 256, 512],
+                                                                  depths=[2, 2, 2, 2]))
+    path = tmp_path / "model.safetensors"
+    save_file(backbone.state_dict(), path)
+    with pytest.raises(WeightsError, match=r"Hugging Face.*without its classifier \(there is no classifier.1.weight"):
+        model_from_checkpoint(path)
+
+
+def test_a_classifier_under_another_name_is_named_not_called_missing() -> None:
+    state = {("head.weight" if k == "fc.weight" else "head.bias" if k == "fc.bias" else k): v
+             for k, v in build("resnet18", num_classes=3).state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with pytest.raises(WeightsError, match=r"classifier is not where that layout keeps it \(fc.weight\): it has "
+                                           r"head.weight \(3x512\)"):
+        model_from_checkpoint(buffer.getvalue())
+
+
+@pytest.mark.parametrize("prefix", ["module.", "model.", "_orig_mod."])
+def test_other_layouts_are_unwrapped_too(prefix: str, tmp_path: Path) -> None:
+    """DataParallel, Lightning and torch.compile prefixes come off before any layout's names are read."""
+    references = [_hf("basic", num_labels=3), _D2lResNet18()]
+    references[1](X1)
+    for reference in references:
+        state = {prefix + k: v for k, v in perturbed_bn(reference).state_dict().items()}
+        ours, report = model_from_checkpoint(_torch_file({"state_dict": state}, tmp_path / "w.pth"))
+        assert report.stripped_prefixes == (prefix,)
+        _assert_same_logits(ours, reference, X1 if report.spec.in_channels == 1 else X)
+
+
 def test_hf_config_without_resnet_fields_only_names_classes(tmp_path: Path) -> None:
     reference = _hf("basic", num_labels=2)
     config = tmp_path / "labels.json"

@@ -223,6 +223,13 @@ def _check_resnet(state: Mapping[str, Tensor], layout: Layout) -> None:
             "Other kinds of networks cannot be shown here."
         )
     if "fc.weight" not in state and "linear.weight" not in state:
+        others = [k for k, v in state.items() if v.ndim == 2 and not _BLOCK_KEY.match(k)]
+        if others:  # a classifier under a name no layout here uses is not "no classifier"
+            raise WeightsError(
+                f"This checkpoint looks like a ResNet in {layout.title} layout, but its classifier is not where that "
+                f"layout keeps it ({layout.head}): it has {listing(f'{k} ({_shape(state[k])})' for k in others)} "
+                "instead, a name no ResNet layout read here uses, so the network cannot be rebuilt from it."
+            )
         raise WeightsError(
             f"This checkpoint looks like a ResNet in {layout.title} layout but without its classifier (there is no "
             f"{layout.head}): perhaps only the feature extractor was saved. Save the whole model's state_dict(), "

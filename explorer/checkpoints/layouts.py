@@ -5,8 +5,8 @@ for deep stems, ResNet-D, SE and ``final_bn`` for pre-activation nets; see :mod:
 =================  ==========================================  ================================================
 layout             recognised by                               renamed
 =================  ==========================================  ================================================
-``huggingface``    ``resnet.embedder.`` / ``resnet.encoder.``  embedder -> ``conv1``/``bn1``, ``stages.i.layers
-                                                               .j.layer.k`` -> ``layer{i+1}.j.conv{k+1}``/``bn``,
+``huggingface``    ``[resnet.]embedder.embedder.``,            embedder -> ``conv1``/``bn1``, ``stages.i.layers
+                   ``[resnet.]encoder.stages.i.layers.``       .j.layer.k`` -> ``layer{i+1}.j.conv{k+1}``/``bn``,
                                                                ``shortcut`` -> ``downsample``, ``classifier.1``
                                                                -> ``fc``
 ``timm-resnetv2``  ``stages.i.blocks.j.norm1.``, ``stem.conv``  ``stem.conv`` -> ``conv1``, ``stages.i.blocks.j``
@@ -109,18 +109,19 @@ class Layout:
         return out, original
 
 
-_HF_BLOCK = r"^resnet\.encoder\.stages\.(?P<s>\d+)\.layers\.(?P<b>\d+)\."
+_HF_BLOCK = r"^(?:resnet\.)?encoder\.stages\.(?P<s>\d+)\.layers\.(?P<b>\d+)\."  # ResNetModel has no "resnet."
 _V2_BLOCK = r"^stages\.(?P<s>\d+)\.blocks\.(?P<b>\d+)\."
 _STAGE = {"s": 1}
 
 LAYOUTS: tuple[Layout, ...] = (
     Layout(
         "huggingface", "Hugging Face transformers' (ResNetForImageClassification)",
-        recognise=r"resnet\.(?:embedder|encoder)\.", stem=r"resnet\.embedder\.embedder\.convolution\.weight",
+        recognise=r"(?:resnet\.)?(?:embedder\.embedder|encoder\.stages\.\d+\.layers)\.",
+        stem=r"(?:resnet\.)?embedder\.embedder\.convolution\.weight",
         head="classifier.1.weight",
         renames=(
-            Rename(r"^resnet\.embedder\.embedder\.convolution\.", "conv1."),
-            Rename(r"^resnet\.embedder\.embedder\.normalization\.", "bn1."),
+            Rename(r"^(?:resnet\.)?embedder\.embedder\.convolution\.", "conv1."),
+            Rename(r"^(?:resnet\.)?embedder\.embedder\.normalization\.", "bn1."),
             Rename(_HF_BLOCK + r"shortcut\.convolution\.", "layer{s}.{b}.downsample.0.", _STAGE),
             Rename(_HF_BLOCK + r"shortcut\.normalization\.", "layer{s}.{b}.downsample.1.", _STAGE),
             Rename(_HF_BLOCK + r"layer\.(?P<k>\d+)\.convolution\.", "layer{s}.{b}.conv{k}.", {"s": 1, "k": 1}),
