@@ -334,10 +334,11 @@ def test_a_checkpoint_builds_the_network_it_holds_as_the_app_does() -> None:
     be = LocalBackend(max_models=2)
     be.hold(ckpt)
     loaded = be.model(cfg)
-    assert loaded.pretrained and loaded.problem is None and "ResNet-20" in loaded.label
+    assert loaded.pretrained and loaded.problem is None and "resnet20" in loaded.label
     assert loaded.categories == [f"class {i}" for i in range(10)]
     followed = cfg.follow(loaded.report.spec)
-    assert followed.name == "ResNet-20 (CIFAR)" and followed.num_classes == 10 and followed.model == cfg.model
+    assert followed.name == "resnet20" and followed.num_classes == 10 and followed.model == cfg.model
+    assert followed.shortcut == "A-both"  # the reproduction's padding, assumed and said
     x = _x(9, 32)
     got = be.predict(followed, ImageInput.from_tensor(x), fast=False)
     want = predict(trained, x, categories=loaded.categories, fast=False)
