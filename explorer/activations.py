@@ -149,7 +149,8 @@ class BlockStream:
 
     ``ratio`` = ||F(x)|| / ||shortcut(x)||: small means the block nudges the stream, large means it rewrites it.
     For a plain block (no shortcut) ``shortcut_norm`` is the norm of the block's input x and the ratio compares
-    against that.
+    against that. ``cosine``: cos(F(x), shortcut(x)) over (C, H, W), averaged over the batch (1: the branch points
+    along the stream, 0: across it, -1: against it); NaN for a plain block that changes the shape.
     """
 
     name: str
@@ -159,6 +160,7 @@ class BlockStream:
     residual_norm: float
     shortcut_norm: float
     ratio: float
+    cosine: float = float("nan")
 
 
 def _norm(t: Tensor) -> Tensor:
@@ -174,6 +176,8 @@ class StreamRecorder:
         self.blocks = blocks
         self.residual: dict[str, Tensor] = {}
         self.shortcut: dict[str, Tensor] = {}
+        self.cosine: dict[str, float] = {}
+        self._pending: dict[str, Tensor] = {}  # F(x) or shortcut(x), whichever came first, until the other comes
 
     def register(self, hooks: Hooks) -> StreamRecorder:
         """Register the recording hooks through ``hooks`` (which removes them); returns self."""
@@ -183,7 +187,22 @@ class StreamRecorder:
                 hooks.forward(block.downsample, self._store(self.shortcut, name))
             else:  # identity (or plain): the shortcut is the block's input itself
                 hooks.pre(block, self._store_input(self.shortcut, name))
+            hooks.forward(block.branch_end, lambda _m, _a, out, name=name: self._meet(name, out))
+            if block.downsample is not None:
+                hooks.forward(block.downsample, lambda _m, _a, out, name=name: self._meet(name, out))
+            else:
+                hooks.pre(block, lambda _m, args, name=name: self._meet(name, args[0]))
         return self
+
+    def _meet(self, name: str, t: Tensor) -> None:
+        """Keep the first of F(x) and shortcut(x) to arrive; when the second does, store their cosine."""
+        other = self._pending.pop(name, None)
+        if other is None:
+            self._pending[name] = t.detach()
+            return
+        a, b = other.flatten(1).float(), t.detach().flatten(1).float()
+        cos = torch.nn.functional.cosine_similarity(a, b, dim=1).mean() if a.shape == b.shape else None
+        self.cosine[name] = float("nan") if cos is None else float(cos)
 
     @staticmethod
     def _store(target: dict[str, Tensor], name: str):
@@ -208,7 +227,8 @@ class StreamRecorder:
             res, sc = float(self.residual[name]), float(self.shortcut[name])
             stage, _, index = name.rpartition(".")
             ratio = res / sc if sc > 0 else float("inf")
-            rows.append(BlockStream(name, stage, int(index), block.shortcut_kind, res, sc, ratio))
+            rows.append(BlockStream(name, stage, int(index), block.shortcut_kind, res, sc, ratio,
+                                    self.cosine.get(name, float("nan"))))
         return rows
 
 
@@ -239,7 +259,7 @@ def residual_stream(model: nn.Module, x: Tensor) -> list[BlockStream]:
 
 
 def stream_frame(rows: Sequence[BlockStream]) -> pd.DataFrame:
-    """Rows as a table: block, stage, index, shortcut, ||F(x)||, ||shortcut||, ratio."""
+    """Rows as a table: block, stage, index, shortcut, ||F(x)||, ||shortcut||, ratio, cosine."""
     return pd.DataFrame(
         {
             "block": [r.name for r in rows],
@@ -249,6 +269,7 @@ def stream_frame(rows: Sequence[BlockStream]) -> pd.DataFrame:
             "||F(x)||": [r.residual_norm for r in rows],
             "||shortcut||": [r.shortcut_norm for r in rows],
             "ratio": [r.ratio for r in rows],
+            "cosine": [r.cosine for r in rows],
         }
     )
 

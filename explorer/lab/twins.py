@@ -35,29 +35,32 @@ NETS: tuple[str, str] = ("plain", "residual")
 DEGRADATION_PRESET: tuple[tuple[int, bool], ...] = ((20, True), (56, True), (20, False), (56, False))
 
 
-def model_name(depth: int | str, plain: bool) -> str:
-    """``"plain-20"`` / ``"ResNet-20"`` for CIFAR depths, ``"plain resnet50"`` / ``"resnet50"`` for archs."""
+def model_name(depth: int | str, plain: bool, preact: bool = False) -> str:
+    """``"plain-20"`` / ``"ResNet-20"`` for CIFAR depths, ``"plain resnet50"`` / ``"resnet50"`` for archs; with
+    ``preact`` the pre-activation form, ``"PreAct-20"`` (``"preact resnet50"``)."""
     if isinstance(depth, str):
-        return f"plain {depth}" if plain else depth
-    return f"plain-{depth}" if plain else f"ResNet-{depth}"
+        return f"plain {depth}" if plain else f"preact {depth}" if preact else depth
+    return f"plain-{depth}" if plain else f"PreAct-{depth}" if preact else f"ResNet-{depth}"
 
 
-def _build(spec: int | str, plain: bool, num_classes: int) -> ResNet:
+def _build(spec: int | str, plain: bool, num_classes: int, preact: bool = False) -> ResNet:
     try:
         if isinstance(spec, str):
-            return build(spec, plain=plain, num_classes=num_classes)
-        return build_cifar(spec, plain=plain, num_classes=num_classes, head="fc")
+            return build(spec, plain=plain, num_classes=num_classes, preact=preact or None)
+        return build_cifar(spec, plain=plain, num_classes=num_classes, head="fc", preact=preact)
     except ValueError as err:
         raise LabError(str(err)) from None
 
 
-def lab_model(spec: int | str, *, plain: bool, num_classes: int = 10, seed: int = 0) -> ResNet:
-    """A fresh network in train mode: ``spec`` is a CIFAR depth (6n+2, option A shortcuts) or a preset's name.
+def lab_model(spec: int | str, *, plain: bool, num_classes: int = 10, seed: int = 0, preact: bool = False) -> ResNet:
+    """A fresh network in train mode: ``spec`` is a CIFAR depth (6n+2, option A shortcuts) or a preset's name;
+    ``preact`` builds the pre-activation form (He et al. 2016b: BN and ReLU before each conv, nothing after the
+    addition), the twin of the original block for the identity-mapping comparison.
 
     The weights are drawn from ``seed`` through :func:`explorer.shared.seeded`: the global RNG is untouched.
     """
     with seeded(seed):
-        return _build(spec, plain, num_classes)
+        return _build(spec, plain, num_classes, preact)
 
 
 def race_models(
@@ -85,10 +88,11 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 @functools.lru_cache(maxsize=64)
-def forward_mult_adds(spec: int | str, size: int, *, plain: bool = False, num_classes: int = 10) -> int:
+def forward_mult_adds(spec: int | str, size: int, *, plain: bool = False, num_classes: int = 10,
+                      preact: bool = False) -> int:
     """Mult-adds (:mod:`explorer.cost`, torchinfo's convention) of one forward pass of one (3, size, size) image
     through the lab's twin of ``spec``. Built on the meta device: no weights are drawn, no arithmetic is done.
     A backward pass costs about twice a forward one, so a training step is about 3x this."""
     with torch.device("meta"):
-        model = _build(spec, plain, num_classes)
+        model = _build(spec, plain, num_classes, preact)
     return mult_adds(model, size)
