@@ -1,4 +1,5 @@
-"""The lesson "ResNet in ten steps": the steps as data, and "predict, then reveal" questions computed from the model.
+"""The lesson "ResNet in fourteen steps": the steps as data, and "predict, then reveal" questions computed from the
+model.
 
 A :class:`Step` says what to read (two to four plain sentences), which live figure to draw and one thing to try
 (the page that goes deeper, and its state, are the app's: ``explorer.ui.pages.LESSON_LINKS``). A
@@ -17,15 +18,18 @@ import pandas as pd
 import torch
 from torch import nn
 
-from explorer import blocks, lab
+from explorer import blocks, lab, why
 from explorer.activations import output_shapes
 from explorer.attribution.layers import stage_grid
 from explorer.config import ModelConfig
 from explorer.images import DEFAULT_SAMPLE
-from explorer.models import build_cifar
+from explorer.models import build_cifar, residual_blocks
 from explorer.shared import input_channels
+from explorer.why import identity, landscape, lesion
+from explorer.why.branch import branch_strip
 
-__all__ = ["RACE_DEPTHS", "SAMPLE", "STEPS", "Question", "Step", "degradation_race", "question", "step"]
+__all__ = ["RACE_DEPTHS", "SAMPLE", "STEPS", "Question", "Step", "degradation_race", "lesson_branch", "lesson_lesion",
+           "lesson_slices", "question", "step"]
 
 SAMPLE = DEFAULT_SAMPLE
 """The sample photograph of steps 8 and 9 (the cat: one clear object)."""
@@ -116,11 +120,43 @@ STEPS: tuple[Step, ...] = (
         "The paper's Fig. 7 below measures each 3x3 layer's response: in trained ResNets the residual functions "
         "stay small, close to the identity.",
     ), "gradients", "Open the Degradation lab at depth 56 and compare the plain and residual gradient curves."),
+    Step(11, "Why it works (1): the loss landscape", (
+        "Li et al. (2018) sliced the loss around a trained net: the loss at w + α·d for a random direction d whose "
+        "every filter is rescaled to the norm of the same filter of w (filter normalisation), so two nets can be "
+        "compared.",
+        "ResNet-56's slice is smooth and nearly convex; the same net without shortcuts is chaotic, which makes it "
+        "hard to optimise.",
+        "The figure slices the lesson's trained twins, plain-20 and ResNet-20 (a few epochs on the digits), along "
+        "the same seeded direction.",
+    ), "landscape", "Open the landscape in 2-D and compare the twins' contours; then train the depth-56 twins."),
+    Step(12, "Why it works (2): an ensemble of short paths", (
+        "Veit et al. (2016) unrolled a ResNet: each block is taken through its branch or skipped through its "
+        "shortcut, so n blocks hold 2^n paths, most of them about n/2 blocks long.",
+        "Deleting one block from a trained ResNet removes half of the paths but barely changes its error; deleting "
+        "a layer of a plain net cuts its only path.",
+        "The figure deletes each block of the lesson's trained twins in turn, with the app's knock-out.",
+    ), "lesion", "Open the ensemble view and measure which path lengths carry the gradient."),
+    Step(13, "Why it works (3): the branch is small", (
+        "At every addition y = F(x) + x the branch F(x) is a correction to the stream x that the shortcut "
+        "carries.",
+        "In a trained ResNet the ratio ‖F(x)‖ / ‖x‖ is mostly well below 1: the blocks stay close to the "
+        "identity, as the paper's Fig. 7 found from the responses' standard deviations.",
+        "The figure measures both twins block by block on one test digit.",
+    ), "branch", "Open the branch at every add on your own model and photograph."),
+    Step(14, "Why it works (4): identity mappings", (
+        "He et al. (2016b) moved BN and ReLU before the convolutions (pre-activation), so nothing follows the "
+        "addition and the shortcut is a clean identity: x_L = x_l + Σ F(x_i).",
+        "Then a term of the gradient reaches every block directly, unscaled by any weight; ResNets of 1001 layers "
+        "train.",
+        "The figure follows a batch forward and its gradient backward through freshly initialised 56-layer twins of "
+        "both forms. Their norms are a symptom to read with care: the argument is the additive form, not constant "
+        "norms.",
+    ), "identity", "Open identity mappings at depth 164 and compare both forms in one stage of one width."),
 )
 
 
 def step(number: int) -> Step:
-    """Step ``number`` (1..10); an out-of-range number is clamped."""
+    """Step ``number`` (1..14); an out-of-range number is clamped."""
     return STEPS[min(max(int(number), 1), len(STEPS)) - 1]
 
 
@@ -138,6 +174,28 @@ def degradation_race(depths: tuple[int, int] = RACE_DEPTHS, *, size: int = 16, t
     data = lab.digits_dataset(size=size, seed=seed, train_limit=train_limit)
     models = lab.race_models([(d, True) for d in depths], seed=seed)
     return lab.train_race(models, data, lab.RaceRecipe(epochs=epochs, batch_size=64, lr=0.05, seed=seed))
+
+
+def lesson_slices(points: int = 21, images: int = 256) -> list[landscape.Slice]:
+    """Step 11's figure: the lesson twins' 1-D loss slices along one filter-normalised direction (the seed's
+    first), ``points`` from alpha = -1 to 1 on ``images`` training images. Seconds on a CPU; cache it."""
+    twins = why.lesson_twins()
+    data = twins.train.head(images)
+    return [landscape.loss_slice(m, data, landscape.slice_directions(m, seed=twins.seed, count=1),
+                                 landscape.grid(points), name=name) for name, m in twins.models.items()]
+
+
+def lesson_lesion() -> list[lesion.Lesion]:
+    """Step 12's figure: every block of each lesson twin deleted alone, on the digits' test images."""
+    twins = why.lesson_twins()
+    return [lesion.lesion_study(m, twins.test, ks=(), swaps=False, name=name, seed=twins.seed)
+            for name, m in twins.models.items()]
+
+
+def lesson_branch(image: int = 0) -> dict[str, pd.DataFrame]:
+    """Step 13's figure: the branch at every add of each trained lesson twin on test digit ``image``."""
+    twins = why.lesson_twins()
+    return {name: branch_strip(m, twins.test.one(image)) for name, m in twins.models.items()}
 
 
 # --------------------------------------------------------------------------------------------------- questions
@@ -304,6 +362,73 @@ def gradient_question(flow: pd.DataFrame | None = None, depth: int = 20) -> Ques
                     "shortcuts give it a direct path around every block, so it reaches the early layers more evenly.")
 
 
+def _loss_at_ends(twins: why.Twins, seed: int) -> dict[str, float]:
+    """Each twin's mean training loss at alpha = -1 and +1 along one filter-normalised direction drawn with
+    ``seed`` (two evaluations each, on 256 training images)."""
+    data = twins.train.head(256)
+    out = {}
+    for name, model in twins.models.items():
+        direction = landscape.slice_directions(model, seed=seed, count=1)
+        out[name] = float(landscape.loss_slice(model, data, direction, [-1.0, 1.0]).loss.mean())
+    return out
+
+
+def landscape_question(twins: why.Twins | None = None) -> Question:
+    """Whose loss rises more one step (alpha = +-1) along a *second* seeded direction, not the figure's."""
+    twins = why.lesson_twins() if twins is None else twins
+    ends = _loss_at_ends(twins, seed=twins.seed + 1)
+    (plain, l_plain), (resnet, l_res) = ends.items()
+    close = abs(math.log(l_plain / l_res)) < math.log(1.1)
+    true = "about the same" if close else (f"{plain}'s" if l_plain > l_res else f"{resnet}'s")
+    return Question(f"Another random direction, filter-normalised to each twin: one step along it (α = ±1, every "
+                    f"filter moved by its own norm). Whose training loss is higher there, {plain}'s or {resnet}'s?",
+                    (f"{plain}'s", f"{resnet}'s", "about the same"), true,
+                    f"Mean loss at α = −1 and +1: {plain} {l_plain:.3g}, {resnet} {l_res:.3g} (at α = 0 both are "
+                    "near their trained loss). Li et al. found the nets without shortcuts rougher and steeper "
+                    "around their minimum, most clearly at 56 layers and more; at 20 layers the difference is "
+                    "smaller and one direction may disagree.")
+
+
+def paths_question(model: ModelConfig) -> Question:
+    """How many paths the model's residual blocks hold (a meta build)."""
+    n = len(residual_blocks(model.meta()))
+    true = f"2^{n} = {2**n:,}"
+    return Question(f"{model.name} has {n} residual blocks. Unrolled, how many paths from its stem to its "
+                    "classifier does it hold?", _options(true, [f"{n}", f"{2 * n}", f"{n}² = {n * n}"]), true,
+                    f"Each of the {n} blocks is taken either through its branch or around it through the shortcut: "
+                    f"2 choices, {n} times, so 2^{n} paths. Their lengths follow the binomial distribution: most are "
+                    f"about {n / 2:g} blocks long, and only one path takes every block." if n else
+                    "This plain net has no shortcuts, so it holds a single path.")
+
+
+def small_branch_question(twins: why.Twins | None = None, image: int = 1) -> Question:
+    """On another test digit than the figure's: how many of the trained ResNet's blocks add a branch smaller
+    than the stream."""
+    twins = why.lesson_twins() if twins is None else twins
+    name, model = next(reversed(twins.residual.items()))
+    frame = branch_strip(model, twins.test.one(image))
+    n, total = int((frame["ratio"] < 1).sum()), len(frame)
+    label = int(twins.test.y[image])
+    return Question(f"On another test digit (a {label}), in how many of {name}'s {total} blocks is the branch "
+                    "‖F(x)‖ smaller than the stream ‖x‖?", _counts(n, _around(n) + [total]), str(n),
+                    f"{n} of {total}: the median ratio is {frame['ratio'].median():.2f}. A ratio below 1 means the "
+                    "block adds a correction to what the shortcut carries rather than replacing it.")
+
+
+def identity_question(depth: int = 110) -> Question:
+    """Whose gradient grows more from the last block back to the first at initialisation, original or
+    pre-activation, at ``depth`` (the figure shows 56)."""
+    ratios = identity.first_last(identity.identity_pair(depth))
+    (original, r_orig), (preact, r_pre) = ratios.items()
+    true = f"the {original} block's" if r_orig > r_pre else f"the {preact} block's"
+    return Question(f"Now {depth} layers: at initialisation, in which form does the gradient grow more on its way "
+                    "back from the last block to the first?",
+                    (f"the {original} block's", f"the {preact} block's"), true,
+                    f"First block's gradient ÷ last block's: {original} {r_orig:.3g}×, {preact} {r_pre:.3g}×. Neither "
+                    "stays constant, and He et al. do not claim it would: their argument is that the pre-activation "
+                    "form adds, so a term of the gradient reaches every block directly whatever the norms do.")
+
+
 def quiz_size(input_size: int) -> int:
     """The input size a question asks about: 160 px, or 224 px when the figure already shows 160 px, so that the
     figure (drawn for the sidebar's size) teaches the rule and the question asks to apply it."""
@@ -327,6 +452,10 @@ _QUESTIONS: dict[int, Callable[[ModelConfig], Question]] = {
     8: lambda m: last_stage_question(_quiz(m)),
     9: lambda m: gradcam_question(_quiz(m)),
     10: lambda m: gradient_question(depth=56),
+    11: lambda m: landscape_question(),
+    12: lambda m: paths_question(m),
+    13: lambda m: small_branch_question(),
+    14: lambda m: identity_question(110),
 }
 
 

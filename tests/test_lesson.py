@@ -27,9 +27,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # ------------------------------------------------------------------------------------------------ the steps
 
 
-def test_ten_steps_in_order_each_with_sentences_a_figure_and_a_page_in_its_state() -> None:
-    assert [s.number for s in lesson.STEPS] == list(range(1, 11))
-    assert len({s.figure for s in lesson.STEPS}) == 10
+def test_fourteen_steps_in_order_each_with_sentences_a_figure_and_a_page_in_its_state() -> None:
+    assert [s.number for s in lesson.STEPS] == list(range(1, 15))
+    assert len({s.figure for s in lesson.STEPS}) == 14
     assert set(pages.LESSON_LINKS) == {s.number for s in lesson.STEPS}
     for s in lesson.STEPS:
         assert 2 <= len(s.sentences) <= 4, s.title
@@ -40,7 +40,7 @@ def test_ten_steps_in_order_each_with_sentences_a_figure_and_a_page_in_its_state
 
 
 def test_step_clamps_and_a_link_puts_the_step_over_the_model() -> None:
-    assert lesson.step(0).number == 1 and lesson.step(99).number == 10
+    assert lesson.step(0).number == 1 and lesson.step(99).number == 14
     link = pages.LESSON_LINKS[8]
     state = {**ModelConfig("resnet34", input_size=160).to_query(), **link.state}
     assert state == {keys.ARCH: "resnet34", keys.INPUT_SIZE: "160", keys.FM_STAGE: "layer3", keys.SAMPLE: lesson.SAMPLE}
@@ -112,7 +112,7 @@ def test_answers_are_measured_on_the_model(number: int, model: ModelConfig, answ
 @pytest.mark.parametrize("model", [ModelConfig("resnet18", input_size=64), ModelConfig("resnet50", "v1", "A"),
                                    ModelConfig("resnet101", plain=True, input_size=96)])
 def test_every_question_has_distinct_choices_around_its_answer(model: ModelConfig) -> None:
-    for number in range(1, 11):
+    for number in range(1, 15):
         q = lesson.question(number, model)
         assert 2 <= len(q.choices) <= 4 and len(set(q.choices)) == len(q.choices), (number, q.choices)
         assert q.answer in q.choices and q.explanation and q.prompt.endswith("?"), number

@@ -34,13 +34,13 @@ def _progress(at: AppTest) -> str:
     return bar.proto.text
 
 
-@pytest.mark.parametrize("number", range(1, 11))
+@pytest.mark.parametrize("number", range(1, 15))
 def test_every_step_runs_with_its_figure_question_and_link(page: AppTest, number: int) -> None:
     page.session_state["lesson_step"] = number
     page.run()
     assert not page.exception, page.exception
     assert not page.error, [e.value for e in page.error]
-    assert _progress(page) == f"Step {number} of 10"
+    assert _progress(page) == f"Step {number} of 14"
     s = lesson.step(number)
     assert page.header[0].value == f"{number}. {s.title}"
     assert page.get("plotly_chart") or page.get("image"), "no live figure"
@@ -67,14 +67,14 @@ def test_next_and_previous_walk_the_steps(page: AppTest) -> None:
     page.session_state["lesson_step"] = 6
     page.run()
     page.button(key="lesson_next_top").click().run()
-    assert page.session_state["lesson_step"] == 7 and _progress(page) == "Step 7 of 10"
+    assert page.session_state["lesson_step"] == 7 and _progress(page) == "Step 7 of 14"
     page.button(key="lesson_previous_bottom").click().run()
     page.button(key="lesson_previous_top").click().run()
     assert page.session_state["lesson_step"] == 5 and not page.exception
 
 
 def test_first_and_last_steps_disable_the_way_out(page: AppTest) -> None:
-    page.session_state["lesson_step"] = 10
+    page.session_state["lesson_step"] = 14
     page.run()
     assert page.button(key="lesson_next_top").disabled and not page.button(key="lesson_previous_top").disabled
     page.session_state["lesson_step"] = 7
@@ -92,7 +92,7 @@ def test_url_sets_the_step_once_and_a_bad_one_is_a_notice(page: AppTest) -> None
     assert page.session_state["lesson_step"] == 8  # the URL was read once: Next is not undone
 
 
-@pytest.mark.parametrize(("text", "expected"), [("abc", 1), ("99", 10), ("0", 1)])
+@pytest.mark.parametrize(("text", "expected"), [("abc", 1), ("99", 14), ("0", 1)])
 def test_bad_step_in_the_url_falls_back_with_a_warning(page: AppTest, text: str, expected: int) -> None:
     page.query_params["lesson_step"] = text
     page.run()
@@ -122,7 +122,7 @@ def test_through_the_app(app: AppTest) -> None:
     app.run()
     app.switch_page("views/lesson.py").run()
     assert not app.exception, app.exception
-    assert _progress(app) == "Step 4 of 10"
+    assert _progress(app) == "Step 4 of 14"
     assert app.get("plotly_chart")
 
 
@@ -132,5 +132,5 @@ def test_a_link_to_step_n_through_the_app(app: AppTest, text: str, expected: int
     app.query_params["lesson_step"] = text
     app.switch_page("views/lesson.py").run()
     assert not app.exception, app.exception
-    assert app.session_state["lesson_step"] == expected and _progress(app) == f"Step {expected} of 10"
+    assert app.session_state["lesson_step"] == expected and _progress(app) == f"Step {expected} of 14"
     assert len([w for w in app.warning if "lesson_step" in w.value]) == notices

@@ -1,4 +1,4 @@
-"""Lesson: ResNet in ten steps — the paper's ideas in order, each with a live figure of the sidebar's model,
+"""Lesson: ResNet in fourteen steps — the paper's ideas in order, then why they work, each with a live figure of the sidebar's model,
 one thing to try, a "predict, then reveal" question computed from the model, and a link to the full page in that
 state. UI only: the steps and questions come from explorer.lesson, figures from explorer.plots."""
 
@@ -18,6 +18,9 @@ from explorer.plots import blocks as block_plots
 from explorer.plots import features as feature_plots
 from explorer.plots import lab as lab_plots
 from explorer.plots import lesson as plots
+from explorer.plots import why as why_plots
+from explorer.why import identity as why_identity
+from explorer.why import landscape as why_landscape
 from explorer.ui import keys, lab_models, projector, sidebar, work
 from explorer.ui.lab_models import Subject
 from explorer.ui.links import view_link
@@ -25,6 +28,7 @@ from explorer.ui.page import guarded
 from explorer.ui.pages import LESSON_LINKS
 
 N = len(lesson.STEPS)
+TITLE = "ResNet in fourteen steps"
 TABLE_COLUMNS = ("stage", "output_size", "recipe", "blocks", "channels", "params", "mult_adds")
 LAB_DEPTH = 20  # the CIFAR twins of step 10: cheap enough to run live
 FIG7_NOTE = ("A short run at initialisation shows how the measurement is made and that, with BatchNorm's running "
@@ -86,6 +90,30 @@ def _gradient_flow(depth: int) -> pd.DataFrame:
 @st.cache_data(max_entries=8, show_spinner=False)
 def _responses(depth: int) -> pd.DataFrame:
     return lab.pair_layer_responses(depth)
+
+
+TWINS_SPINNER = "Training the lesson's twins on the digits and measuring them (seconds, once per server)…"
+IDENTITY_DEPTH = 56  # step 14's figure; its question asks about 110 layers
+
+
+@st.cache_data(max_entries=2, show_spinner=TWINS_SPINNER)
+def _why_slices() -> list[why_landscape.Slice]:
+    return lesson.lesson_slices()
+
+
+@st.cache_data(max_entries=2, show_spinner=TWINS_SPINNER)
+def _why_lesion() -> list:
+    return lesson.lesson_lesion()
+
+
+@st.cache_data(max_entries=2, show_spinner=TWINS_SPINNER)
+def _why_branch() -> dict[str, pd.DataFrame]:
+    return lesson.lesson_branch()
+
+
+@st.cache_data(max_entries=4, show_spinner="One forward and backward pass through both forms…")
+def _why_identity(depth: int) -> pd.DataFrame:
+    return why_identity.identity_pair(depth)
 
 
 def _prepared(subject: Subject) -> images.Preprocessed:
@@ -194,10 +222,43 @@ def _show_gradients(config: ModelConfig) -> None:
     st.caption(FIG7_NOTE)
 
 
+def _show_landscape(config: ModelConfig) -> None:
+    slices = _why_slices()
+    step = float(slices[0].alphas[1] - slices[0].alphas[0])
+    convex = {s.name: why_landscape.convexity_1d(s.loss, step) for s in slices}
+    _chart(why_plots.slice_1d(slices, convex, "The twins' loss along the same filter-normalised direction"),
+           "landscape")
+    st.caption(f"{len(slices[0].alphas)} points from α = −1 to 1, {slices[0].images} training digits each, the "
+               "lesson's twins (4 epochs on 512 digits at 8 px). The Why it works page draws the 2-D picture.")
+
+
+def _show_lesion(config: ModelConfig) -> None:
+    studies = _why_lesion()
+    _chart(why_plots.lesion_singles(studies), "lesion")
+    st.caption(" · ".join(f"{s.name}: one shape-keeping block deleted costs {s.mean_cost:.1f} points on average"
+                          for s in studies) + f" ({studies[0].images} test digits).")
+
+
+def _show_branch(config: ModelConfig) -> None:
+    _chart(why_plots.branch_strip(_why_branch(), "The branch at every add: the lesson's twins on test digit #0"),
+           "branch")
+
+
+def _show_identity(config: ModelConfig) -> None:
+    frame = _why_identity(IDENTITY_DEPTH)
+    _chart(why_plots.identity_norms(frame, f"{IDENTITY_DEPTH} layers at initialisation: original vs "
+                                           "pre-activation"), "identity")
+    ratios = why_identity.first_last(frame)
+    st.caption("Gradient, first block ÷ last: " + ", ".join(f"{k} {v:.3g}×" for k, v in ratios.items()) +
+               ". What this does not show: He et al.'s argument is the additive form of propagation, not "
+               "constant norms.")
+
+
 FIGURES = {
     "degradation": _show_degradation, "block": _show_block, "options": _show_options,
     "block_types": _show_block_types, "table": _show_table, "stride": _show_stride, "arithmetic": _show_arithmetic,
     "filmstrip": _show_filmstrip, "gradcam": _show_gradcam, "gradients": _show_gradients,
+    "landscape": _show_landscape, "lesion": _show_lesion, "branch": _show_branch, "identity": _show_identity,
 }
 
 
@@ -259,7 +320,7 @@ def main() -> None:
     config = sidebar.model_config()
     number = _current_step()
     s = lesson.step(number)
-    st.title("ResNet in ten steps")
+    st.title(TITLE)
     _navigation(number, "top")
     st.header(f"{s.number}. {s.title}")
     st.markdown(" ".join(s.sentences))

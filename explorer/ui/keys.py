@@ -193,6 +193,34 @@ LAB_TRAIN_IMAGES = "lab_train_images"
 PRIVATE_LAB_IMAGE_PREP = "_lab_image_prep"  # (key, Preprocessed) of the last lab-model input
 PRIVATE_LAB_UPLOAD_DONE = "_lab_upload_done"  # file_id of the last lab model upload opened
 
+# --- Why it works (views/why.py)
+WHY_TAB = "why_tab"  # the open tab of Why it works (its label)
+WHY_SOURCE = "why_source"  # which networks: twins trained on the page, the lab race's twins, the sidebar's model
+WHY_DEPTH = "why_depth"  # the twins' CIFAR depth
+WHY_EPOCHS = "why_epochs"
+WHY_SIZE = "why_size"  # the twins' image size (px)
+WHY_LR = "why_lr"
+WHY_SEED = "why_seed"
+WHY_TRAIN_IMAGES = "why_train_images"  # the twins' training images (0: all of them)
+WHY_TRAIN = "why_train"  # button: train the twins
+WHY_ROOT = "why_root"  # the local folder with CIFAR-10 (the sidebar's checkpoint)
+WHY_DOWNLOAD = "why_download"  # button: download CIFAR-10 into it
+WHY_IMAGES = "why_images"  # training images per loss evaluation
+WHY_GRID = "why_grid"  # the landscape's grid: 11 (preview) or 21 (refined)
+WHY_VIEW = "why_view"  # contour or surface
+WHY_RUN_LANDSCAPE = "why_run_landscape"
+WHY_RUN_LINES = "why_run_lines"
+WHY_DRAWS = "why_draws"  # random sets per k in the lesion study
+WHY_RUN_LESION = "why_run_lesion"
+WHY_RUN_PATHS = "why_run_paths"
+WHY_BRANCH_ON = "why_branch_on"  # the twins (on a test digit) or the sidebar's model (on a photograph)
+WHY_DIGIT = "why_digit"  # the test digit of the branch strip
+WHY_ID_DEPTH = "why_id_depth"
+WHY_ID_LAYOUT = "why_id_layout"
+WHY_ID_TRAIN = "why_id_train"  # button: race the original and pre-activation twins
+WHY_FIG = "why_fig"  # + "_" + a figure's name: the plotly charts of the page
+WHY_CSV = "why_csv"  # + "_" + a table's name: its download button
+
 # --- Frame (app.py: links to an exact view, projector mode; explorer/ui/url_state.py, projector.py)
 RETRY = "retry"  # + "_" + where: the "Try again" button after a server error (explorer/ui/page.py)
 PRESENT = "present"  # projector mode: large type, captions trimmed, sidebar collapsed (?present=1)

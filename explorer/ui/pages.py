@@ -13,6 +13,7 @@ from types import MappingProxyType
 from explorer.images import DEFAULT_SAMPLE
 from explorer.models import CIFAR_DEPTHS
 from explorer.ui import keys
+from explorer.why.twins import LESSON_RECIPE
 
 __all__ = [
     "ARCHITECTURE",
@@ -36,6 +37,9 @@ __all__ = [
     "LESSON",
     "LESSON_LINKS",
     "PAGES",
+    "WHY",
+    "WHY_DEPTHS",
+    "WHY_SOURCES",
     "Link",
     "Page",
     "by_url",
@@ -72,8 +76,8 @@ def _tabs(**labels: str) -> Mapping[str, str]:
 
 HOME = Page("views/home.py", "Home", ":material/home:", "What the app is, where to start, the device in use.",
             default=True)
-LESSON = Page("views/lesson.py", "Lesson: ResNet in ten steps", ":material/school:",
-              "The paper's ideas in order, each with a live figure.")
+LESSON = Page("views/lesson.py", "Lesson: ResNet in fourteen steps", ":material/school:",
+              "The paper's ideas in order, then why they work, each with a live figure.")
 ARCHITECTURE = Page(
     "views/architecture.py", "Architecture", ":material/account_tree:",
     "Table 1 of the paper for your model, layer by layer.",
@@ -97,8 +101,13 @@ ATTRIBUTIONS = Page(
     keys.ATTR_TAB)
 LAB = Page("views/lab.py", "Degradation lab", ":material/science:",
            "Plain vs residual nets: gradients and a training race.")
+WHY = Page(
+    "views/why.py", "Why it works", ":material/lightbulb:",
+    "Loss landscapes, the ensemble view, the branch at every add, identity mappings — measured live.",
+    _tabs(landscape="Loss landscape", ensemble="Ensemble view", branch="The branch at every add",
+          identity="Identity mappings"), keys.WHY_TAB)
 
-PAGES: tuple[Page, ...] = (HOME, LESSON, ARCHITECTURE, BLOCKS, FEATURE_MAPS, ATTRIBUTIONS, LAB)
+PAGES: tuple[Page, ...] = (HOME, LESSON, ARCHITECTURE, BLOCKS, FEATURE_MAPS, ATTRIBUTIONS, LAB, WHY)
 """In the navigation's order."""
 
 
@@ -135,6 +144,21 @@ LAB_RACES: tuple[str, ...] = (LAB_PRESET, LAB_PAIR)
 LAB_RACE_DEPTHS: tuple[int, ...] = (8, 14, *CIFAR_DEPTHS)
 
 
+# --- Why it works: where its networks come from, and the depths of the twins it trains
+WHY_HERE = "Twins trained here on handwritten digits"
+WHY_RACE = "The twins of your Degradation lab race"
+WHY_SIDEBAR = "The sidebar's model on CIFAR-10"
+WHY_SOURCES: tuple[str, ...] = (WHY_HERE, WHY_RACE, WHY_SIDEBAR)
+WHY_DEPTHS: tuple[int, ...] = (8, 14, 20, 32, 44, 56)
+WHY_TWINS, WHY_MODEL = "the twins, on a test digit", "the sidebar's model, on a photograph"
+WHY_BRANCH: tuple[str, ...] = (WHY_TWINS, WHY_MODEL)
+WHY_LESSON_TWINS: Mapping[str, object] = MappingProxyType({
+    keys.WHY_DEPTH: LESSON_RECIPE.depth, keys.WHY_EPOCHS: LESSON_RECIPE.epochs, keys.WHY_SIZE: LESSON_RECIPE.size,
+    keys.WHY_LR: LESSON_RECIPE.lr, keys.WHY_TRAIN_IMAGES: LESSON_RECIPE.train_limit or 0,
+    keys.WHY_SEED: LESSON_RECIPE.seed})
+"""The lesson's twins (``explorer.why.LESSON_RECIPE``) as the Why page's controls: a lesson link opens them."""
+
+
 # --- The lesson: where each step's "Open … in this state" button leads
 
 
@@ -164,6 +188,10 @@ LESSON_LINKS: Mapping[int, Link] = MappingProxyType({
     8: Link(FEATURE_MAPS, values={keys.FM_STAGE: "layer3", keys.SAMPLE: DEFAULT_SAMPLE}),
     9: Link(ATTRIBUTIONS, values={keys.METHODS: ["grad_cam", "integrated_gradients"], keys.SAMPLE: DEFAULT_SAMPLE}),
     10: Link(LAB, values={keys.LAB_DEPTH: 56}),
+    11: Link(WHY, "landscape", {keys.WHY_SOURCE: WHY_HERE, **WHY_LESSON_TWINS}),
+    12: Link(WHY, "ensemble", {keys.WHY_SOURCE: WHY_HERE, **WHY_LESSON_TWINS}),
+    13: Link(WHY, "branch", {keys.WHY_BRANCH_ON: WHY_TWINS, **WHY_LESSON_TWINS}),
+    14: Link(WHY, "identity", {keys.WHY_ID_DEPTH: 56}),
 })
 """Step number -> the full page that goes deeper, in the state the step talks about."""
 

@@ -21,6 +21,8 @@ from explorer.config import Ignored, ModelConfig, check_value, parse_text
 from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots.attribution import COLORMAPS, DEFAULT_COLORMAP
 from explorer.ui import keys, pages
+from explorer.why.identity import IDENTITY_DEPTHS, LAYOUTS
+from explorer.why.twins import EPOCH_CHOICES, LR_CHOICES, SIZE_CHOICES, TRAIN_IMAGE_CHOICES, TwinRecipe
 
 __all__ = ["ALL", "PAGE", "PARAMS", "Context", "Ignored", "Param", "page_params"]
 
@@ -242,6 +244,24 @@ def _lab() -> list[Param]:
     ]
 
 
+def _why() -> list[Param]:
+    page = (pages.WHY.url,)
+    recipe = TwinRecipe()
+    return [
+        Param(keys.WHY_SOURCE, page, str, pages.WHY_SOURCES[0], _fixed(pages.WHY_SOURCES), what="a source of networks"),
+        Param(keys.WHY_DEPTH, page, int, recipe.depth, _fixed(pages.WHY_DEPTHS), what="a depth of the twins"),
+        Param(keys.WHY_EPOCHS, page, int, recipe.epochs, _fixed(EPOCH_CHOICES), what="a number of epochs"),
+        Param(keys.WHY_SIZE, page, int, recipe.size, _fixed(SIZE_CHOICES), what="an image size"),
+        Param(keys.WHY_LR, page, float, recipe.lr, _fixed(LR_CHOICES), what="a learning rate"),
+        Param(keys.WHY_SEED, page, int, recipe.seed, bounds=lambda _ctx: (0, 10_000)),
+        Param(keys.WHY_TRAIN_IMAGES, page, int, 0, _fixed(TRAIN_IMAGE_CHOICES), what="a number of training images"),
+        Param(keys.WHY_BRANCH_ON, page, str, pages.WHY_BRANCH[0], _fixed(pages.WHY_BRANCH), what="a choice of model"),
+        Param(keys.WHY_ID_DEPTH, page, int, IDENTITY_DEPTHS[3], _fixed(IDENTITY_DEPTHS), what="a depth"),
+        Param(keys.WHY_ID_LAYOUT, page, str, LAYOUTS[0], _fixed(LAYOUTS), what="a layout"),
+        _tab(pages.WHY),
+    ]
+
+
 def _lesson_steps(_ctx: Context) -> tuple[int, int]:
     from explorer import lesson  # noqa: PLC0415 - the lesson's data (and pandas) load with a lesson link only
 
@@ -253,7 +273,7 @@ def _lesson() -> list[Param]:
 
 
 PARAMS: dict[str, Param] = {p.key: p for p in (*_sidebar(), *_architecture(), *_blocks(), *_feature_maps(),
-                                               *_attributions(), *_lab(), *_lesson())}
+                                               *_attributions(), *_lab(), *_why(), *_lesson())}
 """Every view-defining key, sidebar first; within a page a key comes after those it depends on."""
 
 
