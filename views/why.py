@@ -38,8 +38,9 @@ IDENTITY_NOTE = (
     "the loss's gradient (backward) change from block to block in freshly initialised networks, with BatchNorm on "
     "the batch's statistics as at the first step of training, and how much of each sum the shortcut carries. It "
     "does **not** show He et al.'s argument itself: that argument is about the *additive form* of propagation. "
-    "With a clean identity, x_L = x_l + Σ F(x_i), so ∂L/∂x_l = ∂L/∂x_L · (1 + ∂/∂x_l Σ F(x_i)): a term of the "
-    "gradient reaches every block directly, unscaled by any weight, whatever the norms do. Constant norms are not "
+    r"With a clean identity, $x_L = x_l + \sum_i F(x_i)$, so $\partial L/\partial x_l = \partial L/\partial x_L"
+    r"\,(1 + \partial/\partial x_l \sum_i F(x_i))$: a term of the gradient reaches every block directly, unscaled "
+    "by any weight, whatever the norms do. Constant norms are not "
     "the claim, and neither form keeps them constant here; with BatchNorm neither form's gradient vanishes."
 )
 
@@ -84,7 +85,10 @@ def _run(key: Hashable, compute: Callable[[why.Progress], T], label: str | None 
         result = compute(lambda fraction, text: bar.progress(min(max(fraction, 0.0), 1.0), text=text))
     finally:
         bar.empty()
-    return RESULTS.put(key, result)
+    RESULTS.put(key, result)
+    if label is not None:
+        st.rerun()  # draw the page again without the button that started it
+    return result
 
 
 # ----------------------------------------------------------------------------------------------- the networks
@@ -127,10 +131,10 @@ def _trained_here() -> Twins | None:
         return None
     bar = st.progress(0.0, text="Building the twins…")
     try:
-        twins = why.train_twins(recipe, progress=lambda f, t: bar.progress(min(f, 1.0), text=t))
+        why.train_twins(recipe, progress=lambda f, t: bar.progress(min(f, 1.0), text=t))
     finally:
         bar.empty()
-    return twins
+    st.rerun()  # draw the page again with the trained twins, without the button
 
 
 def _race_twins() -> Twins | None:
@@ -179,7 +183,13 @@ def _sidebar_model() -> Twins | None:
 
 
 def _networks() -> Twins | None:
-    """The networks of the first three tabs: twins trained here, the lab race's, or the sidebar's model."""
+    """The networks a tab measures (in a box at its top): twins trained here, the lab race's, or the sidebar's
+    model."""
+    with st.container(border=True):
+        return _pick_networks()
+
+
+def _pick_networks() -> Twins | None:
     source = st.radio("Networks", pages.WHY_SOURCES, key=keys.WHY_SOURCE, horizontal=True)
     getter = {WHY_HERE: _trained_here, WHY_RACE: _race_twins, WHY_SIDEBAR: _sidebar_model}[source]
     twins = getter()
@@ -396,7 +406,7 @@ def _show_paths(twins: Twins) -> None:
 # ----------------------------------------------------------------------------------------------- the branch
 
 
-def _show_branch(twins: Twins | None) -> None:
+def _show_branch() -> None:
     st.markdown(
         "At every addition y = F(x) + x: the size of the branch **‖F(x)‖** against the stream **‖x‖** (after the "
         "shortcut's padding or projection where the shape changes), their ratio, and the cosine between them. A "
@@ -406,6 +416,7 @@ def _show_branch(twins: Twins | None) -> None:
     if on == WHY_MODEL:
         _branch_on_model()
         return
+    twins = _networks()
     if twins is None:
         return
     test = twins.test
@@ -457,10 +468,10 @@ def _branch_on_model() -> None:
 
 def _show_identity() -> None:
     st.markdown(
-        "**He et al. 2016b**: the original block adds and *then* applies a ReLU, x_{l+1} = ReLU(x_l + F(x_l)); the "
-        "pre-activation block moves BN and ReLU before the convolutions, x_{l+1} = x_l + F(x_l), so the shortcut is "
-        "a clean identity through the whole stack. Here: freshly initialised twins of both forms (the same "
-        "convolution weights), one forward and one backward pass of a batch of noise images.")
+        r"**He et al. 2016b**: the original block adds and *then* applies a ReLU, $x_{l+1} = \mathrm{ReLU}(x_l + "
+        r"F(x_l))$; the pre-activation block moves BN and ReLU before the convolutions, $x_{l+1} = x_l + F(x_l)$, so "
+        "the shortcut is a clean identity through the whole stack. Here: freshly initialised twins of both forms "
+        "(the same convolution weights), one forward and one backward pass of a batch of noise images.")
     left, right = st.columns(2)
     depth = left.selectbox("Depth (6n + 2 layers of basic blocks)", identity.IDENTITY_DEPTHS,
                            index=identity.IDENTITY_DEPTHS.index(56), key=keys.WHY_ID_DEPTH)
@@ -497,9 +508,10 @@ def _show_identity_training(depth: int) -> None:
             return
         bar = st.progress(0.0, text="Building the twins…")
         try:
-            twins = why.train_twins(recipe, progress=lambda f, t: bar.progress(min(f, 1.0), text=t))
+            why.train_twins(recipe, progress=lambda f, t: bar.progress(min(f, 1.0), text=t))
         finally:
             bar.empty()
+        st.rerun()
     history = twins.history
     assert history is not None
     _chart(lab_plots.training_curves(history.steps, history.epochs, history.steps_per_epoch), "identity_race")
@@ -516,15 +528,12 @@ def main() -> None:
     st.markdown("Four answers to *why shortcuts help*, each a figure the field remembers, measured live on trained "
                 "networks: the shape of the loss around a solution, the network as an ensemble of short paths, the "
                 "branch's size at every addition, and what a clean identity does to signals and gradients.")
-    with st.container(border=True):
-        st.markdown("**The networks** of the first three tabs")
-        twins = _networks()
     lazy_tabs(pages.WHY, {
-        "landscape": lambda: _show_landscape(twins),
-        "ensemble": lambda: _show_ensemble(twins),
-        "branch": lambda: _show_branch(twins),
-        "identity": _show_identity,
-    })
+        "landscape": lambda: guarded(lambda: _show_landscape(_networks())),
+        "ensemble": lambda: guarded(lambda: _show_ensemble(_networks())),
+        "branch": lambda: guarded(_show_branch),
+        "identity": lambda: guarded(_show_identity),
+    }, first=False)
 
 
 guarded(main)

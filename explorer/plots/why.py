@@ -167,7 +167,8 @@ def lesion_by_k(lesions: Sequence[Lesion], title: str = "Deleting k blocks at on
         k = np.concatenate([[0], rows["k"].to_numpy()])
         mean = np.concatenate([[100 * (1 - lesion.baseline)], rows["mean"].to_numpy()])
         std = np.concatenate([[0.0], rows["std"].to_numpy()])
-        fig.add_scatter(x=np.concatenate([k, k[::-1]]), y=np.concatenate([mean + std, (mean - std)[::-1]]),
+        band = np.concatenate([np.minimum(mean + std, 100), np.maximum(mean - std, 0)[::-1]])
+        fig.add_scatter(x=np.concatenate([k, k[::-1]]), y=band,
                         fill="toself", fillcolor=colour(lesion.name), opacity=0.18, line=dict(width=0),
                         hoverinfo="skip", showlegend=False)
         fig.add_scatter(x=k, y=mean, mode="lines+markers", name=lesion.name, line=dict(color=colour(lesion.name),
