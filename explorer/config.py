@@ -222,7 +222,7 @@ class ModelConfig:
                 object.__setattr__(self, knob, base.knob(knob))
         for name in ("input_size", "weights", "norm"):
             if getattr(self, name) is None:
-                object.__setattr__(self, name, self.default(name, self.arch) if name != "norm" else _norm_of(base))
+                object.__setattr__(self, name, self.default(name, self.arch) if name != "norm" else native_norm(base))
         if self.variant not in VARIANTS or self.shortcut not in SHORTCUTS or self.stem not in STEMS:
             raise ConfigError(f"Unknown stride placement, shortcut option or stem {self.variant}/{self.shortcut}/"
                               f"{self.stem}; choose a placement of {', '.join(VARIANTS)}, an option of "
@@ -273,7 +273,8 @@ class ModelConfig:
 
     @property
     def name(self) -> str:
-        """The network's name: the checkpoint's (``"ResNet-20 (CIFAR)"``) or the preset (``"resnet50"``)."""
+        """The network's name: the preset's (``"resnet50"``), or what a checkpoint holds (``"resnet20"``,
+        ``"plain resnet20"``, ``"a custom ResNet-50"``)."""
         return self.base.name
 
     @property
@@ -378,7 +379,7 @@ class ModelConfig:
             return preprocessing_for(self.arch, self.input_size)
         size = self.input_size
         resize = size if spec.native_size < 128 else max(size, round(size * DEFAULT_RESIZE / DEFAULT_CROP))
-        norm = self.norm or _norm_of(spec)
+        norm = self.norm or native_norm(spec)
         return Preprocessing(resize, size, norm.mean, norm.std, spec.in_channels)
 
     def follow(self, recipe: ArchSpec) -> ModelConfig:
@@ -387,7 +388,7 @@ class ModelConfig:
         return replace(self, recipe=recipe, **{knob: recipe.knob(knob) for knob in KNOBS})
 
 
-def _norm_of(spec: ArchSpec) -> Normalisation:
-    """A preset's own normalisation: none for d2l's nets (they take pixels from 0 to 1), ImageNet's otherwise
+def native_norm(spec: ArchSpec) -> Normalisation:
+    """A network's own normalisation: none for d2l's nets (they take pixels from 0 to 1), ImageNet's otherwise
     (the CIFAR reproduction normalises with ImageNet's statistics too)."""
     return NORMS["none"] if spec.family == "d2l" else NORMS["ImageNet"]

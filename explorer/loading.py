@@ -148,15 +148,15 @@ def _preset_categories(config: ModelConfig) -> tuple[str, ...]:
 
 
 def checkpoint_label(name: str, report: LoadReport) -> str:
-    """What a user's checkpoint is, for the weights line: ``"your checkpoint (cifar.pth: ResNet-20 (CIFAR))"``."""
+    """What a user's checkpoint is, for the weights line: ``"your checkpoint (cifar.pth: resnet20, 10 classes)"``."""
     return f"your checkpoint ({name}: {report.inferred})"
 
 
-def _read(checkpoint: Checkpoint, classes: ClassFile | tuple[str, ...] | None, assume: dict[str, Any]
-          ) -> Loaded | _Refused:
+def _read(checkpoint: Checkpoint, classes: ClassFile | tuple[str, ...] | None, assume: dict[str, Any],
+          names_from: str | None = None) -> Loaded | _Refused:
     """The network ``checkpoint`` holds, built with the conventions ``assume``, with its class names
-    (``classes`` when they fit, else the defaults and a ``problem`` saying why); :class:`_Refused` when the
-    file cannot be used."""
+    (``classes`` when they fit, else the defaults and a ``problem`` saying why; ``names_from`` says where a list
+    came from); :class:`_Refused` when the file cannot be used."""
     def opened() -> io.BytesIO:
         handle = io.BytesIO(checkpoint.data)
         handle.name = checkpoint.name
@@ -173,6 +173,8 @@ def _read(checkpoint: Checkpoint, classes: ClassFile | tuple[str, ...] | None, a
             net, report = weights.model_from_checkpoint(opened(), assume=assume)
     except ExplorerError as err:
         return _Refused(f"Your checkpoint could not be used: {err} Until one works, the weights are random.")
+    if names_from is not None and report.classes_from is not None:
+        report = replace(report, classes_from=names_from)
     return Loaded(prepare(net), True, checkpoint_label(checkpoint.name, report), weights.checkpoint_categories(report),
                   problem, report, error=problem is not None)
 
@@ -211,13 +213,14 @@ def load(config: ModelConfig, checkpoint: Checkpoint | None = None, classes: Cla
         def read() -> Loaded | _Refused:
             if checkpoint is None or not checkpoint.data:
                 raise CheckpointMissing(config.checkpoint or "")
-            names = classes
+            names, names_from = classes, None
             if config.classes and config.classes.startswith(PRESET_CLASSES):  # a list the sidebar offers
+                preset = config.classes.removeprefix(PRESET_CLASSES)
                 try:
-                    names = preset_names(config.classes.removeprefix(PRESET_CLASSES))
+                    names, names_from = preset_names(preset), f"{preset}'s list"
                 except ClassNamesError as err:
                     return _Refused(str(err))
-            return _read(checkpoint, names, dict(config.assume))
+            return _read(checkpoint, names, dict(config.assume), names_from)
 
         found = memo(config.model, read)
     if isinstance(found, Loaded):

@@ -118,9 +118,11 @@ def test_a_cifar_resnet_is_named_by_its_checkpoint() -> None:
         at = page(path, buf.getvalue())
         assert not at.exception and not at.error
         captions = " ".join(c.value for c in at.caption)
-        assert "Your checkpoint: ResNet-20 (CIFAR), 10 classes" in captions
+        assert "Your checkpoint: resnet20, 10 classes" in captions
+        if path == ARCHITECTURE:  # a CIFAR net opens at its native size
+            assert "Input: 1 x 3 x 32 x 32" in captions
         if path == ARCHITECTURE:
-            assert at.header[0].value.startswith("ResNet-20 (CIFAR) (option A, 10 classes) — ")
+            assert at.header[0].value.startswith("resnet20 (10 classes) — ")
 
 
 def test_home_names_the_checkpoints_network(app: AppTest) -> None:
@@ -192,9 +194,9 @@ def test_preprocessing_is_remembered_with_its_checkpoint(app: AppTest) -> None:
     app.session_state["checkpoint_norm"] = "0.5/0.5"
     app.session_state["input_size"] = 96
     app.run()
-    upload(app, second)  # another file: its own (default) preprocessing, the input size as it was
+    upload(app, second)  # another file: its network's own preprocessing, at its native size
     app.run()
-    assert app.session_state["checkpoint_norm"] == "ImageNet" and app.session_state["input_size"] == 96
+    assert app.session_state["checkpoint_norm"] == "ImageNet" and app.session_state["input_size"] == 224
     app.session_state["checkpoint_norm"] = "custom"
     app.session_state["input_size"] = 64
     app.run()

@@ -127,13 +127,20 @@ class LoadReport:
         return text + (f"; {', '.join(notes)}." if notes else ".")
 
     @property
+    def headline(self) -> str:
+        """The first sentence of :attr:`message`: ``"resnet34, 10 classes (names from classes.txt)."``."""
+        if self.arch is None:
+            return self.summary
+        named = f"names from {self.classes_from}" if self.classes_from else "no names given: class 0, class 1, ..."
+        return f"{self.inferred} ({named})."
+
+    @property
     def message(self) -> str:
         """What was inferred and done, in sentences, e.g. ``"resnet34, 10 classes (names from classes.txt). ..."``."""
         if self.arch is None:
             return self.summary
-        named = f"names from {self.classes_from}" if self.classes_from else "no names given: class 0, class 1, ..."
         read = [f"Its tensors are named as in {self.layout_title} layout."] if self.layout_title else []
-        return " ".join([f"{self.inferred} ({named}).", *read, self.summary, *self.notes])
+        return " ".join([self.headline, *read, self.summary, *self.notes])
 
 
 def model_from_checkpoint(
@@ -204,21 +211,11 @@ def model_from_checkpoint(
     )
 
 
-class _Unset(ResNet):
-    """A ResNet built without its random initialisation (every weight is the checkpoint's at once)."""
-
-    def _init_weights(self) -> None:
-        pass
-
-
 def _skeleton(spec: ArchSpec) -> ResNet:
-    """``ResNet(spec)`` on the meta device (no memory), its initialisation skipped: drawing random weights on meta
-    tensors costs ~20 ms for a resnet50 and, the first time in a process, ~1 s of imports. (Were
-    :class:`explorer.models.ResNet` to skip it on the meta device itself, this would be ``ResNet(spec)``.)"""
+    """``ResNet(spec)`` on the meta device: no memory, and no random initialisation (every weight is the
+    checkpoint's at once)."""
     with torch.device("meta"):
-        model = _Unset(spec)
-    model.__class__ = ResNet  # an ordinary ResNet from here on
-    return model
+        return ResNet(spec)
 
 
 def _config_hints(read: ClassesRead | None) -> dict[str, object]:

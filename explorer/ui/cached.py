@@ -62,7 +62,8 @@ def weights_notice(loaded: Loaded) -> None:
     if loaded.problem:
         (st.error if loaded.error else st.warning)(loaded.problem)
     if loaded.report is not None:
-        st.caption(f"Your checkpoint: {loaded.report.message}")
+        st.caption(f"Your checkpoint: {loaded.report.headline} How it was read, and what was assumed: in the "
+                   "sidebar.")
     if not loaded.pretrained:
         st.info("This model has **random weights**: shapes and costs are real, but predictions, feature maps "
                 "and attributions show an untrained network.", icon=":material/casino:")

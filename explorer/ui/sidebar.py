@@ -10,8 +10,27 @@ from dataclasses import dataclass, replace
 import streamlit as st
 
 from explorer.checkpoints import CLASS_PRESETS, Assumption
-from explorer.config import MAX_INPUT, MIN_INPUT, NORMS, ConfigError, ModelConfig, Normalisation, numbers
-from explorer.family import ARCHS, FAMILIES, SHORTCUT_TEXT, SHORTCUTS, STEM_TEXT, STEMS, VARIANTS, arch_spec
+from explorer.config import (
+    MAX_INPUT,
+    MIN_INPUT,
+    NORMS,
+    ConfigError,
+    ModelConfig,
+    Normalisation,
+    native_norm,
+    numbers,
+)
+from explorer.family import (
+    ARCHS,
+    FAMILIES,
+    SHORTCUT_TEXT,
+    SHORTCUTS,
+    STEM_TEXT,
+    STEMS,
+    VARIANTS,
+    ArchSpec,
+    arch_spec,
+)
 from explorer.loading import PRESET_CLASSES, Loaded
 from explorer.ui import cached, keys
 
@@ -103,9 +122,12 @@ def model_config() -> ModelConfig:
     if config.checkpoint is None:
         return config
     loaded = cached.model(config)
-    if loaded.report is None or loaded.report.spec is None:
+    spec = loaded.report.spec if loaded.report is not None else None
+    if spec is None:
         return config
-    return config.follow(loaded.report.spec)
+    if config.checkpoint not in _memory():  # seen for the first time: its network's own size and normalisation
+        config = replace(config, input_size=spec.native_size, norm=native_norm(spec))
+    return config.follow(spec)
 
 
 # ------------------------------------------------------------------------------------- preprocessing
@@ -126,17 +148,18 @@ def _parse_numbers(text: str, what: str, positive: bool) -> tuple[float, float, 
     return values[0], values[1], values[2]
 
 
-def _restore_preprocessing(sha: str) -> None:
-    """Put ``sha``'s remembered preprocessing in the widgets when they show another checkpoint's (or none)."""
+def _restore_preprocessing(sha: str, spec: ArchSpec) -> None:
+    """Put ``sha``'s remembered preprocessing in the widgets when they show another checkpoint's (or none); a
+    checkpoint seen for the first time starts at its network's native size and normalisation (``spec``'s: 32 px
+    for a CIFAR net, 96 px and no normalisation for d2l's)."""
     state = st.session_state
     if state.get(keys.PRIVATE_CHECKPOINT_PREP_SHOWN) == sha and keys.CHECKPOINT_NORM in state:
         return
-    found = _memory().get(sha)
-    norm = found.norm if found is not None else Normalisation()
+    found = _memory().setdefault(sha, _Remembered(native_norm(spec), spec.native_size))
+    norm = found.norm
     state[keys.CHECKPOINT_NORM] = norm.preset
     state[keys.CHECKPOINT_MEAN], state[keys.CHECKPOINT_STD] = numbers(norm.mean), numbers(norm.std)
-    if found is not None:
-        state[keys.INPUT_SIZE] = found.input_size
+    state[keys.INPUT_SIZE] = found.input_size
     state[keys.PRIVATE_CHECKPOINT_PREP_SHOWN] = sha
 
 
@@ -195,7 +218,7 @@ def _remember_class_names() -> None:
 def _checkpoint_widgets(config: ModelConfig, loaded: Loaded | None) -> None:
     """The uploaders, what the checkpoint holds (or why it was refused) and its preprocessing."""
     st.file_uploader(
-        "Checkpoint (a ResNet's state dict)", type=["pth", "pt", "th", "ckpt", "bin", "safetensors"],
+        "Checkpoint (a ResNet's state dict)", type=["pth", "pt", "th", "tar", "ckpt", "bin", "params", "safetensors"],
         key=keys.CHECKPOINT_UPLOAD, on_change=_remember_checkpoint,
         help="A state dict saved with torch.save or safetensors: torchvision's or timm's names, Hugging Face's "
              "model.safetensors or pytorch_model.bin, the CIFAR reproduction's or d2l's. The architecture and the "
@@ -268,7 +291,7 @@ def draw() -> None:
     loaded = cached.model(chosen) if chosen is not None and chosen.checkpoint is not None else None
     follows = loaded is not None and loaded.report is not None  # the checkpoint says what the network is
     if follows and chosen is not None and chosen.checkpoint is not None:
-        _restore_preprocessing(chosen.checkpoint)
+        _restore_preprocessing(chosen.checkpoint, loaded.report.spec)
     with st.sidebar:
         st.subheader("Model")
         if follows:
