@@ -1,6 +1,7 @@
-"""Lesson: ResNet in fourteen steps — the paper's ideas in order, then why they work, each with a live figure of the sidebar's model,
-one thing to try, a "predict, then reveal" question computed from the model, and a link to the full page in that
-state. UI only: the steps and questions come from explorer.lesson, figures from explorer.plots."""
+"""Lesson: ResNet in fourteen steps — the paper's ideas in order, then why they work, each with a live figure of the
+sidebar's model (or of the lesson's trained twins), one thing to try, a "predict, then reveal" question computed from
+the model, and a link to the full page in that state. UI only: the steps and questions come from explorer.lesson,
+figures from explorer.plots."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from explorer import activations, blocks, images, lab, lesson, summary
+from explorer import activations, blocks, images, lab, lesson, summary, why
 from explorer.config import ModelConfig
 from explorer.family import STEM_TEXT
 from explorer.lesson import Question, Step
@@ -19,13 +20,13 @@ from explorer.plots import features as feature_plots
 from explorer.plots import lab as lab_plots
 from explorer.plots import lesson as plots
 from explorer.plots import why as why_plots
-from explorer.why import identity as why_identity
-from explorer.why import landscape as why_landscape
 from explorer.ui import keys, lab_models, projector, sidebar, work
 from explorer.ui.lab_models import Subject
 from explorer.ui.links import view_link
 from explorer.ui.page import guarded
 from explorer.ui.pages import LESSON_LINKS
+from explorer.why import identity as why_identity
+from explorer.why import landscape as why_landscape
 
 N = len(lesson.STEPS)
 TITLE = "ResNet in fourteen steps"
@@ -92,7 +93,7 @@ def _responses(depth: int) -> pd.DataFrame:
     return lab.pair_layer_responses(depth)
 
 
-TWINS_SPINNER = "Training the lesson's twins on the digits and measuring them (seconds, once per server)…"
+TWINS_SPINNER = "Training the lesson's twins on the digits and measuring them (once per server, up to a minute)…"
 IDENTITY_DEPTH = 56  # step 14's figure; its question asks about 110 layers
 
 
@@ -228,8 +229,10 @@ def _show_landscape(config: ModelConfig) -> None:
     convex = {s.name: why_landscape.convexity_1d(s.loss, step) for s in slices}
     _chart(why_plots.slice_1d(slices, convex, "The twins' loss along the same filter-normalised direction"),
            "landscape")
+    recipe = why.LESSON_RECIPE
     st.caption(f"{len(slices[0].alphas)} points from α = −1 to 1, {slices[0].images} training digits each, the "
-               "lesson's twins (4 epochs on 512 digits at 8 px). The Why it works page draws the 2-D picture.")
+               f"lesson's twins ({recipe.epochs} epochs on the digits at {recipe.size} px). The Why it works page "
+               "draws the 2-D picture.")
 
 
 def _show_lesion(config: ModelConfig) -> None:
