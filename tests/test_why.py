@@ -141,12 +141,13 @@ def test_the_line_between_weights_starts_and_ends_at_its_networks(tiny: why.Twin
     plain_name, res_name = tiny.names
     data = tiny.train.head(64)
     model = tiny.models[res_name]
-    line = landscape.interpolate(model, tiny.initial[res_name], model.state_dict(), [0.0, 0.5, 1.0], data)
+    line = landscape.interpolate(model, tiny.initial[res_name], model.state_dict(), [-0.5, 0.0, 0.5, 1.0, 1.5], data)
     start = why.private_copy(model)
     start.load_state_dict(tiny.initial[res_name])
-    assert line.loss[0] == pytest.approx(why.evaluate(start.eval(), data)[0], rel=1e-5)
-    assert line.loss[2] == pytest.approx(why.evaluate(why.private_copy(model), data)[0], rel=1e-5)
-    assert line.loss[2] < line.loss[0]  # training lowered the loss
+    assert line.loss[1] == pytest.approx(why.evaluate(start.eval(), data)[0], rel=1e-5)
+    assert line.loss[3] == pytest.approx(why.evaluate(why.private_copy(model), data)[0], rel=1e-5)
+    assert line.loss[3] < line.loss[1]  # training lowered the loss
+    assert np.isfinite(line.loss).all()  # past the ends BatchNorm's variances are not extrapolated below zero
 
 
 # ------------------------------------------------------------------------------------------------ lesion

@@ -280,8 +280,9 @@ def _show_lines(twins: Twins, images: int) -> None:
     if not twins.initial:
         st.caption("The starting weights of this network are not known, so there is no line to draw.")
         return
-    st.markdown("Goodfellow et al.'s 1-D interpolation: the loss at (1 − t)·start + t·end, every weight and "
-                "BatchNorm statistic mixed, for t from −0.5 to 1.5. **From the start:** both twins begin at the "
+    st.markdown("Goodfellow et al.'s 1-D interpolation: the loss at (1 − t)·start + t·end, for t from −0.5 to 1.5 "
+                "(every weight mixed; BatchNorm's running statistics mixed between the ends and kept at an end "
+                "beyond it). **From the start:** both twins begin at the "
                 "same weights (option A shortcuts have none) and end at their own. **Between the twins:** each "
                 "architecture evaluated at the mix of the plain twin's and the residual twin's trained weights.")
     data = twins.train.head(images)

@@ -208,15 +208,17 @@ def interpolate(
     device: torch.device | str | None = None,
 ) -> Slice:
     """The loss of ``model``'s architecture along the straight line ``(1 - t) start + t end`` between two state
-    dicts of it (every floating-point entry interpolated: weights and BatchNorm's running statistics), in eval
-    mode, for each ``t`` of ``ts`` (Goodfellow et al. 2015's 1-D interpolation; Li et al., section 3). At t = 0
-    the network is ``start``, at t = 1 ``end``. Returns a 1-D :class:`Slice` with ``alphas`` = ``ts``."""
+    dicts of it, in eval mode, for each ``t`` of ``ts`` (Goodfellow et al. 2015's 1-D interpolation; Li et al.,
+    section 3). Every weight follows the line, also past its ends; BatchNorm's running statistics are mixed the
+    same way between t = 0 and 1 and stay at an end's beyond it. At t = 0 the network is ``start``, at t = 1
+    ``end``. Returns a 1-D :class:`Slice` with ``alphas`` = ``ts``."""
     net = private_copy(model, device)
     state = net.state_dict()
     missing = [k for k in state if k not in start or k not in end]
     if missing:
         raise WhyError(f"the two weight sets do not fit this network (no {missing[0]!r})")
     ts_ = np.asarray(ts, dtype=np.float64)
+    weights = {name for name, _ in net.named_parameters()}
     loss, accuracy = np.zeros(len(ts_)), np.zeros(len(ts_))
     begin = time.perf_counter()
     with torch.no_grad():
@@ -224,8 +226,11 @@ def interpolate(
             mixed = {}
             for key, value in state.items():
                 a, b = start[key].to(value.device), end[key].to(value.device)
-                mixed[key] = torch.lerp(a.float(), b.float(), float(t)).to(value.dtype) if value.is_floating_point() \
-                    else (a if t < 0.5 else b)
+                # weights follow the line past its ends; BatchNorm's running statistics stop at them (a variance
+                # extrapolated below zero means nothing)
+                w = float(t) if key in weights else min(max(float(t), 0.0), 1.0)
+                mixed[key] = torch.lerp(a.float(), b.float(), w).to(value.dtype) if value.is_floating_point() \
+                    else (a if w < 0.5 else b)
             net.load_state_dict(mixed)
             loss[n], accuracy[n] = evaluate(net, data, batch=batch)
             progress((n + 1) / len(ts_), f"{name}: {n + 1} of {len(ts_)} points")
