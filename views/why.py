@@ -115,18 +115,23 @@ def _recipe() -> TwinRecipe:
                       train_limit=int(images) or None)
 
 
+def _training_cost(recipe: TwinRecipe) -> str:
+    """What training ``recipe``'s two twins costs, in mult-adds and in seconds at this machine's measured speed (a
+    training step costs about three forward passes)."""
+    images = recipe.train_limit or len(recipe.data().x_train)
+    forwards = 3 * images * recipe.epochs
+    seconds = sum(why.estimate_seconds(m, recipe.size, forwards) for m in recipe.models().values())
+    return f"≈{_giga(recipe.train_mult_adds(images))}, {_seconds(seconds)} on this machine"
+
+
 def _trained_here() -> Twins | None:
     recipe = _recipe()
     found = why.trained_twins(recipe)
     if found is not None:
         return found
-    data_images = recipe.train_limit or 1347
-    twin = recipe.models()[next(iter(recipe.models()))]
-    forwards = 3 * data_images * recipe.epochs
-    seconds = 2 * why.estimate_seconds(twin, recipe.size, forwards)
     st.info(f"plain-{recipe.depth} and ResNet-{recipe.depth} are not trained yet. Training both costs "
-            f"≈{_giga(recipe.train_mult_adds(data_images))}, {_seconds(seconds)} on this machine; once trained they "
-            "are kept for everyone on this server.", icon=":material/model_training:")
+            f"{_training_cost(recipe)}; once trained they are kept for everyone on this server.",
+            icon=":material/model_training:")
     if not st.button("Train the twins", key=keys.WHY_TRAIN, type="primary"):
         return None
     bar = st.progress(0.0, text="Building the twins…")
@@ -396,11 +401,12 @@ def _show_paths(twins: Twins) -> None:
         return
     _chart(plots.path_lengths(result), "paths")
     lo, hi = result.effective
+    shorter = " — shorter than the typical path" if result.peak < result.n / 2 else ""
     st.markdown(
         f"**The effective paths, measured:** {name} has {result.n} blocks, so 2^{result.n} paths; the typical "
-        f"path is {result.n / 2:g} blocks long (the binomial's mean). Yet 90% of the gradient comes from paths of "
+        f"path is {result.n / 2:g} blocks long (the binomial's mean). 90% of the gradient comes from paths of "
         f"{lo} to {hi} blocks, which are {100 * result.effective_paths_share:.0f}% of all paths, and the most "
-        f"gradient comes from length {result.peak}. Veit et al. found 5 to 17 of the 54 blocks of their "
+        f"gradient from paths of length {result.peak}{shorter}. Veit et al. found 5 to 17 of the 54 blocks of their "
         "ResNet-110 on CIFAR-10.")
 
 
@@ -432,6 +438,9 @@ def _show_branch() -> None:
     frames = {name: branch.branch_strip(m, x) for name, m in twins.models.items()}
     _branch_numbers(frames)
     _chart(plots.branch_strip(frames, "Trained: the branch at every add"), "branch_trained")
+    if any(getattr(m, "plain", False) for m in twins.models.values()):
+        st.caption("A plain net adds nothing: for it the ratio compares each block's output F(x) with its input x, "
+                   "and the cosine is missing where the block changes the shape.")
     if twins.initial:
         fresh = {f"{name} at initialisation": branch.branch_strip(m, x, weights=twins.initial[name])
                  for name, m in twins.models.items()}
@@ -501,10 +510,9 @@ def _show_identity_training(depth: int) -> None:
     recipe = TwinRecipe(depth=depth, epochs=base.epochs, lr=base.lr, size=base.size, pair=PAIRS[1])
     twins = why.trained_twins(recipe)
     if twins is None:
-        data_images = 1347
         st.caption(f"ResNet-{depth} and PreAct-{depth} raced on the digits ({recipe.epochs} epochs at {recipe.size} "
-                   f"px, learning rate {recipe.lr}): ≈{_giga(recipe.train_mult_adds(data_images))}. Deeper forms are "
-                   f"not trained here (at most {MAX_TRAIN_DEPTH} layers).")
+                   f"px, learning rate {recipe.lr}): {_training_cost(recipe)}. Deeper forms are not trained here (at "
+                   f"most {MAX_TRAIN_DEPTH} layers).")
         if not st.button(f"Race ResNet-{depth} against PreAct-{depth}", key=keys.WHY_ID_TRAIN):
             return
         bar = st.progress(0.0, text="Building the twins…")

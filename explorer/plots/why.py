@@ -243,7 +243,8 @@ def branch_strip(frames: Mapping[str, pd.DataFrame], title: str = "The branch at
     fig.update_yaxes(range=[-1, 1], title="cosine", row=2, col=1)
     fig.update_xaxes(tickangle=-60, row=2, col=1)
     fig.update_annotations(font_size=FONT_SIZE)
-    return _style(fig, title, height=600)
+    return _style(fig, title, height=620, legend=dict(orientation="h", yanchor="bottom", y=1.08, xanchor="left", x=0),
+                  margin=dict(l=70, r=30, t=150, b=60))
 
 
 # --------------------------------------------------------------------------------------------------- identity
@@ -267,4 +268,5 @@ def identity_norms(frame: pd.DataFrame, title: str = "Signal forward, gradient b
     fig.update_yaxes(range=[0, 1.02], row=1, col=3)
     fig.update_xaxes(title="block boundary (0 = first block's input)")
     fig.update_annotations(font_size=FONT_SIZE)
-    return _style(fig, title, height=460)
+    return _style(fig, title, height=500, legend=dict(orientation="h", yanchor="bottom", y=1.14, xanchor="left", x=0),
+                  margin=dict(l=70, r=30, t=150, b=60))
