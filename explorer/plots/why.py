@@ -213,7 +213,7 @@ def path_lengths(result: PathGradients) -> go.Figure:
     for col in (1, 3):
         fig.add_vline(x=result.n / 2, line=dict(color="#444", dash="dot"), row=1, col=col)
     fig.update_yaxes(type="log", row=1, col=2)
-    fig.update_xaxes(title="path length (blocks whose branch it takes)")
+    fig.update_xaxes(title="path length (how many blocks' branches it takes)", row=1, col=2)
     fig.update_annotations(font_size=FONT_SIZE)
     return _style(fig, f"{result.name}: {result.n} blocks, 2^{result.n} paths — which ones carry the gradient?",
                   height=460, showlegend=False)
@@ -266,7 +266,7 @@ def identity_norms(frame: pd.DataFrame, title: str = "Signal forward, gradient b
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(type="log", row=1, col=2)
     fig.update_yaxes(range=[0, 1.02], row=1, col=3)
-    fig.update_xaxes(title="block boundary (0 = first block's input)")
+    fig.update_xaxes(title="block boundary (0: the first block's input)", row=1, col=2)
     fig.update_annotations(font_size=FONT_SIZE)
     return _style(fig, title, height=500, legend=dict(orientation="h", yanchor="bottom", y=1.14, xanchor="left", x=0),
                   margin=dict(l=70, r=30, t=150, b=60))
