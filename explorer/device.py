@@ -1,16 +1,24 @@
 """CPU or CUDA, and in which precision: one place that decides where tensors live and how a pass runs.
 
 Devices: :func:`pick_device`, :func:`resolve_device` (its user-facing form), :func:`device_label`. Precision:
-:func:`native_bf16` (checked at run time: machines of one kind differ), :func:`use_bf16` and
+:func:`native_bf16` (checked at run time: machines of one kind differ); the one precision policy,
+:data:`BF16_WORK` (what each kind of work declares, as data) and :func:`precision_for` (the decision per kind of
+work, method and device, as a :class:`Precision` that says why); :data:`BF16_FORWARD_SPEED` and
+:func:`bf16_forward_ratio` (what a forward-only pass gains, by its size); :func:`use_bf16` and
 :func:`forward_context` for forward-only passes, :func:`fast_input` (channels_last). Out of memory:
 :func:`oom_advice`.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import math
 import platform
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import metadata
+from types import MappingProxyType
 
 import torch
 from torch import Tensor, nn
@@ -18,8 +26,13 @@ from torch import Tensor, nn
 from explorer.errors import ExplorerError
 
 __all__ = [
+    "BF16_FORWARD_SPEED",
+    "BF16_WORK",
     "DeviceError",
+    "Precision",
+    "Tolerance",
     "available_devices",
+    "bf16_forward_ratio",
     "cpu_flags",
     "device_label",
     "fast_input",
@@ -28,6 +41,7 @@ __all__ = [
     "native_bf16",
     "oom_advice",
     "pick_device",
+    "precision_for",
     "resolve_device",
     "synchronize",
     "use_bf16",
@@ -172,3 +186,115 @@ def forward_context(device: torch.device, fast: bool | None) -> contextlib.Abstr
 def fast_input(x: Tensor, device: torch.device) -> Tensor:
     """(N, 3, H, W) on ``device`` in channels_last memory format (the fast layout for convolutions)."""
     return x.to(device).contiguous(memory_format=torch.channels_last)
+
+
+# ---------------------------------------------------------------------------------------- the precision policy
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What a kind of work (or an attribution method) declares about bf16: whether its results stay within their
+    measured tolerance under bf16 autocast, and why (the measurement, or what failed)."""
+
+    bf16_ok: bool
+    why: str
+
+
+BF16_WORK: Mapping[str, Tolerance] = MappingProxyType({
+    "predict": Tolerance(True, "forward only: the top class and the top-k set are bf16's only where no gap between "
+                              "them is within bf16's measured error (explorer.predict.close_call); fp32 settles "
+                              "the rest, and runs at once where bf16 would not pay"),
+    "attribution": Tolerance(True, "per method: the registry declares each method's measured tolerance"),
+    "faithfulness": Tolerance(True, "forward only: deletion and insertion AUCs within 0.01 of fp32's "
+                                    "(bench/bench_attribution.py --only tolerance)"),
+    "train": Tolerance(True, "lab nets on the digits: 1.4-1.8x faster per step, the race's test accuracy as in "
+                             "fp32 (bench/bench_fast_path.py, training section)"),
+    "evaluate": Tolerance(True, "lab nets' test accuracy: bf16 and fp32 agree on >= 99.6 % of the test digits"),
+    "sweep": Tolerance(True, "forward-only sweeps over a trained net (lesions, loss landscapes): errors and losses "
+                             "of whole test sets, where bf16's 0.4 % per value averages out"),
+    "measure": Tolerance(False, "one small forward whose numbers are the figure itself (Fig. 7's responses): "
+                                "nothing to gain, and the figure stays exact"),
+})
+"""The one precision policy, per kind of work, as data: bf16 autocast + channels_last where the device computes
+bf16 natively and the work declares bf16 within tolerance; fp32 elsewhere. Attribution methods declare their own
+:class:`Tolerance` in the registry (``MethodSpec.precision``)."""
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What a pass runs in, and why: ``bf16`` True for bf16 autocast (+ channels_last), False for fp32."""
+
+    bf16: bool
+    why: str
+
+    @property
+    def label(self) -> str:
+        """For the screen: "bf16 autocast" or "fp32"."""
+        return "bf16 autocast" if self.bf16 else "fp32"
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """bf16 autocast on ``device`` when ``bf16``, else nothing."""
+        if self.bf16:
+            return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+NO_NATIVE = "this device has no native bf16 arithmetic (emulated bf16 runs several times slower than fp32)"
+
+
+def precision_for(
+    work: str,
+    device: torch.device | str,
+    *,
+    method: Tolerance | None = None,
+    fast: bool | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Precision:
+    """The precision of one piece of ``work`` (a key of :data:`BF16_WORK`) on ``device``: bf16 autocast where the
+    device computes bf16 natively and the work (or the attribution ``method``'s declared tolerance) allows it.
+
+    ``fast``: None (the default) follows the policy; False forces fp32; True asks for bf16 where the device is
+    native even if the method declares fp32 (to measure it). A model in another dtype than float32 (fp64 in a
+    test) runs as it is.
+    """
+    declared = method or BF16_WORK[work]
+    if fast is False:
+        return Precision(False, "fp32 was asked for")
+    if dtype != torch.float32:
+        return Precision(False, f"the model runs in {str(dtype).removeprefix('torch.')}")
+    if not native_bf16(device):
+        return Precision(False, NO_NATIVE)
+    if not declared.bf16_ok and fast is not True:
+        return Precision(False, declared.why)
+    return Precision(True, declared.why)
+
+
+BF16_FORWARD_SPEED: Mapping[tuple[str, str], tuple[tuple[float, float], ...]] = MappingProxyType({
+    ("cpu", "batch 1"): ((0.15, 0.82), (0.45, 1.13), (1.0, 1.20), (1.8, 1.50), (4.1, 1.80)),
+    ("cpu", "batched"): ((1.2, 1.72), (3.6, 1.89), (8.0, 1.86), (14.6, 1.81), (33.0, 2.07)),
+})
+"""Speed-up of a bf16 autocast + channels_last forward over fp32 channels_last where bf16 is native, by the
+mult-adds of the whole pass (GMAC, batch included), for one image and for a batch (8 measured). CPU: measured on
+AVX-512 BF16 (AMD EPYC, 1 thread, CPU time, best of 5; ``bench/bench_fast_path.py --only speed`` prints them):
+ResNet-18 at 64 px batch 1 (0.15 GMAC) runs *slower* in bf16, ResNet-50 at 224 px batch 1 (4.1 GMAC) 1.8x. A
+device kind not listed (a CUDA GPU: not measured here) is taken to gain ``1 / DEFAULT_FORWARD_RATIO``."""
+DEFAULT_FORWARD_RATIO = 0.6
+
+
+def bf16_forward_ratio(device: torch.device | str, mult_adds: int, batch: int = 1) -> float:
+    """Seconds of a bf16 forward over an fp32 forward of ``mult_adds`` (the whole batch of ``batch`` images) on
+    ``device`` (below 1: bf16 is faster): interpolated in log mult-adds between the points of
+    :data:`BF16_FORWARD_SPEED`, held flat beyond them; ``inf`` without native bf16."""
+    if not native_bf16(device):
+        return math.inf
+    points = BF16_FORWARD_SPEED.get((torch.device(device).type, "batch 1" if batch == 1 else "batched"))
+    if not points:
+        return DEFAULT_FORWARD_RATIO
+    size = math.log(max(mult_adds, 1) / 1e9)
+    sizes = [math.log(g) for g, _ in points]
+    i = bisect.bisect_left(sizes, size)
+    if i in (0, len(points)):
+        return 1 / points[min(i, len(points) - 1)][1]
+    (_, s0), (_, s1) = points[i - 1], points[i]
+    t = (size - sizes[i - 1]) / (sizes[i] - sizes[i - 1])
+    return 1 / (s0 + t * (s1 - s0))

@@ -18,6 +18,13 @@ from explorer.shared import hook_count, hooks_restored, model_lock, on_device
 predict_module = sys.modules["explorer.predict"]
 
 
+@pytest.fixture
+def bf16_pays(monkeypatch):
+    """bf16 native (run even where it is emulated) and paying at every size (half fp32's time), a fresh book."""
+    monkeypatch.setattr(device_module, "native_bf16", lambda _device: True)
+    monkeypatch.setattr(predict_module, "bf16_forward_ratio", lambda *_args: 0.5)
+    monkeypatch.setattr(predict_module, "PAYOFF", predict_module.Payoff())
+
 
 def test_top_k_matches_the_softmax(model, image):
     categories = [f"category {i}" for i in range(1000)]
@@ -34,8 +41,7 @@ def test_top_k_matches_the_softmax(model, image):
     assert predict(model, image[0]).names[0] == f"class {result.indices[0]}"  # (3, H, W) and no categories
 
 
-def test_fast_mode_runs_bf16_and_agrees_with_fp32(model, image, monkeypatch):
-    monkeypatch.setattr(device_module, "native_bf16", lambda _device: True)  # run bf16 even where it is emulated
+def test_fast_mode_runs_bf16_and_agrees_with_fp32(model, image, monkeypatch, bf16_pays):
     monkeypatch.setattr(predict_module, "close_call", lambda logits, k: False)  # bf16's own logits, never re-run
     exact = predict(model, image, k=5, fast=False)
     fast = predict(model, image, k=5, fast=True)
@@ -53,14 +59,17 @@ def test_close_calls_are_near_ties_at_the_top_or_at_the_edge_of_the_top_k():
     assert close_call(torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.99, -3.0]), 5)  # 5th against 6th
     assert not close_call(torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.0, -3.0]), 5)
     assert not close_call(torch.tensor([5.0, 4.0, 3.0, 3.0, 1.0, 0.0]), 5)  # a tie inside the top 5 changes no set
-    assert close_call(torch.tensor([100.0, 99.5, 0.0]), 1) and not close_call(torch.tensor([100.0, 98.0, 0.0]), 1)
+    assert close_call(torch.tensor([100.0, 99.5, 0.0]), 1) and not close_call(torch.tensor([100.0, 90.0, 0.0]), 1)
     assert not close_call(torch.tensor([2.0, 1.0]), 5)  # fewer classes than k: only the top is a call
+    # bf16's error scales with the logits (a scaled classifier scales both): so does the tolerance
+    logits = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.9, -3.0])
+    assert all(close_call(logits * scale, 5) == close_call(logits, 5) for scale in (0.01, 1.0, 30.0))
+    assert close_call(torch.zeros(10), 5)  # every class tied
 
 
-def test_a_near_tie_left_by_bf16_is_settled_in_fp32(model, image, monkeypatch):
+def test_a_near_tie_left_by_bf16_is_settled_in_fp32(model, image, bf16_pays):
     import copy
 
-    monkeypatch.setattr(device_module, "native_bf16", lambda _device: True)
     tied = copy.deepcopy(model)
     with torch.no_grad():  # classes 0 and 1: the same weights, and a lead no other class has
         tied.fc.weight[1] = tied.fc.weight[0]
@@ -80,8 +89,7 @@ def test_fast_mode_falls_back_to_fp32_without_native_bf16(model, image, monkeypa
     assert fast.precision == "fp32, channels_last"
 
 
-def test_the_default_is_bf16_exactly_where_it_is_native(model, image, monkeypatch):
-    monkeypatch.setattr(device_module, "native_bf16", lambda _device: True)
+def test_the_default_is_bf16_exactly_where_it_is_native(model, image, bf16_pays):
     auto, exact = predict(model, image), predict(model, image, fast=False)
     assert auto.fast and auto.precision.startswith("bf16 autocast, channels_last") and not exact.fast
     assert auto.indices[0] == exact.indices[0]
