@@ -207,3 +207,12 @@ def test_a_small_sidebar_model_is_not_a_cifar_network(page_app) -> None:
     at.session_state[keys.WHY_SOURCE] = pages.WHY_SIDEBAR
     at.run()
     assert not at.exception and any("CIFAR-10 network at 32 px" in i.value for i in at.info)
+
+
+def test_the_lesson_links_open_the_lesson_twins() -> None:
+    """The lesson's links write the Why page's controls from ``pages`` (written out there so that the first page
+    loads no pandas): they are the recipe the lesson's figures are computed on."""
+    recipe = why.LESSON_RECIPE
+    assert dict(pages.WHY_LESSON_TWINS) == {
+        keys.WHY_DEPTH: recipe.depth, keys.WHY_EPOCHS: recipe.epochs, keys.WHY_SIZE: recipe.size,
+        keys.WHY_LR: recipe.lr, keys.WHY_TRAIN_IMAGES: recipe.train_limit or 0, keys.WHY_SEED: recipe.seed}

@@ -13,7 +13,6 @@ from types import MappingProxyType
 from explorer.images import DEFAULT_SAMPLE
 from explorer.models import CIFAR_DEPTHS
 from explorer.ui import keys
-from explorer.why.twins import LESSON_RECIPE
 
 __all__ = [
     "ARCHITECTURE",
@@ -153,10 +152,10 @@ WHY_DEPTHS: tuple[int, ...] = (8, 14, 20, 32, 44, 56)
 WHY_TWINS, WHY_MODEL = "the twins, on a test digit", "the sidebar's model, on a photograph"
 WHY_BRANCH: tuple[str, ...] = (WHY_TWINS, WHY_MODEL)
 WHY_LESSON_TWINS: Mapping[str, object] = MappingProxyType({
-    keys.WHY_DEPTH: LESSON_RECIPE.depth, keys.WHY_EPOCHS: LESSON_RECIPE.epochs, keys.WHY_SIZE: LESSON_RECIPE.size,
-    keys.WHY_LR: LESSON_RECIPE.lr, keys.WHY_TRAIN_IMAGES: LESSON_RECIPE.train_limit or 0,
-    keys.WHY_SEED: LESSON_RECIPE.seed})
-"""The lesson's twins (``explorer.why.LESSON_RECIPE``) as the Why page's controls: a lesson link opens them."""
+    keys.WHY_DEPTH: 20, keys.WHY_EPOCHS: 8, keys.WHY_SIZE: 8, keys.WHY_LR: 0.05, keys.WHY_TRAIN_IMAGES: 0,
+    keys.WHY_SEED: 0})
+"""The lesson's twins (``explorer.why.LESSON_RECIPE``) as the Why page's controls: a lesson link opens them. Written
+out, not imported: ``explorer.why`` loads pandas, which the first page does without (a test pins them equal)."""
 
 
 # --- The lesson: where each step's "Open … in this state" button leads

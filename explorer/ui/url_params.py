@@ -9,6 +9,7 @@ them; ``explorer.ui.links`` writes the text.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -16,13 +17,10 @@ from typing import Any
 
 from explorer import attribution as attr
 from explorer import images
-from explorer.blocks import MAX_STACK
 from explorer.config import Ignored, ModelConfig, check_value, parse_text
 from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots.attribution import COLORMAPS, DEFAULT_COLORMAP
 from explorer.ui import keys, pages
-from explorer.why.identity import IDENTITY_DEPTHS, LAYOUTS
-from explorer.why.twins import EPOCH_CHOICES, LR_CHOICES, SIZE_CHOICES, TRAIN_IMAGE_CHOICES, TwinRecipe
 
 __all__ = ["ALL", "PAGE", "PARAMS", "Context", "Ignored", "Param", "page_params"]
 
@@ -129,6 +127,12 @@ def _fixed(values: Sequence[Any]) -> Choices:
     return lambda _ctx: values
 
 
+def _core(module: str, name: str) -> Callable[[Context], Any]:
+    """``module.name``, read when a link first needs it: ``explorer.blocks`` and ``explorer.why`` load pandas, which
+    the first page does without."""
+    return lambda _ctx: getattr(importlib.import_module(module), name)
+
+
 def _tab(page: pages.Page) -> Param:
     """The open tab of ``page``: one of its tab labels, the first by default."""
     labels = list(page.tabs.values())
@@ -169,7 +173,7 @@ def _blocks() -> list[Param]:
     return [
         Param(keys.BLOCK_STAGE, page, str, choices=lambda ctx: ctx.facts.stages, what="a stage of this model"),
         Param(keys.BLOCK_INDEX, page, int, choices=_blocks_of(keys.BLOCK_STAGE), what="a block of that stage"),
-        Param(keys.PREACT_BLOCKS, page, int, bounds=lambda _ctx: (2, MAX_STACK)),
+        Param(keys.PREACT_BLOCKS, page, int, bounds=lambda ctx: (2, _core("explorer.blocks", "MAX_STACK")(ctx))),
         _tab(pages.BLOCKS),
     ]
 
@@ -246,18 +250,22 @@ def _lab() -> list[Param]:
 
 def _why() -> list[Param]:
     page = (pages.WHY.url,)
-    recipe = TwinRecipe()
+    twins, start = "explorer.why.twins", pages.WHY_LESSON_TWINS  # the lesson's twins are the recipe's defaults
+    depths = _core("explorer.why.identity", "IDENTITY_DEPTHS")
+    layouts = _core("explorer.why.identity", "LAYOUTS")
     return [
         Param(keys.WHY_SOURCE, page, str, pages.WHY_SOURCES[0], _fixed(pages.WHY_SOURCES), what="a source of networks"),
-        Param(keys.WHY_DEPTH, page, int, recipe.depth, _fixed(pages.WHY_DEPTHS), what="a depth of the twins"),
-        Param(keys.WHY_EPOCHS, page, int, recipe.epochs, _fixed(EPOCH_CHOICES), what="a number of epochs"),
-        Param(keys.WHY_SIZE, page, int, recipe.size, _fixed(SIZE_CHOICES), what="an image size"),
-        Param(keys.WHY_LR, page, float, recipe.lr, _fixed(LR_CHOICES), what="a learning rate"),
-        Param(keys.WHY_SEED, page, int, recipe.seed, bounds=lambda _ctx: (0, 10_000)),
-        Param(keys.WHY_TRAIN_IMAGES, page, int, 0, _fixed(TRAIN_IMAGE_CHOICES), what="a number of training images"),
+        Param(keys.WHY_DEPTH, page, int, start[keys.WHY_DEPTH], _fixed(pages.WHY_DEPTHS), what="a depth of the twins"),
+        Param(keys.WHY_EPOCHS, page, int, start[keys.WHY_EPOCHS], _core(twins, "EPOCH_CHOICES"),
+              what="a number of epochs"),
+        Param(keys.WHY_SIZE, page, int, start[keys.WHY_SIZE], _core(twins, "SIZE_CHOICES"), what="an image size"),
+        Param(keys.WHY_LR, page, float, start[keys.WHY_LR], _core(twins, "LR_CHOICES"), what="a learning rate"),
+        Param(keys.WHY_SEED, page, int, start[keys.WHY_SEED], bounds=lambda _ctx: (0, 10_000)),
+        Param(keys.WHY_TRAIN_IMAGES, page, int, 0, _core(twins, "TRAIN_IMAGE_CHOICES"),
+              what="a number of training images"),
         Param(keys.WHY_BRANCH_ON, page, str, pages.WHY_BRANCH[0], _fixed(pages.WHY_BRANCH), what="a choice of model"),
-        Param(keys.WHY_ID_DEPTH, page, int, IDENTITY_DEPTHS[3], _fixed(IDENTITY_DEPTHS), what="a depth"),
-        Param(keys.WHY_ID_LAYOUT, page, str, LAYOUTS[0], _fixed(LAYOUTS), what="a layout"),
+        Param(keys.WHY_ID_DEPTH, page, int, lambda ctx: depths(ctx)[3], depths, what="a depth"),
+        Param(keys.WHY_ID_LAYOUT, page, str, lambda ctx: layouts(ctx)[0], layouts, what="a layout"),
         _tab(pages.WHY),
     ]
 

@@ -10,6 +10,8 @@ then for it to come back.
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import Page, expect
 
 TIMEOUT = 120_000
@@ -29,3 +31,13 @@ def wait_idle(page: Page, timeout: int = TIMEOUT) -> None:
     page.locator(f"{APP}[data-test-script-state='notRunning']").wait_for(timeout=timeout)
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=timeout)
     expect(page.get_by_test_id("stSpinner")).to_have_count(0, timeout=timeout)  # shown only while a run works
+
+
+def pick(page: Page, label: str, option: str) -> None:
+    """Choose ``option`` in the select box labelled ``label``: the option reads ``option`` itself or, where the box
+    names its options (the architecture's family), ``option · <its name>``."""
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
+    expect(box).to_be_visible(timeout=TIMEOUT)  # the first run of a server imports torch: it can take a while
+    box.click()
+    page.get_by_role("option", name=re.compile(rf"^{re.escape(option)}( · .*)?$")).click()
+    wait_idle(page)

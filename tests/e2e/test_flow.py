@@ -6,16 +6,9 @@ import re
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
-from streamlit_wait import wait_idle
+from streamlit_wait import pick, wait_idle
 
 TIMEOUT = 120_000
-
-
-def _pick(page: Page, label: str, option: str) -> None:
-    box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page)
 
 
 def test_architecture_resnet50(page: Page, app_url: str, artifacts: Path) -> None:
@@ -24,8 +17,8 @@ def test_architecture_resnet50(page: Page, app_url: str, artifacts: Path) -> Non
     page.screenshot(path=artifacts / "home.png", full_page=True)
     page.get_by_role("link", name="Architecture").first.click()
     wait_idle(page)
-    _pick(page, "Architecture", "resnet18")
-    _pick(page, "Architecture", "resnet50")
+    pick(page, "Architecture", "resnet18")
+    pick(page, "Architecture", "resnet50")
     expect(page.get_by_text("25,557,032").first).to_be_visible(timeout=TIMEOUT)
     row = page.locator("tr", has_text="conv5_x")
     expect(row.first).to_contain_text("7x7", timeout=TIMEOUT)
@@ -61,7 +54,7 @@ def test_feature_maps_stage_change_and_a_confirmed_large_input(page: Page, app_u
     """A stage change redraws the layer's tabs and keeps the network-wide ones; a large input waits for "Run it
     anyway", then draws every tab."""
     _open(page, app_url, "feature_maps?arch=resnet18&weights=random&input_size=112")
-    _pick(page, "Stage", "layer3 · conv4_x")
+    pick(page, "Stage", "layer3 · conv4_x")
     expect(page.get_by_text(re.compile(r"layer3\.1: \d+ of 256 channels")).first).to_be_visible(timeout=TIMEOUT)
     page.get_by_role("tab", name="Filmstrip").click()
     expect(page.get_by_text("Each stage halves the resolution").first).to_be_visible(timeout=TIMEOUT)

@@ -6,17 +6,9 @@ import re
 from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
-from streamlit_wait import wait_idle
+from streamlit_wait import pick, wait_idle
 
 TIMEOUT = 120_000
-
-
-def _pick(page: Page, label: str, option: str) -> None:
-    box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
-    expect(box).to_be_visible(timeout=TIMEOUT)  # the first run of a server imports torch: it can take a while
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page)
 
 
 def _selected(page: Page, label: str) -> str:
@@ -33,8 +25,8 @@ def test_a_copied_link_opens_the_same_view_in_a_new_browser(page: Page, browser:
                                                              artifacts: Path) -> None:
     page.goto(f"{app_url}/feature_maps", timeout=TIMEOUT)
     wait_idle(page)
-    _pick(page, "Architecture", "resnet34")
-    _pick(page, "Stage", "layer3 · conv4_x")
+    pick(page, "Architecture", "resnet34")
+    pick(page, "Stage", "layer3 · conv4_x")
     expect(page.get_by_text("An uploaded image cannot travel in a link").first).to_be_visible(timeout=TIMEOUT)
     link = _copy_link(page)
     assert link.startswith(f"{app_url}/feature_maps?") and "arch=resnet34" in link and "fm_stage=layer3" in link
@@ -105,7 +97,7 @@ def test_a_copied_link_keeps_the_methods_and_options(page: Page, browser: Browse
                                                      artifacts: Path) -> None:
     page.goto(f"{app_url}/attributions", timeout=TIMEOUT)
     wait_idle(page)
-    _pick(page, "Architecture", "resnet18")
+    pick(page, "Architecture", "resnet18")
     size = page.get_by_role("spinbutton", name="Input size (px)").first
     size.fill("64")
     size.press("Enter")
@@ -116,7 +108,7 @@ def test_a_copied_link_keeps_the_methods_and_options(page: Page, browser: Browse
     methods = _chips(page, label)
     assert "Integrated Gradients" not in methods and "Grad-CAM++" in methods, methods
     _run(page)
-    _pick(page, "Colour map", "Magma")
+    pick(page, "Colour map", "Magma")
     _link_with(page, "colormap=Magma")
     page.get_by_test_id("stRadio").filter(has_text="Show").get_by_text("positive", exact=False).first.click()
     wait_idle(page)
@@ -147,9 +139,9 @@ def test_a_copied_link_keeps_the_methods_and_options(page: Page, browser: Browse
 def test_back_and_forward_show_the_earlier_views(page: Page, app_url: str) -> None:
     page.goto(f"{app_url}/feature_maps", timeout=TIMEOUT)
     wait_idle(page)
-    _pick(page, "Architecture", "resnet34")
+    pick(page, "Architecture", "resnet34")
     expect(page).to_have_url(re.compile("arch=resnet34"), timeout=TIMEOUT)
-    _pick(page, "Architecture", "resnet18")
+    pick(page, "Architecture", "resnet18")
     expect(page).to_have_url(re.compile("arch=resnet18"), timeout=TIMEOUT)
     page.go_back()
     wait_idle(page)
