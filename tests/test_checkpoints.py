@@ -29,6 +29,7 @@ from explorer.errors import ExplorerError
 from explorer.family import PRESETS, ArchSpec
 from explorer.models import ARCHS, ResNet, build, build_cifar
 from explorer.shared import seeded
+from explorer.text import md
 from explorer.weights import ClassNamesError, LoadReport, WeightsError, model_from_checkpoint
 
 X = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -274,22 +275,23 @@ NAMES = [f"animal {i}" for i in range(10)]
 
 
 def _class_sources(tmp: Path) -> dict[str, tuple[object, str | None]]:
-    """name -> (``classes`` argument, expected ``classes_from``); the paths are written by the test."""
+    """name -> (``classes`` argument, expected ``classes_from``: a file's name shown as text, else words); the paths
+    are written by the test."""
     index_map = {str(i): name for i, name in reversed(list(enumerate(NAMES)))}  # keys out of order on purpose
     return {
-        "txt path": (tmp / "classes.txt", "classes.txt"),
-        "txt str path": (str(tmp / "classes.txt"), "classes.txt"),
+        "txt path": (tmp / "classes.txt", md("classes.txt")),
+        "txt str path": (str(tmp / "classes.txt"), md("classes.txt")),
         "txt bytes": ("\n".join(NAMES).encode(), "the class-names file"),
         "txt bytes, BOM and CRLF": ("\r\n".join(NAMES).encode("utf-8-sig"), "the class-names file"),
-        "txt (filename, bytes)": (("my.txt", "\n".join(NAMES).encode()), "my.txt"),
-        "json list path": (tmp / "labels.json", "labels.json"),
-        "json list (bytes, filename)": ((json.dumps(NAMES).encode(), "labels.json"), "labels.json"),
-        "json index map": (("map.json", json.dumps(index_map).encode()), "map.json"),
+        "txt (filename, bytes)": (("my.txt", "\n".join(NAMES).encode()), md("my.txt")),
+        "json list path": (tmp / "labels.json", md("labels.json")),
+        "json list (bytes, filename)": ((json.dumps(NAMES).encode(), "labels.json"), md("labels.json")),
+        "json index map": (("map.json", json.dumps(index_map).encode()), md("map.json")),
         "json imagenet class index": (("idx.json", json.dumps({str(i): [f"n{i:08d}", n] for i, n in
-                                                            enumerate(NAMES)}).encode()), "idx.json"),
-        "json id2label": (("config.json", json.dumps({"id2label": index_map}).encode()), "config.json"),
-        "json label2id": (("l2i.json", json.dumps({n: i for i, n in enumerate(NAMES)}).encode()), "l2i.json"),
-        "file object": (_named(json.dumps(NAMES).encode(), "names.json"), "names.json"),
+                                                            enumerate(NAMES)}).encode()), md("idx.json")),
+        "json id2label": (("config.json", json.dumps({"id2label": index_map}).encode()), md("config.json")),
+        "json label2id": (("l2i.json", json.dumps({n: i for i, n in enumerate(NAMES)}).encode()), md("l2i.json")),
+        "file object": (_named(json.dumps(NAMES).encode(), "names.json"), md("names.json")),
         "list": (NAMES, "the list given"),
         "index map": ({i: n for i, n in enumerate(NAMES)}, "the list given"),
     }  # fmt: skip
@@ -336,13 +338,13 @@ def test_given_class_names_win_over_stored_ones() -> None:
 
 
 BAD_CLASSES: dict[str, tuple[object, str]] = {
-    "txt, 9 names": (("classes.txt", "\n".join(NAMES[:9]).encode()), r"9 class names in classes\.txt.*10 outputs"),
+    "txt, 9 names": (("classes.txt", "\n".join(NAMES[:9]).encode()), r"9 class names in `classes\.txt`.*10 outputs"),
     "list, 11 names": ([*NAMES, "extra"], r"11 class names in the list given.*10 outputs"),
-    "json map with a gap": (("m.json", json.dumps({"0": "a", "2": "b"}).encode()), r"numbers its classes 0, 2"),
+    "json map with a gap": (("m.json", json.dumps({"0": "a", "2": "b"}).encode()), r"numbers its classes `0`, `2`"),
     "json map, not numbers": (("m.json", json.dumps({"a": "cat", "b": "dog"}).encode()), "not class numbers"),
     "invalid json": (("m.json", b'["cat", "dog"'), r"not valid JSON \(line 1"),
     "json, not a list": (("m.json", b'"cat"'), "holds a str, not a list"),
-    "json, a number as a name": (("m.json", json.dumps(["cat", 3]).encode()), "Class 1 .* is 3, not a name"),
+    "json, a number as a name": (("m.json", json.dumps(["cat", 3]).encode()), "Class 1 .* is `3`, not a name"),
     "empty txt": (("c.txt", b"\n \n"), "holds no class names"),
     "not text": (("c.txt", bytes(range(128, 256))), r"not a text file \(UTF-8\)"),
     "missing file": (Path("/no/such/classes.txt"), "no class-names file"),
@@ -379,14 +381,14 @@ BAD_CHECKPOINTS: dict[str, tuple[Callable[[], object], str]] = {
     "another network": (lambda: torchvision.models.mobilenet_v3_small(num_classes=3).state_dict(),
                         "not a ResNet's: a ResNet state dict has conv1.weight"),
     "a missing middle stage": (lambda: _without(_resnet18_state(), "layer3."),
-                               "looks like a ResNet but has no layer3: it has layer1, layer2, layer4"),
+                               "looks like a ResNet but has no `layer3`: it has `layer1`, `layer2`, `layer4`"),
     "a missing last stage": (lambda: _without(_resnet18_state(), "layer4."),
                              r"fc\) reads 512 features.*layer3, gives 256: the stage after it seems to be missing"),
     "no stages": (lambda: _without(_resnet18_state(), "layer"), "none of its stages"),
-    "a missing block": (lambda: _without(_resnet18_state(), "layer2.0."), "layer2 of this checkpoint lacks block 0"),
+    "a missing block": (lambda: _without(_resnet18_state(), "layer2.0."), "layer2 of this checkpoint lacks block `0`"),
     "no classifier": (lambda: _without(_resnet18_state(), "fc."), r"without its classifier \(there is no fc.weight\)"),
     "one tensor missing": (lambda: _without(_resnet18_state(), "layer1.0.bn1.running_var"),
-                           r"looks like resnet18 .*Missing from the checkpoint \(1\): layer1.0.bn1.running_var"),
+                           r"looks like resnet18 .*Missing from the checkpoint \(1\): `layer1.0.bn1.running_var`"),
     "odd projections": (lambda: _without(_resnet18_state(), "layer3.0.downsample."), "follow none of the paper"),
     "a list": (lambda: list(_small().state_dict().values()), "holds a list, not a state dict"),
     "not tensors": (lambda: {**_small().state_dict(), "fc.bias": "hello"}, "must map names to tensors"),

@@ -114,7 +114,7 @@ def test_hugging_face_save_pretrained_opens_with_its_logits(layer_type: str, pre
     _assert_same_logits(ours, reference)
     # its config.json, given as the class-names file, names the classes and settles v1.5
     _, named = model_from_checkpoint(tmp_path / "model.safetensors", classes=tmp_path / "config.json")
-    assert named.class_names == tuple(labels.values()) and named.classes_from == "config.json"
+    assert named.class_names == tuple(labels.values()) and named.classes_from == "`config.json`"
     assert named.assumed == () and named.spec.variant == "v1.5"
 
 
@@ -324,7 +324,8 @@ def test_a_file_in_no_layout_says_what_it_looks_like() -> None:
              "head.weight": torch.zeros(5, 8), "head.bias": torch.zeros(5)}
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    with pytest.raises(WeightsError, match=r"not a ResNet's.*top-level groups: encoder, head.*head.weight \(5x8\)"):
+    with pytest.raises(WeightsError,
+                       match=r"not a ResNet's.*top-level groups: `encoder`, `head`.*`head.weight` \(5x8\)"):
         model_from_checkpoint(buffer.getvalue())
 
 
@@ -344,7 +345,7 @@ def test_a_classifier_under_another_name_is_named_not_called_missing() -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     with pytest.raises(WeightsError, match=r"classifier is not where that layout keeps it \(fc.weight\): it has "
-                                           r"head.weight \(3x512\)"):
+                                           r"`head.weight \(3x512\)`"):
         model_from_checkpoint(buffer.getvalue())
 
 

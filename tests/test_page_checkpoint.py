@@ -85,7 +85,7 @@ def test_predictions_use_the_inferred_network_and_its_class_names() -> None:
     top5 = chart(at, "attr_top5")["data"][0]["y"]
     assert len(top5) == 5 and all(any(name in label for name in CLASSES) for label in top5)
     captions = " ".join(c.value for c in at.caption)
-    assert "Your checkpoint: resnet18, 10 classes (names from fruit.txt)" in captions
+    assert "Your checkpoint: resnet18, 10 classes (names from `fruit.txt`)" in captions
     assert not any("random weights" in i.value for i in at.info)
 
 
@@ -144,7 +144,7 @@ def test_1000_classes_without_names_are_imagenets() -> None:
 def test_a_class_file_with_the_wrong_count_is_an_error_and_the_weights_still_load() -> None:
     at = page(PREDICTIONS, state_dict_bytes(), classes=("fruit.txt", "\n".join(CLASSES[:7]).encode()))
     assert not at.exception
-    assert "7 class names in fruit.txt" in errors(at) and "10" in errors(at)
+    assert "7 class names in `fruit.txt`" in errors(at) and "10" in errors(at)
     top5 = chart(at, "attr_top5")["data"][0]["y"]
     assert all("class " in label for label in top5)  # the default names, from the checkpoint's own weights
 

@@ -412,7 +412,7 @@ def test_shape_mismatch_names_the_shapes() -> None:
 
 def test_unexpected_keys_are_listed(state: dict[str, Tensor], model: nn.Module) -> None:
     extra = {**state, "head.weight": torch.zeros(3)}
-    with pytest.raises(WeightsError, match=r"In the checkpoint but not in the model \(1\): head.weight"):
+    with pytest.raises(WeightsError, match=r"In the checkpoint but not in the model \(1\): `head.weight`"):
         load_checkpoint(model, _torch_bytes(extra))
 
 
@@ -493,9 +493,9 @@ BAD_FILES: dict[str, tuple[Callable[[dict[str, Tensor]], bytes], str, str]] = {
     "a bare tensor": (lambda s: _torch_bytes(torch.zeros(3)), "x.pth", "holds a Tensor"),
     "empty dict": (lambda s: _torch_bytes({}), "x.pth", "empty"),
     "NaN weights": (lambda s: _torch_bytes({**s, "linear.bias": torch.full((10,), float("nan"))}), "x.pth",
-                    "NaN or infinite values in linear.bias"),
+                    "NaN or infinite values in `linear.bias`"),
     "one infinite weight": (lambda s: _torch_bytes({**s, "conv1.weight": _with_one(s["conv1.weight"], -float("inf"))}),
-                            "x.pth", "NaN or infinite values in conv1.weight"),
+                            "x.pth", "NaN or infinite values in `conv1.weight`"),
 }  # fmt: skip
 
 

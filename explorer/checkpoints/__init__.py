@@ -41,6 +41,7 @@ from explorer.checkpoints.reading import MAX_CHECKPOINT_BYTES, CheckpointSource,
 from explorer.checkpoints.unwrap import describe_step, is_ema_step, unwrap
 from explorer.family import ArchSpec
 from explorer.models import ResNet
+from explorer.text import md
 
 __all__ = [
     "CLASS_PRESETS",
@@ -257,8 +258,9 @@ def _unknown_layout(state: Mapping[str, torch.Tensor]) -> str:
     """What a state dict in none of the layouts read looks like, truthfully."""
     groups = sorted({k.split(".", 1)[0] for k in state})
     last = next((k for k in reversed(state) if k.endswith("weight") and state[k].ndim == 2), None)
-    head = (f" Its last matrix, {last} ({'x'.join(map(str, state[last].shape))}), may be a classifier, but the rest "
-            "is not named as any ResNet layout read here." if last else "")
+    shape = "x".join(map(str, state[last].shape)) if last else ""
+    head = (f" Its last matrix, {md(last)} ({shape}), may be a classifier, but the rest is not named as any ResNet "
+            "layout read here." if last else "")
     return (
         f"This file holds {len(state)} tensors, but not a ResNet's: a ResNet state dict has conv1.weight, "
         f"layer1.0.conv1.weight, ... and fc.weight (or the same under the names of timm's resnetv2, Hugging Face, "

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from explorer.checkpoints.reading import WeightsError, listing
+from explorer.text import md
 
 __all__ = [
     "CLASS_PRESETS",
@@ -120,8 +121,8 @@ def read_classes(classes: ClassesSource) -> ClassesRead:
         path = Path(classes)
         try:
             if path.stat().st_size > MAX_CLASS_FILE_BYTES:
-                raise ClassNamesError(_too_big(path.name))
-            return ClassesRead(_parse(path.read_bytes(), path.name), path.name)
+                raise ClassNamesError(_too_big(md(path.name)))
+            return ClassesRead(_parse(path.read_bytes(), path.name), md(path.name))
         except FileNotFoundError:
             raise ClassNamesError(f"There is no class-names file at {path}.") from None
         except OSError:
@@ -130,13 +131,13 @@ def read_classes(classes: ClassesSource) -> ClassesRead:
         return ClassesRead(_parse(bytes(classes), None), "the class-names file")
     if isinstance(classes, tuple) and len(classes) == 2 and {type(c) for c in classes} == {str, bytes}:
         data, name = classes if isinstance(classes[0], bytes) else classes[::-1]
-        return ClassesRead(_parse(data, name), name)
+        return ClassesRead(_parse(data, name), md(name))
     if hasattr(classes, "getvalue") or hasattr(classes, "read"):
         name = os.path.basename(str(getattr(classes, "name", "") or "")) or "the class-names file"
         data = classes.getvalue() if hasattr(classes, "getvalue") else classes.read(MAX_CLASS_FILE_BYTES + 1)
         if not isinstance(data, bytes | bytearray):
-            raise ClassNamesError(f"{name} must be opened in binary mode ('rb').")
-        return ClassesRead(_parse(bytes(data), name), name)
+            raise ClassNamesError(f"{md(name)} must be opened in binary mode ('rb').")
+        return ClassesRead(_parse(bytes(data), name), md(name))
     if isinstance(classes, Mapping | list | tuple):
         return ClassesRead(classes, "the list given")
     raise ClassNamesError(
@@ -150,7 +151,7 @@ def _too_big(name: str) -> str:
 
 def _parse(data: bytes, name: str | None) -> Any:
     """The file's JSON value, or its non-blank lines (a ``.txt``)."""
-    shown = name or "the class-names file"
+    shown = md(name) if name else "the class-names file"
     if len(data) > MAX_CLASS_FILE_BYTES:
         raise ClassNamesError(_too_big(shown))
     try:
@@ -198,7 +199,8 @@ def _names(obj: Any, shown: str, depth: int = 0) -> tuple[str, ...]:
         if isinstance(value, list | tuple) and value and isinstance(value[-1], str):
             value = value[-1]  # ImageNet's class index: [wordnet id, name]
         if not isinstance(value, str) or not value.strip():
-            raise ClassNamesError(f"Class {i} in {shown} is {value!r}, not a name: every class needs a name.")
+            raise ClassNamesError(f"Class {i} in {shown} is {md(repr(value), 40)}, not a name: every class needs a "
+                                  "name.")
         names.append(value.strip())
     if not names:
         raise ClassNamesError(f"{shown} holds no class names.")

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from explorer.errors import ExplorerError
+from explorer.text import md
 
 __all__ = ["MAX_CHECKPOINT_BYTES", "CheckpointSource", "Parsed", "WeightsError", "listing", "parse", "read_source",
            "short_reason"]
@@ -46,7 +47,7 @@ class Parsed:
 
     obj: Any
     format: Format
-    source: str  # the name shown for it: the file name, or "uploaded bytes"
+    source: str  # the name shown for it (as text: explorer.text.md): the file name, or "uploaded bytes"
     metadata: dict[str, str] = field(default_factory=dict)  # a safetensors header's ``__metadata__``
 
 
@@ -61,15 +62,15 @@ def parse(source: CheckpointSource, name: str | None = None) -> Parsed:
     """
     if isinstance(source, str | os.PathLike):
         path = Path(source)
-        shown = name or path.name
-        head, size = _head(path, shown)
-        if shown.lower().endswith(".safetensors") or _looks_like_safetensors(head, size):
-            return Parsed(_parse_safetensors(path), "safetensors", shown, _safetensors_metadata(head))
-        return Parsed(_parse_torch(path), "torch", shown)
-    data, shown = read_source(source, name)
-    if shown.lower().endswith(".safetensors") or _looks_like_safetensors(data, len(data)):
-        return Parsed(_parse_safetensors(data), "safetensors", shown, _safetensors_metadata(data))
-    return Parsed(_parse_torch(data), "torch", shown)
+        raw = name or path.name
+        head, size = _head(path, md(raw))
+        if raw.lower().endswith(".safetensors") or _looks_like_safetensors(head, size):
+            return Parsed(_parse_safetensors(path), "safetensors", md(raw), _safetensors_metadata(head))
+        return Parsed(_parse_torch(path), "torch", md(raw))
+    data, raw = read_source(source, name)
+    if raw.lower().endswith(".safetensors") or _looks_like_safetensors(data, len(data)):
+        return Parsed(_parse_safetensors(data), "safetensors", md(raw), _safetensors_metadata(data))
+    return Parsed(_parse_torch(data), "torch", md(raw))
 
 
 def _head(path: Path, shown: str) -> tuple[bytes, int]:
@@ -94,14 +95,15 @@ def _head(path: Path, shown: str) -> tuple[bytes, int]:
 
 
 def read_source(source: CheckpointSource, name: str | None) -> tuple[bytes, str]:
-    """The checkpoint's bytes (at most ``MAX_CHECKPOINT_BYTES``) and a name to show for it."""
+    """The checkpoint's bytes (at most ``MAX_CHECKPOINT_BYTES``) and its name (as given: messages show it as text,
+    :func:`explorer.text.md`)."""
     if isinstance(source, bytes | bytearray | memoryview):
-        data, shown = bytes(source), name or "uploaded bytes"
+        data, raw = bytes(source), name or "uploaded bytes"
     elif isinstance(source, str | os.PathLike):
         path = Path(source)
-        shown = name or path.name
+        raw = name or path.name
         try:
-            _check_size(path.stat().st_size, shown)
+            _check_size(path.stat().st_size, md(raw))
             data = path.read_bytes()
         except FileNotFoundError:
             raise WeightsError(f"There is no file at {path}.") from None
@@ -110,20 +112,20 @@ def read_source(source: CheckpointSource, name: str | None) -> tuple[bytes, str]
         except OSError as err:
             raise WeightsError(f"{path} could not be read ({short_reason(err)}).") from None
     elif hasattr(source, "read") or hasattr(source, "getvalue"):
-        shown = name or os.path.basename(str(getattr(source, "name", "") or "")) or "uploaded file"
+        raw = name or os.path.basename(str(getattr(source, "name", "") or "")) or "uploaded file"
         size = getattr(source, "size", None)
         if isinstance(size, int):
-            _check_size(size, shown)
+            _check_size(size, md(raw))
         data = source.getvalue() if hasattr(source, "getvalue") else source.read(MAX_CHECKPOINT_BYTES + 1)
         if not isinstance(data, bytes | bytearray):
-            raise WeightsError(f"{shown} must be opened in binary mode ('rb').")
+            raise WeightsError(f"{md(raw)} must be opened in binary mode ('rb').")
         data = bytes(data)
     else:
         raise WeightsError(f"A checkpoint must be a path, bytes or a file object, not {type(source).__name__}.")
-    _check_size(len(data), shown)
+    _check_size(len(data), md(raw))
     if not data:
-        raise WeightsError(f"{shown} is empty: it holds no weights.")
-    return data, shown
+        raise WeightsError(f"{md(raw)} is empty: it holds no weights.")
+    return data, raw
 
 
 def _check_size(size: int, shown: str) -> None:
@@ -200,9 +202,10 @@ def _parse_torch(data: bytes | Path) -> Any:
 
 
 def listing(items: Iterable[str], limit: int = _LIST_LIMIT) -> str:
-    """``"a, b, c"``, or ``"a, b, ... and 7 more"`` past ``limit`` items."""
+    """```a`, `b`, `c```, or ```a`, `b`, ... and 7 more`` past ``limit`` items: each item (a tensor name, a key
+    of the file) shown as text (:func:`explorer.text.md`)."""
     items = list(items)
-    shown = ", ".join(items[:limit])
+    shown = ", ".join(md(item, 80) for item in items[:limit])
     return f"{shown} and {len(items) - limit} more" if len(items) > limit else shown
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,10 @@ MAX_SAVED_DEPTH = 1202  # the deepest CIFAR net of the paper: the most a saved f
 #: The largest lab file accepted, in MB (MiB, as Streamlit counts them): the paper's deepest CIFAR net,
 #: ResNet-1202 (19.4 M parameters), is about 75 MiB; the nets the lab trains (at most 110 layers) under 7 MiB.
 MAX_FILE_MB = 100
+MAX_HEADER_BYTES = 4 << 20  # a depth-1202 net's header (about 3,600 tensors) is under 0.5 MiB
+MAX_CLASSES = 1000  # the lab's datasets have 10; a file may declare at most this many
+MAX_CLASS_CHARS = 64
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]{0,39}")  # "digits", "FashionMNIST", "CIFAR-10"
 
 # Published per-channel statistics of the training sets, for files saved before the lab stored its own.
 _KNOWN_STATS: dict[str, tuple[Triple, Triple]] = {
@@ -160,11 +165,25 @@ def _read_metadata(data: bytes) -> dict[str, str]:
     (length,) = struct.unpack("<Q", data[:8])
     if length > len(data) - 8:
         raise TrainedModelError("this file is not a safetensors model (its header is cut off)")
+    if length > MAX_HEADER_BYTES:
+        raise TrainedModelError(f"this file's header is {length / 2**20:,.1f} MB; a lab model's is under "
+                                f"{MAX_HEADER_BYTES >> 20} MB")
     try:
         header = json.loads(data[8 : 8 + length])
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise TrainedModelError("this file is not a safetensors model (its header is not JSON)") from None
     return (header.get("__metadata__") or {}) if isinstance(header, dict) else {}
+
+
+def _classes(raw: str) -> tuple[str, ...]:
+    """The class names of a file's metadata (JSON), refused before parsing when the text is longer than
+    :data:`MAX_CLASSES` names of :data:`MAX_CLASS_CHARS` characters could need."""
+    if len(raw) > MAX_CLASSES * (MAX_CLASS_CHARS * 6 + 4):  # \uXXXX escapes, quotes and commas at most
+        raise ValueError(f"the class names take {len(raw):,} characters: more than {MAX_CLASSES} names")
+    value = json.loads(raw)
+    if not isinstance(value, list):
+        raise ValueError("the class names must be a list")
+    return tuple(value)
 
 
 def _check_recipe(meta: TrainedMeta) -> None:
@@ -175,6 +194,10 @@ def _check_recipe(meta: TrainedMeta) -> None:
         raise ValueError(f"a depth of {meta.depth} is outside the lab's 8..{MAX_SAVED_DEPTH} layers")
     if not meta.classes or not all(isinstance(c, str) for c in meta.classes):
         raise ValueError("the class names must be a non-empty list of strings")
+    if len(meta.classes) > MAX_CLASSES or max(len(c) for c in meta.classes) > MAX_CLASS_CHARS:
+        raise ValueError(f"a lab model has at most {MAX_CLASSES} classes of at most {MAX_CLASS_CHARS} characters")
+    if not _DATASET_NAME.fullmatch(meta.dataset):
+        raise ValueError("the dataset's name is not one the lab writes (letters, digits, spaces and dashes)")
     accuracy = meta.test_accuracy
     if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, (int, float))
                                  or not 0 <= accuracy <= 1):  # fmt: skip
@@ -203,7 +226,7 @@ def load_trained(data: bytes) -> tuple[ResNet, TrainedMeta]:
             depth=int(meta_raw["depth"]),
             plain=bool(json.loads(meta_raw["plain"])),
             dataset=meta_raw["dataset"],
-            classes=tuple(json.loads(meta_raw["classes"])),
+            classes=_classes(meta_raw["classes"]),
             input_size=int(meta_raw["input_size"]),
             shortcut=meta_raw["shortcut"],
             epochs=int(meta_raw["epochs"]),

@@ -21,6 +21,7 @@ import plotly.colors as pc
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
+from explorer import text
 from explorer.plots import FONT_SIZE, panel_layout, png_uri
 from explorer.predict import Prediction
 
@@ -222,14 +223,14 @@ def panels_sheet(
     cell_h = line * lines + ph + pad
     sheet = Image.new("RGB", (sheet_w, top + rows * cell_h + pad), "white")
     draw = ImageDraw.Draw(sheet)
-    for j, text in enumerate(heading):
-        draw.text((pad, pad + j * (line + 2)), text, fill="black", font=bold)
+    for j, words in enumerate(heading):
+        draw.text((pad, pad + j * (line + 2)), words, fill="black", font=bold)
     for i, (heat, parts) in enumerate(zip(maps.values(), names, strict=True)):
         r, c = divmod(i, cols)
         x, y = pad + c * (pw + pad), top + r * cell_h
-        for j, text in enumerate(parts):
-            text = _fit_text(draw, text, font, pw)
-            draw.text((x + (pw - draw.textlength(text, font=font)) / 2, y + j * line), text, fill="black", font=font)
+        for j, part in enumerate(parts):
+            words = _fit_text(draw, part, font, pw)
+            draw.text((x + (pw - draw.textlength(words, font=font)) / 2, y + j * line), words, fill="black", font=font)
         panel = Image.fromarray(blend(image, heat, opacity, colormap))
         if (pw, ph) != (width, height):
             panel = panel.resize((pw, ph), Image.Resampling.BICUBIC)
@@ -265,8 +266,8 @@ def panels_png(image: np.ndarray, maps: Mapping[str, np.ndarray], **options: Any
 
 
 def top_k_bars(prediction: Prediction, title: str = "Top-5 predictions") -> go.Figure:
-    """Horizontal bars of the top-k probabilities, the most likely class on top."""
-    names = [f"{n} ({i})" for i, n in zip(prediction.indices, prediction.names, strict=True)]
+    """Horizontal bars of the top-k probabilities, the most likely class on top (class names shown as text)."""
+    names = [f"{text.plotly(n, 60)} ({i})" for i, n in zip(prediction.indices, prediction.names, strict=True)]
     fig = go.Figure(go.Bar(
         x=[p * 100 for p in prediction.probabilities], y=names, orientation="h", marker_color="#4C78A8",
         text=[f"{p:.1%}" for p in prediction.probabilities], textposition="auto",
@@ -285,7 +286,7 @@ def knockout_bars(
     knocked out (``after.knocked_out``). Probabilities come from each prediction's full logits."""
     classes = list(dict.fromkeys([*before.indices, *after.indices]))
     names = dict(zip(before.indices, before.names, strict=True)) | dict(zip(after.indices, after.names, strict=True))
-    labels = [f"{names[i]} ({i})" for i in classes]
+    labels = [f"{text.plotly(names[i], 60)} ({i})" for i in classes]
     fig = go.Figure()
     for pred, name, colour in ((before, "full network", "#4C78A8"), (after, "blocks knocked out", "#F58518")):
         probs = _softmax(pred.logits)

@@ -24,6 +24,7 @@ from explorer import cost, images, lab
 from explorer.config import ModelConfig
 from explorer.lab import TrainedMeta
 from explorer.loading import Loaded
+from explorer.text import md
 from explorer.ui import cached, keys, sidebar
 from explorer.ui.image_input import image_picker
 from explorer.ui.page import remembered
@@ -78,17 +79,32 @@ class _Entry:
     mult_adds: int  # one image's forward pass at meta.input_size (explorer.cost)
 
 
-@st.cache_resource(max_entries=2 * MAX_MODELS, show_spinner="Loading the lab model…")  # shared by all sessions
-def _load(sha: str, _data: bytes) -> _Entry:
-    """Rebuild a saved lab model once per content (``sha``); raises ``lab.TrainedModelError`` for a bad file."""
-    model, meta = lab.load_trained(_data)
+@st.cache_resource(max_entries=4 * MAX_MODELS, show_spinner="Loading the lab model…")  # shared by all sessions
+def _load(sha: str, _data: bytes) -> _Entry | str:
+    """Rebuild a saved lab model once per content (``sha``); for a bad file, why (remembered too: the same file
+    sent again is refused without being read again)."""
+    try:
+        model, meta = lab.load_trained(_data)
+    except lab.TrainedModelError as err:
+        return str(err)
     mult_adds = cost.mult_adds(model, meta.input_size)  # on a private meta twin: no arithmetic, no lock
     return _Entry(sha, Loaded(model.eval(), True, label(meta), list(meta.classes)), meta, mult_adds)
 
 
+def _loaded(data: bytes) -> _Entry:
+    """The cached entry of a saved model's bytes.
+
+    Raises:
+        lab.TrainedModelError: when the bytes are not a model saved by the lab.
+    """
+    found = _load(digest(data), data)
+    if isinstance(found, str):
+        raise lab.TrainedModelError(found)
+    return found
+
+
 def _entry(name: str) -> _Entry:
-    data = store()[name]
-    return _load(digest(data), data)
+    return _loaded(store()[name])
 
 
 def add(name: str, data: bytes) -> TrainedMeta:
@@ -99,7 +115,7 @@ def add(name: str, data: bytes) -> TrainedMeta:
         lab.TrainedModelError: when ``data`` is not a model saved by the lab (the store is left as it was).
     """
     data = bytes(data)
-    entry = _load(digest(data), data)  # validates, and warms the cache
+    entry = _loaded(data)  # validates, and warms the cache
     models = store()
     models.pop(name, None)
     models[name] = data
@@ -144,7 +160,7 @@ def label(meta: TrainedMeta) -> str:
     """E.g. ``"trained in the lab: ResNet-20 on digits, 5 epochs, test accuracy 0.95"``."""
     accuracy = "test accuracy not measured" if meta.test_accuracy is None else f"test accuracy {meta.test_accuracy:.2f}"
     epochs = f"{meta.epochs} epoch" + ("" if meta.epochs == 1 else "s")
-    return f"trained in the lab: {meta.name} on {meta.dataset}, {epochs}, {accuracy}"
+    return f"trained in the lab: {meta.name} on {meta.dataset}, {epochs}, {accuracy}"  # names the lab checked
 
 
 def preprocessing(meta: TrainedMeta) -> images.Preprocessing:
@@ -171,7 +187,7 @@ def _pick() -> tuple[str, _Entry] | None:
     title = sidebar.model_config().title
     picked = st.radio(
         "Model", options, key=RADIO, horizontal=True, on_change=_remember_choice,
-        format_func=lambda o: f"Sidebar choice ({title})" if o == SIDEBAR else f"{o} (trained in the lab)",
+        format_func=lambda o: f"Sidebar choice ({title})" if o == SIDEBAR else f"{md(o, 40)} (trained in the lab)",
         help="Models trained on the Degradation lab page, or opened there from a file, in this session.",
     )  # fmt: skip
     if picked == SIDEBAR:
@@ -179,8 +195,9 @@ def _pick() -> tuple[str, _Entry] | None:
     entry = _entry(picked)
     m = entry.meta
     st.caption(
-        f"**{picked}** — {entry.loaded.label}. It takes {m.input_size} × {m.input_size} px images and knows "
-        f"{len(m.classes)} classes ({', '.join(m.classes)}); the sidebar's settings do not apply to it."
+        f"{md(picked)} — {entry.loaded.label}. It takes {m.input_size} × {m.input_size} px images and knows "
+        f"{len(m.classes)} classes ({', '.join(md(c, 40) for c in m.classes[:12])}"
+        f"{', …' if len(m.classes) > 12 else ''}); the sidebar's settings do not apply to it."
     )
     if m.normalisation_note:
         st.warning(m.normalisation_note, icon=":material/warning:")

@@ -33,6 +33,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from explorer.text import md
 from explorer.ui import keys
 from explorer.ui.links import encode_value, view_link
 from explorer.ui.url_params import ALL, PAGE, PARAMS, Context, Ignored, page_params
@@ -147,7 +148,7 @@ def notice() -> None:
     architecture (...); using resnet50``. Shown once."""
     ignored = st.session_state.pop(keys.PRIVATE_URL_IGNORED, None)
     if ignored:
-        items = "; ".join(f"**{key}={text[:40]}**: {reason}" for key, text, reason in ignored[:6])
+        items = "; ".join(f"{md(f'{key}={value}', 60)}: {reason}" for key, value, reason in ignored[:6])
         more = f" (and {len(ignored) - 6} more)" if len(ignored) > 6 else ""
         st.warning(f"This link had settings the app could not use, so they were ignored — {items}{more}.",
                    icon=":material/link_off:")

@@ -1,0 +1,43 @@
+"""User text stays text: what a user controls (a link's keys and values, file names, class names, a lab file's
+fields) is shown through one of these, never pasted into markdown or plotly as it is.
+
+* :func:`md` for Streamlit's markdown (``st.markdown``, captions, alerts, widget labels and options): the text
+  becomes an inline code span, where markdown, HTML, links (autolinks too), colour directives, icons, emoji and
+  maths are not interpreted;
+* :func:`plotly` for plotly's text (titles, tick labels, hover, annotations), whose pseudo-HTML honours ``<a>``,
+  ``<span style>`` and ``<br>``: the text's ``&``, ``<`` and ``>`` become entities.
+
+Both replace control characters (line breaks included) by spaces and cut the text at ``limit`` characters.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+__all__ = ["LIMIT", "md", "one_line", "plotly"]
+
+LIMIT = 120
+"""The most characters of user text shown in one place (a class name, a file name, a link's value)."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: object, limit: int = LIMIT) -> str:
+    """``text`` as one line of at most ``limit`` characters (control characters become spaces; "…" marks a cut)."""
+    flat = _CONTROL.sub(" ", str(text))
+    return flat if len(flat) <= limit else flat[: max(0, limit - 1)] + "…"
+
+
+def md(text: object, limit: int = LIMIT) -> str:
+    """``text`` as an inline code span for Streamlit markdown: shown as typed, never rendered. The fence is one
+    backtick longer than the longest run of backticks inside; a space pads text that starts or ends with one."""
+    flat = one_line(text, limit)
+    fence = "`" * (max((len(run) for run in re.findall("`+", flat)), default=0) + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") or not flat.strip() else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def plotly(text: object, limit: int = LIMIT) -> str:
+    """``text`` for plotly's pseudo-HTML (a title, a tick label, a hover line): its tags shown, not applied."""
+    return html.escape(one_line(text, limit), quote=False)
