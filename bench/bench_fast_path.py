@@ -11,6 +11,20 @@
 3. **Gradient methods**: every method of ``explorer.attribution.METHODS`` on a ResNet-18 at 112 px, fp32 vs
    channels_last vs bf16 autocast: seconds, Spearman rank correlation of the map with fp32's, Captum's
    convergence delta where the method has one, and a verdict per method ("bf16 ok" or "keep fp32").
+4. **bf16's speed by the size of a pass** (``--only speed``): forward-only, bf16 autocast + channels_last over
+   fp32 channels_last, CPU time, for the points of ``explorer.device.BF16_FORWARD_SPEED``.
+5. **bf16's error on the gaps the screen shows** (``--only close``): top-1 vs top-2 and 5th vs 6th logit gaps,
+   bf16 against fp32, as a share of the logits' standard deviation, on the digits-trained lab nets and random
+   ImageNet nets; the share of close calls and of wrong top-1 / top-5 sets left at each tolerance
+   (``explorer.predict.BF16_GAP_ERROR`` is the largest error seen).
+6. **predict() against a plain fp32 forward** (``--only predict``, issue 24): ResNet-50 at 224 px, batch 1, on
+   36 photographs (6 samples x 3 crops x flip): random weights, random weights with the classifier scaled to a
+   trained network's logit range (std 3 over the classes), and the digits-trained ResNet-20; the steady state
+   (every image predicted once before, so the payoff book has learned) and the first pass; the share of bf16
+   forwards and of re-runs. Targets: <= 1.0x on random weights, <= 0.8x with trained-range logits where native.
+7. **Training precision** (``--only training``): the lab's race (ResNet-20 and plain-20, digits, the page's
+   defaults: 16 px, batch 64, lr 0.02, 5 epochs) in fp32 and in bf16 autocast, three seeds: seconds and test
+   accuracy.
 
 Times are the median wall time of interleaved repeats (every repeat runs each variant once, the order rotating)
 after one warm-up call each, with the fastest repeat beside it (other processes only ever add time). The CPU
@@ -20,6 +34,8 @@ Where bf16 is not native it is still measured, once and at batch 1, and said to 
     .venv/bin/python bench/bench_fast_path.py               # every device here, about 3-5 minutes on 2 cores
     .venv/bin/python bench/bench_fast_path.py --quick       # about a minute
     .venv/bin/python bench/bench_fast_path.py --device cpu --repeats 9
+    .venv/bin/python bench/bench_fast_path.py --only predict        # issue 24's targets, about 10 minutes
+    .venv/bin/python bench/bench_fast_path.py --only speed|close|training
 """
 
 from __future__ import annotations
@@ -47,6 +63,7 @@ from explorer import attribution as attr  # noqa: E402
 from explorer import images, lab  # noqa: E402
 from explorer.device import (  # noqa: E402
     available_devices,
+    bf16_forward_ratio,
     cpu_flags,
     device_label,
     fast_input,
@@ -56,7 +73,7 @@ from explorer.device import (  # noqa: E402
     use_bf16,
 )
 from explorer.models import build  # noqa: E402
-from explorer.predict import close_call  # noqa: E402
+from explorer.predict import BF16_GAP_ERROR, PAYOFF, close_call, predict  # noqa: E402
 from explorer.shared import prepare, seeded  # noqa: E402
 
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -379,6 +396,164 @@ def bench_gradients(device: torch.device, repeats: int) -> dict[str, str]:
     return verdicts
 
 
+# ------------------------------------------------------------------------------------------------ issue 24
+
+
+def cpu_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """The fastest CPU time of ``repeats`` calls after one warm-up (waiting for a core does not count)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+SPEED_POINTS = (("resnet18", 64, 1), ("resnet18", 112, 1), ("resnet50", 112, 1), ("resnet18", 224, 1),
+                ("resnet50", 224, 1), ("resnet18", 64, 8), ("resnet18", 112, 8), ("resnet50", 112, 8),
+                ("resnet18", 224, 8), ("resnet50", 224, 8))
+
+
+def bench_speed(device: torch.device, repeats: int) -> None:
+    """bf16 autocast + channels_last over fp32 channels_last, forward only, by the mult-adds of the pass."""
+    from explorer.cost import mult_adds
+
+    print(f"\n### bf16 forward speed-up by the size of the pass, {device_label(device)} (CPU time, best of "
+          f"{repeats}); CPU flags {' '.join(cpu_flags()) or 'unknown'}")
+    print("| net | px | batch | GMAC | fp32 ms | bf16 ms | speed-up | explorer.device's table |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for arch, size, batch in SPEED_POINTS:
+        with seeded(0):
+            net = prepare(build(arch)).to(device)
+        x = fast_input(torch.randn(batch, 3, size, size), device)
+        fp32 = cpu_seconds(lambda n=net, x=x: forward(n, x, lambda: forward_context(device, False)), repeats)
+        bf16 = cpu_seconds(lambda n=net, x=x: forward(n, x, lambda: bf16_context(device)), repeats)
+        work = mult_adds(net, (batch, 3, size, size))
+        table = 1 / bf16_forward_ratio(device, work, batch)
+        print(f"| {arch} | {size} | {batch} | {work / 1e9:.2f} | {fp32 * 1000:.1f} | {bf16 * 1000:.1f} "
+              f"| {fp32 / bf16:.2f}x | {table:.2f}x |", flush=True)
+
+
+def trained_digit_nets(device: torch.device) -> list[tuple[str, nn.Module, Tensor]]:
+    """Digits-trained lab ResNet-20 and ResNet-56 (4 epochs), with the test digits."""
+    data = lab.digits_dataset(size=32)
+    nets = []
+    for depth in (20, 56):
+        net = lab.lab_model(depth, plain=False, seed=0)
+        history = lab.train_race({"n": net}, data, lab.RaceRecipe(epochs=4, batch_size=32, lr=0.02), device=device)
+        nets.append((f"lab ResNet-{depth}, digits ({history.epochs['test_accuracy'].iloc[-1]:.0%}), 32 px",
+                     net.eval().cpu(), data.x_test))
+    return nets
+
+
+def bench_close(device: torch.device) -> None:
+    """bf16's error on the decision gaps, and close calls / wrong answers left at each tolerance."""
+    print(f"\n### bf16's error on the gaps the screen shows, {device_label(device)} (bf16 {precision_word(device)})")
+    print("error: |(bf16 gap) - (fp32 gap)| / std of fp32's logits, gaps top-1 vs top-2 and 5th vs 6th as bf16 "
+          "ranks them; 'wrong': top-1 or top-5 set unlike fp32's and not a close call")
+    eps = (0.01, 0.02, 0.03, BF16_GAP_ERROR, 0.06)
+    print("| net, inputs | n | error median / p99 / max | " + " | ".join(f"tol {e:g}: close, wrong" for e in eps)
+          + " |")
+    print("|---|---:|---|" + "---|" * len(eps))
+    sets = trained_digit_nets(device)
+    for arch, size in (("resnet18", 64), ("resnet18", 112), ("resnet50", 112), ("resnet50", 224)):
+        with seeded(0):
+            net = build(arch).eval()
+        with seeded(1):
+            noise = torch.randn(36, 3, size, size)
+        sets.append((f"random {arch}, {size} px, photos + noise", net, torch.cat([photos_at(size), noise])))
+    for name, net, x in sets:
+        ref, low = logits_both(net, x, device)
+        order = low.argsort(1, descending=True)
+        errors = []
+        for i, j in ((0, 1), (4, 5)):
+            gap_low = low.gather(1, order[:, i : i + 1]) - low.gather(1, order[:, j : j + 1])
+            gap_ref = ref.gather(1, order[:, i : i + 1]) - ref.gather(1, order[:, j : j + 1])
+            errors.append((gap_low - gap_ref)[:, 0].abs() / ref.std(1))
+        err = torch.cat(errors)
+        cells = []
+        for e in eps:
+            close = [close_call(row, 5, e) for row in low]
+            wrong = [not c and (int(r.argmax()) != int(q.argmax()) or set(r.topk(5).indices.tolist())
+                                != set(q.topk(5).indices.tolist())) for c, r, q in zip(close, ref, low, strict=True)]
+            cells.append(f"{np.mean(close):.0%}, {sum(wrong)}")
+        print(f"| {name} | {len(x)} | {err.median():.4f} / {err.quantile(0.99):.4f} / {err.max():.4f} | "
+              + " | ".join(cells) + " |", flush=True)
+
+
+def photos_at(size: int) -> Tensor:
+    """The sample photographs at ``size`` px, three crops each and flipped: (36, 3, size, size)."""
+    xs = []
+    for name in images.SAMPLES:
+        img = images.sample_image(name)
+        for scale in (1.0, 1.15, 1.3):
+            x = images.preprocess(img, resize=int(size * scale), crop=size).tensor
+            xs += [x, x.flip(-1)]
+    return torch.cat(xs)
+
+
+def plain_forward(net: nn.Module, x: Tensor) -> Tensor:
+    """What a user would write: the model in fp32 on the (1, 3, H, W) image, no grad."""
+    with torch.no_grad():
+        return net(x)
+
+
+def bench_predict(device: torch.device, repeats: int) -> None:
+    """predict() over a plain fp32 forward, image by image, in the steady state and on the first pass."""
+    print(f"\n### predict() vs a plain fp32 forward, batch 1, {device_label(device)}; CPU flags "
+          f"{' '.join(cpu_flags()) or 'unknown'}; native bf16 {native_bf16(device)}; {torch.get_num_threads()} "
+          f"thread(s); CPU time, best of {repeats} passes over the images")
+    print("| model | images | first pass: predict / fp32 | steady: predict / fp32 | bf16 forwards | re-runs "
+          "| fp32 at once because |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    with seeded(0):
+        random50 = build("resnet50").eval()
+    scaled = copy.deepcopy(random50)
+    xs = list(photos_at(224).split(1))
+    with torch.no_grad():
+        spread = torch.cat([scaled(x) for x in xs[:6]]).std(1).mean()
+        scaled.fc.weight.mul_(3.0 / float(spread))
+        scaled.fc.bias.zero_()
+    digits = trained_digit_nets(device)[0]
+    cases = [("random ResNet-50, 224 px", random50, xs),
+             ("random ResNet-50, 224 px, classifier scaled to trained-range logits (std 3)", scaled, xs),
+             (digits[0], digits[1], list(digits[2][:36].split(1)))]
+    for name, net, inputs in cases:
+        net = prepare(net).to(device)
+        inputs = [x.to(device) for x in inputs]
+        PAYOFF.forget()
+        start = time.process_time()
+        first = [predict(net, x) for x in inputs]
+        first_s = time.process_time() - start
+        plain_s = cpu_seconds(lambda n=net, i=inputs: [plain_forward(n, x) for x in i], repeats)
+        steady_s = cpu_seconds(lambda n=net, i=inputs: [predict(n, x) for x in i], repeats)
+        preds = [predict(net, x) for x in inputs]
+        notes = sorted({p.note for p in preds if p.note})
+        print(f"| {name} | {len(inputs)} | {first_s / plain_s:.2f}x | {steady_s / plain_s:.2f}x "
+              f"| {np.mean([p.fast for p in preds]):.0%} (first pass {np.mean([p.fast for p in first]):.0%}) "
+              f"| {np.mean([p.rechecked for p in preds]):.0%} (first pass {np.mean([p.rechecked for p in first]):.0%}) "
+              f"| {'; '.join(notes) or '—'} |", flush=True)
+
+
+def bench_training(device: torch.device) -> None:
+    """The lab's race with the page's defaults, fp32 vs bf16 autocast, three seeds."""
+    data = lab.digits_dataset(size=16)
+    print(f"\n### Training precision: the lab's race (ResNet-20 and plain-20, digits, 16 px, batch 64, lr 0.02, "
+          f"5 epochs), {device_label(device)}; CPU flags {' '.join(cpu_flags()) or 'unknown'}")
+    print("| seed | precision | seconds (CPU) | test accuracy ResNet-20 / plain-20 |")
+    print("|---:|---|---:|---|")
+    for seed in (0, 1, 2):
+        for fast in (False, None):
+            models = lab.race_models(((20, False), (20, True)), seed=seed)
+            recipe = lab.RaceRecipe(epochs=5, lr=0.02, batch_size=64, seed=seed, fast=fast)
+            start = time.process_time()
+            history = lab.train_race(models, data, recipe, device=device)
+            last = history.epochs.groupby("model")["test_accuracy"].last()
+            print(f"| {seed} | {history.precision} | {time.process_time() - start:.1f} "
+                  f"| {last['ResNet-20']:.1%} / {last['plain-20']:.1%} |", flush=True)
+
+
 # ------------------------------------------------------------------------------------------------------- main
 
 
@@ -396,6 +571,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per variant (default 9, quick 3; "
                         "gradient methods a third of it)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats, one training epoch: about a minute")
+    parser.add_argument("--only", choices=["speed", "close", "predict", "training"], default=None,
+                        help="one of issue 24's sections alone (default: issue 13's sections)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads on the CPU (default 1: on a shared machine the ratios stay meaningful; "
                              "0 keeps torch's default)")
@@ -411,6 +588,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU flags: {' '.join(flags) or 'unknown'}")
     for device in devices:
         print(f"{device_label(device)}: native bf16 {native_bf16(device)}")
+    if args.only:
+        section_of = {"speed": lambda d: bench_speed(d, repeats), "close": bench_close,
+                      "predict": lambda d: bench_predict(d, repeats), "training": bench_training}
+        for device in devices:
+            with section(f"{args.only}, {device.type}"):
+                section_of[args.only](device)
+        return
     print(f"repeats {repeats} (gradient methods: {gradient_repeats}), digits training {epochs} epoch(s)")
     start = time.perf_counter()
     with section("digits training"):

@@ -57,9 +57,10 @@ def _run_settings() -> tuple[str, bool]:
                             help="CUDA when this computer has a GPU; the CPU always works.")
     st.session_state.setdefault(keys.FAST_MODE, native_bf16(device))  # on by default where bf16 is native
     fast = right.toggle("Fast mode (bf16)", key=keys.FAST_MODE,
-                        help="Predictions and knock-out run their forward pass in bfloat16 (autocast): faster on GPUs "
-                             "and on CPUs with native bf16 (AVX-512 BF16, AMX), where it is on by default. "
-                             "Attributions always use full precision for their gradients.")
+                        help="Predictions and knock-out run their forward pass in bfloat16 (autocast) where it pays: "
+                             "on GPUs and on CPUs with native bf16 (AVX-512 BF16, AMX), where it is on by default; a "
+                             "close call is settled in fp32. Attributions run in bf16 on such devices where the "
+                             "method's maps were measured to match fp32's; each panel says which precision ran.")
     return device, fast
 
 
@@ -79,7 +80,7 @@ def _show_predictions(pred: Prediction, loaded: Loaded) -> None:
     projector.chart(plots.top_k_bars(pred, title=f"Top-{len(pred.indices)} predictions"), width="stretch",
                     key=keys.ATTR_TOP5)
     st.caption(f"{pred.device} · {pred.seconds * 1000:.0f} ms · {pred.precision}")
-    if st.session_state.get(keys.FAST_MODE) and not pred.fast:
+    if st.session_state.get(keys.FAST_MODE) and not pred.fast and not pred.note:
         st.caption("Fast mode is off here: this device has no native bfloat16 arithmetic, where bf16 would be "
                    "emulated and slower than fp32, so the prediction ran in fp32.")
 
@@ -150,6 +151,7 @@ def _title(res: attr.Attribution) -> str:
         lines.insert(0, res.layer)
     if res.delta is not None:
         lines.append(f"δ {res.delta:.2g}")
+    lines.append(res.precision)
     return plots.panel_title(res.label, lines)
 
 
@@ -274,7 +276,8 @@ def _show_filmstrip(subject: Subject, prep, photo, target: int, device: str, bas
     film = recalled(keys.PRIVATE_ATTR_FILM, key)
     if film is None:
         return
-    maps = {plots.panel_title(s, [f"{r.grid[0]}×{r.grid[1]} grid"]): r.view("positive") for s, r in film.items()}
+    maps = {plots.panel_title(s, [f"{r.grid[0]}×{r.grid[1]} grid", r.precision]): r.view("positive")
+            for s, r in film.items()}
     projector.panels(photo, maps, opacity=st.session_state.get(keys.OPACITY, 0.7),
                      colormap=st.session_state.get(keys.COLORMAP, plots.DEFAULT_COLORMAP),
                      title=f"{label} from {stages[0]} to {stages[-1]}")
@@ -305,8 +308,11 @@ def _show_trust(subject: Subject, prep, done: dict[str, attr.Attribution], targe
         return
     if not subject.loaded.pretrained:
         st.warning("**Random weights: this ranking means nothing.** An untrained network has no evidence to find; "
-                   "load trained weights (ImageNet's, a checkpoint or a lab model) to compare the methods.", icon=":material/casino:")
+                   "load trained weights (ImageNet's, a checkpoint or a lab model) to compare the methods.",
+                   icon=":material/casino:")
     st.dataframe(attr.trust_table(scores), hide_index=True, width="stretch")
+    ran = sorted({s.precision for s in scores.values()})
+    st.caption(f"Deletion and insertion forwards in {' and '.join(ran)}.")
     projector.chart(plots.faithfulness_curves(scores), width="stretch", key=keys.ATTR_TRUST)
 
 
@@ -352,8 +358,8 @@ def _show_sanity(subject: Subject, prep, photo, target: int, device: str, base_k
     similarity = attr.rank_similarity(original.view("absolute"), randomised.view("absolute"))
     st.metric("Rank correlation (Spearman) of the two maps", "—" if np.isnan(similarity) else f"{similarity:.2f}",
               help="1: the same ranking of pixels; near 0: unrelated. A trustworthy method should drop.")
-    maps = {plots.panel_title("trained model", [original.label]): original.view("absolute"),
-            plots.panel_title(f"{order[0]} .. {from_layer} re-initialised", [randomised.label]):
+    maps = {plots.panel_title("trained model", [original.label, original.precision]): original.view("absolute"),
+            plots.panel_title(f"{order[0]} .. {from_layer} re-initialised", [randomised.label, randomised.precision]):
                 randomised.view("absolute")}
     projector.panels(photo, maps, colormap=st.session_state.get(keys.COLORMAP, plots.DEFAULT_COLORMAP),
                      title="The same method on the trained and the randomised network")

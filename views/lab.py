@@ -254,6 +254,9 @@ def _show_race(polling: bool) -> None:
                         key=keys.LAB_RACE_CHART)  # fmt: skip
     if len(snap.epochs):
         st.dataframe(snap.epochs, hide_index=True)
+        if "precision" in snap.epochs:
+            st.caption(f"Trained and tested in {' and '.join(sorted(set(snap.epochs['precision'])))} (bf16 autocast "
+                       "where this computer computes bf16 natively; fp32 elsewhere).")
     if polling and not snap.running:
         st.rerun()  # the run ended: redraw the whole page once, without polling, with the downloads
 

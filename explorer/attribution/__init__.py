@@ -29,7 +29,14 @@ from explorer.attribution.core import attribute
 from explorer.attribution.errors import AttributionError, CostError
 from explorer.attribution.faithfulness import CPU_MAX_STEPS, Faithfulness, faithfulness, faithfulness_cost
 from explorer.attribution.layers import default_layer, gradcam_layers, layer_channels, stage_grid, stage_names
-from explorer.attribution.registry import METHODS, check_cost, estimate_cost, occlusion_grid, resolve_method
+from explorer.attribution.registry import (
+    METHODS,
+    check_cost,
+    check_memory,
+    estimate_cost,
+    occlusion_grid,
+    resolve_method,
+)
 from explorer.attribution.result import VIEWS, Attribution, reduce_channels, view
 from explorer.attribution.sanity import cascade_layers, randomised_copy, rank_similarity, sanity_pair
 from explorer.attribution.spec import MethodSpec, Option
@@ -61,6 +68,7 @@ __all__ = [
     "attribute",
     "cascade_layers",
     "check_cost",
+    "check_memory",
     "cost_table",
     "default_layer",
     "details_table",

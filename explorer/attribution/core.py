@@ -4,6 +4,12 @@ Safe on a shared model from many threads with no lock held by the caller: the wo
 :func:`explorer.shared.exclusive`, which holds the model's lock and removes every hook and attribute the work
 left (even on failure). Gradients are taken with respect to the input only (the parameters' ``.grad`` stay
 ``None``) and the shared model is never moved or changed.
+
+Precision: bf16 autocast + channels_last where :func:`explorer.device.precision_for` allows it (the device computes
+bf16 natively and the method's declared tolerance holds), fp32 elsewhere; ``Attribution.precision`` says which ran.
+Under bf16 the network's output and the looked-at layer's output are cast back to float32, so Captum and the
+grad-cam package compute their sums and maps in fp32, and a delta that compares with f(image) - f(baseline) is
+computed against fp32 forwards: over the method's declared completeness tolerance the method runs again in fp32.
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from explorer import budget
 from explorer.attribution.baselines import BASELINES, Normalisation, baseline_tensor
 from explorer.attribution.errors import AttributionError
 from explorer.attribution.layers import find_layer
-from explorer.attribution.registry import METHODS, passes_for, resolve_method, with_channels
+from explorer.attribution.registry import METHODS, fit_memory, passes_for, resolve_method, with_channels
 from explorer.attribution.result import Attribution, reduce_channels
 from explorer.attribution.spec import MethodSpec
-from explorer.device import device_label, oom_advice, resolve_device
+from explorer.device import Precision, device_label, oom_advice, precision_for, resolve_device, synchronize
 from explorer.errors import ExplorerError
 from explorer.predict import InputError, as_batch, num_classes
 from explorer.shared import Hooks, exclusive
@@ -66,6 +73,24 @@ def _run_captum(
     return out if spec.has_delta and kwargs["return_convergence_delta"] else (out, None)
 
 
+def _as_float(_module: nn.Module, _args: tuple, out: Tensor) -> Tensor | None:
+    """A forward hook: a bf16 output cast to float32 (what comes after it still runs under autocast)."""
+    return out.float() if isinstance(out, Tensor) and out.dtype == torch.bfloat16 else None
+
+
+def _float_inputs(_module: nn.Module, args: tuple) -> tuple:
+    """A forward pre-hook: bf16 inputs cast to float32, so the module runs in fp32 under autocast."""
+    return tuple(a.float() if isinstance(a, Tensor) and a.dtype == torch.bfloat16 else a for a in args)
+
+
+def _fp32_gap(net: nn.Module, x: Tensor, baseline: Tensor, target: int) -> Tensor:
+    """f(``x``) - f(``baseline``) for class ``target``, the forwards in fp32 (x: (1, C, H, W), baseline:
+    (B, C, H, W), their mean taken)."""
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+        out = net(torch.cat([x.detach(), baseline.detach().to(x.dtype)])).float()[:, target]
+    return out[0] - out[1:].mean()
+
+
 def _count_images(hooks: Hooks, total: int, progress: Callable[[float], None]) -> None:
     """A forward hook on the whole model reporting images processed / ``total`` (capped at 1) to ``progress``."""
     seen = [0]
@@ -94,6 +119,7 @@ def attribute(
     layer: str | None = None,
     progress: Callable[[float], None] | None = None,
     normalisation: Normalisation | None = None,
+    fast: bool | None = None,
     **options: Any,
 ) -> Attribution:
     """Attribute class ``target`` of ``model`` (eval mode) on one image ``x`` (1, C, H, W) with ``method``.
@@ -101,9 +127,11 @@ def attribute(
     ``device`` None runs where the model lives; another device uses a cached copy of the model there.
     ``layer`` (the CAMs, Guided Grad-CAM) is a dotted module name, default the last stage. ``progress`` is
     called with the fraction of passes done. ``normalisation`` is the (mean, std) ``x`` was normalised with
-    (ImageNet's when None): the black baseline is black in it. ``options`` are Captum's keywords plus ours
-    (``baseline``: a kind of :data:`BASELINES`, a number or a tensor; the registry's declared options). Takes the
-    model's lock itself.
+    (ImageNet's when None): the black baseline is black in it. ``fast``: None follows the precision policy (bf16
+    autocast where the device computes bf16 natively and the method's declared tolerance holds), False forces
+    fp32, True asks for bf16 on a native device even for a method declared fp32 (to measure it).
+    ``options`` are Captum's keywords plus ours (``baseline``: a kind of :data:`BASELINES`, a number or a tensor;
+    the registry's declared options). Takes the model's lock itself.
 
     Raises:
         AttributionError: unknown method, option or layer; a failure inside Captum.
@@ -124,30 +152,40 @@ def attribute(
     layer_name = find_layer(model, layer)[0] if spec.uses_layer else None
     opts = with_channels(spec, spec.prepare(x, spec.with_defaults(options)), model, layer_name)
     passes = passes_for(spec, tuple(x.shape[1:]), opts, dev)
+    precision = precision_for("attribution", dev, method=spec.precision, fast=fast, dtype=x.dtype)
+    opts, memory = fit_memory(spec, model, tuple(x.shape[1:]), opts)
     try:
-        with exclusive(model, dev) as hooks:
+        with budget.LEDGER.reserve(memory), exclusive(model, dev) as hooks:
             net = hooks.net
-            x = x.to(dev, copy=True).requires_grad_(not spec.forward_only)  # our own copy: Captum flips its flags
+            x = x.to(dev, copy=True)  # our own copy: Captum flips its flags
+            if precision.bf16:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x.requires_grad_(not spec.forward_only)
             baseline, description = _baseline(spec, x, opts, normalisation)
             module = net.get_submodule(layer_name) if layer_name else None
+            if precision.bf16:  # registered first, so the methods' own hooks see float32
+                for where in (net, module) if module is not None else (net,):
+                    hooks.forward(where, _as_float)
+                for where in net.modules():
+                    if type(where).__name__ in spec.fp32_modules:
+                        hooks.pre(where, _float_inputs)
             if progress is not None:
                 _count_images(hooks, passes, progress)
             start = time.perf_counter()
-            if spec.runner is not None:  # a CAM of the grad-cam package: its own full-size map
-                (raw, full), delta = spec.runner(spec, net, x, target, module, opts), None
-            else:
-                raw, delta = _run_captum(spec, net, x, target, module, baseline, opts)
-                full = None
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
+            raw, full, delta, precision = _run(spec, net, x, target, module, baseline, opts, precision)
+            synchronize(dev)
             seconds = time.perf_counter() - start
     except torch.OutOfMemoryError:
         raise oom_advice(dev) from None
+    except budget.BudgetError as err:
+        raise AttributionError(str(err)) from None
     except ExplorerError:
         raise
     except Exception as err:  # a failing method is a message on screen, not a crash
         raise AttributionError(f"{spec.label} failed: {err}") from err
     raw = raw.detach().cpu()
+    if raw.dtype in (torch.bfloat16, torch.float16):
+        raw = raw.float()
     if full is None:
         full = spec.finish(raw, tuple(x.shape[-2:]), opts) if spec.finish else raw
     return Attribution(
@@ -164,4 +202,36 @@ def attribute(
         device=device_label(dev),
         layer=layer_name,
         options={k: v for k, v in opts.items() if not isinstance(v, Tensor)},
+        precision=precision.label,
+        precision_note=precision.why,
+        memory=memory,
     )
+
+
+
+def _run(
+    spec: MethodSpec, net: nn.Module, x: Tensor, target: int, layer: nn.Module | None, baseline: Tensor | None,
+    opts: Mapping[str, Any], precision: Precision,
+) -> tuple[Tensor, Tensor | None, Tensor | None, Precision]:
+    """The method itself in ``precision``: (raw attribution, the package's full-size map or None, delta or None,
+    the precision that ran). Under bf16, a delta that compares with f(image) - f(baseline) is computed against
+    fp32 forwards, and over the method's ``completeness`` tolerance the method runs again in fp32."""
+    check = precision.bf16 and spec.completeness is not None and baseline is not None \
+        and opts.get("return_convergence_delta", True)
+    with precision.autocast(x.device):
+        if spec.runner is not None:  # a CAM of the grad-cam package: its own full-size map
+            (raw, full), delta = spec.runner(spec, net, x, target, layer, opts), None
+        else:
+            ran = {**opts, "return_convergence_delta": False} if check else opts
+            (raw, delta), full = _run_captum(spec, net, x, target, layer, baseline, ran), None
+    if not check:
+        return raw, full, delta, precision
+    gap = _fp32_gap(net, x, baseline, target)
+    delta = raw.detach().float().sum() - gap
+    if abs(float(delta)) <= spec.completeness * abs(float(gap)):
+        return raw, full, delta, precision
+    share = abs(float(delta)) / max(abs(float(gap)), 1e-12)
+    again = Precision(False, f"fp32: in bf16 the attributions missed f(image) - f(baseline) by {share:.1%} "
+                             f"(tolerance {spec.completeness:.0%}), so they ran again in fp32")
+    raw, delta = _run_captum(spec, net, x, target, layer, baseline, opts)
+    return raw, None, delta, again

@@ -41,6 +41,9 @@ class Attribution:
     device: str
     layer: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    precision: str = "fp32"  # what ran: "bf16 autocast" (with channels_last) or "fp32"
+    precision_note: str = field(default="", compare=False)  # why (the method's measured tolerance, the device)
+    memory: int = field(default=0, compare=False)  # bytes reserved in the server's memory budget (explorer.budget)
 
     def view(self, kind: View = "absolute") -> np.ndarray:
         """The map to show: ``positive`` or ``negative`` evidence, or its ``absolute`` size.

@@ -82,10 +82,12 @@ def rank_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def sanity_pair(model: nn.Module, x, target: int, method: str, from_layer: str, *, device=None):
+def sanity_pair(model: nn.Module, x, target: int, method: str, from_layer: str, *, device=None, fast=None):
     """The check itself: ``method``'s map of class ``target`` on ``x`` (1, 3, H, W) from ``model`` and from its
-    copy re-initialised from the top down to ``from_layer`` -> ``(original, randomised)`` Attributions."""
+    copy re-initialised from the top down to ``from_layer`` -> ``(original, randomised)`` Attributions, both in the
+    precision the policy picks for the method (``fast`` as for ``attribute``: False forces fp32)."""
     from explorer.attribution.core import attribute  # noqa: PLC0415 - core imports this module's neighbours
 
     twin = randomised_copy(model, from_layer)
-    return (attribute(model, x, target, method, device=device), attribute(twin, x, target, method, device=device))
+    return (attribute(model, x, target, method, device=device, fast=fast),
+            attribute(twin, x, target, method, device=device, fast=fast))

@@ -18,8 +18,9 @@ from torch import Tensor, nn
 
 from explorer.attribution.errors import AttributionError
 from explorer.attribution.layers import default_layer, gradcam_layers
+from explorer.device import Tolerance
 
-__all__ = ["Cost", "Finish", "Kind", "MethodSpec", "Option", "Prepare", "Runner", "per_dim"]
+__all__ = ["NOT_MEASURED", "Cost", "Finish", "Kind", "MethodSpec", "Option", "Prepare", "Runner", "per_dim"]
 
 Kind = Literal["int", "float", "choice", "layer"]
 Cost = Callable[[tuple[int, ...], Mapping[str, Any]], int]  # (C, H, W) input shape, options -> passes
@@ -88,6 +89,10 @@ class Option:
         return (3, int(value), int(value)) if self.patch else value
 
 
+NOT_MEASURED = Tolerance(False, "fp32: bf16 not measured for this method")
+"""A method's precision until its bf16 tolerance has been measured."""
+
+
 def _no_change(_x: Tensor, opts: Mapping[str, Any]) -> dict[str, Any]:
     return dict(opts)
 
@@ -101,6 +106,16 @@ class MethodSpec:
     passed to Captum unless given (batch sizes, the quadrature rule). ``ours`` names the options that
     ``prepare``/``finish`` consume and Captum never sees (``baseline`` always is one). ``per_channel``: the cost
     counts the layer's channels, given to ``cost`` as the option ``channels`` (Score-CAM: one forward each).
+    ``precision``: whether the method's maps stay within tolerance under bf16 autocast, and the measurement
+    (:func:`explorer.device.precision_for` decides with it). ``completeness``: for a method whose delta is
+    sum(attributions) - (f(image) - f(baseline)), the share of |f(image) - f(baseline)| the delta may reach in bf16
+    (computed against fp32 forwards) before the method runs again in fp32.
+    ``fp32_modules``: class names of modules whose inputs stay float32 under bf16 (DeepLift's hooks on the
+    nonlinearities need their input's dtype to be their gradient's).
+    ``batch``: the setting or option that says how many images one pass sends (the memory budget lowers it to
+    what fits; ``batch_fixed``: it changes the result, so the budget refuses instead); ``pair``: the image and
+    its baseline go through together; ``held``: elements the method holds for the whole call ((C, H, W), options
+    -> count; Score-CAM's masked copies of the image).
     """
 
     key: str
@@ -124,6 +139,19 @@ class MethodSpec:
     runner: Runner | None = None  # runs the method instead of Captum
     per_channel: bool = False
     grid_map: bool = False  # a class activation map: raw is on the layer's grid, upsampled to the image
+    precision: Tolerance = NOT_MEASURED
+    completeness: float | None = None
+    fp32_modules: tuple[str, ...] = ()
+    batch: str | None = None
+    batch_fixed: bool = False
+    pair: bool = False
+    held: Cost | None = None
+
+    def at_once(self, shape: tuple[int, ...], opts: Mapping[str, Any]) -> int:
+        """Images one pass sends at once under ``opts`` on a (C, H, W) input, before the memory budget."""
+        if self.batch is None:
+            return 2 if self.pair else 1
+        return max(1, min(int(opts[self.batch]), int(self.cost(shape, opts))))
 
     @property
     def library(self) -> str:

@@ -11,8 +11,9 @@ from torch import nn
 
 from explorer.attribution.errors import CostError
 from explorer.attribution.faithfulness import Faithfulness
-from explorer.attribution.registry import METHODS, check_cost, estimate_cost
+from explorer.attribution.registry import METHODS, check_cost, check_memory, estimate_cost
 from explorer.attribution.result import Attribution
+from explorer.budget import gb
 
 __all__ = ["cost_table", "details_table", "trust_table"]
 
@@ -21,8 +22,9 @@ def cost_table(
     model: nn.Module, methods: Sequence[str], settings: Mapping[str, Mapping[str, Any]], shape: tuple[int, ...],
     device: str,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Passes per method with ``settings`` (method key -> keywords of ``attribute()``) on a (C, H, W) image, and
-    the messages of the settings over the CPU cap."""
+    """Passes and the memory reserved (:mod:`explorer.budget`) per method with ``settings`` (method key ->
+    keywords of ``attribute()``) on a (C, H, W) image, and the messages of the settings over the CPU cap or the
+    memory budget."""
     rows, problems = [], []
     for m in methods:
         spec = METHODS[m]
@@ -31,7 +33,12 @@ def cost_table(
         except CostError as err:
             passes = estimate_cost(m, shape, model=model, **settings[m])
             problems.append(str(err))
-        rows.append({"method": spec.label, "passes": passes, "kind": spec.pass_kind,
+        try:
+            memory = gb(check_memory(m, shape, model=model, **settings[m]))
+        except CostError as err:
+            memory = "over the budget"
+            problems.append(str(err))
+        rows.append({"method": spec.label, "passes": passes, "kind": spec.pass_kind, "memory (estimate)": memory,
                      "CPU cap": str(spec.cpu_cap or "—"), "library": spec.library})
     return pd.DataFrame(rows), problems
 

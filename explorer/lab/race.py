@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from explorer.device import Precision, precision_for
 from explorer.lab.datasets import LabDataset
 from explorer.lab.errors import LabError
 
@@ -45,12 +46,14 @@ class EpochRecord:
     test_loss: float
     test_accuracy: float
     seconds: float  # wall time this model spent training in this epoch
+    precision: str = "fp32"  # what trained and evaluated: "bf16 autocast" or "fp32"
 
 
 @dataclass(frozen=True)
 class RaceRecipe:
     """How a race trains: ``epochs`` over the training set in batches of ``batch_size`` (shuffled by ``seed``),
-    SGD with a constant learning rate ``lr``, ``momentum`` and ``weight_decay``, as in the paper."""
+    SGD with a constant learning rate ``lr``, ``momentum`` and ``weight_decay``, as in the paper. ``fast``: None
+    trains in the precision policy's choice (bf16 autocast where native), False in fp32."""
 
     epochs: int = 3
     lr: float = 0.05
@@ -58,6 +61,7 @@ class RaceRecipe:
     seed: int = 0
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    fast: bool | None = None
 
     def check(self, models: Mapping[str, nn.Module], data: LabDataset) -> None:
         """Raise :class:`LabError` for settings that cannot work with ``models`` on ``data``."""
@@ -69,6 +73,8 @@ class RaceRecipe:
             raise LabError("the learning rate must be a number above 0 and at most 1")
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= len(data.x_train):
             raise LabError(f"the batch size must be between 1 and the {len(data.x_train)} training images")
+        if self.fast not in (None, True, False):
+            raise LabError("fast must be None (the precision policy), True or False (fp32)")
 
     def steps_per_epoch(self, data: LabDataset) -> int:
         """Optimisation steps per model per epoch (the last, smaller batch is dropped)."""
@@ -83,6 +89,7 @@ class RaceHistory:
     epochs: pd.DataFrame
     steps_per_epoch: int
     stopped: bool
+    precision: str = "fp32"  # what trained: "bf16 autocast" or "fp32"
 
 
 def records_frame(records: Sequence[object], kind: type) -> pd.DataFrame:
@@ -91,25 +98,30 @@ def records_frame(records: Sequence[object], kind: type) -> pd.DataFrame:
     return pd.DataFrame([asdict(r) for r in records], columns=columns)
 
 
-def _evaluate(model: nn.Module, x: Tensor, y: Tensor, device: torch.device, batch: int = 256) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` in eval mode on (N, 3, H, W) ``x`` and (N,) ``y``."""
+def _evaluate(model: nn.Module, x: Tensor, y: Tensor, device: torch.device, precision: Precision | None = None,
+              batch: int = 256) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` in eval mode on (N, 3, H, W) ``x`` and (N,) ``y``, in
+    ``precision`` (fp32 when None)."""
     model.eval()
     loss, correct = 0.0, 0
-    with torch.no_grad():
+    with torch.no_grad(), (precision or Precision(False, "")).autocast(device):
         for i in range(0, len(x), batch):
             xb, yb = x[i : i + batch].to(device), y[i : i + batch].to(device)
-            logits = model(xb)
+            logits = model(xb).float()
             loss += float(F.cross_entropy(logits, yb, reduction="sum"))
             correct += int((logits.argmax(1) == yb).sum())
     return loss / len(x), correct / len(x)
 
 
 def _train_step(
-    net: nn.Module, opt: torch.optim.Optimizer, xb: Tensor, yb: Tensor, name: str, epoch: int, step: int
+    net: nn.Module, opt: torch.optim.Optimizer, xb: Tensor, yb: Tensor, name: str, epoch: int, step: int,
+    precision: Precision,
 ) -> StepRecord:
+    """One SGD step on (N, 3, H, W) ``xb``, (N,) ``yb``: the forward in ``precision``, the loss in fp32."""
     net.train()
     opt.zero_grad(set_to_none=True)
-    logits = net(xb)
+    with precision.autocast(xb.device):
+        logits = net(xb).float()
     loss = F.cross_entropy(logits, yb)
     loss.backward()
     opt.step()
@@ -135,11 +147,15 @@ def train_race(
     ``on_epoch`` an :class:`EpochRecord` after every model's epoch. ``should_stop`` is polled before every step;
     when it returns True training ends at once and the history so far is returned with ``stopped=True``.
     Deterministic for a given ``recipe.seed`` and starting weights. The models are the caller's own (fresh lab
-    twins), never a shared cached model.
+    twins), never a shared cached model. Steps and evaluations run in the precision :func:`precision_for` picks
+    ("train", "evaluate"; ``recipe.fast`` False: fp32); each epoch record says which.
     """
     recipe = recipe or RaceRecipe()
     recipe.check(models, data)
     device = torch.device(device or "cpu")
+    training = precision_for("train", device, fast=recipe.fast)
+    evaluation = precision_for("evaluate", device, fast=recipe.fast)
+    ran = training.label + ("" if evaluation.bf16 == training.bf16 else f" (evaluated in {evaluation.label})")
     nets = {name: model.to(device) for name, model in models.items()}
     optimisers = {
         name: torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
@@ -163,7 +179,8 @@ def train_race(
                     stopped = True
                     break
                 start = time.perf_counter()
-                record = _train_step(net, optimisers[name], xb, yb, name, epoch, (epoch - 1) * steps_per_epoch + b + 1)
+                record = _train_step(net, optimisers[name], xb, yb, name, epoch, (epoch - 1) * steps_per_epoch + b + 1,
+                                     training)
                 seconds[name] += time.perf_counter() - start
                 steps.append(record)
                 if on_step is not None:
@@ -174,7 +191,7 @@ def train_race(
             break
         for name, net in nets.items():
             mine = [s for s in steps if s.model == name and s.epoch == epoch]
-            test_loss, test_acc = _evaluate(net, data.x_test, data.y_test, device)
+            test_loss, test_acc = _evaluate(net, data.x_test, data.y_test, device, evaluation)
             record = EpochRecord(
                 name,
                 epoch,
@@ -183,10 +200,11 @@ def train_race(
                 test_loss,
                 test_acc,
                 seconds[name],
+                ran,
             )
             epoch_rows.append(record)
             if on_epoch is not None:
                 on_epoch(record)
     return RaceHistory(
-        records_frame(steps, StepRecord), records_frame(epoch_rows, EpochRecord), steps_per_epoch, stopped
+        records_frame(steps, StepRecord), records_frame(epoch_rows, EpochRecord), steps_per_epoch, stopped, ran,
     )
