@@ -245,8 +245,8 @@ def panels_sheet(
     label_lines = _wrap(colorbar_title, font, ph)
     label = Image.new("RGB", (ph, line * len(label_lines)), "white")
     label_draw = ImageDraw.Draw(label)
-    for j, text in enumerate(label_lines):
-        label_draw.text(((ph - label_draw.textlength(text, font=font)) / 2, 2 + j * line), text, fill="black",
+    for j, words in enumerate(label_lines):
+        label_draw.text(((ph - label_draw.textlength(words, font=font)) / 2, 2 + j * line), words, fill="black",
                         font=font)
     sheet.paste(label.rotate(90, expand=True), (bar_x + bar_w + tick_w, bar_y))
     return sheet

@@ -1,0 +1,198 @@
+"""The server's memory budget for heavy calls: how much one image costs a model, how many images one call may send
+at once, and a ledger that makes a call wait rather than overcommit.
+
+* :func:`total_bytes`: ``EXPLORER_MEMORY_MB`` (MiB), by default a third of this machine's memory;
+* :func:`image_bytes`: the peak memory one image adds to a pass of ``model`` at a size, from its meta twin (no
+  arithmetic, no lock): every leaf's output is kept for a backward pass (each ReLU is its own module, so this is
+  what autograd saves), plus the two largest outputs for the gradients in flight; a forward-only pass holds a
+  quarter of that sum and three of the largest outputs (fitted to the peak RSS measured on resnet18 and resnet50
+  by ``bench/bench_budget.py``: the allocator does not return every freed output at once);
+* :func:`fit`: the images one call may send at once within :func:`call_bytes` (half the budget, so two calls run
+  side by side), or a :class:`BudgetError` saying what to lower and the largest value that fits;
+* :data:`LEDGER`: the bytes reserved by the calls running now; :meth:`Ledger.reserve` waits (its place in the
+  queue reported) until a call's bytes fit under the budget.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from explorer.errors import ExplorerError
+from explorer.shared import Hooks, input_channels, meta_twin
+
+__all__ = ["LEDGER", "BudgetError", "Fit", "Ledger", "call_bytes", "fit", "gb", "image_bytes", "total_bytes"]
+
+ELEMENT_BYTES = 4  # fp32; under bf16 autocast some outputs take 2, so the estimate stays above the truth
+WAIT_SECONDS = 120.0  # the longest a call waits for memory before it is refused
+
+
+class BudgetError(ExplorerError):
+    """A setting that cannot fit in the server's memory budget, or a call that waited too long for it."""
+
+
+def total_bytes() -> int:
+    """The memory all heavy calls together may use: ``EXPLORER_MEMORY_MB`` MiB, else a third of physical memory."""
+    configured = os.environ.get("EXPLORER_MEMORY_MB", "").strip()
+    if configured:
+        try:
+            return max(1, int(float(configured))) << 20
+        except ValueError:
+            pass  # a malformed setting falls back to the default rather than crashing every page
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 3
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: assume 8 GiB, a third of 24
+        return 8 << 30
+
+
+def call_bytes() -> int:
+    """The most one call may reserve: half of :func:`total_bytes`, so two heavy calls run side by side."""
+    return total_bytes() // 2
+
+
+def gb(n: float) -> str:
+    """Bytes as a short figure in GB (GiB), e.g. ``"1.2 GB"``."""
+    return f"{n / 2**30:,.1f} GB" if n >= 2**30 / 10 else f"{n / 2**20:,.0f} MB"
+
+
+_SIZES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[tuple[int, int], int], tuple[int, int]]] = \
+    weakref.WeakKeyDictionary()
+_SIZES_LOCK = threading.Lock()
+
+
+def _outputs(model: nn.Module, size: tuple[int, int], channels: int) -> tuple[int, int]:
+    """(sum, largest) of the output elements of every leaf module for one (1, channels, H, W) image."""
+    with _SIZES_LOCK:
+        known = _SIZES.setdefault(model, {}).get((size, channels))
+    if known is not None:
+        return known
+    twin, total, largest = meta_twin(model), 0, 0
+
+    def count(_module: nn.Module, _args: tuple, out: object) -> None:
+        nonlocal total, largest
+        if isinstance(out, torch.Tensor):
+            total += out.numel()
+            largest = max(largest, out.numel())
+
+    with Hooks() as hooks, torch.no_grad():
+        for module in twin.modules():
+            if not any(True for _ in module.children()):
+                hooks.forward(module, count)
+        twin(torch.empty((1, channels, *size), device="meta"))
+    with _SIZES_LOCK:
+        _SIZES.setdefault(model, {})[(size, channels)] = (total, largest)
+    return total, largest
+
+
+def image_bytes(model: nn.Module, size: int | tuple[int, int], *, backward: bool) -> int:
+    """The peak bytes one (1, C, H, W) image of ``size`` (a side, or (H, W)) adds to a pass of ``model``
+    (``backward``: a forward kept for a backward pass, then the backward)."""
+    hw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    channels = input_channels(model)
+    total, largest = _outputs(model, hw, channels)
+    elements = total + 2 * largest if backward else total // 4 + 3 * largest
+    return (elements + channels * hw[0] * hw[1]) * ELEMENT_BYTES
+
+
+@dataclass(frozen=True)
+class Fit:
+    """What a call may do: ``images`` at once (at most what was asked), ``bytes`` to reserve for them."""
+
+    images: int
+    bytes: int
+
+
+def fit(per_image: int, asked: int, *, what: str, size: int, setting: str | None = None, adjustable: bool = False,
+        held: int = 0, advice: str = "") -> Fit:
+    """The images a call may send at once when each costs ``per_image`` bytes, ``asked`` were asked for and the
+    call also holds ``held`` bytes throughout.
+
+    ``adjustable`` True lowers the number silently (a batch size: the result is the same); otherwise ``setting``
+    names the option to lower (a number of samples: the result would change), or None when ``asked`` is the least
+    the method sends (an image, an image and its baseline). ``what`` names the work in a refusal, ``size`` the
+    input's side, ``advice`` what lowers ``held``.
+
+    Raises:
+        BudgetError: with one sentence naming the setting to lower and the largest value that fits.
+    """
+    allowed = call_bytes()
+    if held + per_image > allowed and held > allowed // 2:  # what the method holds is the problem, not the images
+        raise BudgetError(f"{what} holds about {gb(held)} at {size} px; one call may use {gb(allowed)} of this "
+                          f"server's memory. {advice or 'Lower the input size'}.")
+    most = max(0, allowed - held) // max(1, per_image)
+    if asked <= most:
+        return Fit(asked, asked * per_image + held)
+    if adjustable and most >= 1:
+        return Fit(most, most * per_image + held)
+    if setting is not None and most >= 1:
+        raise BudgetError(
+            f"{what} with {setting} = {asked} needs about {gb(asked * per_image + held)} at once at {size} px; one "
+            f"call may use {gb(allowed)} of this server's memory. Lower {setting} to {most} or less.")
+    least = 1 if adjustable or setting is not None else asked
+    side = int(size * math.sqrt(max(0, allowed - held) / (least * per_image))) // 32 * 32
+    lower = f"Lower the input size to {side} px or less" if side >= 32 else "Choose a smaller network"
+    raise BudgetError(f"{what} at {size} px needs about {gb(least * per_image + held)} at once; one call may use "
+                      f"{gb(allowed)} of this server's memory. {lower}.")
+
+
+class Ledger:
+    """The bytes reserved by the heavy calls running now, under :func:`total_bytes`; calls wait in arrival order."""
+
+    def __init__(self) -> None:
+        self._used = 0
+        self._queue: list[object] = []
+        self._changed = threading.Condition()
+
+    @property
+    def used(self) -> int:
+        """Bytes reserved now."""
+        with self._changed:
+            return self._used
+
+    @contextmanager
+    def reserve(self, nbytes: int, *, waiting: Callable[[int], None] | None = None,
+                timeout: float = WAIT_SECONDS) -> Iterator[None]:
+        """Hold ``nbytes`` (at most :func:`call_bytes`) while the block runs; wait while they do not fit beside the
+        calls running now, calling ``waiting`` with the number of calls ahead (1: the next).
+
+        Raises:
+            BudgetError: when they did not fit within ``timeout`` seconds.
+        """
+        nbytes = min(int(nbytes), call_bytes())
+        ticket = object()
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            self._queue.append(ticket)
+            try:
+                while self._queue[0] is not ticket or self._used + nbytes > total_bytes():
+                    ahead = self._queue.index(ticket) + (self._queue[0] is ticket)
+                    if waiting is not None:
+                        waiting(ahead)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise BudgetError(f"The server's memory is in use by other calls ({gb(self._used)} of "
+                                          f"{gb(total_bytes())}); try again in a minute.")
+                    self._changed.wait(min(left, 1.0))
+                self._used += nbytes
+            finally:
+                self._queue.remove(ticket)
+                self._changed.notify_all()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._used -= nbytes
+                self._changed.notify_all()
+
+
+LEDGER = Ledger()
+"""This process's ledger: every heavy call of :mod:`explorer.attribution` reserves its bytes here."""

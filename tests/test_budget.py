@@ -1,0 +1,134 @@
+"""The memory budget (explorer.budget): estimates from the meta twin, batches chosen from the budget, refusals that
+name the setting to lower, a ledger that makes calls wait, and the issue's worst link refused in a sentence."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from explorer import attribution as attr
+from explorer import budget
+from explorer.models import build
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def small_budget(monkeypatch):
+    """A 64 MB budget (32 MB per call), small enough for resnet18 at a few hundred pixels to reach."""
+    monkeypatch.setenv("EXPLORER_MEMORY_MB", "64")
+
+
+def test_the_budget_is_a_third_of_memory_unless_set(monkeypatch):
+    monkeypatch.delenv("EXPLORER_MEMORY_MB", raising=False)
+    physical = __import__("os").sysconf("SC_PAGE_SIZE") * __import__("os").sysconf("SC_PHYS_PAGES")
+    assert budget.total_bytes() == physical // 3
+    monkeypatch.setenv("EXPLORER_MEMORY_MB", "8000")
+    assert budget.total_bytes() == 8000 << 20 and budget.call_bytes() == 4000 << 20
+    monkeypatch.setenv("EXPLORER_MEMORY_MB", "lots")  # a bad setting falls back, it does not crash every page
+    assert budget.total_bytes() == physical // 3
+
+
+def test_an_image_costs_what_its_layers_output():
+    """Backward: every leaf's output is kept, plus the two largest for the gradients in flight; forward only: a
+    quarter of those and three of the largest. Grows with the square of the side, and from resnet18 to resnet152."""
+    net = build("resnet18").eval()
+    kept = budget.image_bytes(net, 224, backward=True)
+    assert budget.image_bytes(net, 224, backward=False) < kept / 2
+    assert budget.image_bytes(net, 448, backward=True) == pytest.approx(4 * kept, rel=0.02)
+    assert budget.image_bytes(build("resnet152").eval(), 224, backward=True) > 5 * kept
+    assert budget.image_bytes(net, (224, 448), backward=True) == pytest.approx(2 * kept, rel=0.02)
+
+
+def test_the_issues_example_resnet152_at_1024_px_keeps_about_5_gb():
+    per_image = budget.image_bytes(build("resnet152").eval(), 1024, backward=True)
+    assert 4 << 30 < per_image < 7 << 30
+
+
+def test_fit_lowers_a_batch_refuses_samples_and_names_the_largest_that_fits(small_budget):
+    per_image = 4 << 20  # 4 MB each: 8 fit in a call's 32 MB
+    assert budget.fit(per_image, 4, what="X", size=224, adjustable=True) == budget.Fit(4, 16 << 20)
+    assert budget.fit(per_image, 32, what="X", size=224, setting="batch", adjustable=True).images == 8
+    with pytest.raises(budget.BudgetError, match=r"Lower n_samples to 8 or less"):
+        budget.fit(per_image, 64, what="X", size=224, setting="n_samples")
+    with pytest.raises(budget.BudgetError, match=r"Lower the input size to \d+ px or less"):
+        budget.fit(40 << 20, 1, what="X", size=224)
+    with pytest.raises(budget.BudgetError, match=r"Pick an earlier layer"):
+        budget.fit(1 << 20, 1, what="X", size=224, held=40 << 20, advice="Pick an earlier layer")
+
+
+def test_attribute_lowers_integrated_gradients_batch_to_what_fits(small_budget):
+    net = build("resnet18").eval()
+    x = torch.rand(1, 3, 160, 160)
+    per_image = budget.image_bytes(net, 160, backward=True)
+    fits = budget.call_bytes() // per_image
+    assert 1 <= fits < 8  # the registry's batch of 8 would not fit
+    result = attr.attribute(net, x, 3, "integrated_gradients", n_steps=8, fast=False)
+    assert result.options["internal_batch_size"] == fits and result.memory == fits * per_image
+    reference = attr.attribute(net, x, 3, "integrated_gradients", n_steps=8, internal_batch_size=1, fast=False)
+    assert torch.allclose(result.raw, reference.raw, atol=1e-5)  # a smaller batch, the same map
+
+
+def test_gradient_shap_samples_over_the_budget_are_refused_with_the_largest_that_fits(small_budget):
+    net = build("resnet18").eval()
+    fits = budget.call_bytes() // budget.image_bytes(net, 160, backward=True)
+    with pytest.raises(attr.CostError, match=rf"GradientSHAP with n_samples = 64 .* Lower n_samples to {fits} or less"):
+        attr.attribute(net, torch.rand(1, 3, 160, 160), 3, "gradient_shap", n_samples=64)
+    assert attr.attribute(net, torch.rand(1, 3, 160, 160), 3, "gradient_shap", n_samples=fits).memory > 0
+
+
+def test_the_issues_worst_link_is_a_sentence_and_allocates_nothing():
+    """resnet152 at 1024 px with GradientSHAP's 64 samples (the issue's link), in a fresh process under the
+    default budget: refused before running, and the process's peak memory stays near the model's size."""
+    code = ("import resource, torch\nfrom explorer import attribution as attr\nfrom explorer.models import build\n"
+            "net = build('resnet152').eval()\nbefore = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "try:\n    attr.attribute(net, torch.rand(1, 3, 1024, 1024), 1, 'gradient_shap', n_samples=64)\n"
+            "except attr.CostError as err:\n    print(err)\n"
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         check=True, env={**__import__("os").environ, "EXPLORER_MEMORY_MB": "8000"})
+    sentence, rise_mb = out.stdout.strip().splitlines()[-2:]
+    assert "GradientSHAP at 1024 px needs about" in sentence and "Lower the input size to" in sentence
+    assert int(rise_mb) < 200
+
+
+def test_score_cams_masked_copies_count_against_the_budget(small_budget):
+    net = build("resnet18").eval()
+    with pytest.raises(attr.CostError, match=r"Score-CAM holds about .* Pick an earlier layer"):
+        attr.attribute(net, torch.rand(1, 3, 224, 224), 3, "score_cam", layer="layer4")
+
+
+def test_a_call_waits_for_memory_in_turn_and_gives_up_with_a_sentence(small_budget):
+    ledger, order, seen = budget.Ledger(), [], []
+    first_in = threading.Event()
+
+    def hold() -> None:
+        with ledger.reserve(budget.call_bytes()):
+            first_in.set()
+            time.sleep(0.3)
+            order.append("first")
+
+    def second() -> None:
+        with ledger.reserve(budget.call_bytes()):  # two halves fit: this one does not wait
+            with ledger.reserve(budget.call_bytes(), waiting=seen.append):  # a third half waits for the first
+                order.append("third")
+
+    a = threading.Thread(target=hold)
+    a.start()
+    first_in.wait(5)
+    b = threading.Thread(target=second)
+    b.start()
+    a.join(5)
+    b.join(5)
+    assert order == ["first", "third"] and seen and seen[0] == 1 and ledger.used == 0
+    with ledger.reserve(budget.call_bytes()), ledger.reserve(budget.call_bytes()):
+        with pytest.raises(budget.BudgetError, match="in use by other calls"):
+            with ledger.reserve(1, timeout=0.2):
+                pass
+    assert ledger.used == 0
