@@ -76,7 +76,7 @@ def test_feature_maps_of_a_lab_model(app, trained):
     payload, data = trained
     open_page(app, "views/feature_maps.py", payload, choose=False)
     picker = app.radio(key=lab_models.RADIO)
-    assert picker.options == ["Sidebar choice (resnet18)", f"{NAME} (trained in the lab)"]
+    assert picker.options == ["Sidebar choice (resnet18)", f"`{NAME}` (trained in the lab)"]
     assert picker.value == lab_models.SIDEBAR  # the sidebar's model until the user picks another
     assert stages(app)[-1] == "layer4"
 

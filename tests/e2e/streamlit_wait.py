@@ -39,5 +39,6 @@ def pick(page: Page, label: str, option: str) -> None:
     box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
     expect(box).to_be_visible(timeout=TIMEOUT)  # the first run of a server imports torch: it can take a while
     box.click()
+    box.locator("input").fill(option)  # filters the list: a long one is virtualised, its far options not drawn
     page.get_by_role("option", name=re.compile(rf"^{re.escape(option)}( · .*)?$")).click()
     wait_idle(page)
