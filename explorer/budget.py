@@ -9,6 +9,7 @@ at once, and a ledger that makes a call wait rather than overcommit.
   by ``bench/bench_budget.py``: the allocator does not return every freed output at once);
 * :func:`fit`: the images one call may send at once within :func:`call_bytes` (half the budget, so two calls run
   side by side), or a :class:`BudgetError` saying what to lower and the largest value that fits;
+* :func:`check_forward`: a forward (a prediction, feature maps, a block's trace) refused when one image cannot fit;
 * :data:`LEDGER`: the bytes reserved by the calls running now; :meth:`Ledger.reserve` waits (its place in the
   queue reported) until a call's bytes fit under the budget.
 """
@@ -30,7 +31,8 @@ from torch import nn
 from explorer.errors import ExplorerError
 from explorer.shared import Hooks, input_channels, meta_twin
 
-__all__ = ["LEDGER", "BudgetError", "Fit", "Ledger", "call_bytes", "fit", "gb", "image_bytes", "total_bytes"]
+__all__ = ["LEDGER", "BudgetError", "Fit", "Ledger", "call_bytes", "check_forward", "fit", "gb", "image_bytes",
+           "total_bytes"]
 
 ELEMENT_BYTES = 4  # fp32; under bf16 autocast some outputs take 2, so the estimate stays above the truth
 WAIT_SECONDS = 120.0  # the longest a call waits for memory before it is refused
@@ -142,6 +144,19 @@ def fit(per_image: int, asked: int, *, what: str, size: int, setting: str | None
     lower = f"Lower the input size to {side} px or less" if side >= 32 else "Choose a smaller network"
     raise BudgetError(f"{what} at {size} px needs about {gb(least * per_image + held)} at once; one call may use "
                       f"{gb(allowed)} of this server's memory. {lower}.")
+
+
+def check_forward(model: nn.Module, shape: tuple[int, ...], *, what: str = "One forward pass of this network"
+                  ) -> None:
+    """Refuse a no-grad forward of a batch of ``shape`` (N, C, H, W) or (C, H, W) that cannot fit in
+    :func:`call_bytes` (a checkpoint's wide network at a large input size): a check, not a reservation, since a
+    forward is short.
+
+    Raises:
+        BudgetError: naming the largest input size that fits.
+    """
+    images = int(shape[0]) if len(shape) == 4 else 1  # a (C, H, W) image is one
+    fit(image_bytes(model, tuple(shape[-2:]), backward=False), images, what=what, size=max(shape[-2:]))
 
 
 class Ledger:

@@ -5,7 +5,8 @@ backend replica alike: :func:`load`, and :class:`ModelCache` that keeps what it 
 * ImageNet weights load only for torchvision's configuration; a failure falls back to random weights with the
   reason as ``problem``;
 * a user's checkpoint builds the network it holds (:func:`explorer.weights.model_from_checkpoint`: its own
-  architecture, depth and classes), named by :func:`checkpoint_label`; a checkpoint that cannot be used falls
+  architecture, depth and classes), named by :func:`checkpoint_label`, read once per content and shared, with each
+  session's own file names in what it is shown; a checkpoint that cannot be used falls
   back to random weights of the configuration's architecture, with the reason.
 """
 
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
+from pathlib import PurePath
 from typing import Any
 
 import torch
@@ -27,6 +30,7 @@ from explorer.config import ModelConfig
 from explorer.errors import ExplorerError
 from explorer.models import ResNet
 from explorer.shared import model_lock, prepare, seeded
+from explorer.text import md
 
 __all__ = [
     "NO_CHECKPOINT",
@@ -147,9 +151,41 @@ def _preset_categories(config: ModelConfig) -> tuple[str, ...]:
     return preset_names({"cifar": "CIFAR-10", "d2l": "FashionMNIST"}.get(family, "ImageNet"))
 
 
-def checkpoint_label(name: str, report: LoadReport) -> str:
-    """What a user's checkpoint is, for the weights line: ``"your checkpoint (cifar.pth: resnet20, 10 classes)"``."""
-    return f"your checkpoint ({name}: {report.inferred})"
+def checkpoint_label(name: str | None, report: LoadReport) -> str:
+    """What a user's checkpoint is, for the weights line: ``"your checkpoint (`cifar.pth`: resnet20, 10 classes)"``
+    (the file name as text, :func:`explorer.text.md`; left out when it is not known here)."""
+    return f"your checkpoint ({md(name)}: {report.inferred})" if name else f"your checkpoint ({report.inferred})"
+
+
+# A checkpoint is read once per content and shared by every session that uploads the same bytes, but each session
+# sees its own file names: the shared read names the files by these placeholders (keeping the extension, which
+# tells a .safetensors, .txt or .json file), and :func:`_as_named` puts the session's names in their place.
+_CHECKPOINT_NAME, _CLASSES_NAME = "{checkpoint}", "{class names}"
+
+
+def _placeholder(placeholder: str, name: str) -> str:
+    """``placeholder`` with ``name``'s extension (letters and digits only): ``"{checkpoint}.pth"``."""
+    return placeholder + re.sub(r"[^a-z0-9.]", "", PurePath(name).suffix.lower())[:16]
+
+
+def _as_named(found: Loaded | _Refused, checkpoint: str | None, classes: str | None) -> Loaded | _Refused:
+    """``found`` (read under the placeholder names) as this session sees it, with its own file names (``None``:
+    not known here, "your file")."""
+    def named(text: str | None) -> str | None:
+        if text is None:
+            return None
+        for placeholder, name in ((_CHECKPOINT_NAME, checkpoint), (_CLASSES_NAME, classes)):
+            shown = md(name) if name is not None else "your file"
+            text = re.sub(f"`{re.escape(placeholder)}[a-z0-9.]*`", lambda _m, shown=shown: shown, text)
+        return text
+
+    if isinstance(found, _Refused):
+        return _Refused(named(found.reason) or "")
+    report = found.report
+    if report is None:
+        return found
+    report = replace(report, source=named(report.source) or "", classes_from=named(report.classes_from))
+    return replace(found, label=checkpoint_label(checkpoint, report), problem=named(found.problem), report=report)
 
 
 def _read(checkpoint: Checkpoint, classes: ClassFile | tuple[str, ...] | None, assume: dict[str, Any],
@@ -159,8 +195,11 @@ def _read(checkpoint: Checkpoint, classes: ClassFile | tuple[str, ...] | None, a
     came from); :class:`_Refused` when the file cannot be used."""
     def opened() -> io.BytesIO:
         handle = io.BytesIO(checkpoint.data)
-        handle.name = checkpoint.name
+        handle.name = _placeholder(_CHECKPOINT_NAME, checkpoint.name)
         return handle
+
+    if isinstance(classes, tuple) and len(classes) == 2 and isinstance(classes[1], bytes):
+        classes = (_placeholder(_CLASSES_NAME, classes[0]), classes[1])
 
     problem = None
     try:
@@ -175,7 +214,7 @@ def _read(checkpoint: Checkpoint, classes: ClassFile | tuple[str, ...] | None, a
         return _Refused(f"Your checkpoint could not be used: {err} Until one works, the weights are random.")
     if names_from is not None and report.classes_from is not None:
         report = replace(report, classes_from=names_from)
-    return Loaded(prepare(net), True, checkpoint_label(checkpoint.name, report), weights.checkpoint_categories(report),
+    return Loaded(prepare(net), True, checkpoint_label(None, report), weights.checkpoint_categories(report),
                   problem, report, error=problem is not None)
 
 
@@ -222,7 +261,8 @@ def load(config: ModelConfig, checkpoint: Checkpoint | None = None, classes: Cla
                     return _Refused(str(err))
             return _read(checkpoint, names, dict(config.assume), names_from)
 
-        found = memo(config.model, read)
+        found = _as_named(memo(config.model, read), checkpoint.name if checkpoint is not None else None,
+                          classes[0] if classes is not None else None)
     if isinstance(found, Loaded):
         return found
     fallback = replace(config, weights="random", checkpoint=None, classes=None)

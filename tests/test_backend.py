@@ -310,7 +310,7 @@ def test_user_checkpoint_by_hash(reference: torch.nn.Module) -> None:
         cache.get(cfg)
     loaded = cache.get(cfg, ckpt)
     assert loaded.pretrained and "mine.pth" in loaded.label and loaded.report.arch == "resnet18"
-    assert cache.get(cfg) is loaded  # held by hash: the bytes need not come again
+    assert cache.get(cfg).model is loaded.model  # held by hash: the bytes need not come again
     be = LocalBackend(cache)
     x = _x(6)
     got = be.predict(cfg, ImageInput.from_tensor(x), fast=False)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from torch import Tensor
 
 from explorer.backend.request import ImageInput
+from explorer.budget import check_forward
 from explorer.config import ModelConfig
 from explorer.images import Preprocessing
 from explorer.loading import Loaded
@@ -66,7 +67,9 @@ class Runner(Protocol):
 
 
 class LocalRunner:
-    """The heavy calls on ``loaded.model`` in this process (each takes the shared model's lock itself)."""
+    """The heavy calls on ``loaded.model`` in this process (each takes the shared model's lock itself). A forward
+    that cannot fit in the memory budget is refused first (:func:`explorer.budget.check_forward`); attributions
+    reserve theirs."""
 
     def __init__(self, loaded: Loaded, preprocessing: Preprocessing | None = None) -> None:
         self.loaded = loaded
@@ -75,6 +78,7 @@ class LocalRunner:
     def predict(self, x: Tensor, *, k: int = 5, knockout: Sequence[str] = (), device: str | None = None,
                 fast: bool | None = None) -> Prediction:
         model, names = self.loaded.model, self.loaded.categories
+        check_forward(model, tuple(x.shape))
         if knockout:
             return predict_with_knockout(model, x, list(knockout), categories=names, k=k, device=device, fast=fast)
         return predict(model, x, categories=names, k=k, device=device, fast=fast)
@@ -82,6 +86,7 @@ class LocalRunner:
     def capture(self, x: Tensor, layers: Sequence[str], *, fast: bool | None = None) -> Capture:
         from explorer.activations import capture_with_stream
 
+        check_forward(self.loaded.model, tuple(x.shape))
         return capture_with_stream(self.loaded.model, x, layers, fast=fast).cpu()
 
     def attribute(self, x: Tensor, target: int, method: str, *, device: str | None = None,
@@ -107,6 +112,7 @@ class LocalRunner:
     def trace_block(self, x: Tensor, block: str) -> BlockTrace:
         from explorer.blocks import run_block
 
+        check_forward(self.loaded.model, tuple(x.shape))
         return run_block(self.loaded.model, block, x)
 
 

@@ -12,7 +12,8 @@ Files are read with ``torch.load(weights_only=True)`` (a pickle that would run c
 is refused before any of it runs) or as safetensors (:mod:`.reading`). Training wrappers are unwrapped and
 reported (:mod:`.unwrap`): Lightning (``state_dict`` + ``model.``), ``model_state_dict``, ``model``
 (torchvision's reference scripts), DataParallel's ``module.``, ``torch.compile``'s ``_orig_mod.`` and EMA copies
-(``state_dict_ema``, ``model_ema``, ``ema``), which are preferred. Everything is checked before a model is touched.
+(``state_dict_ema``, ``model_ema``, ``ema``), which are preferred. Everything is checked before a model is touched,
+and a network past :mod:`.bounds` (classes, parameters, width, depth) is refused before it is built.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from explorer.checkpoints.bounds import check_bounds
 from explorer.checkpoints.classes import (
     CLASS_PRESETS,
     ClassesRead,
@@ -179,12 +181,13 @@ def model_from_checkpoint(
     recipe = infer(state, layout, hints)
     if arch is not None:
         check_arch(arch, recipe)
-    names, names_from = class_names(read, found.classes or _stored_names(parsed.metadata), recipe.num_classes)
     assumed = _assumptions(recipe)
     chosen = {a.knob: a.value for a in assumed} | {k: v for k, v in (assume or {}).items()
                                                     if any(a.knob == k and v in a.choices for a in assumed)}
     spec = named(recipe.spec.with_knobs(**chosen))
     model = _skeleton(spec)
+    check_bounds(model, spec.name, spec.num_classes, sum(spec.layers))
+    names, names_from = class_names(read, found.classes or _stored_names(parsed.metadata), recipe.num_classes)
     lead = (
         f"This checkpoint looks like {spec.name} ({describe(spec)}), but not all its tensors fit that network, so "
         "it cannot be rebuilt here."

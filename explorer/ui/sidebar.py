@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import streamlit as st
 
 from explorer.checkpoints import CLASS_PRESETS, Assumption
+from explorer.checkpoints.classes import MAX_CLASS_FILE_BYTES
 from explorer.config import (
     MAX_INPUT,
     MIN_INPUT,
@@ -196,7 +197,9 @@ def _preprocessing_widgets(sha: str) -> None:
 
 
 def _remember_upload(upload_key: str, store_key: str, sha_key: str) -> None:
-    """Keep an upload's bytes in session_state, keyed by their sha256 (one only: memory is shared)."""
+    """Keep an upload's bytes in session_state, keyed by their sha256 (one only: memory is shared). They are the
+    very bytes Streamlit holds for the upload (its file is a BytesIO over them, and ``getvalue`` of an unchanged
+    BytesIO returns its buffer), so a session holds one copy of its file, not two."""
     upload = st.session_state.get(upload_key)
     if upload is None:
         st.session_state[sha_key] = None
@@ -227,7 +230,7 @@ def _checkpoint_widgets(config: ModelConfig, loaded: Loaded | None) -> None:
     )
     st.file_uploader(
         "Class names (optional)", type=["txt", "json"], key=keys.CLASS_NAMES_UPLOAD,
-        on_change=_remember_class_names,
+        on_change=_remember_class_names, max_upload_size=MAX_CLASS_FILE_BYTES >> 20,
         help="A .txt file with one name per line, or a .json list or index -> name map, in the order of the "
              "model's outputs, or a Hugging Face config.json (its id2label). Without it: the checkpoint's own list, "
              "ImageNet's for 1000 classes, else class 0, 1, …",
