@@ -30,6 +30,7 @@ from explorer.attribution.layers import find_layer
 from explorer.attribution.registry import METHODS, fit_memory, passes_for, resolve_method, with_channels
 from explorer.attribution.result import Attribution, reduce_channels
 from explorer.attribution.spec import MethodSpec
+from explorer.deadline import watch
 from explorer.device import Precision, device_label, oom_advice, precision_for, resolve_device, synchronize
 from explorer.errors import ExplorerError
 from explorer.predict import InputError, as_batch, num_classes
@@ -120,6 +121,7 @@ def attribute(
     progress: Callable[[float], None] | None = None,
     normalisation: Normalisation | None = None,
     fast: bool | None = None,
+    deadline: float | None = None,
     **options: Any,
 ) -> Attribution:
     """Attribute class ``target`` of ``model`` (eval mode) on one image ``x`` (1, C, H, W) with ``method``.
@@ -129,7 +131,8 @@ def attribute(
     called with the fraction of passes done. ``normalisation`` is the (mean, std) ``x`` was normalised with
     (ImageNet's when None): the black baseline is black in it. ``fast``: None follows the precision policy (bf16
     autocast where the device computes bf16 natively and the method's declared tolerance holds), False forces
-    fp32, True asks for bf16 on a native device even for a method declared fp32 (to measure it).
+    fp32, True asks for bf16 on a native device even for a method declared fp32 (to measure it). ``deadline``:
+    the seconds the call may run (default :func:`explorer.deadline.call_seconds`), checked before each batch.
     ``options`` are Captum's keywords plus ours (``baseline``: a kind of :data:`BASELINES`, a number or a tensor;
     the registry's declared options). Takes the model's lock itself.
 
@@ -138,6 +141,7 @@ def attribute(
         CostError: settings over the CPU cap.
         InputError: a tensor that is not one RGB image, or a class the model does not have.
         DeviceError: unknown device, or out of memory.
+        DeadlineError: the call ran past ``deadline`` (stopped between two batches; nothing is kept).
     """
     spec = resolve_method(method)
     if model.training:
@@ -157,6 +161,7 @@ def attribute(
     try:
         with budget.LEDGER.reserve(memory), exclusive(model, dev) as hooks:
             net = hooks.net
+            watch(hooks, spec.label, deadline, advice="Lower its samples or steps, or the input size,")
             x = x.to(dev, copy=True)  # our own copy: Captum flips its flags
             if precision.bf16:
                 x = x.contiguous(memory_format=torch.channels_last)

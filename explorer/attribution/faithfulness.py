@@ -25,6 +25,7 @@ from explorer import budget
 from explorer.attribution.baselines import make_baseline
 from explorer.attribution.errors import AttributionError, CostError
 from explorer.attribution.result import Attribution
+from explorer.deadline import watch
 from explorer.device import device_label, fast_input, oom_advice, precision_for, resolve_device
 from explorer.predict import as_batch, num_classes
 from explorer.shared import exclusive
@@ -135,6 +136,7 @@ def faithfulness(
     try:
         with budget.LEDGER.reserve(fitted.bytes), exclusive(model, dev) as hooks, torch.no_grad(), \
                 precision.autocast(dev):
+            watch(hooks, "The deletion and insertion curves", advice="Lower the steps or the input size,")
             start = time.perf_counter()
             for name, (begin, end) in curves.items():
                 for batch in _images(x, begin, end, order, counts, fitted.images):

@@ -1,8 +1,9 @@
 """The ``local`` backend: the heavy paths in this process.
 
 It decodes the image bytes, takes the model from a bounded cache (:class:`explorer.loading.ModelCache`) and runs
-the work with a :class:`~explorer.backend.runner.LocalRunner` on it, as the app's pages do on their own model. No
-deadline applies: ``timeout_s`` is accepted for the interface's sake.
+the work with a :class:`~explorer.backend.runner.LocalRunner` on it, as the app's pages do on their own model. An
+attribution's ``timeout_s`` is its deadline (:mod:`explorer.deadline`); the sanity check and the faithfulness curves
+run under the default one (``EXPLORER_CALL_SECONDS``), and the single forwards under none.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class LocalBackend:
         self, config: ModelConfig, image: ImageInput, target: int, method: str, *, layer: str | None = None,
         timeout_s: float | None = None, **options: Any,
     ) -> Attribution:
-        return self.runner(config).attribute(image.tensor(config), target, method, layer=layer, **options)
+        return self.runner(config).attribute(image.tensor(config), target, method, layer=layer, deadline=timeout_s,
+                                             **options)
 
     def sanity(
         self, config: ModelConfig, image: ImageInput, target: int, method: str, from_layer: str, *,
