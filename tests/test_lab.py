@@ -420,18 +420,37 @@ def test_live_race_runs_in_a_thread_and_reports_progress():
 
 
 def test_live_race_stop_and_queue():
-    """One run trains at a time; the next one queues, and a stopped run frees the slot."""
+    """One run trains at a time; the next ones queue in arrival order, each knowing its place in line, and a
+    stopped run frees the slot."""
     data = tiny_data(n_train=64, size=8)
     first = lab.LiveRace(lab.race_models(((8, False),)), data, lab.RaceRecipe(epochs=200, batch_size=16)).start()
     wait_for(lambda: first.snapshot().status == "running")
     second = lab.LiveRace(lab.race_models(((8, True),)), data, lab.RaceRecipe(epochs=1, batch_size=32)).start()
-    time.sleep(0.5)
+    wait_for(lambda: second.snapshot().place == 1)
+    third = lab.LiveRace(lab.race_models(((8, True),)), data, lab.RaceRecipe(epochs=1, batch_size=32)).start()
+    wait_for(lambda: third.snapshot().place == 2)
     assert second.snapshot().status == "queued" and second.snapshot().progress == 0.0
+    assert first.snapshot().place is None  # running, not waiting
     first.stop()
     first.join(30)
     second.join(60)
     assert first.snapshot().status == "stopped" and first.snapshot().progress < 1.0
-    assert second.snapshot().status == "finished"
+    assert second.snapshot().status == "finished" and second.snapshot().place is None
+    third.join(60)
+    assert third.snapshot().status == "finished"
+
+
+def test_a_race_stops_at_the_servers_time_cap_and_keeps_what_it_learned(monkeypatch):
+    monkeypatch.setenv("EXPLORER_RACE_SECONDS", "0.5")
+    assert lab.race_seconds() == 0.5
+    run = lab.LiveRace(lab.race_models(((8, False),)), tiny_data(n_train=64, size=8),
+                       lab.RaceRecipe(epochs=200, batch_size=16)).start()
+    run.join(60)
+    snap = run.snapshot()
+    assert snap.status == "stopped" and snap.finished_or_stopped and 0 < snap.progress < 1.0
+    assert "time cap of 0.5 s" in snap.message
+    monkeypatch.setenv("EXPLORER_RACE_SECONDS", "-3")
+    assert lab.race_seconds() == lab.runner.RACE_SECONDS
 
 
 def test_an_abandoned_live_race_stops_itself():

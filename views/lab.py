@@ -211,7 +211,8 @@ def _show_race_setup(seed: int, busy: bool) -> None:
     st.caption(
         f"{data.note}; {len(data.x_train):,} training and {len(data.x_test):,} test images. "
         f"Cost: {len(entries)} networks × {epochs} epochs ≈ {giga(total)}."
-        " Once it runs, the progress bar shows the time so far and an estimate of the time left."
+        " Once it runs, the progress bar shows the time so far and an estimate of the time left; a race stops "
+        f"after {lab.race_seconds() / 60:g} min on this server, keeping what the networks learned."
     )
     if not st.button("Start training", key=keys.LAB_START, type="primary", disabled=busy):
         return
@@ -231,6 +232,12 @@ def _show_race_setup(seed: int, busy: bool) -> None:
     st.rerun()  # redraw with the start button disabled and the live panel polling
 
 
+def _ordinal(n: int) -> str:
+    """1 -> "1st", 2 -> "2nd", 11 -> "11th"."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _show_race(polling: bool) -> None:
     """Live progress and curves; as a fragment it reruns on its own every second while this session's run trains."""
     run: lab.LiveRace | None = st.session_state.get(keys.LAB_RACE)
@@ -239,7 +246,8 @@ def _show_race(polling: bool) -> None:
     snap = run.snapshot()
     epochs = run.recipe.epochs
     if snap.status == "queued":
-        text = "Waiting for a free training slot (races train one at a time on a server, or as CPUs free up)…"
+        line = f" · {_ordinal(snap.place)} in line" if snap.place else ""
+        text = f"Waiting for the training slot (races train one at a time on a server){line}…"
     else:
         epoch = min(int(snap.progress * epochs) + 1, epochs)
         eta = "" if snap.eta is None else f" · about {snap.eta:.0f} s left"

@@ -9,7 +9,8 @@ Every network here is built fresh for the lab (never the shared cached model). O
 * :mod:`~explorer.lab.datasets`: scikit-learn's digits, FashionMNIST / CIFAR-10 from a local folder,
   :class:`LabDataset`;
 * :mod:`~explorer.lab.race`: :func:`train_race` with its :class:`RaceRecipe`, its records and :class:`RaceHistory`;
-* :mod:`~explorer.lab.runner`: :class:`LiveRace`, the race in a background thread, and the one training slot;
+* :mod:`~explorer.lab.runner`: :class:`LiveRace`, the race in a background thread, the one training slot and the
+  race's time cap (:func:`race_seconds`);
 * :mod:`~explorer.lab.saved`: the saved-model format (:class:`TrainedMeta`, :func:`save_trained`,
   :func:`load_trained`, :func:`fallback_normalisation`);
 * :mod:`~explorer.lab.errors`: :class:`LabError` and its kinds.
@@ -40,7 +41,7 @@ from explorer.lab.gradients import (
 )
 from explorer.lab.race import EpochRecord, RaceHistory, RaceRecipe, StepRecord, train_race
 from explorer.lab.responses import layer_responses, pair_layer_responses, response_norms  # noqa: F401 - Fig. 7
-from explorer.lab.runner import LiveRace, RaceSnapshot
+from explorer.lab.runner import LiveRace, RaceSnapshot, race_seconds
 from explorer.lab.saved import (
     MAX_FILE_MB,
     MAX_SAVED_DEPTH,
@@ -103,4 +104,5 @@ __all__ = [
     "save_trained",
     "train_race",
     "weight_layers",
+    "race_seconds",
 ]

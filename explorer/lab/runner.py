@@ -1,10 +1,12 @@
-"""The training race in a background thread, for a page to poll: :class:`LiveRace` and the one training slot."""
+"""The training race in a background thread, for a page to poll: :class:`LiveRace`, the one training slot (a
+queue in arrival order) and the race's time cap."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -14,12 +16,60 @@ from torch import nn
 from explorer.lab.datasets import LabDataset
 from explorer.lab.race import EpochRecord, RaceRecipe, StepRecord, records_frame, train_race
 
-__all__ = ["LiveRace", "RaceSnapshot"]
+__all__ = ["RACE_SECONDS", "LiveRace", "RaceSnapshot", "race_seconds"]
 
-# One training at a time in this process: the machine has few cores, and torch.set_num_threads is global to
-# the process (changing it for one session would change it for every session), so instead of splitting the
-# threads we queue whole runs. A queued run shows status "queued" and can still be stopped.
-_TRAINING_SLOT = threading.Semaphore(1)
+RACE_SECONDS = 600.0
+"""The longest a race trains on a server unless ``EXPLORER_RACE_SECONDS`` says otherwise: past it the race stops,
+keeping what it learned (as Stop does)."""
+
+
+def race_seconds() -> float:
+    """The time cap of one race: ``EXPLORER_RACE_SECONDS``, else :data:`RACE_SECONDS`."""
+    try:
+        seconds = float(os.environ.get("EXPLORER_RACE_SECONDS", "").strip() or RACE_SECONDS)
+    except ValueError:  # a malformed setting falls back to the default rather than failing every race
+        return RACE_SECONDS
+    return seconds if seconds > 0 else RACE_SECONDS
+
+
+class _Slot:
+    """One training at a time in this process, in arrival order: the machine has few cores, and
+    torch.set_num_threads is global to the process (changing it for one session would change it for every
+    session), so instead of splitting the threads we queue whole runs. A queued run knows its place in line and
+    can still be stopped."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._line: list[object] = []
+        self._busy = False
+
+    def enter(self, who: object, should_stop: Callable[[], bool]) -> bool:
+        """Wait for ``who``'s turn and take the slot (True), or give up once ``should_stop()`` (False)."""
+        with self._changed:
+            self._line.append(who)
+            try:
+                while self._busy or self._line[0] is not who:
+                    if should_stop():
+                        return False
+                    self._changed.wait(0.2)
+                self._busy = True
+                return True
+            finally:
+                self._line.remove(who)
+                self._changed.notify_all()
+
+    def leave(self) -> None:
+        with self._changed:
+            self._busy = False
+            self._changed.notify_all()
+
+    def place(self, who: object) -> int | None:
+        """``who``'s place among the runs waiting (1: next), None when it is not waiting."""
+        with self._changed:
+            return self._line.index(who) + 1 if who in self._line else None
+
+
+_TRAINING_SLOT = _Slot()
 
 
 @dataclass(frozen=True)
@@ -32,7 +82,8 @@ class RaceSnapshot:
     progress: float  # 0..1, steps done over all steps of all models
     steps_per_epoch: int
     elapsed: float  # seconds since training started (0 while queued)
-    message: str | None  # why it failed or was stopped by the watchdog
+    message: str | None  # why it failed or was stopped by the watchdog or the time cap
+    place: int | None = None  # while queued: the place in line for the training slot (1: next)
 
     @property
     def running(self) -> bool:
@@ -56,8 +107,10 @@ class LiveRace:
 
     ``start()`` returns at once; ``snapshot()`` is safe from any thread; ``stop()`` ends the run before the
     next step; ``join()`` waits for it. The trained ``models`` stay available afterwards (for saving).
-    Runs queue for a process-wide slot, so one trains at a time. With ``abandon_after`` (seconds), a run
-    whose snapshot nobody has asked for in that long (its browser tab was closed) stops itself.
+    Runs queue for a process-wide slot in arrival order, so one trains at a time. With ``abandon_after``
+    (seconds), a run whose snapshot nobody has asked for in that long (its browser tab was closed) stops itself.
+    A run stops itself after ``time_cap`` seconds of training (default :func:`race_seconds`), keeping what it
+    learned.
     """
 
     def __init__(
@@ -68,6 +121,7 @@ class LiveRace:
         *,
         device: torch.device | str | None = None,
         abandon_after: float | None = None,
+        time_cap: float | None = None,
     ) -> None:
         self.recipe = recipe or RaceRecipe()
         self.recipe.check(models, data)
@@ -77,6 +131,7 @@ class LiveRace:
         self.steps_per_epoch = self.recipe.steps_per_epoch(data)
         self.total_steps = self.steps_per_epoch * self.recipe.epochs * len(self.models)
         self._abandon_after = abandon_after
+        self.time_cap = race_seconds() if time_cap is None else float(time_cap)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._steps: list[StepRecord] = []
@@ -106,6 +161,11 @@ class LiveRace:
         if self._abandon_after is not None and time.monotonic() - self._last_poll > self._abandon_after:
             self._message = f"stopped: nobody looked at this run for {self._abandon_after:.0f} s"
             return True
+        started = self._started_at
+        if started is not None and time.perf_counter() - started > self.time_cap:
+            self._message = (f"stopped at this server's time cap of {self.time_cap:g} s for one race; what the "
+                             "networks learned so far is kept. Fewer epochs or training images finish within it.")
+            return True
         return False
 
     def _add_step(self, record: StepRecord) -> None:
@@ -121,10 +181,9 @@ class LiveRace:
             self._status, self._message = status, message or self._message
 
     def _run(self) -> None:
-        while not _TRAINING_SLOT.acquire(timeout=0.2):
-            if self._should_stop():
-                self._set("stopped")
-                return
+        if not _TRAINING_SLOT.enter(self, self._should_stop):
+            self._set("stopped")
+            return
         try:
             with self._lock:
                 self._status, self._started_at = "running", time.perf_counter()
@@ -134,7 +193,7 @@ class LiveRace:
         except Exception as err:  # noqa: BLE001 - the page shows it; the thread must not die silently
             self._set("failed", f"training failed: {err}")
         finally:
-            _TRAINING_SLOT.release()
+            _TRAINING_SLOT.leave()
 
     def snapshot(self) -> RaceSnapshot:
         """The state so far; asking for it also tells the watchdog that someone is watching."""
@@ -150,4 +209,5 @@ class LiveRace:
             steps_per_epoch=self.steps_per_epoch,
             elapsed=0.0 if started is None else time.perf_counter() - started,
             message=message,
+            place=_TRAINING_SLOT.place(self) if status == "queued" else None,
         )
