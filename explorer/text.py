@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["LIMIT", "md", "one_line", "plotly"]
+__all__ = ["LIMIT", "md", "one_line", "ordinal", "plotly"]
 
 LIMIT = 120
 """The most characters of user text shown in one place (a class name, a file name, a link's value)."""
@@ -41,3 +41,9 @@ def md(text: object, limit: int = LIMIT) -> str:
 def plotly(text: object, limit: int = LIMIT) -> str:
     """``text`` for plotly's pseudo-HTML (a title, a tick label, a hover line): its tags shown, not applied."""
     return html.escape(one_line(text, limit), quote=False)
+
+
+def ordinal(n: int) -> str:
+    """A place in line in words: 1 -> "1st", 2 -> "2nd", 11 -> "11th", 23 -> "23rd"."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

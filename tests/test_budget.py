@@ -132,3 +132,20 @@ def test_a_call_waits_for_memory_in_turn_and_gives_up_with_a_sentence(small_budg
             with ledger.reserve(1, timeout=0.2):
                 pass
     assert ledger.used == 0
+
+
+def test_an_attribution_waiting_for_memory_hears_its_place_in_line(small_budget):
+    """The page's progress bar says "waiting for the server's memory, 1st in line" while other calls hold it."""
+    net, places, done = build("resnet18").eval(), [], threading.Event()
+    x = torch.rand(1, 3, 32, 32)
+    with budget.LEDGER.reserve(budget.call_bytes()), budget.LEDGER.reserve(budget.call_bytes()):  # all of it
+        worker = threading.Thread(target=lambda: (attr.attribute(net, x, 3, "saliency", waiting=places.append),
+                                                  done.set()))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not places and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert places[:1] == [1]
+        assert not done.is_set()  # it waits rather than overcommit
+    worker.join(20)
+    assert done.is_set() and budget.LEDGER.used == 0

@@ -23,6 +23,7 @@ from explorer.loading import Loaded
 from explorer.models import residual_blocks
 from explorer.plots import attribution as plots
 from explorer.predict import Prediction
+from explorer.text import ordinal
 from explorer.ui import keys, lab_models, pages, projector, url_state, work
 from explorer.ui.lab_models import Subject
 from explorer.ui.page import guarded, lazy_tabs, recalled, remembered, show_error
@@ -135,8 +136,11 @@ def _attribute_all(run: Runner, x, target: int, methods: list[str], settings: Se
         def tick(p: float, i: int = i, label: str = label) -> None:
             bar.progress(min(1.0, (i + p) / len(methods)), text=f"{label}: {p:.0%}")
 
+        def wait(place: int, i: int = i, label: str = label) -> None:
+            bar.progress(i / len(methods), text=f"{label}: waiting for the server's memory, {ordinal(place)} in line…")
+
         try:
-            results[m] = run.attribute(x, target, m, device=device, progress=tick, **settings[m])
+            results[m] = run.attribute(x, target, m, device=device, progress=tick, waiting=wait, **settings[m])
         except BackendError:
             raise  # the server, not the method: the page offers to try again
         except ExplorerError as err:

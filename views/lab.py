@@ -20,6 +20,7 @@ from explorer.lab.responses import AFTER_RACE, AT_INIT, race_layer_responses
 from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots import lab as plots
 from explorer.plots import lesson as lesson_plots
+from explorer.text import ordinal
 from explorer.ui import keys, lab_models, pages, projector, work
 from explorer.ui.page import guarded, remembered
 from explorer.ui.pages import LAB_CIFAR, LAB_PAIR, LAB_RACE_DEPTHS
@@ -232,12 +233,6 @@ def _show_race_setup(seed: int, busy: bool) -> None:
     st.rerun()  # redraw with the start button disabled and the live panel polling
 
 
-def _ordinal(n: int) -> str:
-    """1 -> "1st", 2 -> "2nd", 11 -> "11th"."""
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
 def _show_race(polling: bool) -> None:
     """Live progress and curves; as a fragment it reruns on its own every second while this session's run trains."""
     run: lab.LiveRace | None = st.session_state.get(keys.LAB_RACE)
@@ -246,7 +241,7 @@ def _show_race(polling: bool) -> None:
     snap = run.snapshot()
     epochs = run.recipe.epochs
     if snap.status == "queued":
-        line = f" · {_ordinal(snap.place)} in line" if snap.place else ""
+        line = f" · {ordinal(snap.place)} in line" if snap.place else ""
         text = f"Waiting for the training slot (races train one at a time on a server){line}…"
     else:
         epoch = min(int(snap.progress * epochs) + 1, epochs)

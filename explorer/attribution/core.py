@@ -122,6 +122,7 @@ def attribute(
     normalisation: Normalisation | None = None,
     fast: bool | None = None,
     deadline: float | None = None,
+    waiting: Callable[[int], None] | None = None,
     **options: Any,
 ) -> Attribution:
     """Attribute class ``target`` of ``model`` (eval mode) on one image ``x`` (1, C, H, W) with ``method``.
@@ -133,6 +134,7 @@ def attribute(
     autocast where the device computes bf16 natively and the method's declared tolerance holds), False forces
     fp32, True asks for bf16 on a native device even for a method declared fp32 (to measure it). ``deadline``:
     the seconds the call may run (default :func:`explorer.deadline.call_seconds`), checked before each batch.
+    ``waiting`` is called with the call's place in line (1: next) while it waits for memory (:data:`budget.LEDGER`).
     ``options`` are Captum's keywords plus ours (``baseline``: a kind of :data:`BASELINES`, a number or a tensor;
     the registry's declared options). Takes the model's lock itself.
 
@@ -159,7 +161,7 @@ def attribute(
     precision = precision_for("attribution", dev, method=spec.precision, fast=fast, dtype=x.dtype)
     opts, memory = fit_memory(spec, model, tuple(x.shape[1:]), opts)
     try:
-        with budget.LEDGER.reserve(memory), exclusive(model, dev) as hooks:
+        with budget.LEDGER.reserve(memory, waiting=waiting), exclusive(model, dev) as hooks:
             net = hooks.net
             watch(hooks, spec.label, deadline, advice="Lower its samples or steps, or the input size,")
             x = x.to(dev, copy=True)  # our own copy: Captum flips its flags

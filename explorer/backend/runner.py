@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # Captum loads on the first attribution, not when the app sta
 __all__ = ["LocalRunner", "RemoteRunner", "Runner"]
 
 Progress = Callable[[float], None]
+Waiting = Callable[[int], None]
 
 
 class Runner(Protocol):
@@ -46,8 +47,9 @@ class Runner(Protocol):
         ...
 
     def attribute(self, x: Tensor, target: int, method: str, *, device: str | None = None,
-                  progress: Progress | None = None, **options: Any) -> Attribution:
-        """One attribution of class ``target`` (:func:`explorer.attribution.attribute`)."""
+                  progress: Progress | None = None, waiting: Waiting | None = None, **options: Any) -> Attribution:
+        """One attribution of class ``target`` (:func:`explorer.attribution.attribute`); ``waiting`` hears the call's
+        place in line while it waits for memory."""
         ...
 
     def sanity(self, x: Tensor, target: int, method: str, from_layer: str, *,
@@ -90,11 +92,11 @@ class LocalRunner:
         return capture_with_stream(self.loaded.model, x, layers, fast=fast).cpu()
 
     def attribute(self, x: Tensor, target: int, method: str, *, device: str | None = None,
-                  progress: Progress | None = None, **options: Any) -> Attribution:
+                  progress: Progress | None = None, waiting: Waiting | None = None, **options: Any) -> Attribution:
         from explorer.attribution import attribute
 
         p = self.preprocessing
-        return attribute(self.loaded.model, x, target, method, device=device, progress=progress,
+        return attribute(self.loaded.model, x, target, method, device=device, progress=progress, waiting=waiting,
                          normalisation=None if p is None else (p.mean, p.std), **options)
 
     def sanity(self, x: Tensor, target: int, method: str, from_layer: str, *,
@@ -135,7 +137,7 @@ class RemoteRunner:
         return self.backend.capture(self.config, ImageInput.from_tensor(x), layers, fast=fast)
 
     def attribute(self, x: Tensor, target: int, method: str, *, device: str | None = None,
-                  progress: Progress | None = None, **options: Any) -> Attribution:
+                  progress: Progress | None = None, waiting: Waiting | None = None, **options: Any) -> Attribution:
         return self.backend.attribute(self.config, ImageInput.from_tensor(x), target, method, **options)
 
     def sanity(self, x: Tensor, target: int, method: str, from_layer: str, *,
