@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,8 +16,8 @@ from explorer import attribution as attr
 from explorer.device import DeviceError
 from explorer.errors import ExplorerError
 from explorer.models import ARCHS, PRESETS, build, build_cifar
-from explorer.predict import InputError
-from explorer.shared import hook_count, model_lock
+from explorer.predict import InputError, predict
+from explorer.shared import hook_count, model_lock, work_twin
 
 # Settings that keep each method to a handful of passes on a 64x64 image.
 CHEAP = {
@@ -345,32 +346,72 @@ def test_progress_is_reported(model, image):
     assert hook_count(model) == 0
 
 
-def test_work_holds_the_model_lock(model, image):
-    """While another session holds the model's lock, an attribution waits; it runs once the lock is free."""
-    assert_waits_for_the_lock(model, lambda: attr.attribute(model, image, 3, "saliency"), hold_s=0.5)
+def _free_elsewhere(lock) -> bool:
+    """Whether another thread could take ``lock`` now (an RLock has no locked(): a thread that does not hold it
+    asks, and cannot re-enter it)."""
+    result: list[bool] = []
+
+    def probe() -> None:
+        got = lock.acquire(blocking=False)
+        result.append(got)
+        if got:
+            lock.release()
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return result[0]
 
 
-def test_the_model_lock_is_held_during_the_work_and_released_after(model, image):
-    """No lock is passed in: attribute() takes the model's own lock for the whole run, and gives it back."""
-    lock = model_lock(model)
+def test_long_calls_on_one_model_queue_for_its_work_twin(model, image):
+    """While another long call holds the model's work twin, an attribution waits; it runs once the twin is free."""
+    assert_waits_for_the_lock(work_twin(model), lambda: attr.attribute(model, image, 3, "saliency"), hold_s=0.5)
 
-    def free_elsewhere() -> bool:  # RLock has no locked(): ask from another thread, which cannot re-enter it
-        result: list[bool] = []
 
-        def probe() -> None:
-            got = lock.acquire(blocking=False)
-            result.append(got)
-            if got:
-                lock.release()
-
-        thread = threading.Thread(target=probe)
-        thread.start()
-        thread.join()
-        return result[0]
-
+def test_the_work_twins_lock_is_held_during_the_work_and_the_models_is_not(model, image):
+    """No lock is passed in: attribute() holds its work twin's lock for the whole run and gives it back; the
+    shared model's own lock stays free for other sessions."""
+    twin_lock, model_free = model_lock(work_twin(model)), []
     held: list[bool] = []
-    attr.attribute(model, image, 3, "smoothgrad", nt_samples=2, progress=lambda _: held.append(not free_elsewhere()))
-    assert held and all(held) and free_elsewhere()
+    attr.attribute(model, image, 3, "smoothgrad", nt_samples=2,
+                   progress=lambda _: (held.append(not _free_elsewhere(twin_lock)),
+                                       model_free.append(_free_elsewhere(model_lock(model)))))
+    assert held and all(held) and all(model_free) and _free_elsewhere(twin_lock)
+
+
+def test_a_prediction_runs_while_a_long_attribution_is_half_way(model, image):
+    """The issue's complaint: a long run held the shared model's lock and every prediction in every session
+    waited. Here the attribution stops at its first batch until a prediction on the same model has finished."""
+    predicted, paused, seen = threading.Event(), threading.Event(), []
+
+    def pause(_fraction: float) -> None:
+        if not paused.is_set():
+            paused.set()
+            seen.append(predicted.wait(timeout=30))  # True: the prediction finished while this run was mid-way
+
+    worker = threading.Thread(target=lambda: attr.attribute(model, image, 3, "integrated_gradients", n_steps=8,
+                                                            internal_batch_size=2, progress=pause))
+    worker.start()
+    assert paused.wait(timeout=30)
+    assert predict(model, image).indices
+    predicted.set()
+    worker.join(timeout=60)
+    assert seen == [True] and hook_count(model) == 0 and hook_count(work_twin(model)) == 0
+
+
+def test_the_work_twin_follows_the_models_weights(model, image):
+    twin = work_twin(model)
+    assert work_twin(model) is twin and twin is not model
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values(), strict=True))
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed.fc.bias.add_(1.0)  # in place: the twin of this model is made again
+    before = work_twin(changed)
+    with torch.no_grad():
+        changed.fc.bias.add_(1.0)
+    after = work_twin(changed)
+    assert after is not before and torch.equal(after.fc.bias, changed.fc.bias)
+    assert attr.attribute(changed, image, 3, "saliency").map.shape == image.shape[-2:]
 
 
 def test_concurrent_soak_on_one_shared_model(model, image):

@@ -60,8 +60,8 @@ def test_the_servers_deadline_comes_from_explorer_call_seconds(monkeypatch, mode
     assert deadline.call_seconds() == deadline.CALL_SECONDS
     monkeypatch.setenv("EXPLORER_CALL_SECONDS", "0.2")
     assert deadline.call_seconds() == 0.2
-    with pytest.raises(deadline.DeadlineError, match="SmoothGrad ran past the 0.2 s"):
-        attr.attribute(model, image, 3, "smoothgrad", nt_samples=16)
+    with pytest.raises(deadline.DeadlineError, match="Integrated Gradients ran past the 0.2 s"):
+        attr.attribute(model, image, 3, "integrated_gradients", n_steps=64, internal_batch_size=2)  # 32 batches
     result = attr.attribute(model, image, 3, "saliency")  # a call within it still runs (one batch)
     with pytest.raises(deadline.DeadlineError, match="The deletion and insertion curves ran past the 0.2 s"):
         attr.faithfulness(model, image, 3, result, steps=64, batch_size=1)

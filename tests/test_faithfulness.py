@@ -11,7 +11,7 @@ from torch import nn
 
 from explorer import attribution as attr
 from explorer.plots import attribution as plots
-from explorer.shared import hook_count
+from explorer.shared import hook_count, work_twin
 
 SIDE = 32
 
@@ -72,7 +72,7 @@ def test_deletion_drops_fastest_for_the_map_of_the_quadrant_that_decides(tiny, p
 
 def test_steps_are_batched_and_capped_on_the_cpu(tiny, picture):
     calls: list[int] = []
-    handle = tiny.register_forward_pre_hook(lambda _m, args: calls.append(int(args[0].shape[0])))
+    handle = work_twin(tiny).register_forward_pre_hook(lambda _m, args: calls.append(int(args[0].shape[0])))
     try:
         f = attr.faithfulness(tiny, picture, 0, TOP_LEFT, steps=16, batch_size=8)
     finally:
@@ -88,8 +88,9 @@ def test_steps_are_batched_and_capped_on_the_cpu(tiny, picture):
         attr.faithfulness(tiny, picture, 2, TOP_LEFT, steps=4)
 
 
-def test_waits_for_the_model_lock(tiny, picture):
-    assert_waits_for_the_lock(tiny, lambda: attr.faithfulness(tiny, picture, 0, TOP_LEFT, steps=4))
+def test_waits_for_the_models_work_twin(tiny, picture):
+    """The curves are long work: they run on the model's work twin, and wait while another long call holds it."""
+    assert_waits_for_the_lock(work_twin(tiny), lambda: attr.faithfulness(tiny, picture, 0, TOP_LEFT, steps=4))
 
 
 def test_an_attribution_of_a_resnet_is_scored_and_the_model_is_unchanged(model, image):

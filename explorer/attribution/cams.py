@@ -1,7 +1,8 @@
 """The class activation maps of the ``grad-cam`` package (pytorch-grad-cam), run the shared-model way.
 
 :func:`run_cam` is the ``runner`` of every method the registry declares with a ``cam`` class name. It runs inside
-:func:`explorer.shared.exclusive` (``attribute()`` holds the lock and removes whatever is left); on top of that:
+:func:`explorer.shared.exclusive_twin` (``attribute()`` holds the work twin's lock and removes whatever is left); on
+top of that:
 
 * the package is imported only here, when such a method runs;
 * the CAM object is a context manager, so its hooks are released even on failure;

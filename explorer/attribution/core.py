@@ -1,9 +1,10 @@
 """One interface for every method of the registry: ``attribute(model, x, target, method, **options)``.
 
 Safe on a shared model from many threads with no lock held by the caller: the work runs inside
-:func:`explorer.shared.exclusive`, which holds the model's lock and removes every hook and attribute the work
-left (even on failure). Gradients are taken with respect to the input only (the parameters' ``.grad`` stay
-``None``) and the shared model is never moved or changed.
+:func:`explorer.shared.exclusive_twin`, on the model's private work twin, whose lock it holds and from which it
+removes every hook and attribute the work left (even on failure); the shared model's own lock is free for other
+sessions' predictions meanwhile. Gradients are taken with respect to the input only (the parameters' ``.grad``
+stay ``None``) and the shared model is never moved or changed.
 
 Precision: bf16 autocast + channels_last where :func:`explorer.device.precision_for` allows it (the device computes
 bf16 natively and the method's declared tolerance holds), fp32 elsewhere; ``Attribution.precision`` says which ran.
@@ -34,11 +35,11 @@ from explorer.deadline import watch
 from explorer.device import Precision, device_label, oom_advice, precision_for, resolve_device, synchronize
 from explorer.errors import ExplorerError
 from explorer.predict import InputError, as_batch, num_classes
-from explorer.shared import Hooks, exclusive
+from explorer.shared import Hooks, exclusive_twin
 
 __all__ = ["attribute"]
 
-# Captum announces on every call that it sets (and will remove) hooks; exclusive() makes sure it did.
+# Captum announces on every call that it sets (and will remove) hooks; exclusive_twin() makes sure it did.
 warnings.filterwarnings("ignore", message=r"Setting (forward, )?backward hooks", category=UserWarning)
 
 
@@ -161,7 +162,7 @@ def attribute(
     precision = precision_for("attribution", dev, method=spec.precision, fast=fast, dtype=x.dtype)
     opts, memory = fit_memory(spec, model, tuple(x.shape[1:]), opts)
     try:
-        with budget.LEDGER.reserve(memory, waiting=waiting), exclusive(model, dev) as hooks:
+        with budget.LEDGER.reserve(memory, waiting=waiting), exclusive_twin(model, dev) as hooks:
             net = hooks.net
             watch(hooks, spec.label, deadline, advice="Lower its samples or steps, or the input size,")
             x = x.to(dev, copy=True)  # our own copy: Captum flips its flags

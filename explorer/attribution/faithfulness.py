@@ -28,7 +28,7 @@ from explorer.attribution.result import Attribution
 from explorer.deadline import watch
 from explorer.device import device_label, fast_input, oom_advice, precision_for, resolve_device
 from explorer.predict import as_batch, num_classes
-from explorer.shared import exclusive
+from explorer.shared import exclusive_twin
 
 __all__ = ["CPU_MAX_STEPS", "Faithfulness", "faithfulness", "faithfulness_cost"]
 
@@ -134,7 +134,7 @@ def faithfulness(
     except budget.BudgetError as err:
         raise CostError(str(err)) from None
     try:
-        with budget.LEDGER.reserve(fitted.bytes), exclusive(model, dev) as hooks, torch.no_grad(), \
+        with budget.LEDGER.reserve(fitted.bytes), exclusive_twin(model, dev) as hooks, torch.no_grad(), \
                 precision.autocast(dev):
             watch(hooks, "The deletion and insertion curves", advice="Lower the steps or the input size,")
             start = time.perf_counter()

@@ -9,7 +9,7 @@ import numpy as np
 from torch import nn
 
 from explorer.attribution.errors import AttributionError
-from explorer.shared import exclusive, seeded
+from explorer.shared import exclusive, private, seeded
 
 __all__ = ["cascade_layers", "randomised_copy", "rank_similarity", "sanity_pair"]
 
@@ -63,7 +63,7 @@ def randomised_copy(model: nn.Module, from_layer: str, *, seed: int = 0) -> nn.M
         for name in order[: order.index(from_layer) + 1]:
             for module in groups[name]:
                 _reinit(twin.get_submodule(module))
-    return twin.eval()
+    return private(twin.eval())  # nobody else sees it: attributions run on it directly
 
 
 def rank_similarity(a: np.ndarray, b: np.ndarray) -> float:
