@@ -629,3 +629,27 @@ def test_a_saved_model_reopens_with_the_padding_it_was_trained_with(shortcut):
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x))
     assert lab.lab_model(8, plain=False).shortcut_option == "A-both"
+
+
+# --- the memory budget --------------------------------------------------------------------------------------
+
+
+def test_the_gradient_measures_stay_within_the_memory_budget(monkeypatch):
+    """The lab's ImageNet nets at 224 px with 128 points asked for tens of GB in one batch; now the correlation's
+    gradients go in batches that fit (the same numbers), and what cannot be split is refused with a sentence."""
+    model = lab.lab_model(20, plain=False, seed=0)
+    whole = lab.gradient_correlation(model, n=32, size=32, seed=0)
+    monkeypatch.setenv("EXPLORER_MEMORY_MB", "60")  # 30 MB per call: the line's forward fits, its backward does not
+    from explorer import budget
+
+    per_point = budget.image_bytes(model, 32, backward=True)
+    assert per_point * 32 > budget.call_bytes()  # the whole line would not fit in one batch
+    split = lab.gradient_correlation(model, n=32, size=32, seed=0)
+    np.testing.assert_allclose(split.by_lag, whole.by_lag, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(split.directional, whole.directional, rtol=1e-4, atol=1e-6)
+    with pytest.raises(lab.LabError, match=r"The gradient flow with the batch of random images = 64 needs about .* "
+                                           r"Lower the batch of random images to \d+ or less"):
+        lab.gradient_flow(model, batch=64, size=32)
+    with pytest.raises(lab.LabError, match=r"The line's BatchNorm statistics with the points on the line = 128 .* "
+                                           r"Lower the points on the line to \d+ or less"):
+        lab.gradient_correlation(model, n=128, size=64, seed=0)

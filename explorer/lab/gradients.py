@@ -8,7 +8,10 @@
   Gradients Problem: If resnets are the answer, then what is the question?": how correlated the input
   gradients of nearby inputs are. It decays exponentially with depth in plain nets, sublinearly in resnets.
 
-Both work on a private copy of the model made under its lock, so they are safe on a shared model too.
+Both work on a private copy of the model made under its lock, so they are safe on a shared model too, and both
+stay within the memory budget (:mod:`explorer.budget`): the correlation's gradients go in batches that fit (exact:
+in eval mode each point's output depends on its own input only), and a batch or a line that cannot fit is refused
+with the largest that does.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from explorer import budget
 from explorer.lab.errors import LabError
 from explorer.lab.twins import NETS, lab_model, model_name, weight_layers
 from explorer.models import CIFAR_DEPTHS
@@ -55,6 +59,22 @@ def _private_copy(model: nn.Module, device: torch.device) -> nn.Module:
     so no other session's hooks are on it at that moment; the caller's model is never touched."""
     with model_lock(model):
         return copy.deepcopy(model).to(device)
+
+
+def _fit(model: nn.Module, size: int, images: int, *, what: str, setting: str | None = None,
+         adjustable: bool = False, backward: bool = True) -> budget.Fit:
+    """The images one pass of ``model`` at ``size`` px may take at once under the memory budget (``backward``: a
+    forward kept for a backward), with the bytes of the private copy the measure trains or calibrates.
+
+    Raises:
+        LabError: when ``images`` cannot fit and cannot be split (``setting`` names what to lower).
+    """
+    copy_bytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) * 2  # + grads
+    try:
+        return budget.fit(budget.image_bytes(model, size, backward=backward), images, what=what, size=size,
+                          setting=setting, adjustable=adjustable, held=copy_bytes)
+    except budget.BudgetError as err:
+        raise LabError(str(err)) from None
 
 
 def _num_outputs(model: nn.Module) -> int:
@@ -96,10 +116,12 @@ def gradient_flow(
     elif y is None or y.shape[0] != x.shape[0]:
         raise LabError("gradient_flow needs one label per input image")
     device = torch.device(device or "cpu")
-    net = _private_copy(model, device).train()
-    net.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(net(x.to(device)), y.to(device))
-    loss.backward()
+    fitted = _fit(model, x.shape[-1], x.shape[0], what="The gradient flow", setting="the batch of random images")
+    with budget.LEDGER.reserve(fitted.bytes):
+        net = _private_copy(model, device).train()
+        net.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(net(x.to(device)), y.to(device))  # one batch: BatchNorm's statistics are the batch's
+        loss.backward()
     rows, depth = [], 0
     for index, (name, layer) in enumerate(weight_layers(net)):
         path = "shortcut" if "downsample" in name.split(".") else "main"
@@ -221,16 +243,25 @@ def gradient_correlation(
     v = torch.randn(channels, size, size, generator=g)
     t = torch.arange(n, dtype=torch.float32) * (4.0 / n) - 2.0
     x = (t[:, None, None, None] * v).to(device)
-    net = _private_copy(model, device)
-    if batchnorm == "line":
-        _calibrate_batchnorm(net, x)
-    net.eval()
-    x.requires_grad_(True)
-    logits = net(x)
-    u = torch.randn(logits.shape[1], generator=g) if logits.shape[1] > 1 else torch.ones(1)
-    u = (u / u.norm()).to(device)
-    (grads,) = torch.autograd.grad((logits @ u).sum(), x)  # per point: f depends on its own input only
-    flat = grads.detach().flatten(1).double().cpu()
+    fitted = _fit(model, size, n, what="The gradient correlation", adjustable=True)
+    reserve = fitted.bytes
+    if batchnorm == "line":  # the statistics of the whole line come from one forward of all its points
+        reserve = max(reserve, _fit(model, size, n, what="The line's BatchNorm statistics",
+                                    setting="the points on the line", backward=False).bytes)
+    with budget.LEDGER.reserve(reserve):
+        net = _private_copy(model, device)
+        if batchnorm == "line":
+            _calibrate_batchnorm(net, x)
+        net.eval()
+        outputs = _num_outputs(net) if any(isinstance(m, nn.Linear) for _, m in weight_layers(net)) else 1
+        u = torch.randn(outputs, generator=g) if outputs > 1 else torch.ones(1)
+        u = (u / u.norm()).to(device)
+        parts = []
+        for chunk in x.split(fitted.images):  # in eval mode each f(x(t)) depends on its own input only: chunks
+            chunk = chunk.detach().requires_grad_(True)  # give the gradients of one batch, within the budget
+            (grad,) = torch.autograd.grad((net(chunk) @ u).sum(), chunk)
+            parts.append(grad.detach())
+    flat = torch.cat(parts).flatten(1).double().cpu()
     unit = F.normalize(flat, dim=1)
     gram = unit @ unit.T
     by_lag = np.array([float(torch.diagonal(gram, k).mean()) for k in range(n)])
