@@ -46,25 +46,34 @@ METHODS = (("saliency", {}), ("integrated_gradients", {"n_steps": 8}), ("smoothg
            ("gradient_shap", {"n_samples": 8}), ("grad_cam", {}), ("occlusion", {}))
 
 
-def run(arch: str, size: int, method: str, options: dict) -> dict:
+def run(arch: str, size: int, method: str, options: dict) -> dict | str:
+    """The case's figures, or the last line of its error (a setting the CPU cap refuses, e.g.)."""
     code = CASE.format(root=str(ROOT), arch=arch, size=size, method=method, options=options)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        return (out.stderr.strip().splitlines() or ["failed"])[-1]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cases", help="only these, e.g. resnet18:512,resnet50:512")
     args = parser.parse_args()
     cases = [("resnet18", 224), ("resnet50", 224)]
     if not args.quick:
         cases += [("resnet152", 224), ("resnet18", 512), ("resnet50", 512)]
+    if args.cases:
+        cases = [(arch, int(size)) for arch, size in (case.split(":") for case in args.cases.split(","))]
     print("| net | size | method | estimate (MB) | measured rise of peak RSS (MB) | estimate / measured |")
     print("|---|---:|---|---:|---:|---:|")
     flags = ""
     for arch, size in cases:
         for method, options in METHODS:
             found = run(arch, size, method, options)
+            if isinstance(found, str):
+                print(f"| {arch} | {size} | {method} | refused: {found} | | |", flush=True)
+                continue
             flags = found["flags"]
             ratio = found["estimate"] / max(1, found["rise"])
             print(f"| {arch} | {size} | {method} | {found['estimate'] / 2**20:,.0f} | {found['rise'] / 2**20:,.0f} "
