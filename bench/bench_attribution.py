@@ -62,6 +62,9 @@ from captum.attr import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_fast_path import photos_at  # noqa: E402  (the sample photographs, cropped and flipped)
 
 from explorer import attribution as attr  # noqa: E402
 from explorer import images, lab  # noqa: E402
@@ -327,13 +330,7 @@ def same_noise(seed: int = 0) -> Iterator[None]:
 
 def photos(size: int, n: int) -> torch.Tensor:
     """``n`` ImageNet-normalised images (n, 3, size, size): the sample photographs, three crops each, flipped."""
-    xs = []
-    for name in images.SAMPLES:
-        img = images.sample_image(name)
-        for scale in (1.0, 1.15, 1.3):
-            x = images.preprocess(img, resize=int(size * scale), crop=size).tensor
-            xs += [x, x.flip(-1)]
-    return torch.cat(xs)[:n]
+    return photos_at(size)[:n]
 
 
 def tolerance_nets(n: int) -> list[tuple[str, torch.nn.Module, torch.Tensor, str]]:

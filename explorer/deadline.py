@@ -13,12 +13,12 @@ own stop, between two batches.
 
 from __future__ import annotations
 
-import os
 import time
 
 from torch import nn
 
 from explorer.errors import ExplorerError
+from explorer.settings import positive_number
 from explorer.shared import Hooks
 
 __all__ = ["CALL_SECONDS", "DeadlineError", "call_seconds", "watch"]
@@ -32,11 +32,7 @@ class DeadlineError(ExplorerError):
 
 def call_seconds() -> float:
     """The longest one heavy call may run: ``EXPLORER_CALL_SECONDS``, else :data:`CALL_SECONDS`."""
-    try:
-        seconds = float(os.environ.get("EXPLORER_CALL_SECONDS", "").strip() or CALL_SECONDS)
-    except ValueError:  # a malformed setting falls back to the default rather than crashing every page
-        return CALL_SECONDS
-    return seconds if seconds > 0 else CALL_SECONDS
+    return positive_number("EXPLORER_CALL_SECONDS", CALL_SECONDS)
 
 
 def watch(hooks: Hooks, what: str, seconds: float | None = None, advice: str = "Lower its settings") -> None:

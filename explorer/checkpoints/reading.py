@@ -8,12 +8,13 @@ runs no code). Anything else it asks for is refused before any of it runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -73,22 +74,29 @@ def parse(source: CheckpointSource, name: str | None = None) -> Parsed:
     return Parsed(_parse_torch(data), "torch", md(raw))
 
 
-def _head(path: Path, shown: str) -> tuple[bytes, int]:
-    """(the file's first bytes: a safetensors header if it has one, its size), after the checks of
-    :func:`read_source`."""
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Read ``path`` in the block; a missing file, a folder or an unreadable file becomes a :class:`WeightsError`."""
     try:
-        size = path.stat().st_size
-        _check_size(size, shown)
-        with path.open("rb") as f:
-            start = f.read(8)
-            header = int.from_bytes(start, "little") if len(start) == 8 else 0
-            head = start + f.read(header if 2 <= header <= min(size - 8, _MAX_HEADER_BYTES) else 1)
+        yield
     except FileNotFoundError:
         raise WeightsError(f"There is no file at {path}.") from None
     except IsADirectoryError:
         raise WeightsError(f"{path} is a folder, not a checkpoint file.") from None
     except OSError as err:
         raise WeightsError(f"{path} could not be read ({short_reason(err)}).") from None
+
+
+def _head(path: Path, shown: str) -> tuple[bytes, int]:
+    """(the file's first bytes: a safetensors header if it has one, its size), after the checks of
+    :func:`read_source`."""
+    with _reading(path):
+        size = path.stat().st_size
+        _check_size(size, shown)
+        with path.open("rb") as f:
+            start = f.read(8)
+            header = int.from_bytes(start, "little") if len(start) == 8 else 0
+            head = start + f.read(header if 2 <= header <= min(size - 8, _MAX_HEADER_BYTES) else 1)
     if not size:
         raise WeightsError(f"{shown} is empty: it holds no weights.")
     return head, size
@@ -102,15 +110,9 @@ def read_source(source: CheckpointSource, name: str | None) -> tuple[bytes, str]
     elif isinstance(source, str | os.PathLike):
         path = Path(source)
         raw = name or path.name
-        try:
+        with _reading(path):
             _check_size(path.stat().st_size, md(raw))
             data = path.read_bytes()
-        except FileNotFoundError:
-            raise WeightsError(f"There is no file at {path}.") from None
-        except IsADirectoryError:
-            raise WeightsError(f"{path} is a folder, not a checkpoint file.") from None
-        except OSError as err:
-            raise WeightsError(f"{path} could not be read ({short_reason(err)}).") from None
     elif hasattr(source, "read") or hasattr(source, "getvalue"):
         raw = name or os.path.basename(str(getattr(source, "name", "") or "")) or "uploaded file"
         size = getattr(source, "size", None)

@@ -253,13 +253,14 @@ def gradient_correlation(
         if batchnorm == "line":
             _calibrate_batchnorm(net, x)
         net.eval()
-        outputs = _num_outputs(net) if any(isinstance(m, nn.Linear) for _, m in weight_layers(net)) else 1
-        u = torch.randn(outputs, generator=g) if outputs > 1 else torch.ones(1)
-        u = (u / u.norm()).to(device)
-        parts = []
+        parts, u = [], None
         for chunk in x.split(fitted.images):  # in eval mode each f(x(t)) depends on its own input only: chunks
             chunk = chunk.detach().requires_grad_(True)  # give the gradients of one batch, within the budget
-            (grad,) = torch.autograd.grad((net(chunk) @ u).sum(), chunk)
+            logits = net(chunk)
+            if u is None:  # drawn after v, from the same generator
+                u = torch.randn(logits.shape[1], generator=g) if logits.shape[1] > 1 else torch.ones(1)
+                u = (u / u.norm()).to(device)
+            (grad,) = torch.autograd.grad((logits @ u).sum(), chunk)
             parts.append(grad.detach())
     flat = torch.cat(parts).flatten(1).double().cpu()
     unit = F.normalize(flat, dim=1)

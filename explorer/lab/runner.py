@@ -3,7 +3,6 @@ queue in arrival order) and the race's time cap."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -15,6 +14,7 @@ from torch import nn
 
 from explorer.lab.datasets import LabDataset
 from explorer.lab.race import EpochRecord, RaceRecipe, StepRecord, records_frame, train_race
+from explorer.settings import positive_number
 
 __all__ = ["RACE_SECONDS", "LiveRace", "RaceSnapshot", "race_seconds"]
 
@@ -25,11 +25,7 @@ keeping what it learned (as Stop does)."""
 
 def race_seconds() -> float:
     """The time cap of one race: ``EXPLORER_RACE_SECONDS``, else :data:`RACE_SECONDS`."""
-    try:
-        seconds = float(os.environ.get("EXPLORER_RACE_SECONDS", "").strip() or RACE_SECONDS)
-    except ValueError:  # a malformed setting falls back to the default rather than failing every race
-        return RACE_SECONDS
-    return seconds if seconds > 0 else RACE_SECONDS
+    return positive_number("EXPLORER_RACE_SECONDS", RACE_SECONDS)
 
 
 class _Slot:
