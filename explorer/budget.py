@@ -4,9 +4,12 @@ at once, and a ledger that makes a call wait rather than overcommit.
 * :func:`total_bytes`: ``EXPLORER_MEMORY_MB`` (MiB), by default a third of this machine's memory;
 * :func:`image_bytes`: the peak memory one image adds to a pass of ``model`` at a size, from its meta twin (no
   arithmetic, no lock): every leaf's output is kept for a backward pass (each ReLU is its own module, so this is
-  what autograd saves), plus the two largest outputs for the gradients in flight; a forward-only pass holds a
-  quarter of that sum and three of the largest outputs (fitted to the peak RSS measured on resnet18 and resnet50
-  by ``bench/bench_budget.py``: the allocator does not return every freed output at once);
+  what autograd saves), plus the two largest outputs for the gradients in flight; a forward-only pass holds
+  9/20 of (a quarter of that sum and three of the largest outputs);
+* :func:`call_overhead`: what every call adds whatever its batch (the allocator's and oneDNN's share: 20 MiB for a
+  backward; 64 MiB and half the weights for a forward-only call, where oneDNN keeps reordered weights). Both
+  fitted to the peak RSS that ``bench/bench_budget.py`` measured on resnet18/34/50/152 at 224 px and resnet18/50
+  at 512 px in two runs (forward-only peaks varied by up to 33 % between runs);
 * :func:`fit`: the images one call may send at once within :func:`call_bytes` (half the budget, so two calls run
   side by side), or a :class:`BudgetError` saying what to lower and the largest value that fits;
 * :func:`check_forward`: a forward (a prediction, feature maps, a block's trace) refused when one image cannot fit;
@@ -31,10 +34,12 @@ from torch import nn
 from explorer.errors import ExplorerError
 from explorer.shared import Hooks, input_channels, meta_twin
 
-__all__ = ["LEDGER", "BudgetError", "Fit", "Ledger", "call_bytes", "check_forward", "fit", "gb", "image_bytes",
-           "total_bytes"]
+__all__ = ["LEDGER", "BudgetError", "Fit", "Ledger", "call_bytes", "call_overhead", "check_forward", "fit", "gb",
+           "image_bytes", "total_bytes"]
 
 ELEMENT_BYTES = 4  # fp32; under bf16 autocast some outputs take 2, so the estimate stays above the truth
+BACKWARD_OVERHEAD = 20 << 20  # see call_overhead
+FORWARD_OVERHEAD = 64 << 20  # and half the weights
 WAIT_SECONDS = 120.0  # the longest a call waits for memory before it is refused
 
 
@@ -101,8 +106,17 @@ def image_bytes(model: nn.Module, size: int | tuple[int, int], *, backward: bool
     hw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
     channels = input_channels(model)
     total, largest = _outputs(model, hw, channels)
-    elements = total + 2 * largest if backward else total // 4 + 3 * largest
+    elements = total + 2 * largest if backward else (total // 4 + 3 * largest) * 9 // 20
     return (elements + channels * hw[0] * hw[1]) * ELEMENT_BYTES
+
+
+def call_overhead(model: nn.Module, *, backward: bool) -> int:
+    """The bytes a call on ``model`` adds whatever its batch: the allocator's free lists and oneDNN's scratch, and
+    for a forward-only call its reordered weights (fitted with :func:`image_bytes` to ``bench/bench_budget.py``'s
+    measurements)."""
+    if backward:
+        return BACKWARD_OVERHEAD
+    return FORWARD_OVERHEAD + sum(p.numel() * p.element_size() for p in model.parameters()) // 2
 
 
 @dataclass(frozen=True)
@@ -114,9 +128,10 @@ class Fit:
 
 
 def fit(per_image: int, asked: int, *, what: str, size: int, setting: str | None = None, adjustable: bool = False,
-        held: int = 0, advice: str = "") -> Fit:
+        held: int = 0, fixed: int = 0, advice: str = "") -> Fit:
     """The images a call may send at once when each costs ``per_image`` bytes, ``asked`` were asked for and the
-    call also holds ``held`` bytes throughout.
+    call also holds ``held`` bytes of its own throughout (the method's buffers) and ``fixed`` (its
+    :func:`call_overhead`).
 
     ``adjustable`` True lowers the number silently (a batch size: the result is the same); otherwise ``setting``
     names the option to lower (a number of samples: the result would change), or None when ``asked`` is the least
@@ -127,9 +142,10 @@ def fit(per_image: int, asked: int, *, what: str, size: int, setting: str | None
         BudgetError: with one sentence naming the setting to lower and the largest value that fits.
     """
     allowed = call_bytes()
-    if held + per_image > allowed and held > allowed // 2:  # what the method holds is the problem, not the images
+    if held + fixed + per_image > allowed and held > allowed // 2:  # what the method holds is the problem
         raise BudgetError(f"{what} holds about {gb(held)} at {size} px; one call may use {gb(allowed)} of this "
                           f"server's memory. {advice or 'Lower the input size'}.")
+    held += fixed
     most = max(0, allowed - held) // max(1, per_image)
     if asked <= most:
         return Fit(asked, asked * per_image + held)
@@ -156,7 +172,8 @@ def check_forward(model: nn.Module, shape: tuple[int, ...], *, what: str = "One 
         BudgetError: naming the largest input size that fits.
     """
     images = int(shape[0]) if len(shape) == 4 else 1  # a (C, H, W) image is one
-    fit(image_bytes(model, tuple(shape[-2:]), backward=False), images, what=what, size=max(shape[-2:]))
+    fit(image_bytes(model, tuple(shape[-2:]), backward=False), images, what=what, size=max(shape[-2:]),
+        fixed=call_overhead(model, backward=False))
 
 
 class Ledger:

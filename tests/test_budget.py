@@ -21,8 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def small_budget(monkeypatch):
-    """A 64 MB budget (32 MB per call), small enough for resnet18 at a few hundred pixels to reach."""
-    monkeypatch.setenv("EXPLORER_MEMORY_MB", "64")
+    """A 256 MB budget (128 MB per call), small enough for resnet18 at a few hundred pixels to reach."""
+    monkeypatch.setenv("EXPLORER_MEMORY_MB", "256")
+
+
+def room(model, *, backward: bool = True) -> int:
+    """The bytes one call on ``model`` has for images: its share of the budget less its fixed overhead."""
+    return budget.call_bytes() - budget.call_overhead(model, backward=backward)
 
 
 def test_the_budget_is_a_third_of_memory_unless_set(monkeypatch):
@@ -52,32 +57,38 @@ def test_the_issues_example_resnet152_at_1024_px_keeps_about_5_gb():
 
 
 def test_fit_lowers_a_batch_refuses_samples_and_names_the_largest_that_fits(small_budget):
-    per_image = 4 << 20  # 4 MB each: 8 fit in a call's 32 MB
-    assert budget.fit(per_image, 4, what="X", size=224, adjustable=True) == budget.Fit(4, 16 << 20)
+    per_image = 16 << 20  # 16 MB each: 8 fit in a call's 128 MB, 6 beside a 20 MB overhead
+    assert budget.fit(per_image, 4, what="X", size=224, adjustable=True) == budget.Fit(4, 64 << 20)
+    assert budget.fit(per_image, 4, what="X", size=224, fixed=20 << 20) == budget.Fit(4, 84 << 20)
     assert budget.fit(per_image, 32, what="X", size=224, setting="batch", adjustable=True).images == 8
+    assert budget.fit(per_image, 32, what="X", size=224, adjustable=True, fixed=20 << 20).images == 6
     with pytest.raises(budget.BudgetError, match=r"Lower n_samples to 8 or less"):
         budget.fit(per_image, 64, what="X", size=224, setting="n_samples")
     with pytest.raises(budget.BudgetError, match=r"Lower the input size to \d+ px or less"):
-        budget.fit(40 << 20, 1, what="X", size=224)
+        budget.fit(160 << 20, 1, what="X", size=224)
+    # 108 MB left of 128 for a 160 MB image at 224 px: 184 px would fit, and sizes go in steps of 32
+    with pytest.raises(budget.BudgetError, match=r"Lower the input size to 160 px or less"):
+        budget.fit(160 << 20, 1, what="X", size=224, fixed=20 << 20)
     with pytest.raises(budget.BudgetError, match=r"Pick an earlier layer"):
-        budget.fit(1 << 20, 1, what="X", size=224, held=40 << 20, advice="Pick an earlier layer")
+        budget.fit(1 << 20, 1, what="X", size=224, held=160 << 20, advice="Pick an earlier layer")
 
 
 def test_attribute_lowers_integrated_gradients_batch_to_what_fits(small_budget):
     net = build("resnet18").eval()
     x = torch.rand(1, 3, 160, 160)
     per_image = budget.image_bytes(net, 160, backward=True)
-    fits = budget.call_bytes() // per_image
+    fits = room(net) // per_image
     assert 1 <= fits < 8  # the registry's batch of 8 would not fit
     result = attr.attribute(net, x, 3, "integrated_gradients", n_steps=8, fast=False)
-    assert result.options["internal_batch_size"] == fits and result.memory == fits * per_image
+    assert result.options["internal_batch_size"] == fits
+    assert result.memory == fits * per_image + budget.call_overhead(net, backward=True)
     reference = attr.attribute(net, x, 3, "integrated_gradients", n_steps=8, internal_batch_size=1, fast=False)
     assert torch.allclose(result.raw, reference.raw, atol=1e-5)  # a smaller batch, the same map
 
 
 def test_gradient_shap_samples_over_the_budget_are_refused_with_the_largest_that_fits(small_budget):
     net = build("resnet18").eval()
-    fits = budget.call_bytes() // budget.image_bytes(net, 160, backward=True)
+    fits = room(net) // budget.image_bytes(net, 160, backward=True)
     with pytest.raises(attr.CostError, match=rf"GradientSHAP with n_samples = 64 .* Lower n_samples to {fits} or less"):
         attr.attribute(net, torch.rand(1, 3, 160, 160), 3, "gradient_shap", n_samples=64)
     assert attr.attribute(net, torch.rand(1, 3, 160, 160), 3, "gradient_shap", n_samples=fits).memory > 0

@@ -73,7 +73,7 @@ def test_a_wide_cifar_net_at_1024_px_is_refused_before_its_first_forward(monkeyp
 
 
 def test_predictions_feature_maps_and_traces_refuse_what_cannot_fit(monkeypatch) -> None:
-    monkeypatch.setenv("EXPLORER_MEMORY_MB", "64")  # 32 MB per call
+    monkeypatch.setenv("EXPLORER_MEMORY_MB", "256")  # 128 MB per call
     loaded = ModelCache().get(ModelConfig(arch="resnet18"))
     runner = LocalRunner(loaded)
     big = torch.zeros(1, 3, 1024, 1024)

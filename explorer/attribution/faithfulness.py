@@ -130,7 +130,7 @@ def faithfulness(
     try:
         fitted = budget.fit(budget.image_bytes(model, tuple(x.shape[-2:]), backward=False),
                             min(max(1, int(batch_size)), steps + 1), what="The deletion and insertion curves",
-                            size=max(x.shape[-2:]), adjustable=True)
+                            size=max(x.shape[-2:]), adjustable=True, fixed=budget.call_overhead(model, backward=False))
     except budget.BudgetError as err:
         raise CostError(str(err)) from None
     try:

@@ -362,7 +362,8 @@ def fit_memory(spec: MethodSpec, model: nn.Module, shape: tuple[int, ...],
     try:
         fitted = budget.fit(per_image, spec.at_once(shape, opts), what=spec.label, size=max(shape[-2:]),
                             setting=spec.batch, adjustable=spec.batch is not None and not spec.batch_fixed,
-                            held=held, advice=spec.advice)
+                            held=held, fixed=budget.call_overhead(model, backward=not spec.forward_only),
+                            advice=spec.advice)
     except budget.BudgetError as err:
         raise CostError(str(err)) from None
     if spec.batch is not None and not spec.batch_fixed and fitted.images < int(opts[spec.batch]):

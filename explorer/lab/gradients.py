@@ -72,7 +72,8 @@ def _fit(model: nn.Module, size: int, images: int, *, what: str, setting: str | 
     copy_bytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) * 2  # + grads
     try:
         return budget.fit(budget.image_bytes(model, size, backward=backward), images, what=what, size=size,
-                          setting=setting, adjustable=adjustable, held=copy_bytes)
+                          setting=setting, adjustable=adjustable, held=copy_bytes,
+                          fixed=budget.call_overhead(model, backward=backward))
     except budget.BudgetError as err:
         raise LabError(str(err)) from None
 
