@@ -440,8 +440,34 @@ def test_live_race_stop_and_queue():
     assert third.snapshot().status == "finished"
 
 
+def test_a_races_settings_are_bounded_by_its_estimated_time(monkeypatch):
+    """No separate maxima: a race whose estimate (mult-adds x the measured pace) is over the cap is refused before
+    it starts, naming the epochs (or, for one epoch, the images) that fit; under the cap it is allowed."""
+    monkeypatch.setitem(lab.pace._PACE, "cpu", 1e-9 / lab.pace.RACE_FACTOR)  # a race: 1 s per billion mult-adds
+    per_image = 100_000_000  # 0.1 G: a training image costs 0.3 s, a test image 0.1 s
+    assert lab.race_estimate(per_image, 1000, 200, 2) == pytest.approx(2 * (300 + 20))
+    assert lab.check_race_time(per_image, 1000, 200, 1, cap=600) == pytest.approx(320)
+    with pytest.raises(lab.LabError, match=r"about 11 min on this server; a race may train for 10 min\. Lower the "
+                                           r"epochs to 1 or fewer"):
+        lab.check_race_time(per_image, 1000, 200, 2, cap=600)
+    with pytest.raises(lab.LabError, match=r"Train for one epoch on at most 1,900 images"):  # (600 - 20) / 0.3
+        lab.check_race_time(per_image, 5000, 200, 1, cap=600)
+    with pytest.raises(lab.LabError, match=r"Choose fewer or shallower networks"):
+        lab.check_race_time(per_image * 1000, 50, 200, 1, cap=600)
+    monkeypatch.setitem(lab.pace._PACE, "cpu", 1.0)  # a server far too slow for any race
+    with pytest.raises(lab.LabError, match=r"This race would train for about .* Choose fewer"):
+        lab.LiveRace(lab.race_models(((8, False),)), tiny_data(n_train=64, size=8),
+                    lab.RaceRecipe(epochs=2, batch_size=16))
+
+
+def test_the_pace_is_measured_once_and_prices_a_real_step():
+    pace = lab.seconds_per_mult_add()
+    assert 1e-13 < pace < 1e-7 and lab.seconds_per_mult_add() == pace  # measured once, then remembered
+
+
 def test_a_race_stops_at_the_servers_time_cap_and_keeps_what_it_learned(monkeypatch):
     monkeypatch.setenv("EXPLORER_RACE_SECONDS", "0.5")
+    monkeypatch.setitem(lab.pace._PACE, "cpu", 1e-15)  # an estimate far too hopeful (a busy server): the cap holds
     assert lab.race_seconds() == 0.5
     run = lab.LiveRace(lab.race_models(((8, False),)), tiny_data(n_train=64, size=8),
                        lab.RaceRecipe(epochs=200, batch_size=16)).start()
@@ -639,11 +665,12 @@ def test_the_gradient_measures_stay_within_the_memory_budget(monkeypatch):
     gradients go in batches that fit (the same numbers), and what cannot be split is refused with a sentence."""
     model = lab.lab_model(20, plain=False, seed=0)
     whole = lab.gradient_correlation(model, n=32, size=32, seed=0)
-    monkeypatch.setenv("EXPLORER_MEMORY_MB", "60")  # 30 MB per call: the line's forward fits, its backward does not
+    monkeypatch.setenv("EXPLORER_MEMORY_MB", "192")  # 96 MB per call: the line's forward fits, its backward does not
     from explorer import budget
 
     per_point = budget.image_bytes(model, 32, backward=True)
-    assert per_point * 32 > budget.call_bytes()  # the whole line would not fit in one batch
+    # no one batch for the whole line
+    assert per_point * 32 + budget.call_overhead(model, backward=True) > budget.call_bytes()
     split = lab.gradient_correlation(model, n=32, size=32, seed=0)
     np.testing.assert_allclose(split.by_lag, whole.by_lag, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(split.directional, whole.directional, rtol=1e-4, atol=1e-6)

@@ -125,6 +125,21 @@ def test_a_one_epoch_tiny_race_completes_and_offers_downloads(lab_page):
     assert any("ResNet-8 is open" in s.value for s in lab_page.success)
 
 
+def test_a_race_over_the_time_cap_is_refused_before_it_starts(lab_page, monkeypatch):
+    """The race's settings are bounded by its estimated time: over the cap, a sentence naming what fits and no
+    Start; within it, the estimate beside the cost."""
+    monkeypatch.setitem(lab.pace._PACE, "cpu", 1e-9 / lab.pace.RACE_FACTOR)  # 1 s per billion mult-adds
+    lab_page.run()
+    set_tiny_race(lab_page, epochs=1)
+    assert not lab_page.warning and not lab_page.button(key="lab_start").disabled
+    assert any("min on this server" in c.value for c in lab_page.caption)
+    lab_page.number_input(key="lab_train_images").set_value(1300)
+    lab_page.number_input(key="lab_epochs").set_value(200).run()
+    refusal = " ".join(w.value for w in lab_page.warning)
+    assert "This race would train for about" in refusal and "Lower the epochs to" in refusal
+    assert lab_page.button(key="lab_start").disabled and "lab_race" not in lab_page.session_state
+
+
 def test_the_stop_button_stops_a_long_run(lab_page):
     lab_page.run()
     set_tiny_race(lab_page, epochs=50)

@@ -30,7 +30,6 @@ LOCAL = "FashionMNIST or CIFAR-10 from a local folder"
 SWEEP_POINTS = 32
 POLL_SECONDS = 1.0
 ABANDON_SECONDS = 300.0
-TRAIN_STEP = 3  # a forward and a backward pass cost about 3 forward passes
 RESPONSE_IMAGES = 64  # Fig. 7 after a race: this many of the race's test images, always the same ones
 IMAGE_PAGES = (pages.FEATURE_MAPS, pages.ATTRIBUTIONS)
 T = TypeVar("T")
@@ -96,8 +95,8 @@ def _show_gradient_flow() -> tuple[int | str, int, int, int, int, bool]:
 
     pair = twins_mult_adds(spec, size)
     st.caption(
-        f"Cost: {batch} images through both networks, forward and backward (about {TRAIN_STEP} forward passes): "
-        f"≈{giga(TRAIN_STEP * batch * pair)} (one image's forward pass through both: ≈{giga(pair)}; "
+        f"Cost: {batch} images through both networks, forward and backward (about {lab.TRAIN_STEP} forward passes): "
+        f"≈{giga(lab.TRAIN_STEP * batch * pair)} (one image's forward pass through both: ≈{giga(pair)}; "
         "1 mult-add = 2 FLOPs). The batch is standard-normal noise with random labels: at initialisation the "
         "network has learnt nothing, so what matters is how the gradient travels, not what the images show."
     )
@@ -131,7 +130,7 @@ def _show_shattered(spec: int | str, size: int, seed: int, pair: int, ready: boo
     )
     points = st.select_slider("Points on the line", (32, 64, 128), value=64, key=keys.LAB_POINTS)
     st.caption(f"Cost: {points} points through both networks, forward and backward: "
-               f"≈{giga(TRAIN_STEP * points * pair)}.")  # fmt: skip
+               f"≈{giga(lab.TRAIN_STEP * points * pair)}.")  # fmt: skip
     if not ready:
         return
     with st.spinner("Input gradients of both twins along the line…"):
@@ -151,7 +150,7 @@ def _show_shattered(spec: int | str, size: int, seed: int, pair: int, ready: boo
 
 def _show_sweep(batch: int, seed: int) -> None:
     """The depth sweep over the paper's CIFAR depths, on demand."""
-    estimate = sum(twins_mult_adds(d, 32) for d in CIFAR_DEPTHS) * TRAIN_STEP * (SWEEP_POINTS + batch)
+    estimate = sum(twins_mult_adds(d, 32) for d in CIFAR_DEPTHS) * lab.TRAIN_STEP * (SWEEP_POINTS + batch)
     st.markdown(
         f"**Depth sweep** — the paper's CIFAR nets, plain and residual, at depths {', '.join(map(str, CIFAR_DEPTHS))}: "
         f"{2 * len(CIFAR_DEPTHS)} networks, {SWEEP_POINTS} points on the line and {batch} images each, "
@@ -191,7 +190,7 @@ def _show_race_setup(seed: int, busy: bool) -> None:
         entries: tuple[tuple[int, bool], ...] = ((depth, True), (depth, False))
     else:
         entries = lab.DEGRADATION_PRESET
-    epochs = int(right.number_input("Epochs", min_value=1, max_value=50, value=5, step=1, key=keys.LAB_EPOCHS))
+    epochs = int(right.number_input("Epochs", min_value=1, max_value=200, value=5, step=1, key=keys.LAB_EPOCHS))
     lr = right.select_slider("Learning rate (SGD, momentum 0.9)", (0.01, 0.02, 0.05, 0.1, 0.2), 0.02,
                              key=keys.LAB_LR)  # fmt: skip
     batch_size = right.selectbox("Batch size", (32, 64, 128), index=1, key=keys.LAB_BATCH)
@@ -208,14 +207,24 @@ def _show_race_setup(seed: int, busy: bool) -> None:
         return
     classes = len(data.classes)
     per_image = sum(lab.forward_mult_adds(d, image_size, plain=p, num_classes=classes) for d, p in entries)
-    total = per_image * TRAIN_STEP * len(data.x_train) * epochs
+    total = per_image * lab.TRAIN_STEP * len(data.x_train) * epochs
+    trained = len(data.x_train) // batch_size * batch_size  # the last, smaller batch of an epoch is dropped
+    try:
+        seconds = lab.check_race_time(per_image, trained, len(data.x_test), epochs, lab.race_seconds())
+        refusal = None
+    except ExplorerError as err:
+        seconds, refusal = None, str(err)
+    took = "" if seconds is None else f", about {seconds / 60:.1f} min on this server"
     st.caption(
         f"{data.note}; {len(data.x_train):,} training and {len(data.x_test):,} test images. "
-        f"Cost: {len(entries)} networks × {epochs} epochs ≈ {giga(total)}."
-        " Once it runs, the progress bar shows the time so far and an estimate of the time left; a race stops "
-        f"after {lab.race_seconds() / 60:g} min on this server, keeping what the networks learned."
+        f"Cost: {len(entries)} networks × {epochs} epochs ≈ {giga(total)}{took}."
+        " Once it runs, the progress bar shows the time so far and an estimate of the time left; a race may train "
+        f"for {lab.race_seconds() / 60:g} min on this server, so its settings are bounded by this estimate, and one "
+        "that runs past it stops there, keeping what the networks learned."
     )
-    if not st.button("Start training", key=keys.LAB_START, type="primary", disabled=busy):
+    if refusal is not None:
+        st.warning(refusal)
+    if not st.button("Start training", key=keys.LAB_START, type="primary", disabled=busy or refusal is not None):
         return
     try:
         models = lab.race_models(entries, num_classes=classes, seed=seed)

@@ -12,7 +12,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from explorer.cost import mult_adds
 from explorer.lab.datasets import LabDataset
+from explorer.lab.pace import check_race_time
 from explorer.lab.race import EpochRecord, RaceRecipe, StepRecord, records_frame, train_race
 from explorer.settings import positive_number
 
@@ -105,8 +107,9 @@ class LiveRace:
     next step; ``join()`` waits for it. The trained ``models`` stay available afterwards (for saving).
     Runs queue for a process-wide slot in arrival order, so one trains at a time. With ``abandon_after``
     (seconds), a run whose snapshot nobody has asked for in that long (its browser tab was closed) stops itself.
-    A run stops itself after ``time_cap`` seconds of training (default :func:`race_seconds`), keeping what it
-    learned.
+    A run whose estimated time (:func:`~explorer.lab.pace.check_race_time`) is over ``time_cap`` seconds (default
+    :func:`race_seconds`) is refused with a :class:`~explorer.lab.errors.LabError` naming what fits; one that
+    runs past it anyway (a busy server) stops itself there, keeping what it learned. ``estimate``: its seconds.
     """
 
     def __init__(
@@ -128,6 +131,9 @@ class LiveRace:
         self.total_steps = self.steps_per_epoch * self.recipe.epochs * len(self.models)
         self._abandon_after = abandon_after
         self.time_cap = race_seconds() if time_cap is None else float(time_cap)
+        self.estimate = check_race_time(sum(mult_adds(m, data.size) for m in self.models.values()),
+                                        self.steps_per_epoch * self.recipe.batch_size, len(data.x_test),
+                                        self.recipe.epochs, self.time_cap, device)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._steps: list[StepRecord] = []
