@@ -112,3 +112,16 @@ def panels(monkeypatch: pytest.MonkeyPatch) -> list[Drawn]:
 
     monkeypatch.setattr(plots, "panels_sheet", record)
     return drawn
+
+
+@pytest.fixture
+def race_pace(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Set the lab race's pace on the CPU (seconds per mult-add of a race, :data:`RACE_FACTOR` included) for
+    this test, as if just measured: estimates become exact arithmetic."""
+    from explorer.lab import pace
+
+    def set_pace(seconds: float) -> None:
+        monkeypatch.setitem(pace._PACE, "cpu", seconds / pace.RACE_FACTOR)
+        monkeypatch.setitem(pace._MEASURED, "cpu", float("inf"))  # never due for a new measurement
+
+    return set_pace
