@@ -9,7 +9,8 @@ at once, and a ledger that makes a call wait rather than overcommit.
 * :func:`call_overhead`: what every call adds whatever its batch (the allocator's and oneDNN's share: 20 MiB for a
   backward; 64 MiB and half the weights for a forward-only call, where oneDNN keeps reordered weights). Both
   fitted to the peak RSS that ``bench/bench_budget.py`` measured on resnet18/34/50/152 at 224 px and resnet18/50
-  at 512 px in two runs (forward-only peaks varied by up to 33 % between runs);
+  at 512 px (forward-only peaks varied by up to 50 % between runs, and one run of three measured resnet50's
+  Occlusion 6 % over its estimate);
 * :func:`fit`: the images one call may send at once within :func:`call_bytes` (half the budget, so two calls run
   side by side), or a :class:`BudgetError` saying what to lower and the largest value that fits;
 * :func:`check_forward`: a forward (a prediction, feature maps, a block's trace) refused when one image cannot fit;
