@@ -31,6 +31,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from explorer.turns import Turns, Waiting
+
 __all__ = [
     "HOOK_REGISTRIES",
     "Hooks",
@@ -303,11 +305,35 @@ def private(model: nn.Module) -> nn.Module:
     return model
 
 
+def private_copy(model: nn.Module, device: torch.device | str | None = None) -> nn.Module:
+    """A deep copy of ``model`` on ``device`` (default: the CPU), in eval mode, to train, calibrate or change freely.
+    Made under the model's lock, so no other session's hooks are on it at that moment; the caller's model is never
+    touched."""
+    with model_lock(model):
+        net = copy.deepcopy(model)
+    return net.to(torch.device(device or "cpu")).eval()
+
+
+_TURNS: weakref.WeakKeyDictionary[nn.Module, Turns] = weakref.WeakKeyDictionary()
+
+
+def _turns(twin: nn.Module) -> Turns:
+    """The line of callers waiting for ``twin`` (made on first use, forgotten with the twin)."""
+    with _GUARD:
+        turns = _TURNS.get(twin)
+        if turns is None:
+            turns = _TURNS[twin] = Turns()
+        return turns
+
+
 @contextlib.contextmanager
-def exclusive_twin(model: nn.Module, device: torch.device | None = None) -> Iterator[Hooks]:
+def exclusive_twin(model: nn.Module, device: torch.device | None = None, *,
+                   waiting: Waiting | None = None) -> Iterator[Hooks]:
     """:func:`exclusive` on ``model``'s :func:`work_twin` on ``device``: the twin's lock is held, ``model``'s is
-    not (past making the twin), and on exit the twin is as it was."""
-    with exclusive(work_twin(model, device)) as hooks:
+    not (past making the twin), and on exit the twin is as it was. Callers take the twin in arrival order;
+    ``waiting`` hears a waiting caller's place in line (1: next)."""
+    twin = work_twin(model, device)
+    with _turns(twin).turn(waiting), exclusive(twin) as hooks:
         yield hooks
 
 

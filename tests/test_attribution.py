@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -17,7 +18,7 @@ from explorer.device import DeviceError
 from explorer.errors import ExplorerError
 from explorer.models import ARCHS, PRESETS, build, build_cifar
 from explorer.predict import InputError, predict
-from explorer.shared import hook_count, model_lock, work_twin
+from explorer.shared import exclusive_twin, hook_count, model_lock, work_twin
 
 # Settings that keep each method to a handful of passes on a 64x64 image.
 CHEAP = {
@@ -366,6 +367,39 @@ def _free_elsewhere(lock) -> bool:
 def test_long_calls_on_one_model_queue_for_its_work_twin(model, image):
     """While another long call holds the model's work twin, an attribution waits; it runs once the twin is free."""
     assert_waits_for_the_lock(work_twin(model), lambda: attr.attribute(model, image, 3, "saliency"), hold_s=0.5)
+
+
+def test_runs_waiting_for_the_work_twin_hear_their_place_in_line(model, image):
+    """Two sessions' Runs behind a third on one model: each hears its place (1st, 2nd) and what it waits for, then
+    they run in arrival order."""
+    heard: dict[str, list[tuple[int, str]]] = {"second": [], "third": []}
+    order: list[str] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with exclusive_twin(model):
+            holding.set()
+            release.wait(10)
+        order.append("first")
+
+    def run(name: str) -> None:
+        attr.attribute(model, image, 3, "saliency", waiting=lambda place, what: heard[name].append((place, what)))
+        order.append(name)
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    holding.wait(10)
+    for name in ("second", "third"):
+        threads.append(threading.Thread(target=run, args=(name,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 10
+        while not heard[name] and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert heard == {"second": [(1, attr.FOR_MODEL)], "third": [(2, attr.FOR_MODEL)]}  # nothing ran yet
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert order == ["first", "second", "third"]
 
 
 def test_the_work_twins_lock_is_held_during_the_work_and_the_models_is_not(model, image):

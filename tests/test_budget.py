@@ -150,13 +150,14 @@ def test_an_attribution_waiting_for_memory_hears_its_place_in_line(small_budget)
     net, places, done = build("resnet18").eval(), [], threading.Event()
     x = torch.rand(1, 3, 32, 32)
     with budget.LEDGER.reserve(budget.call_bytes()), budget.LEDGER.reserve(budget.call_bytes()):  # all of it
-        worker = threading.Thread(target=lambda: (attr.attribute(net, x, 3, "saliency", waiting=places.append),
+        worker = threading.Thread(target=lambda: (attr.attribute(net, x, 3, "saliency",
+                                                                 waiting=lambda *heard: places.append(heard)),
                                                   done.set()))
         worker.start()
         deadline = time.monotonic() + 10
         while not places and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert places[:1] == [1]
+        assert places[:1] == [(1, "the server's memory")]
         assert not done.is_set()  # it waits rather than overcommit
     worker.join(20)
     assert done.is_set() and budget.LEDGER.used == 0

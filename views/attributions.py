@@ -136,8 +136,8 @@ def _attribute_all(run: Runner, x, target: int, methods: list[str], settings: Se
         def tick(p: float, i: int = i, label: str = label) -> None:
             bar.progress(min(1.0, (i + p) / len(methods)), text=f"{label}: {p:.0%}")
 
-        def wait(place: int, i: int = i, label: str = label) -> None:
-            bar.progress(i / len(methods), text=f"{label}: waiting for the server's memory, {ordinal(place)} in line…")
+        def wait(place: int, what: str, i: int = i, label: str = label) -> None:
+            bar.progress(i / len(methods), text=f"{label}: waiting for {what}, {ordinal(place)} in line…")
 
         try:
             results[m] = run.attribute(x, target, m, device=device, progress=tick, waiting=wait, **settings[m])

@@ -25,7 +25,7 @@ The rooms:
 from __future__ import annotations
 
 from explorer.attribution.baselines import BASELINES, make_baseline
-from explorer.attribution.core import attribute
+from explorer.attribution.core import FOR_MEMORY, FOR_MODEL, attribute
 from explorer.attribution.errors import AttributionError, CostError
 from explorer.attribution.faithfulness import CPU_MAX_STEPS, Faithfulness, faithfulness, faithfulness_cost
 from explorer.attribution.layers import default_layer, gradcam_layers, layer_channels, stage_grid, stage_names
@@ -54,6 +54,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "BASELINES",
+    "FOR_MEMORY",
+    "FOR_MODEL",
     "CPU_MAX_STEPS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

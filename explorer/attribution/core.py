@@ -37,7 +37,10 @@ from explorer.errors import ExplorerError
 from explorer.predict import InputError, as_batch, num_classes
 from explorer.shared import Hooks, exclusive_twin
 
-__all__ = ["attribute"]
+__all__ = ["FOR_MEMORY", "FOR_MODEL", "attribute"]
+
+FOR_MODEL = "this model (another run is using it)"
+FOR_MEMORY = "the server's memory"
 
 # Captum announces on every call that it sets (and will remove) hooks; exclusive_twin() makes sure it did.
 warnings.filterwarnings("ignore", message=r"Setting (forward, )?backward hooks", category=UserWarning)
@@ -104,6 +107,11 @@ def _count_images(hooks: Hooks, total: int, progress: Callable[[float], None]) -
     hooks.forward(hooks.net, hook)
 
 
+def _told(waiting: Callable[[int, str], None] | None, what: str) -> Callable[[int], None] | None:
+    """``waiting`` with what is waited for filled in."""
+    return None if waiting is None else (lambda place: waiting(place, what))
+
+
 def _check_target(model: nn.Module, target: object) -> int:
     n_cls = num_classes(model)
     if not isinstance(target, int | np.integer) or target < 0 or (n_cls is not None and target >= n_cls):
@@ -123,7 +131,7 @@ def attribute(
     normalisation: Normalisation | None = None,
     fast: bool | None = None,
     deadline: float | None = None,
-    waiting: Callable[[int], None] | None = None,
+    waiting: Callable[[int, str], None] | None = None,
     **options: Any,
 ) -> Attribution:
     """Attribute class ``target`` of ``model`` (eval mode) on one image ``x`` (1, C, H, W) with ``method``.
@@ -135,7 +143,8 @@ def attribute(
     autocast where the device computes bf16 natively and the method's declared tolerance holds), False forces
     fp32, True asks for bf16 on a native device even for a method declared fp32 (to measure it). ``deadline``:
     the seconds the call may run (default :func:`explorer.deadline.call_seconds`), checked before each batch.
-    ``waiting`` is called with the call's place in line (1: next) while it waits for memory (:data:`budget.LEDGER`).
+    ``waiting`` is called with the call's place in line (1: next) and what it waits for (:data:`FOR_MODEL`: another
+    run on this model, first; then :data:`FOR_MEMORY`: the server's memory, :data:`budget.LEDGER`).
     ``options`` are Captum's keywords plus ours (``baseline``: a kind of :data:`BASELINES`, a number or a tensor;
     the registry's declared options). Takes the model's lock itself.
 
@@ -162,7 +171,8 @@ def attribute(
     precision = precision_for("attribution", dev, method=spec.precision, fast=fast, dtype=x.dtype)
     opts, memory = fit_memory(spec, model, tuple(x.shape[1:]), opts)
     try:
-        with budget.LEDGER.reserve(memory, waiting=waiting), exclusive_twin(model, dev) as hooks:
+        with exclusive_twin(model, dev, waiting=_told(waiting, FOR_MODEL)) as hooks, \
+                budget.LEDGER.reserve(memory, waiting=_told(waiting, FOR_MEMORY)):
             net = hooks.net
             watch(hooks, spec.label, deadline, advice="Lower its samples or steps, or the input size,")
             x = x.to(dev, copy=True)  # our own copy: Captum flips its flags

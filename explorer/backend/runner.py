@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # Captum loads on the first attribution, not when the app sta
 __all__ = ["LocalRunner", "RemoteRunner", "Runner"]
 
 Progress = Callable[[float], None]
-Waiting = Callable[[int], None]
+Waiting = Callable[[int, str], None]  # (place in line, 1: next; what is waited for)
 
 
 class Runner(Protocol):
@@ -49,7 +49,7 @@ class Runner(Protocol):
     def attribute(self, x: Tensor, target: int, method: str, *, device: str | None = None,
                   progress: Progress | None = None, waiting: Waiting | None = None, **options: Any) -> Attribution:
         """One attribution of class ``target`` (:func:`explorer.attribution.attribute`); ``waiting`` hears the call's
-        place in line while it waits for memory."""
+        place in line and what it waits for (the model, then memory) while it waits."""
         ...
 
     def sanity(self, x: Tensor, target: int, method: str, from_layer: str, *,
