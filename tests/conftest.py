@@ -115,13 +115,11 @@ def panels(monkeypatch: pytest.MonkeyPatch) -> list[Drawn]:
 
 
 @pytest.fixture
-def race_pace(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """Set the lab race's pace on the CPU (seconds per mult-add of a race, :data:`RACE_FACTOR` included) for
-    this test, as if just measured: estimates become exact arithmetic."""
-    from explorer.lab import pace
+def machine_speed(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Pretend this machine runs ``rate`` mult-adds per second (:func:`explorer.speed.throughput`) for this test:
+    time estimates become exact arithmetic."""
 
-    def set_pace(seconds: float) -> None:
-        monkeypatch.setitem(pace._PACE, "cpu", seconds / pace.RACE_FACTOR)
-        monkeypatch.setitem(pace._MEASURED, "cpu", float("inf"))  # never due for a new measurement
+    def set_rate(rate: float) -> None:
+        monkeypatch.setattr("explorer.speed.throughput", lambda *_args, **_kwargs: rate)
 
-    return set_pace
+    return set_rate

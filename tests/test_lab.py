@@ -440,37 +440,39 @@ def test_live_race_stop_and_queue():
     assert third.snapshot().status == "finished"
 
 
-def test_a_races_settings_are_bounded_by_its_estimated_time(race_pace):
-    """No separate maxima: a race whose estimate (mult-adds x the measured pace) is over the cap is refused before
-    it starts, naming the epochs (or, for one epoch, the images) that fit; under the cap it is allowed."""
-    race_pace(1e-9)  # 1 s per billion mult-adds
-    per_image = 100_000_000  # 0.1 G: a training image costs 0.3 s, a test image 0.1 s
-    assert lab.race_estimate(per_image, 1000, 200, 2) == pytest.approx(2 * (300 + 20))
-    assert lab.check_race_time(per_image, 1000, 200, 1, cap=600) == pytest.approx(320)
+def test_a_races_settings_are_bounded_by_its_estimated_time(machine_speed):
+    """No separate maxima: a race whose estimate is over the cap is refused before it starts, naming the epochs
+    (or, for one epoch, the images) that fit; under the cap it is allowed."""
+    time = lab.RaceTime(train_image=0.3, test_image=0.1)
+    assert time.seconds(1000, 200, 2) == pytest.approx(2 * (300 + 20))
+    assert lab.check_race_time(time, 1000, 200, 1, cap=600) == pytest.approx(320)
     with pytest.raises(lab.LabError, match=r"about 11 min on this server; a race may train for 10 min\. Lower the "
                                            r"epochs to 1 or fewer"):
-        lab.check_race_time(per_image, 1000, 200, 2, cap=600)
+        lab.check_race_time(time, 1000, 200, 2, cap=600)
     with pytest.raises(lab.LabError, match=r"Train for one epoch on at most 1,900 images"):  # (600 - 20) / 0.3
-        lab.check_race_time(per_image, 5000, 200, 1, cap=600)
+        lab.check_race_time(time, 5000, 200, 1, cap=600)
     with pytest.raises(lab.LabError, match=r"Choose fewer or shallower networks"):
-        lab.check_race_time(per_image * 1000, 50, 200, 1, cap=600)
-    race_pace(1.0)  # a server far too slow for any race
+        lab.check_race_time(lab.RaceTime(300.0, 100.0), 50, 200, 1, cap=600)
+    machine_speed(1e9)  # a billion mult-adds per second
+    models = lab.race_models(((8, False), (8, True)))
+    forward = sum(lab.forward_mult_adds(8, 16, plain=p) for p in (False, True)) / 1e9 * lab.timing.RACE_FACTOR
+    measured = lab.race_time(models.values(), 16)
+    assert measured.test_image == pytest.approx(forward) and measured.train_image == pytest.approx(3 * forward)
+    machine_speed(1.0)  # a server far too slow for any race
     with pytest.raises(lab.LabError, match=r"This race would train for about .* Choose fewer"):
         lab.LiveRace(lab.race_models(((8, False),)), tiny_data(n_train=64, size=8),
-                    lab.RaceRecipe(epochs=2, batch_size=16))
+                     lab.RaceRecipe(epochs=2, batch_size=16))
 
 
-def test_the_pace_prices_a_real_step_and_keeps_the_fastest_measured(monkeypatch):
-    pace = lab.seconds_per_mult_add()
-    assert 1e-13 < pace < 1e-7 and lab.seconds_per_mult_add() == pace  # measured, then remembered a while
-    monkeypatch.setitem(lab.pace._PACE, "cpu", 1.0)  # as if measured while the server was very busy
-    monkeypatch.setitem(lab.pace._MEASURED, "cpu", time.monotonic() - lab.pace.REMEASURE_SECONDS - 1)
-    assert lab.seconds_per_mult_add() < 1e-7  # due again: the busy measurement does not stick
+def test_a_races_time_comes_from_this_machines_measured_speed():
+    time = lab.race_time(lab.race_models(((8, False),)).values(), 16)
+    assert 0 < time.test_image < time.train_image < 1.0
+    assert time.train_image == pytest.approx(lab.TRAIN_STEP * time.test_image)
 
 
-def test_a_race_stops_at_the_servers_time_cap_and_keeps_what_it_learned(monkeypatch, race_pace):
+def test_a_race_stops_at_the_servers_time_cap_and_keeps_what_it_learned(monkeypatch, machine_speed):
     monkeypatch.setenv("EXPLORER_RACE_SECONDS", "0.5")
-    race_pace(1e-15)  # an estimate far too hopeful (a busy server): the cap holds
+    machine_speed(1e30)  # an estimate far too hopeful (a busy server): the cap holds
     assert lab.race_seconds() == 0.5
     run = lab.LiveRace(lab.race_models(((8, False),)), tiny_data(n_train=64, size=8),
                        lab.RaceRecipe(epochs=200, batch_size=16)).start()

@@ -210,7 +210,8 @@ def _show_race_setup(seed: int, busy: bool) -> None:
     total = per_image * lab.TRAIN_STEP * len(data.x_train) * epochs
     trained = len(data.x_train) // batch_size * batch_size  # the last, smaller batch of an epoch is dropped
     try:
-        seconds = lab.check_race_time(per_image, trained, len(data.x_test), epochs, lab.race_seconds())
+        timing = lab.race_time(lab.race_models(entries, num_classes=classes).values(), image_size)
+        seconds = lab.check_race_time(timing, trained, len(data.x_test), epochs, lab.race_seconds())
         refusal = None
     except ExplorerError as err:
         seconds, refusal = None, str(err)

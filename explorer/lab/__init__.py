@@ -11,8 +11,8 @@ Every network here is built fresh for the lab (never the shared cached model). O
 * :mod:`~explorer.lab.race`: :func:`train_race` with its :class:`RaceRecipe`, its records and :class:`RaceHistory`;
 * :mod:`~explorer.lab.runner`: :class:`LiveRace`, the race in a background thread, the one training slot and the
   race's time cap (:func:`race_seconds`);
-* :mod:`~explorer.lab.pace`: a race's time estimated before it starts (:func:`race_estimate`) and bounded by
-  the cap (:func:`check_race_time`);
+* :mod:`~explorer.lab.timing`: a race's time estimated before it starts (:func:`race_time`) and bounded by the
+  cap (:func:`check_race_time`);
 * :mod:`~explorer.lab.saved`: the saved-model format (:class:`TrainedMeta`, :func:`save_trained`,
   :func:`load_trained`, :func:`fallback_normalisation`);
 * :mod:`~explorer.lab.errors`: :class:`LabError` and its kinds.
@@ -41,7 +41,6 @@ from explorer.lab.gradients import (
     pair_gradient_flow,
     random_batch,
 )
-from explorer.lab.pace import TRAIN_STEP, check_race_time, race_estimate, seconds_per_mult_add
 from explorer.lab.race import EpochRecord, RaceHistory, RaceRecipe, StepRecord, train_race
 from explorer.lab.responses import layer_responses, pair_layer_responses, response_norms  # noqa: F401 - Fig. 7
 from explorer.lab.runner import LiveRace, RaceSnapshot, race_seconds
@@ -55,6 +54,7 @@ from explorer.lab.saved import (
     race_files,
     save_trained,
 )
+from explorer.lab.timing import TRAIN_STEP, RaceTime, check_race_time, race_time
 from explorer.lab.twins import (
     DEGRADATION_PRESET,
     NETS,
@@ -104,11 +104,11 @@ __all__ = [
     "pair_gradient_correlation",
     "pair_gradient_flow",
     "race_files",
-    "race_estimate",
+    "RaceTime",
+    "race_time",
     "race_models",
     "random_batch",
     "save_trained",
-    "seconds_per_mult_add",
     "train_race",
     "weight_layers",
     "race_seconds",

@@ -16,7 +16,6 @@ with the largest that does.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ from explorer import budget
 from explorer.lab.errors import LabError
 from explorer.lab.twins import NETS, lab_model, model_name, weight_layers
 from explorer.models import CIFAR_DEPTHS
-from explorer.shared import model_lock
+from explorer.shared import private_copy
 
 __all__ = [
     "GradientCorrelation",
@@ -52,13 +51,6 @@ def random_batch(batch: int, size: int, num_classes: int, *, seed: int = 0, chan
     x = torch.randn(batch, channels, size, size, generator=g)
     y = torch.randint(0, num_classes, (batch,), generator=g)
     return x, y
-
-
-def _private_copy(model: nn.Module, device: torch.device) -> nn.Module:
-    """A deep copy of ``model`` on ``device`` to train, calibrate or change freely. Made under the model's lock,
-    so no other session's hooks are on it at that moment; the caller's model is never touched."""
-    with model_lock(model):
-        return copy.deepcopy(model).to(device)
 
 
 def _fit(model: nn.Module, size: int, images: int, *, what: str, setting: str | None = None,
@@ -119,7 +111,7 @@ def gradient_flow(
     device = torch.device(device or "cpu")
     fitted = _fit(model, x.shape[-1], x.shape[0], what="The gradient flow", setting="the batch of random images")
     with budget.LEDGER.reserve(fitted.bytes):
-        net = _private_copy(model, device).train()
+        net = private_copy(model, device).train()
         net.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x.to(device)), y.to(device))  # one batch: BatchNorm's statistics are the batch's
         loss.backward()
@@ -250,7 +242,7 @@ def gradient_correlation(
         reserve = max(reserve, _fit(model, size, n, what="The line's BatchNorm statistics",
                                     setting="the points on the line", backward=False).bytes)
     with budget.LEDGER.reserve(reserve):
-        net = _private_copy(model, device)
+        net = private_copy(model, device)
         if batchnorm == "line":
             _calibrate_batchnorm(net, x)
         net.eval()

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch import nn
 
-from explorer.cost import mult_adds
 from explorer.lab.datasets import LabDataset
-from explorer.lab.pace import check_race_time
 from explorer.lab.race import EpochRecord, RaceRecipe, StepRecord, records_frame, train_race
+from explorer.lab.timing import check_race_time, race_time
 from explorer.settings import positive_number
+from explorer.turns import Turns
 
 __all__ = ["RACE_SECONDS", "LiveRace", "RaceSnapshot", "race_seconds"]
 
@@ -30,44 +30,10 @@ def race_seconds() -> float:
     return positive_number("EXPLORER_RACE_SECONDS", RACE_SECONDS)
 
 
-class _Slot:
-    """One training at a time in this process, in arrival order: the machine has few cores, and
-    torch.set_num_threads is global to the process (changing it for one session would change it for every
-    session), so instead of splitting the threads we queue whole runs. A queued run knows its place in line and
-    can still be stopped."""
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._line: list[object] = []
-        self._busy = False
-
-    def enter(self, who: object, should_stop: Callable[[], bool]) -> bool:
-        """Wait for ``who``'s turn and take the slot (True), or give up once ``should_stop()`` (False)."""
-        with self._changed:
-            self._line.append(who)
-            try:
-                while self._busy or self._line[0] is not who:
-                    if should_stop():
-                        return False
-                    self._changed.wait(0.2)
-                self._busy = True
-                return True
-            finally:
-                self._line.remove(who)
-                self._changed.notify_all()
-
-    def leave(self) -> None:
-        with self._changed:
-            self._busy = False
-            self._changed.notify_all()
-
-    def place(self, who: object) -> int | None:
-        """``who``'s place among the runs waiting (1: next), None when it is not waiting."""
-        with self._changed:
-            return self._line.index(who) + 1 if who in self._line else None
-
-
-_TRAINING_SLOT = _Slot()
+_TRAINING_SLOT = Turns()
+"""One training at a time in this process, in arrival order: the machine has few cores, and torch.set_num_threads
+is global to the process (changing it for one session would change it for every session), so instead of splitting
+the threads we queue whole runs. A queued run knows its place in line and can still be stopped."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +73,7 @@ class LiveRace:
     next step; ``join()`` waits for it. The trained ``models`` stay available afterwards (for saving).
     Runs queue for a process-wide slot in arrival order, so one trains at a time. With ``abandon_after``
     (seconds), a run whose snapshot nobody has asked for in that long (its browser tab was closed) stops itself.
-    A run whose estimated time (:func:`~explorer.lab.pace.check_race_time`) is over ``time_cap`` seconds (default
+    A run whose estimated time (:func:`~explorer.lab.timing.check_race_time`) is over ``time_cap`` seconds (default
     :func:`race_seconds`) is refused with a :class:`~explorer.lab.errors.LabError` naming what fits; one that
     runs past it anyway (a busy server) stops itself there, keeping what it learned. ``estimate``: its seconds.
     """
@@ -131,9 +97,9 @@ class LiveRace:
         self.total_steps = self.steps_per_epoch * self.recipe.epochs * len(self.models)
         self._abandon_after = abandon_after
         self.time_cap = race_seconds() if time_cap is None else float(time_cap)
-        self.estimate = check_race_time(sum(mult_adds(m, data.size) for m in self.models.values()),
+        self.estimate = check_race_time(race_time(self.models.values(), data.size, device),
                                         self.steps_per_epoch * self.recipe.batch_size, len(data.x_test),
-                                        self.recipe.epochs, self.time_cap, device)
+                                        self.recipe.epochs, self.time_cap)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._steps: list[StepRecord] = []
@@ -183,7 +149,7 @@ class LiveRace:
             self._status, self._message = status, message or self._message
 
     def _run(self) -> None:
-        if not _TRAINING_SLOT.enter(self, self._should_stop):
+        if not _TRAINING_SLOT.take(self, should_stop=self._should_stop):
             self._set("stopped")
             return
         try:
@@ -195,7 +161,7 @@ class LiveRace:
         except Exception as err:  # noqa: BLE001 - the page shows it; the thread must not die silently
             self._set("failed", f"training failed: {err}")
         finally:
-            _TRAINING_SLOT.leave()
+            _TRAINING_SLOT.give()
 
     def snapshot(self) -> RaceSnapshot:
         """The state so far; asking for it also tells the watchdog that someone is watching."""

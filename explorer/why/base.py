@@ -1,5 +1,5 @@
 """What every measurement of "why it works" shares: a private copy of a model, its loss and accuracy on a set of
-images, the progress callback and a cost estimate measured on this machine.
+images, the progress callback, and (from :mod:`explorer.speed`) a cost estimate measured on this machine.
 
 Every function of :mod:`explorer.why` works on a private copy of the model it is given (made under the model's
 lock, :func:`private_copy`), so it is safe on a shared cached model and never changes the caller's.
@@ -7,9 +7,7 @@ lock, :func:`private_copy`), so it is safe on a shared cached model and never ch
 
 from __future__ import annotations
 
-import copy
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -19,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from explorer.cost import mult_adds
+from explorer import budget
 from explorer.errors import ExplorerError
-from explorer.shared import input_channels, model_lock
+from explorer.shared import private_copy
+from explorer.speed import estimate_seconds, throughput
 
 __all__ = [
     "RESULTS",
@@ -121,23 +120,24 @@ RESULTS = Memo(64)
 """The figures' results, keyed by (what was measured, the networks' key, the settings)."""
 
 
-def private_copy(model: nn.Module, device: torch.device | str | None = None) -> nn.Module:
-    """A deep copy of ``model`` on ``device`` (default: the CPU), in eval mode, to change freely. Made under the
-    model's lock, so no other session's hooks are on it at that moment; the caller's model is never touched."""
-    with model_lock(model):
-        net = copy.deepcopy(model)
-    return net.to(torch.device(device or "cpu")).eval()
-
-
 def evaluate(net: nn.Module, data: EvalSet, *, batch: int = 512) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (0..1) of ``net`` as it is (its mode is the caller's) on ``data``, no grad.
+    """Mean cross-entropy and accuracy (0..1) of ``net`` as it is (its mode is the caller's) on ``data``, no grad,
+    in batches of ``batch`` images or fewer: as many as fit the server's memory budget, reserved while it runs.
 
-    ``net`` is the caller's private copy: it runs on the device of its first parameter."""
+    ``net`` is the caller's private copy: it runs on the device of its first parameter.
+
+    Raises:
+        BudgetError: when not even one image fits (a very wide network), naming the input size that would.
+    """
     device = next(net.parameters()).device
+    size = (int(data.x.shape[-2]), int(data.x.shape[-1]))
+    fitted = budget.fit(budget.image_bytes(net, size, backward=False), max(1, min(batch, len(data))),
+                        what="Evaluating this network", size=max(size), adjustable=True,
+                        fixed=budget.call_overhead(net, backward=False))
     loss, correct = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(data), batch):
-            x, y = data.x[i : i + batch].to(device), data.y[i : i + batch].to(device)
+    with budget.LEDGER.reserve(fitted.bytes), torch.no_grad():
+        for i in range(0, len(data), fitted.images):
+            x, y = data.x[i : i + fitted.images].to(device), data.y[i : i + fitted.images].to(device)
             logits = net(x).float()
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
@@ -152,40 +152,3 @@ def accuracy(model: nn.Module, data: EvalSet) -> float:
     if found is not None and found[0] is model and found[1] is data.x:
         return found[2]
     return RESULTS.put(key, (model, data.x, evaluate(private_copy(model), data)[1]))[2]
-
-
-RATE_SECONDS = 60.0
-"""How long a measured speed stands for the machine's."""
-_RATES: dict[tuple, tuple[float, float]] = {}  # key -> (mult-adds per second, when measured)
-_RATES_LOCK = threading.Lock()
-
-
-def throughput(model: nn.Module, size: int, device: torch.device | str | None = None, *, images: int = 128) -> float:
-    """Mult-adds per second of a no-grad forward of ``model`` at ``size`` px on ``device``, measured for each
-    (structure, size, device, threads) at most once a minute (the machine's load changes): the faster of two
-    timed forwards of ``images`` images, after a warm-up (the work it predicts runs batches of hundreds)."""
-    device = torch.device(device or "cpu")
-    ops = mult_adds(model, size)
-    key = (type(model).__name__, ops, size, str(device), torch.get_num_threads())
-    with _RATES_LOCK:
-        if key in _RATES and time.monotonic() - _RATES[key][1] < RATE_SECONDS:
-            return _RATES[key][0]
-    net = private_copy(model, device)
-    x = torch.randn(images, input_channels(net), size, size, device=device)
-    seconds = []
-    with torch.no_grad():
-        net(x[:8])
-        for _ in range(2):
-            start = time.perf_counter()
-            net(x)
-            seconds.append(time.perf_counter() - start)
-    rate = ops * images / max(min(seconds), 1e-6)
-    with _RATES_LOCK:
-        _RATES[key] = (rate, time.monotonic())
-    return rate
-
-
-def estimate_seconds(model: nn.Module, size: int, forwards: float, device: torch.device | str | None = None) -> float:
-    """Seconds for ``forwards`` image-forwards of ``model`` at ``size`` px, at :func:`throughput`'s measured rate
-    (a backward pass counts as two forwards; the caller counts them)."""
-    return forwards * mult_adds(model, size) / throughput(model, size, device)

@@ -1,9 +1,9 @@
-"""Benchmark: a training race's estimated time (explorer.lab.race_estimate, from the pace measured once) against
+"""Benchmark: a training race's estimated time (explorer.lab.race_time, from this machine's measured speed) against
 the time it took, for three one-epoch races on the digits: the page's default pair, ResNet-56 and its plain twin at
 batch 128, and the four-network degradation preset. The estimate bounds a race's settings under the server's time
 cap, so it should be near the truth and rarely under it.
 
-    .venv/bin/python bench/bench_race_pace.py
+    .venv/bin/python bench/bench_race_time.py
 """
 
 from __future__ import annotations
@@ -25,11 +25,9 @@ RACES = ((((20, True), (20, False)), 16, 64), (((56, True), (56, False)), 16, 12
 
 def main() -> None:
     torch.set_num_threads(2)
-    start = time.perf_counter()
-    pace = lab.seconds_per_mult_add()
-    print(f"pace: {pace:.3g} s per mult-add, measured in {time.perf_counter() - start:.2f} s\n")
-    print("| networks | size | batch | estimate (s) | took (s) | estimate / took |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| networks | size | batch | estimate (s) | took (s) | estimate / took | took / forwards at the measured "
+          f"speed (RACE_FACTOR is {lab.timing.RACE_FACTOR}) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for entries, size, batch in RACES:
         data = lab.digits_dataset(size=size)
         run = lab.LiveRace(lab.race_models(entries, num_classes=10, seed=0), data, lab.RaceRecipe(epochs=1,
@@ -39,8 +37,9 @@ def main() -> None:
         run.join(900)
         took = time.perf_counter() - start
         names = ", ".join(lab.model_name(d, plain=p) for d, p in entries)
-        print(f"| {names} | {size} | {batch} | {run.estimate:.1f} | {took:.1f} | {run.estimate / took:.2f} |",
-              flush=True)
+        plain = run.estimate / lab.timing.RACE_FACTOR
+        print(f"| {names} | {size} | {batch} | {run.estimate:.1f} | {took:.1f} | {run.estimate / took:.2f} "
+              f"| {took / plain:.2f} |", flush=True)
     print(f"\nCPU flags: {' '.join(f for f in cpu_flags() if 'avx512' in f or 'amx' in f)}")
 
 
