@@ -242,6 +242,30 @@ def test_path_gradients_on_a_tiny_resnet(tiny: why.Twins) -> None:
         paths.path_gradients(tiny.models[tiny.names[0]], tiny.test.head(8))  # the plain twin has no paths
 
 
+def test_the_sweeps_stay_within_the_memory_budget(tiny: why.Twins, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Landscapes and lesions evaluate in batches that fit the server's memory budget (the same numbers); the path
+    gradients, whose batch cannot be split, are refused with a sentence when it cannot fit."""
+    from explorer import budget
+
+    net, data = why.private_copy(tiny.models[tiny.names[1]]), tiny.test
+    size = int(data.x.shape[-1])
+    whole = why.evaluate(net, data)
+    per_image = budget.image_bytes(net, size, backward=False)
+    monkeypatch.setattr(budget, "call_bytes", lambda: budget.call_overhead(net, backward=False) + 5 * per_image)
+    batches = []
+    handle = net.register_forward_hook(lambda _m, args, _out: batches.append(len(args[0])))
+    assert why.evaluate(net, data) == pytest.approx(whole, rel=1e-5)
+    handle.remove()
+    assert max(batches) == 5 and sum(batches) == len(data)
+    model = tiny.models[tiny.names[1]]
+    per_image = 2 * budget.image_bytes(model, size, backward=True)  # every branch runs twice
+    monkeypatch.setattr(budget, "call_bytes", lambda: budget.call_overhead(model, backward=True) + 7 * per_image)
+    with pytest.raises(budget.BudgetError, match=r"The gradient per path length at \d+ px needs about .* at once; "
+                                                 r"one call may use .* of this server's memory\."):
+        paths.path_gradients(model, data.head(8), samples=1)
+    assert paths.path_gradients(model, data.head(7), samples=1).images == 7
+
+
 # ------------------------------------------------------------------------------------------------ branch
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from explorer import budget
 from explorer.models import ResidualBlock, residual_blocks
 from explorer.shared import Hooks
 from explorer.why.base import EvalSet, Progress, WhyError, private_copy, quiet
@@ -150,8 +151,24 @@ def path_gradients(
     """Veit et al.'s gradient per path length (see the module docstring) of ``model`` on ``data`` (a batch;
     keep it small: one forward and backward per sample): for every length k = 0..n, ``samples`` random sets of k
     blocks whose branches the gradient may take (drawn with ``seed``), the mean over the images of the norm of
-    the gradient of their summed cross-entropy at the first block's input."""
+    the gradient of their summed cross-entropy at the first block's input.
+
+    Raises:
+        BudgetError: when the batch's forward (every branch twice) and backward cannot fit the server's memory
+            budget, naming the input size that would.
+    """
     start = time.perf_counter()
+    size = int(data.x.shape[-1])
+    fitted = budget.fit(2 * budget.image_bytes(model, tuple(data.x.shape[-2:]), backward=True), len(data),
+                        what="The gradient per path length", size=size,
+                        fixed=budget.call_overhead(model, backward=True))
+    with budget.LEDGER.reserve(fitted.bytes):
+        return _path_gradients(model, data, samples, seed, name, progress, device, start)
+
+
+def _path_gradients(model: nn.Module, data: EvalSet, samples: int, seed: int, name: str, progress: Progress,
+                    device: torch.device | str | None, start: float) -> PathGradients:
+    """:func:`path_gradients`' work, within its reserved memory."""
     net = private_copy(model, device)
     blocks = residual_blocks(net)
     if not blocks or any(b.plain for _, b in blocks):
