@@ -28,6 +28,7 @@ Run from the repository root (``pip install -r requirements-bench.txt``; grad-ca
     .venv/bin/python bench/bench_attribution.py --only cams --arch resnet18 --size 112 --reps 3
     .venv/bin/python bench/bench_attribution.py --only run --reps 3          # the Run, fp32 vs the policy
     .venv/bin/python bench/bench_attribution.py --only tolerance --threads 2 # about 30 minutes on 2 cores
+    .venv/bin/python bench/bench_attribution.py --only tolerance --threads 2 --methods ablation_cam --images 8
 
 In each repeat every side runs once, in rotating order; see ``timed`` for the statistics. The weights are
 random (seeded) unless the torch hub cache holds the ImageNet ones: timings do not depend on them, the fast
@@ -43,7 +44,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -369,12 +370,14 @@ def completeness(net: torch.nn.Module, result: attr.Attribution, x: torch.Tensor
     return abs(gap_signed(net, result, x))
 
 
-def bench_tolerance(n: int) -> dict[str, str]:
-    """Every method in fp32 and in bf16 on ``n`` images of each net; prints the table and returns the verdicts."""
+def bench_tolerance(n: int, methods: Sequence[str] = ()) -> dict[str, str]:
+    """Every method (or only ``methods``) in fp32 and in bf16 on ``n`` images of each net; prints the table and
+    returns the verdicts."""
     print(f"\n### bf16 tolerance per method: {n} images per net; CPU flags {' '.join(cpu_flags()) or 'unknown'}; "
           f"native bf16: {native_bf16('cpu')}")
     nets = tolerance_nets(n)
-    found: dict[str, list[str]] = {m: [] for m in attr.METHODS}
+    chosen = {m: spec for m, spec in attr.METHODS.items() if not methods or m in methods}
+    found: dict[str, list[str]] = {m: [] for m in chosen}
     print("| method | net | rank signed: mean / min / share < 0.95 | rank absolute: mean / min | delta ok "
           "| bf16 / fp32 time |")
     print("|---|---|---|---|---|---:|")
@@ -382,7 +385,7 @@ def bench_tolerance(n: int) -> dict[str, str]:
     for name, net, xs, layer in nets:
         with torch.no_grad():
             targets = [int(net(x[None]).argmax()) for x in xs]
-        for method, spec in attr.METHODS.items():
+        for method, spec in chosen.items():
             opts = method_options(method, xs.shape[-1], layer)
             signed, absolute, deltas, seconds = [], [], [], np.zeros(2)
             for x, target in zip(xs, targets, strict=True):
@@ -444,13 +447,14 @@ def main() -> None:
                         help="torch threads (default 1: CPU-time ratios stay meaningful on a shared machine)")
     parser.add_argument("--only", choices=["methods", "gradcam", "cams", "fast", "run", "tolerance"], default=None)
     parser.add_argument("--images", type=int, default=20, help="images per net in the bf16 tolerance study")
+    parser.add_argument("--methods", default="", help="the tolerance study's methods only, e.g. ablation_cam,saliency")
     parser.add_argument("--cam-layer", default="layer4", help="the layer of the gradient CAMs and Eigen-CAM")
     parser.add_argument("--channel-layer", default="layer1",
                         help="the layer of Score-CAM and Ablation-CAM (one forward per channel)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.only == "tolerance":
-        bench_tolerance(args.images)
+        bench_tolerance(args.images, [m for m in args.methods.split(",") if m])
         return
     reference, ours, weights = models(args.arch)
     settings = images.preprocessing_for(args.arch, args.size)
@@ -471,7 +475,7 @@ def main() -> None:
     if args.only in (None, "run"):
         bench_run(prepare(ours), x, target, args.reps)
     if args.only is None:
-        bench_tolerance(args.images)
+        bench_tolerance(args.images, [m for m in args.methods.split(",") if m])
 
 
 if __name__ == "__main__":
