@@ -198,6 +198,7 @@ class Tolerance:
 
     bf16_ok: bool
     why: str
+    fp32_stem: bool = False  # under bf16 the first convolution runs in fp32: the pixels' gradient comes out fp32
 
 
 BF16_WORK: Mapping[str, Tolerance] = MappingProxyType({
@@ -226,11 +227,14 @@ class Precision:
 
     bf16: bool
     why: str
+    fp32_stem: bool = False  # with bf16: the first convolution in fp32 (see explorer.attribution.core)
 
     @property
     def label(self) -> str:
-        """For the screen: "bf16 autocast" or "fp32"."""
-        return "bf16 autocast" if self.bf16 else "fp32"
+        """For the screen: "bf16 autocast", "bf16 autocast, stem in fp32" or "fp32"."""
+        if not self.bf16:
+            return "fp32"
+        return "bf16 autocast, stem in fp32" if self.fp32_stem else "bf16 autocast"
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """bf16 autocast on ``device`` when ``bf16``, else nothing."""
@@ -266,7 +270,7 @@ def precision_for(
         return Precision(False, NO_NATIVE)
     if not declared.bf16_ok and fast is not True:
         return Precision(False, declared.why)
-    return Precision(True, declared.why)
+    return Precision(True, declared.why, declared.fp32_stem)
 
 
 BF16_FORWARD_SPEED: Mapping[tuple[str, str], tuple[tuple[float, float], ...]] = MappingProxyType({

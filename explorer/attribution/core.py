@@ -15,9 +15,10 @@ computed against fp32 forwards: over the method's declared completeness toleranc
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,29 @@ def _as_float(_module: nn.Module, _args: tuple, out: Tensor) -> Tensor | None:
 def _float_inputs(_module: nn.Module, args: tuple) -> tuple:
     """A forward pre-hook: bf16 inputs cast to float32, so the module runs in fp32 under autocast."""
     return tuple(a.float() if isinstance(a, Tensor) and a.dtype == torch.bfloat16 else a for a in args)
+
+
+@contextlib.contextmanager
+def _stem_in_fp32(net: nn.Module) -> Iterator[None]:
+    """Run ``net``'s first convolution (the stem: the last layer the gradient passes on its way to the pixels)
+    outside autocast while the block runs, so the input gradient is computed in fp32 from its bf16 upstream: on a
+    random ResNet-50 it lifts Integrated Gradients' rank correlation with fp32 from 0.954 to 0.962 for 7 % more
+    time (``bench/bench_attribution.py --only tolerance``)."""
+    stem = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+    if stem is None:
+        yield
+        return
+    run = stem.forward
+
+    def forward(x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return run(x.float())
+
+    stem.forward = forward  # an instance attribute: exclusive() removes it even if this block fails
+    try:
+        yield
+    finally:
+        del stem.forward
 
 
 def _fp32_gap(net: nn.Module, x: Tensor, baseline: Tensor, target: int) -> Tensor:
@@ -236,7 +260,7 @@ def _run(
     fp32 forwards, and over the method's ``completeness`` tolerance the method runs again in fp32."""
     check = precision.bf16 and spec.completeness is not None and baseline is not None \
         and opts.get("return_convergence_delta", True)
-    with precision.autocast(x.device):
+    with precision.autocast(x.device), _stem_in_fp32(net) if precision.fp32_stem else contextlib.nullcontext():
         if spec.runner is not None:  # a CAM of the grad-cam package: its own full-size map
             (raw, full), delta = spec.runner(spec, net, x, target, layer, opts), None
         else:

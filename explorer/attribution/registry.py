@@ -110,6 +110,9 @@ MEASURED = ("20 images each of a digits-trained lab ResNet-20 (32 px) and random
             "ResNet-50 (96 px), bench/bench_attribution.py --only tolerance, 2026-12-04")
 
 
+MEASURED_STEM = ("the same nets and images with the stem in fp32, bench/bench_attribution.py --only tolerance "
+                 "--methods saliency,integrated_gradients,gradient_shap, 2026-12-05 on a CPU with AMX")
+
 COMPLETENESS = 0.01
 """Integrated Gradients' and DeepLift's tolerance under bf16: the delta (sum of attributions - (f(image) -
 f(baseline)), with fp32 forwards) at most 1 % of |f(image) - f(baseline)|, as ``tests/test_attribution.py`` asks
@@ -122,8 +125,9 @@ def _bf16(rank: str, more: str = "") -> Tolerance:
     return Tolerance(True, f"bf16 ok: rank correlation with fp32 >= {rank}{more} ({MEASURED})")
 
 
-def _fp32(why: str) -> Tolerance:
-    return Tolerance(False, f"fp32: {why} ({MEASURED})")
+def _fp32(why: str, *, fp32_stem: bool = False) -> Tolerance:
+    """Outside tolerance under bf16 (``fp32_stem``: even with the stem in fp32, as measured)."""
+    return Tolerance(False, f"fp32: {why} ({MEASURED})", fp32_stem)
 
 
 # ---------------------------------------------------------------------------------------- shared options
@@ -169,7 +173,8 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             "saliency", "Saliency", "sal", "Saliency", has_delta=False, cost=_one, settings={"abs": True},
             precision=_fp32("one bf16 gradient shuffles the ranks of pixels of similar size: rank correlation "
-                            "0.91 on the random ResNet-50"),
+                            f"0.919 on the random ResNet-50 even with the stem in fp32 ({MEASURED_STEM})",
+                            fp32_stem=True),
             summary="The gradient of the class score with respect to each pixel (Simonyan et al. 2014).",
         ),
         MethodSpec(
@@ -183,8 +188,11 @@ METHODS: dict[str, MethodSpec] = {
             ),
             settings={"internal_batch_size": 8, "method": "gausslegendre"}, batch="internal_batch_size",
             setting=lambda o: f"{o['n_steps']} steps", advice="Lower n_steps",
-            precision=_fp32("rank correlation 0.948 on the random ResNet-50 (0.971 on ResNet-18, 0.999 on the "
-                            "digits net)"), completeness=COMPLETENESS,
+            precision=Tolerance(True, "bf16 ok with the stem in fp32: rank correlation with fp32 >= 0.964 on the "
+                                      "random ResNet-50 (0.990 on ResNet-18, 0.999 on the digits net; 0.948 with a "
+                                      "bf16 stem); each call's delta is checked against fp32 forwards and the "
+                                      "method runs again in fp32 when over 1 % (2 of the 20 digits images) ("
+                                      f"{MEASURED_STEM})", fp32_stem=True), completeness=COMPLETENESS,
             summary="Gradients averaged along the straight path from a baseline to the image, times the "
                     "difference (Sundararajan et al. 2017); they add up to f(image) - f(baseline).",
         ),
@@ -215,8 +223,8 @@ METHODS: dict[str, MethodSpec] = {
             ),
             settings={"stdevs": 0.0}, batch="n_samples", batch_fixed=True,  # Captum sends every sample at once
             setting=lambda o: f"{o['n_samples']} samples", advice="Lower n_samples",
-            precision=_fp32("a few bf16 gradients at random points, not averaged out: rank correlation 0.92 on the "
-                            "random ResNet-50"),
+            precision=_fp32("a few bf16 gradients at random points, not averaged out: rank correlation 0.947 on "
+                            f"the random ResNet-50 even with the stem in fp32 ({MEASURED_STEM})", fp32_stem=True),
             summary="Expected gradients x (image - baseline) at random points between the image and random "
                     "baselines (Lundberg & Lee 2017).",
         ),
