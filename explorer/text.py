@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["LIMIT", "md", "one_line", "ordinal", "plotly"]
+__all__ = ["LIMIT", "duration", "md", "one_line", "ordinal", "plotly"]
 
 LIMIT = 120
 """The most characters of user text shown in one place (a class name, a file name, a link's value)."""
@@ -47,3 +47,11 @@ def ordinal(n: int) -> str:
     """A place in line in words: 1 -> "1st", 2 -> "2nd", 11 -> "11th", 23 -> "23rd"."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def duration(seconds: float) -> str:
+    """A time for the screen: ``"35 s"`` under a minute and a half, else minutes to a tenth (``"10.7 min"``,
+    ``"10 min"``)."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f}".removesuffix(".0") + " min"

@@ -124,3 +124,10 @@ def test_a_links_keys_and_values_stay_text_in_its_notice(app: AppTest) -> None:
     notice = " ".join(w.value for w in at.warning if "This link had settings" in w.value)
     assert notice and "evil.example" not in _rendered_outside_code(notice)
     assert "Session expired" in notice  # still said, as text
+
+
+def test_places_and_durations_read_as_words() -> None:
+    assert [text.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+    assert [text.duration(s) for s in (0.4, 35, 89.4, 90, 600, 642)] == ["0 s", "35 s", "89 s", "1.5 min", "10 min",
+                                                                           "10.7 min"]

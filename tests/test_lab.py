@@ -446,7 +446,7 @@ def test_a_races_settings_are_bounded_by_its_estimated_time(machine_speed):
     time = lab.RaceTime(train_image=0.3, test_image=0.1)
     assert time.seconds(1000, 200, 2) == pytest.approx(2 * (300 + 20))
     assert lab.check_race_time(time, 1000, 200, 1, cap=600) == pytest.approx(320)
-    with pytest.raises(lab.LabError, match=r"about 11 min on this server; a race may train for 10 min\. Lower the "
+    with pytest.raises(lab.LabError, match=r"about 10\.7 min on this server; a race may train for 10 min\. Lower the "
                                            r"epochs to 1 or fewer"):
         lab.check_race_time(time, 1000, 200, 2, cap=600)
     with pytest.raises(lab.LabError, match=r"Train for one epoch on at most 1,900 images"):  # (600 - 20) / 0.3

@@ -20,7 +20,7 @@ from explorer.lab.responses import AFTER_RACE, AT_INIT, race_layer_responses
 from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots import lab as plots
 from explorer.plots import lesson as lesson_plots
-from explorer.text import ordinal
+from explorer.text import duration, ordinal
 from explorer.ui import keys, lab_models, pages, projector, work
 from explorer.ui.page import guarded, remembered
 from explorer.ui.pages import LAB_CIFAR, LAB_PAIR, LAB_RACE_DEPTHS
@@ -215,12 +215,12 @@ def _show_race_setup(seed: int, busy: bool) -> None:
         refusal = None
     except ExplorerError as err:
         seconds, refusal = None, str(err)
-    took = "" if seconds is None else f", about {seconds / 60:.1f} min on this server"
+    took = "" if seconds is None else f", about {duration(seconds)} on this server"
     st.caption(
         f"{data.note}; {len(data.x_train):,} training and {len(data.x_test):,} test images. "
         f"Cost: {len(entries)} networks × {epochs} epochs ≈ {giga(total)}{took}."
         " Once it runs, the progress bar shows the time so far and an estimate of the time left; a race may train "
-        f"for {lab.race_seconds() / 60:g} min on this server, so its settings are bounded by this estimate, and one "
+        f"for {duration(lab.race_seconds())} on this server, so its settings are bounded by this estimate, and one "
         "that runs past it stops there, keeping what the networks learned."
     )
     if refusal is not None:

@@ -18,6 +18,7 @@ from torch import nn
 
 from explorer.lab.errors import LabError
 from explorer.speed import estimate_seconds
+from explorer.text import duration
 
 __all__ = ["RACE_FACTOR", "TRAIN_STEP", "RaceTime", "check_race_time", "race_time"]
 
@@ -61,7 +62,7 @@ def check_race_time(time: RaceTime, train_images: int, test_images: int, epochs:
     seconds = time.seconds(train_images, test_images, epochs)
     if seconds <= cap:
         return seconds
-    said = f"This race would train for about {_minutes(seconds)} on this server; a race may train for {_minutes(cap)}."
+    said = f"This race would train for about {duration(seconds)} on this server; a race may train for {duration(cap)}."
     fit_epochs = math.floor(epochs * cap / seconds)
     if fit_epochs >= 1:
         raise LabError(f"{said} Lower the epochs to {fit_epochs} or fewer, or train on fewer images.")
@@ -70,6 +71,3 @@ def check_race_time(time: RaceTime, train_images: int, test_images: int, epochs:
         raise LabError(f"{said} Train for one epoch on at most {fit_images:,} images.")
     raise LabError(f"{said} Choose fewer or shallower networks, or smaller images.")
 
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
