@@ -179,6 +179,12 @@ def _show_sweep(batch: int, seed: int) -> None:
     )
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def _race_time(entries: tuple[tuple[int, bool], ...], classes: int, size: int) -> lab.RaceTime:
+    """What a race of ``entries`` costs per image on this machine, kept a minute (as the measured speed is)."""
+    return lab.race_time(lab.race_models(entries, num_classes=classes).values(), size)
+
+
 def _show_race_setup(seed: int, busy: bool) -> None:
     """The race's widgets and its start button (which starts a :class:`lab.LiveRace` and reruns)."""
     left, mid, right = st.columns(3)
@@ -210,7 +216,7 @@ def _show_race_setup(seed: int, busy: bool) -> None:
     total = per_image * lab.TRAIN_STEP * len(data.x_train) * epochs
     trained = len(data.x_train) // batch_size * batch_size  # the last, smaller batch of an epoch is dropped
     try:
-        timing = lab.race_time(lab.race_models(entries, num_classes=classes).values(), image_size)
+        timing = _race_time(tuple(entries), classes, image_size)
         seconds = lab.check_race_time(timing, trained, len(data.x_test), epochs, lab.race_seconds())
         refusal = None
     except ExplorerError as err:
