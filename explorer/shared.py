@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from explorer.turns import Turns, Waiting
+from explorer.turns import Heard, Turns
 
 __all__ = [
     "HOOK_REGISTRIES",
@@ -46,6 +46,7 @@ __all__ = [
     "on_device",
     "prepare",
     "private",
+    "private_copy",
     "same_device",
     "seeded",
     "work_twin",
@@ -328,7 +329,7 @@ def _turns(twin: nn.Module) -> Turns:
 
 @contextlib.contextmanager
 def exclusive_twin(model: nn.Module, device: torch.device | None = None, *,
-                   waiting: Waiting | None = None) -> Iterator[Hooks]:
+                   waiting: Heard | None = None) -> Iterator[Hooks]:
     """:func:`exclusive` on ``model``'s :func:`work_twin` on ``device``: the twin's lock is held, ``model``'s is
     not (past making the twin), and on exit the twin is as it was. Callers take the twin in arrival order;
     ``waiting`` hears a waiting caller's place in line (1: next)."""

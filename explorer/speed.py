@@ -22,12 +22,14 @@ _RATES: dict[tuple, tuple[float, float]] = {}  # key -> (mult-adds per second, w
 _RATES_LOCK = threading.Lock()
 
 
-def throughput(model: nn.Module, size: int, device: torch.device | str | None = None, *, images: int = 128) -> float:
+def throughput(model: nn.Module, size: int, device: torch.device | str | None = None, *, images: int = 128,
+               ops: int | None = None) -> float:
     """Mult-adds per second of a no-grad forward of ``model`` at ``size`` px on ``device``, measured for each
     (structure, size, device, threads) at most once a minute (the machine's load changes): the faster of two
-    timed forwards of ``images`` images, after a warm-up (the work it predicts runs batches of hundreds)."""
+    timed forwards of ``images`` images, after a warm-up (the work it predicts runs batches of hundreds).
+    ``ops``: the model's mult-adds at ``size`` when the caller has counted them already."""
     device = torch.device(device or "cpu")
-    ops = mult_adds(model, size)
+    ops = mult_adds(model, size) if ops is None else ops
     key = (type(model).__name__, ops, size, str(device), torch.get_num_threads())
     with _RATES_LOCK:
         if key in _RATES and time.monotonic() - _RATES[key][1] < RATE_SECONDS:
@@ -50,4 +52,5 @@ def throughput(model: nn.Module, size: int, device: torch.device | str | None = 
 def estimate_seconds(model: nn.Module, size: int, forwards: float, device: torch.device | str | None = None) -> float:
     """Seconds for ``forwards`` image-forwards of ``model`` at ``size`` px, at :func:`throughput`'s measured rate
     (a backward pass counts as two forwards; the caller counts them)."""
-    return forwards * mult_adds(model, size) / throughput(model, size, device)
+    ops = mult_adds(model, size)
+    return forwards * ops / throughput(model, size, device, ops=ops)

@@ -11,9 +11,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["Turns", "Waiting"]
+__all__ = ["Heard", "Turns"]
 
-Waiting = Callable[[int], None]
+Heard = Callable[[int], None]
 """Hears a waiting caller's place in line (1: next), each time it changes."""
 
 
@@ -27,7 +27,7 @@ class Turns:
         self._depth = 0
         self._poll = poll
 
-    def take(self, who: object | None = None, *, waiting: Waiting | None = None,
+    def take(self, who: object | None = None, *, waiting: Heard | None = None,
              should_stop: Callable[[], bool] | None = None) -> bool:
         """Wait for ``who``'s turn (a fresh token when None) and take it (True), or give up once ``should_stop()``
         (False); ``waiting`` hears the place in line whenever it changes."""
@@ -70,7 +70,7 @@ class Turns:
             return self._line.index(who) + 1 if who in self._line else None
 
     @contextmanager
-    def turn(self, waiting: Waiting | None = None) -> Iterator[None]:
+    def turn(self, waiting: Heard | None = None) -> Iterator[None]:
         """Hold the turn while the block runs (:meth:`take`, then :meth:`give`)."""
         self.take(waiting=waiting)
         try:

@@ -70,4 +70,3 @@ def check_race_time(time: RaceTime, train_images: int, test_images: int, epochs:
     if fit_images >= 50:
         raise LabError(f"{said} Train for one epoch on at most {fit_images:,} images.")
     raise LabError(f"{said} Choose fewer or shallower networks, or smaller images.")
-
