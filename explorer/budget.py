@@ -14,8 +14,9 @@ at once, and a ledger that makes a call wait rather than overcommit.
 * :func:`fit`: the images one call may send at once within :func:`call_bytes` (half the budget, so two calls run
   side by side), or a :class:`BudgetError` saying what to lower and the largest value that fits;
 * :func:`check_forward`: a forward (a prediction, feature maps, a block's trace) refused when one image cannot fit;
-* :data:`LEDGER`: the bytes reserved by the calls running now; :meth:`Ledger.reserve` waits (its place in the
-  queue reported) until a call's bytes fit under the budget.
+* :data:`LEDGER`: the bytes reserved by the calls running now, beside the weights the model caches hold
+  (:meth:`Ledger.count`); :meth:`Ledger.reserve` waits (its place in the queue reported) until a call's bytes fit
+  under the budget with both.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -35,8 +37,8 @@ from torch import nn
 from explorer.errors import ExplorerError
 from explorer.shared import Hooks, input_channels, meta_twin
 
-__all__ = ["LEDGER", "BudgetError", "Fit", "Ledger", "call_bytes", "call_overhead", "check_forward", "fit", "gb",
-           "image_bytes", "total_bytes"]
+__all__ = ["LEDGER", "BudgetError", "Fit", "Holder", "Ledger", "call_bytes", "call_overhead", "check_forward", "fit",
+           "gb", "image_bytes", "total_bytes"]
 
 ELEMENT_BYTES = 4  # fp32; under bf16 autocast some outputs take 2, so the estimate stays above the truth
 BACKWARD_OVERHEAD = 20 << 20  # see call_overhead
@@ -177,13 +179,22 @@ def check_forward(model: nn.Module, shape: tuple[int, ...], *, what: str = "One 
         fixed=call_overhead(model, backward=False))
 
 
+class Holder(Protocol):
+    """Something that keeps memory outside the heavy calls, e.g. a cache of models."""
+
+    def resident(self) -> int:
+        """The bytes it holds now."""
+
+
 class Ledger:
-    """The bytes reserved by the heavy calls running now, under :func:`total_bytes`; calls wait in arrival order."""
+    """The bytes reserved by the heavy calls running now, under :func:`total_bytes` together with what its holders
+    keep (:meth:`count`: the model caches); calls wait in arrival order."""
 
     def __init__(self) -> None:
         self._used = 0
         self._queue: list[object] = []
         self._changed = threading.Condition()
+        self._holders: weakref.WeakSet[Holder] = weakref.WeakSet()
 
     @property
     def used(self) -> int:
@@ -191,11 +202,23 @@ class Ledger:
         with self._changed:
             return self._used
 
+    def count(self, holder: Holder) -> None:
+        """Count what ``holder`` keeps against the budget while it lives (held weakly)."""
+        with self._changed:
+            self._holders.add(holder)
+
+    def resident(self) -> int:
+        """The bytes the holders keep now."""
+        with self._changed:
+            holders = list(self._holders)
+        return sum(h.resident() for h in holders)
+
     @contextmanager
     def reserve(self, nbytes: int, *, waiting: Callable[[int], None] | None = None,
                 timeout: float = WAIT_SECONDS) -> Iterator[None]:
         """Hold ``nbytes`` (at most :func:`call_bytes`) while the block runs; wait while they do not fit beside the
-        calls running now, calling ``waiting`` with the number of calls ahead (1: the next).
+        calls running now and what the holders keep, calling ``waiting`` with the number of calls ahead (1: the
+        next). A call with none running beside it never waits for memory: waiting would not free any.
 
         Raises:
             BudgetError: when they did not fit within ``timeout`` seconds.
@@ -206,14 +229,15 @@ class Ledger:
         with self._changed:
             self._queue.append(ticket)
             try:
-                while self._queue[0] is not ticket or self._used + nbytes > total_bytes():
+                while self._queue[0] is not ticket or self._over(nbytes):
                     ahead = self._queue.index(ticket) + (self._queue[0] is ticket)
                     if waiting is not None:
                         waiting(ahead)
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise BudgetError(f"The server's memory is in use by other calls ({gb(self._used)} of "
-                                          f"{gb(total_bytes())}); try again in a minute.")
+                        raise BudgetError(f"The server's memory is in use by other calls ({gb(self._used)}, and "
+                                          f"{gb(self.resident())} by the models loaded, of {gb(total_bytes())}); "
+                                          f"try again in a minute.")
                     self._changed.wait(min(left, 1.0))
                 self._used += nbytes
             finally:
@@ -225,6 +249,11 @@ class Ledger:
             with self._changed:
                 self._used -= nbytes
                 self._changed.notify_all()
+
+
+    def _over(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` more would pass the budget (the condition's lock held)."""
+        return self._used > 0 and self._used + nbytes + self.resident() > total_bytes()
 
 
 LEDGER = Ledger()

@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 
-from explorer import weights
+from explorer import budget, weights
 from explorer.checkpoints import ClassNamesError, LoadReport, WeightsError, preset_names
 from explorer.config import ModelConfig
 from explorer.errors import ExplorerError
 from explorer.models import ResNet
-from explorer.shared import model_lock, prepare, seeded
+from explorer.shared import model_lock, prepare, resident_bytes, seeded
 from explorer.text import md
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "ModelCache",
     "checkpoint_label",
     "load",
+    "models_bytes",
     "random_net",
     "standard",
 ]
@@ -270,11 +271,25 @@ def load(config: ModelConfig, checkpoint: Checkpoint | None = None, classes: Cla
     return replace(random, problem=found.reason, error=config.checkpoint is not None)
 
 
+def models_bytes() -> int:
+    """The share of the server's memory budget that loaded models may keep: half of
+    :func:`explorer.budget.total_bytes`, so one heavy call of the most a call may reserve always fits beside them."""
+    return budget.total_bytes() - budget.call_bytes()
+
+
+def _weight_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+
+
 class ModelCache:
-    """Loaded models by :attr:`ModelConfig.model` (a checkpoint by its hash), at most ``max_models`` of them; the
-    least recently used goes first. ``device`` (e.g. ``"cuda"``) is where each model is moved once, after
-    loading. Thread-safe: a model is loaded once even when many threads ask for it at the same moment, and a
-    model being loaded never holds up threads that ask for another."""
+    """Loaded models by :attr:`ModelConfig.model` (a checkpoint by its hash), at most ``max_models`` of them, and
+    their weights within the models' share of the server's memory budget; the least recently used goes first.
+    ``device`` (e.g. ``"cuda"``) is where each model is moved once, after loading. Thread-safe: a model is loaded
+    once even when many threads ask for it at the same moment, and a model being loaded never holds up threads
+    that ask for another.
+
+    The cache counts against :data:`explorer.budget.LEDGER`: heavy calls wait while their memory does not fit
+    beside the weights it holds (:meth:`resident`)."""
 
     def __init__(self, max_models: int = 4, device: str | torch.device = "cpu") -> None:
         self.max_models = max(1, int(max_models))
@@ -282,6 +297,22 @@ class ModelCache:
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()  # guards the dictionaries, never held while a model loads
         self._loading: dict[Hashable, threading.Lock] = {}
+        budget.LEDGER.count(self)
+
+    def resident(self) -> int:
+        """The host memory the held models' weights take now, their work twins and device copies included."""
+        with self._lock:
+            models = [v.model for v in self._items.values() if isinstance(v, Loaded)]
+        return sum(resident_bytes(m) for m in models)
+
+    def _trim(self) -> None:
+        """Let the least recently used models go while there are more than ``max_models``, or while their weights
+        and a work twin each (what a heavy call makes) pass :func:`models_bytes`; the newest always stays."""
+        limit = models_bytes()
+        planned = {k: 2 * _weight_bytes(v.model) if isinstance(v, Loaded) else 0 for k, v in self._items.items()}
+        while len(self._items) > self.max_models or (len(self._items) > 1 and sum(planned.values()) > limit):
+            key, _ = self._items.popitem(last=False)
+            planned.pop(key)
 
     def get(self, config: ModelConfig, checkpoint: Checkpoint | None = None, classes: ClassFile | None = None
             ) -> Loaded:
@@ -314,8 +345,7 @@ class ModelCache:
                     value = replace(value, model=value.model.to(self.device))
                 with self._lock:
                     self._items[key] = value
-                    while len(self._items) > self.max_models:
-                        self._items.popitem(last=False)
+                    self._trim()
             finally:
                 with self._lock:
                     self._loading.pop(key, None)

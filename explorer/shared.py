@@ -46,6 +46,7 @@ __all__ = [
     "on_device",
     "prepare",
     "private",
+    "resident_bytes",
     "private_copy",
     "same_device",
     "seeded",
@@ -296,6 +297,20 @@ def work_twin(model: nn.Module, device: torch.device | None = None) -> nn.Module
             with _GUARD:
                 _WORK_TWINS[model][key] = known
     return known[1]
+
+
+def resident_bytes(model: nn.Module) -> int:
+    """The host memory ``model``'s weights hold: its CPU parameters and buffers and those of its copies
+    (:func:`work_twin`, :func:`on_device`), each storage counted once. Copies on a GPU take none of it."""
+    with _GUARD:
+        copies = [*_DEVICE_COPIES.get(model, {}).values(), *(t for _, t in _WORK_TWINS.get(model, {}).values())]
+    seen: dict[int, int] = {}
+    for net in (model, *copies):
+        for t in (*net.parameters(), *net.buffers()):
+            if t.device.type == "cpu":
+                storage = t.untyped_storage()
+                seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
 
 
 def private(model: nn.Module) -> nn.Module:

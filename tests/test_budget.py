@@ -161,3 +161,84 @@ def test_an_attribution_waiting_for_memory_hears_its_place_in_line(small_budget)
         assert not done.is_set()  # it waits rather than overcommit
     worker.join(20)
     assert done.is_set() and budget.LEDGER.used == 0
+
+
+class _Holder:
+    """Something that keeps ``held`` bytes outside the heavy calls (a model cache's stand-in)."""
+
+    def __init__(self, held: int) -> None:
+        self.held = held
+
+    def resident(self) -> int:
+        return self.held
+
+
+def test_a_call_waits_while_it_does_not_fit_beside_the_models_held(small_budget):
+    """Two calls of 100 MB fit a 256 MB budget alone, not beside 100 MB of loaded models: the second waits."""
+    ledger, holder, order = budget.Ledger(), _Holder(100 << 20), []
+    ledger.count(holder)
+    assert ledger.resident() == 100 << 20
+    first_in = threading.Event()
+
+    def first() -> None:
+        with ledger.reserve(100 << 20):
+            first_in.set()
+            time.sleep(0.3)
+            order.append("first")
+
+    a = threading.Thread(target=first)
+    a.start()
+    first_in.wait(5)
+    with ledger.reserve(100 << 20):
+        order.append("second")
+    a.join(5)
+    assert order == ["first", "second"]
+    holder.held = 0  # without the models the two run side by side
+    with ledger.reserve(100 << 20), ledger.reserve(100 << 20, timeout=0.2):
+        assert ledger.used == 200 << 20
+    holder.held = 1 << 30  # more than the budget: a call alone still runs (waiting would free nothing)
+    with ledger.reserve(100 << 20, timeout=0.2):
+        with pytest.raises(budget.BudgetError, match="by the models loaded"):
+            with ledger.reserve(1, timeout=0.2):
+                pass
+    del holder
+    import gc
+
+    gc.collect()
+    assert ledger.resident() == 0  # a cache that is gone counts no more
+
+
+def test_a_model_cache_counts_its_models_and_their_work_twins(small_budget):
+    import gc
+
+    from explorer.config import ModelConfig
+    from explorer.loading import ModelCache
+    from explorer.shared import resident_bytes, work_twin
+
+    gc.collect()
+    cache, before = ModelCache(max_models=4), budget.LEDGER.resident()
+    net = cache.get(ModelConfig("resnet18", weights="random")).model
+    weights = sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))
+    assert cache.resident() == resident_bytes(net) == weights
+    work_twin(net)
+    assert cache.resident() == 2 * weights  # the twin a heavy call runs on is a second copy
+    assert budget.LEDGER.resident() - before == 2 * weights  # and the server's ledger counts both
+
+
+def test_a_model_cache_lets_models_go_to_stay_within_its_share_of_the_budget(monkeypatch):
+    """Two resnet18s (45 MB each) with their work twins fit a 400 MB budget's 200 MB for models; a resnet34 (83 MB)
+    beside them does not, and the older go. The newest always stays, even alone over the share."""
+    from explorer.config import ModelConfig
+    from explorer.loading import ModelCache, models_bytes
+
+    monkeypatch.setenv("EXPLORER_MEMORY_MB", "400")
+    assert models_bytes() == 200 << 20
+    cache, small, large = ModelCache(max_models=4), ModelConfig("resnet18"), ModelConfig("resnet34")
+    cache.get(small)
+    cache.get(ModelConfig("resnet18", shortcut="A"))
+    assert len(cache.keys()) == 2  # 2 × 2 × 45 MB fit in 200
+    cache.get(large)
+    assert [c.key for c in cache.keys()] == [large.key]
+    monkeypatch.setenv("EXPLORER_MEMORY_MB", "100")
+    cache.get(small)
+    assert [c.key for c in cache.keys()] == [small.key]
