@@ -288,7 +288,7 @@ def _run(
     if not isinstance(k, int) or k < 1:
         raise InputError(f"k must be a positive whole number of classes, not {k!r}.")
     try:
-        with exclusive(model, dev) as hooks:
+        with exclusive(model, dev, guard=False) as hooks:  # only the owner's hooks, released whatever happens
             _knock_out(hooks, knocked_out)
             x = fast_input(x, dev)
             start = time.perf_counter()
@@ -355,6 +355,8 @@ def knockout_output(block: ResidualBlock, x: Tensor, output: Tensor) -> Tensor:
 
 def _knock_out(hooks: Hooks, block_names: Sequence[str]) -> None:
     """Hooks on ``hooks.net`` that replace each named block's output by :func:`knockout_output`."""
+    if not block_names:
+        return
     blocks = dict(residual_blocks(hooks.net))
     for name in block_names:
         hooks.forward(blocks[name], lambda m, args, out: knockout_output(m, args[0], out))

@@ -107,6 +107,20 @@ def test_knockout_changes_logits_and_leaves_no_hooks(model, image):
     np.testing.assert_allclose(none.logits, plain.logits, rtol=1e-6)
 
 
+def test_a_forward_that_fails_leaves_no_knockout_hook_and_no_attribute(model, image, monkeypatch):
+    """predict runs without hooks_restored's snapshot (exclusive(guard=False)): its owner's hooks still go."""
+    attrs = [set(m.__dict__) for m in model.modules()]
+
+    def broken(*_args):
+        raise RuntimeError("a hook failed mid-forward")
+
+    monkeypatch.setattr(predict_module, "knockout_output", broken)
+    with pytest.raises(RuntimeError, match="mid-forward"):
+        predict_with_knockout(model, image, ["layer2.1"], fast=False)
+    assert hook_count(model) == 0
+    assert [set(m.__dict__) for m in model.modules()] == attrs
+
+
 def test_knockout_is_the_shortcut_alone(model, image):
     """Knocking out layer1.0 (identity shortcut) = running the net with that block deleted."""
     skipped = predict_with_knockout(model, image, ["layer1.0"], fast=False)
