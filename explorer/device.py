@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import math
 import platform
 from collections.abc import Mapping
@@ -130,9 +131,11 @@ def versions() -> dict[str, str]:
     return found
 
 
+@functools.cache
 def cpu_flags() -> tuple[str, ...]:
     """The CPU features that decide the fast path (AVX2, AVX-512, AVX-512 BF16, AMX), as Linux reports them;
-    empty where /proc/cpuinfo cannot be read. Benchmarks print them next to every figure."""
+    empty where /proc/cpuinfo cannot be read. Benchmarks print them next to every figure. Read once per process
+    (every prediction asks)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
