@@ -38,7 +38,7 @@ from explorer.errors import ExplorerError
 from explorer.shared import Hooks, input_channels, meta_twin
 
 __all__ = ["LEDGER", "BudgetError", "Fit", "Holder", "Ledger", "call_bytes", "call_overhead", "check_forward", "fit",
-           "gb", "image_bytes", "total_bytes"]
+           "gb", "image_bytes", "memory_note", "total_bytes"]
 
 ELEMENT_BYTES = 4  # fp32; under bf16 autocast some outputs take 2, so the estimate stays above the truth
 BACKWARD_OVERHEAD = 20 << 20  # see call_overhead
@@ -258,3 +258,10 @@ class Ledger:
 
 LEDGER = Ledger()
 """This process's ledger: every heavy call of :mod:`explorer.attribution` reserves its bytes here."""
+
+
+def memory_note() -> str:
+    """One sentence for the screen: what one call may use of this process's budget, and what the loaded models and
+    the calls running now hold of it."""
+    return (f"One run may use up to {gb(call_bytes())} of this server's {gb(total_bytes())} memory budget; the "
+            f"models loaded now hold {gb(LEDGER.resident())} of it and runs in progress {gb(LEDGER.used)}.")

@@ -119,6 +119,17 @@ def test_settings_over_the_cpu_cap_are_refused_before_running(atp):
     assert not atp.error and not atp.button(key="run_attr").disabled
 
 
+def test_the_cost_table_says_the_servers_memory_budget_and_what_the_models_hold(page_app, monkeypatch):
+    monkeypatch.setenv("EXPLORER_MEMORY_MB", "6144")
+    at = page_app(PAGE, small=True, timeout=240).run()
+    note = next(c.value for c in at.caption if "memory budget" in c.value)
+    assert note.startswith("One run may use up to 3.0 GB of this server's 6.0 GB memory budget; the models loaded "
+                           "now hold ")
+    number, unit = note.split("now hold ")[1].split(" of it")[0].split()
+    held_mb = float(number.replace(",", "")) * {"MB": 1, "GB": 1024}[unit]
+    assert held_mb >= 44  # the page's resnet18 at least (other tests' models may be loaded too)
+
+
 def test_grad_cam_plus_plus_and_which_map_to_trust(atp, panels):
     atp.multiselect(key="methods").set_value(["grad_cam_pp", "saliency"]).run()
     assert atp.selectbox(key="gcpp_layer").value == "layer4"

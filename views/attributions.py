@@ -206,6 +206,8 @@ def _show_compare(subject: Subject, prep, photo, target: int, device: str, base_
     st.markdown(f"**Cost before running:** {int(table['passes'].sum())} passes of {subject.name} on the "
                 f"{device.upper()} (a pass = one image forward, and backward for gradient methods).")
     st.dataframe(table, hide_index=True)
+    if (note := work.memory_note(subject)) is not None:
+        st.caption(note)
     for message in problems:
         st.error(message)
     key = (*base_key, target, device, tuple(methods), repr(settings))

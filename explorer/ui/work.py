@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from explorer import backend
+from explorer import backend, budget
 from explorer.ui import cached
 from explorer.ui.lab_models import Subject
 
 if TYPE_CHECKING:
     from explorer.lab import LabDataset, LiveRace, RaceRecipe
 
-__all__ = ["runner", "train_race"]
+__all__ = ["memory_note", "runner", "train_race"]
 
 
 def runner(subject: Subject) -> backend.Runner:
@@ -35,6 +35,14 @@ def runner(subject: Subject) -> backend.Runner:
     if checkpoint is not None:
         remote.hold(checkpoint)
     return backend.RemoteRunner(remote, config, subject.loaded.categories)
+
+
+def memory_note(subject: Subject) -> str | None:
+    """The memory budget of the process that runs ``subject``'s heavy calls, in a sentence; None when they run on
+    a remote backend, whose replicas keep budgets of their own."""
+    if subject.config is None or backend.configured() == "local":
+        return budget.memory_note()
+    return None
 
 
 def train_race(models: Mapping[str, nn.Module], data: LabDataset, recipe: RaceRecipe, *,
