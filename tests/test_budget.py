@@ -242,3 +242,28 @@ def test_a_model_cache_lets_models_go_to_stay_within_its_share_of_the_budget(mon
     monkeypatch.setenv("EXPLORER_MEMORY_MB", "100")
     cache.get(small)
     assert [c.key for c in cache.keys()] == [small.key]
+
+
+def test_calls_and_model_loads_from_many_threads_within_a_small_budget_all_finish(monkeypatch):
+    """Eight threads: attributions on models from one cache whose models pass its share of a 320 MB budget (so
+    models go while others load and calls wait for the memory the cache holds); every call ends in a result and
+    the ledger is empty after. Guards against a deadlock between the ledger's lock and the cache's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from explorer.config import ModelConfig
+    from explorer.loading import ModelCache
+
+    monkeypatch.setenv("EXPLORER_MEMORY_MB", "320")
+    cache = ModelCache(max_models=4)
+    configs = [ModelConfig("resnet18", shortcut=s, weights="random") for s in ("A", "B", "C")]
+    x = torch.rand(1, 3, 48, 48)
+
+    def one(i: int) -> tuple:
+        net = cache.get(configs[i % len(configs)]).model
+        result = attr.attribute(net, x, 1, "integrated_gradients", n_steps=8)
+        return result.map.shape
+
+    with ThreadPoolExecutor(8) as pool:
+        shapes = list(pool.map(one, range(24), timeout=300))
+    assert shapes == [(48, 48)] * 24
+    assert budget.LEDGER.used == 0 and len(cache.keys()) < len(configs)  # 3 × 2 × 45 MB pass 160 MB: one went
