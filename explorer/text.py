@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["LIMIT", "duration", "md", "one_line", "ordinal", "plotly"]
+__all__ = ["LIMIT", "duration", "giga", "md", "one_line", "ordinal", "plotly"]
 
 LIMIT = 120
 """The most characters of user text shown in one place (a class name, a file name, a link's value)."""
@@ -47,6 +47,13 @@ def ordinal(n: int) -> str:
     """A place in line in words: 1 -> "1st", 2 -> "2nd", 11 -> "11th", 23 -> "23rd"."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def giga(mult_adds: float) -> str:
+    """Mult-adds for the screen, in billions with as many digits as a small number needs: ``"0.041 G mult-adds"``,
+    ``"3.2 G mult-adds"``, ``"1,240 G mult-adds"``."""
+    value = mult_adds / 1e9
+    return f"{value:,.0f} G mult-adds" if value >= 10 else f"{value:.2g} G mult-adds"
 
 
 def duration(seconds: float) -> str:

@@ -126,8 +126,10 @@ def test_a_links_keys_and_values_stay_text_in_its_notice(app: AppTest) -> None:
     assert "Session expired" in notice  # still said, as text
 
 
-def test_places_and_durations_read_as_words() -> None:
+def test_places_durations_and_mult_adds_read_as_words() -> None:
     assert [text.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
     assert [text.duration(s) for s in (0.4, 35, 89.4, 90, 600, 642)] == ["0 s", "35 s", "89 s", "1.5 min", "10 min",
                                                                            "10.7 min"]
+    assert [text.giga(n) for n in (4.1e7, 3.24e9, 1.2404e12)] == ["0.041 G mult-adds", "3.2 G mult-adds",
+                                                                  "1,240 G mult-adds"]

@@ -20,7 +20,7 @@ from explorer.lab.responses import AFTER_RACE, AT_INIT, race_layer_responses
 from explorer.models import ARCHS, CIFAR_DEPTHS
 from explorer.plots import lab as plots
 from explorer.plots import lesson as lesson_plots
-from explorer.text import duration, ordinal
+from explorer.text import duration, giga, ordinal
 from explorer.ui import keys, lab_models, pages, projector, work
 from explorer.ui.page import guarded, remembered
 from explorer.ui.pages import LAB_CIFAR, LAB_PAIR, LAB_RACE_DEPTHS
@@ -55,12 +55,6 @@ def dataset(kind: str, root: str, size: int, train_limit: int | None, seed: int)
 def twins_mult_adds(spec: int | str, size: int) -> int:
     """Mult-adds of one image's forward pass through the plain twin plus its residual twin."""
     return sum(lab.forward_mult_adds(spec, size, plain=plain) for plain in (True, False))
-
-
-def giga(mult_adds: float) -> str:
-    """E.g. ``"0.04 G mult-adds"``: billions, with as many digits as a small number needs."""
-    value = mult_adds / 1e9
-    return f"{value:,.0f} G mult-adds" if value >= 10 else f"{value:.2g} G mult-adds"
 
 
 def timed(fn: Callable[..., T], *args: object) -> tuple[T, float]:

@@ -20,7 +20,7 @@ from explorer.errors import ExplorerError
 from explorer.lab.datasets import DOWNLOADS, cifar10_images
 from explorer.plots import lab as lab_plots
 from explorer.plots import why as plots
-from explorer.text import duration
+from explorer.text import duration, giga
 from explorer.ui import keys, lab_models, pages, projector, work
 from explorer.ui.page import guarded, lazy_tabs
 from explorer.ui.pages import WHY_HERE, WHY_MODEL, WHY_RACE, WHY_SIDEBAR
@@ -53,11 +53,6 @@ def _chart(fig: Any, name: str, where: Any = st) -> None:
     projector.chart(fig, width="stretch", key=f"{keys.WHY_FIG}_{name}", where=where)
 
 
-def _giga(mult_adds: float) -> str:
-    value = mult_adds / 1e9
-    return f"{value:,.0f} G mult-adds" if value >= 10 else f"{value:.2g} G mult-adds"
-
-
 def _cost(twins: Twins, forwards: float) -> str:
     """The cost of ``forwards`` image-forwards through every network of ``twins``, in mult-adds and in seconds at
     the speed measured on this machine."""
@@ -65,7 +60,7 @@ def _cost(twins: Twins, forwards: float) -> str:
 
     ops = sum(mult_adds(m, twins.size) for m in twins.models.values()) * forwards
     seconds = sum(why.estimate_seconds(m, twins.size, forwards) for m in twins.models.values())
-    return f"≈{_giga(ops)}, about {duration(seconds)} on this machine (1 mult-add = 2 FLOPs)"
+    return f"≈{giga(ops)}, about {duration(seconds)} on this machine (1 mult-add = 2 FLOPs)"
 
 
 def _run(key: Hashable, compute: Callable[[why.Progress], T], label: str | None = None,
@@ -118,7 +113,7 @@ def _training_cost(recipe: TwinRecipe) -> str:
     images = recipe.train_limit or len(recipe.data().x_train)
     forwards = 3 * images * recipe.epochs
     seconds = sum(why.estimate_seconds(m, recipe.size, forwards) for m in recipe.models().values())
-    return f"≈{_giga(recipe.train_mult_adds(images))}, about {duration(seconds)} on this machine"
+    return f"≈{giga(recipe.train_mult_adds(images))}, about {duration(seconds)} on this machine"
 
 
 def _trained_here() -> Twins | None:
