@@ -543,6 +543,19 @@ def test_attribution_panels_overlay_each_map_on_the_image(model, image):
         plots.panels_sheet(photo, maps, colormap="Jet")
 
 
+def test_a_panels_details_wrap_between_their_items_not_inside_one():
+    from explorer.plots import attribution as plots
+
+    font = plots._font(18)
+    details = "layer4 · 0.07 s · 1 pass · bf16 autocast"
+    width = int(plots._MEASURE.textlength(details, font=font) * 0.7)
+    assert plots._wrap(details, font, width) == ["layer4 · 0.07 s", "1 pass · bf16 autocast"]
+    assert plots._wrap(details, font, 10_000) == [details]  # fits: one line
+    words = "share of the map's 99th percentile"  # no items: at the space nearest the middle
+    assert plots._wrap(words, font, int(plots._MEASURE.textlength(words, font=font) * 0.7)) == [
+        "share of the map's", "99th percentile"]
+
+
 def test_a_large_picture_is_pooled_for_the_browser():
     from PIL import Image
 

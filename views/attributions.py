@@ -206,8 +206,7 @@ def _show_compare(subject: Subject, prep, photo, target: int, device: str, base_
     st.markdown(f"**Cost before running:** {int(table['passes'].sum())} passes of {subject.name} on the "
                 f"{device.upper()} (a pass = one image forward, and backward for gradient methods).")
     st.dataframe(table, hide_index=True)
-    if (note := work.memory_note(subject)) is not None:
-        st.caption(note)
+    memory = st.empty()  # filled after Run: what the models hold then includes the copy a run works on
     for message in problems:
         st.error(message)
     key = (*base_key, target, device, tuple(methods), repr(settings))
@@ -215,6 +214,8 @@ def _show_compare(subject: Subject, prep, photo, target: int, device: str, base_
         with st.spinner("Computing attributions…"):
             remembered(keys.PRIVATE_ATTR_RESULTS, key,
                        lambda: _attribute_all(work.runner(subject), prep.tensor, target, methods, settings, device))
+    if (note := work.memory_note(subject)) is not None:
+        memory.caption(note)
     results = recalled(keys.PRIVATE_ATTR_RESULTS, key)
     if results is None:
         st.caption("Press **Run** to compute the maps with these settings.")

@@ -160,14 +160,25 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont
     return text + "…"
 
 
+def _halves(parts: list[str], sep: str) -> tuple[str, str]:
+    """``parts`` joined by ``sep`` in two lines of about equal length."""
+    cut = min(range(1, len(parts)), key=lambda i: abs(len(sep.join(parts[:i])) - len(sep.join(parts[i:]))))
+    return sep.join(parts[:cut]), sep.join(parts[cut:])
+
+
 def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
-    """``text`` on one line if it fits ``width`` pixels, else on two (split at the space nearest the middle),
-    each cut with an ellipsis if still too long."""
+    """``text`` on one line if it fits ``width`` pixels, else on two: split between two of its " · " items when
+    both halves fit (so "1 pass" never breaks), else at the space nearest the middle; each cut with an ellipsis
+    if still too long."""
     words = text.split()
     if _MEASURE.textlength(text, font=font) <= width or len(words) < 2:
         return [_fit_text(_MEASURE, text, font, width)]
-    cut = min(range(1, len(words)), key=lambda i: abs(len(" ".join(words[:i])) - len(" ".join(words[i:]))))
-    return [_fit_text(_MEASURE, " ".join(part), font, width) for part in (words[:cut], words[cut:])]
+    items = text.split(" · ")
+    if len(items) > 1:
+        halves = _halves(items, " · ")
+        if all(_MEASURE.textlength(h, font=font) <= width for h in halves):
+            return list(halves)
+    return [_fit_text(_MEASURE, half, font, width) for half in _halves(words, " ")]
 
 
 def _colour_bar(colormap: str, height: int, width: int) -> Image.Image:
