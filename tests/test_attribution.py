@@ -551,6 +551,11 @@ def test_a_panels_details_wrap_between_their_items_not_inside_one():
     width = int(plots._MEASURE.textlength(details, font=font) * 0.7)
     assert plots._wrap(details, font, width) == ["layer4 · 0.07 s", "1 pass · bf16 autocast"]
     assert plots._wrap(details, font, 10_000) == [details]  # fits: one line
+    ig = "1.75 s · 32 passes · δ -0.046 · bf16 autocast, stem in fp32"  # two halves too wide: three lines
+    width = int(plots._MEASURE.textlength("bf16 autocast, stem in fp32", font=font)) + 4
+    assert plots._wrap(ig, font, width) == ["1.75 s · 32 passes", "δ -0.046", "bf16 autocast, stem in fp32"]
+    width = int(plots._MEASURE.textlength("bf16 autocast, stem", font=font)) + 4  # an item wider than a line
+    assert plots._wrap(ig, font, width) == ["1.75 s · 32 passes", "δ -0.046", "bf16 autocast, stem", "in fp32"]
     words = "share of the map's 99th percentile"  # no items: at the space nearest the middle
     assert plots._wrap(words, font, int(plots._MEASURE.textlength(words, font=font) * 0.7)) == [
         "share of the map's", "99th percentile"]

@@ -12,7 +12,7 @@ import functools
 import importlib.util
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -166,19 +166,38 @@ def _halves(parts: list[str], sep: str) -> tuple[str, str]:
     return sep.join(parts[:cut]), sep.join(parts[cut:])
 
 
+def _packed(items: list[str], sep: str, fits: Callable[[str], bool]) -> list[str]:
+    """``items`` joined by ``sep`` into as few lines as :func:`fits`, each line filled in turn."""
+    lines = [items[0]]
+    for item in items[1:]:
+        joined = lines[-1] + sep + item
+        if fits(joined):
+            lines[-1] = joined
+        else:
+            lines.append(item)
+    return lines
+
+
 def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
-    """``text`` on one line if it fits ``width`` pixels, else on two: split between two of its " · " items when
-    both halves fit (so "1 pass" never breaks), else at the space nearest the middle; each cut with an ellipsis
-    if still too long."""
+    """``text`` on one line if it fits ``width`` pixels, else broken between its " · " items (so "1 pass" never
+    breaks): in two balanced lines when they fit, else in as many lines as the items need (an item wider than a
+    line broken between its words). Text without items goes on two lines split at the space nearest the middle.
+    A word wider than a line is cut with an ellipsis."""
     words = text.split()
-    if _MEASURE.textlength(text, font=font) <= width or len(words) < 2:
+
+    def fits(line: str) -> bool:
+        return _MEASURE.textlength(line, font=font) <= width
+
+    if fits(text) or len(words) < 2:
         return [_fit_text(_MEASURE, text, font, width)]
     items = text.split(" · ")
-    if len(items) > 1:
-        halves = _halves(items, " · ")
-        if all(_MEASURE.textlength(h, font=font) <= width for h in halves):
-            return list(halves)
-    return [_fit_text(_MEASURE, half, font, width) for half in _halves(words, " ")]
+    if len(items) < 2:
+        return [_fit_text(_MEASURE, half, font, width) for half in _halves(words, " ")]
+    halves = _halves(items, " · ")
+    if all(fits(h) for h in halves):
+        return list(halves)
+    pieces = [p for item in items for p in ([item] if fits(item) else _packed(item.split(), " ", fits))]
+    return [_fit_text(_MEASURE, line, font, width) for line in _packed(pieces, " · ", fits)]
 
 
 def _colour_bar(colormap: str, height: int, width: int) -> Image.Image:
