@@ -278,7 +278,8 @@ def models_bytes() -> int:
 
 
 def _weight_bytes(model: torch.nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    """The host memory ``model``'s own weights take (a model on a GPU takes none of the budget's)."""
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()) if t.device.type == "cpu")
 
 
 class ModelCache:
