@@ -15,6 +15,7 @@ from test_why import fake_cifar
 
 from explorer import lab, why
 from explorer.ui import keys, pages
+from explorer.why import identity
 
 PAGE = "views/why.py"
 TINY = {keys.WHY_DEPTH: 8, keys.WHY_EPOCHS: 2}
@@ -157,6 +158,12 @@ def test_identity_mappings_and_their_race(why_page: AppTest) -> None:
     assert {f"{form}: gradient, first block ÷ last" for form in ("original", "pre-activation")} <= set(metrics)
     assert [t["name"] for t in specs(why_page)["identity"]["data"][::3]] == ["original", "pre-activation"]
     assert any("does **not** show" in m.value for m in why_page.markdown)
+    scale = next(m.value for m in why_page.markdown if m.value.startswith("**Taking the stream's scale out"))
+    assert "through the original stack and" in scale and "× for the pre-activation form: " in scale
+    scaled = identity.first_last(identity.identity_pair(20), scale_free=True)  # what the page measured
+    apart = max(scaled.values()) / min(scaled.values())
+    assert ("nearly equal" in scale) == (apart <= 4 / 3) and ("apart, so not all" in scale) == (apart > 4 / 3)
+    assert all(f"{v:.3g}× for the {form} form" in scale for form, v in scaled.items())
     why_page.button(key=keys.WHY_ID_TRAIN).click().run()
     assert not why_page.exception, why_page.exception
     race = specs(why_page)["identity_race"]

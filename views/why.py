@@ -34,6 +34,7 @@ LINE_TS = tuple(np.round(np.linspace(-0.5, 1.5, 21), 3))
 PATH_IMAGES = 32
 CIFAR_TRAIN, CIFAR_TEST = 512, 1000
 MAX_TRAIN_DEPTH = 56  # the deepest original vs pre-activation pair the page trains (minutes on two CPU cores)
+SCALE_FREE_CLOSE = 4 / 3  # the two forms' scale-free ratios this close are called "nearly equal"
 IDENTITY_NOTE = (
     "**What this measurement shows — and what it does not.** It shows how the norms of the signal (forward) and of "
     "the loss's gradient (backward) change from block to block in freshly initialised networks, with BatchNorm on "
@@ -490,6 +491,17 @@ def _show_identity() -> None:
                     help="‖shortcut(x)‖² / (‖shortcut(x)‖² + ‖F(x)‖²) per block, median, "
                          f"{' / '.join(shares.index)}.")
     _chart(plots.identity_norms(frame), "identity")
+    scaled = identity.first_last(frame, scale_free=True)
+    apart = max(scaled.values()) / min(scaled.values())
+    verdict = ("nearly equal, so what separates the two forms' gradients above is mostly how much each form's "
+               "stream grows" if apart <= SCALE_FREE_CLOSE else
+               f"still {apart:.3g}× apart, so not all of the difference above is the stream's scale")
+    st.markdown(
+        "**Taking the stream's scale out.** BatchNorm makes the loss blind to the scale of the stream it "
+        "normalises, so where the signal grows, the gradient shrinks in proportion. The signal grows "
+        + " and ".join(f"{g:.3g}× through the {form} stack" for form, g in identity.signal_growth(frame).items())
+        + ". The product ‖x‖ · ‖∂L/∂x‖, first block ÷ last, is "
+        + " and ".join(f"{v:.3g}× for the {form} form" for form, v in scaled.items()) + f": {verdict}.")
     st.markdown(IDENTITY_NOTE)
     st.caption("He et al.'s ResNet-164 and ResNet-1001 are built of bottlenecks; every depth here is built of the "
                "same basic blocks, so only the depth changes.")

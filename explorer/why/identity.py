@@ -30,7 +30,7 @@ from explorer.shared import Hooks, seeded
 from explorer.why.base import Progress, WhyError, quiet
 
 __all__ = ["FORMS", "IDENTITY_DEPTHS", "LAYOUTS", "first_last", "identity_net", "identity_pair",
-           "signal_and_gradient"]
+           "signal_and_gradient", "signal_growth"]
 
 FORMS: tuple[str, str] = ("original", "pre-activation")
 LAYOUTS: tuple[str, str] = ("CIFAR: three stages of 16, 32 and 64 channels", "one stage of 16 channels")
@@ -116,11 +116,26 @@ def identity_pair(
     return pd.concat(frames, ignore_index=True)
 
 
-def first_last(frame: pd.DataFrame) -> dict[str, float]:
+def first_last(frame: pd.DataFrame, *, scale_free: bool = False) -> dict[str, float]:
     """Per form of an :func:`identity_pair` frame: the gradient at the first block's input over the gradient at
-    the last block's output (above 1: the gradient grows on its way back to the input)."""
+    the last block's output (above 1: the gradient grows on its way back to the input).
+
+    ``scale_free``: the same ratio of ``signal`` × ``gradient``. BatchNorm after the stream makes the loss blind to
+    the stream's scale, so a gradient's norm falls as the signal's rises; the product takes that out, leaving what
+    the blocks do to the gradient beyond rescaling it."""
     out = {}
     for form, rows in frame.groupby("form", sort=False):
-        grads = rows.sort_values("position")["gradient"].to_numpy(dtype=np.float64)
-        out[str(form)] = float(grads[0] / grads[-1])
+        rows = rows.sort_values("position")
+        values = rows["gradient"].to_numpy(dtype=np.float64)
+        if scale_free:
+            values = values * rows["signal"].to_numpy(dtype=np.float64)
+        out[str(form)] = float(values[0] / values[-1])
     return out
+
+
+def signal_growth(frame: pd.DataFrame) -> dict[str, float]:
+    """Per form of an :func:`identity_pair` frame: the signal's norm at the last block's output over its norm at
+    the first block's input."""
+    return {str(form): float(rows.sort_values("position")["signal"].iloc[-1]
+                             / rows.sort_values("position")["signal"].iloc[0])
+            for form, rows in frame.groupby("form", sort=False)}
