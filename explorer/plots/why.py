@@ -263,8 +263,8 @@ def identity_norms(frame: pd.DataFrame, title: str = "Signal forward, gradient b
             fig.add_scatter(x=shown["position"], y=shown[column], mode="lines", name=str(form), legendgroup=str(form),
                             showlegend=col == 1, line=dict(color=c, width=3), text=shown["block"],
                             hovertemplate="%{text}: %{y:.3g}<extra>" + str(form) + "</extra>", row=1, col=col)
-    fig.update_yaxes(type="log", row=1, col=1)
-    fig.update_yaxes(type="log", row=1, col=2)
+    for col in (1, 2):  # labels at 1, 2 and 5 times each power of ten (plotly's default labels every digit)
+        fig.update_yaxes(type="log", dtick="D2", row=1, col=col)
     fig.update_yaxes(range=[0, 1.02], row=1, col=3)
     fig.update_xaxes(title="block boundary (0: the first block's input)", row=1, col=2)
     fig.update_annotations(font_size=FONT_SIZE)
