@@ -250,7 +250,6 @@ class Ledger:
                 self._used -= nbytes
                 self._changed.notify_all()
 
-
     def _over(self, nbytes: int) -> bool:
         """Whether ``nbytes`` more would pass the budget (the condition's lock held)."""
         return self._used > 0 and self._used + nbytes + self.resident() > total_bytes()
