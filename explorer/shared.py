@@ -1,4 +1,5 @@
-"""The one place for a shared model: its lock, hook ownership, device copies, meta twins and seeded RNG.
+"""The one place for a shared model: its lock, hook ownership, device copies, meta twins, seeded RNG and the memory
+its weights and their copies hold (:func:`resident_bytes`).
 
 A model cached for many browser sessions is shared and read-only. Every ``explorer`` function that reads one is
 safe to call from many threads with no lock held by the caller, because it does one of two things:
@@ -46,8 +47,8 @@ __all__ = [
     "on_device",
     "prepare",
     "private",
-    "resident_bytes",
     "private_copy",
+    "resident_bytes",
     "same_device",
     "seeded",
     "work_twin",

@@ -136,6 +136,8 @@ def first_last(frame: pd.DataFrame, *, scale_free: bool = False) -> dict[str, fl
 def signal_growth(frame: pd.DataFrame) -> dict[str, float]:
     """Per form of an :func:`identity_pair` frame: the signal's norm at the last block's output over its norm at
     the first block's input."""
-    return {str(form): float(rows.sort_values("position")["signal"].iloc[-1]
-                             / rows.sort_values("position")["signal"].iloc[0])
-            for form, rows in frame.groupby("form", sort=False)}
+    out = {}
+    for form, rows in frame.groupby("form", sort=False):
+        signal = rows.sort_values("position")["signal"].to_numpy(dtype=np.float64)
+        out[str(form)] = float(signal[-1] / signal[0])
+    return out
