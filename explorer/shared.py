@@ -303,18 +303,35 @@ def work_twin(model: nn.Module, device: torch.device | None = None) -> nn.Module
     return known[1]
 
 
+_STORAGES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, dict[int, int]]] = weakref.WeakKeyDictionary()
+
+
+def _cpu_storages(net: nn.Module) -> dict[int, int]:
+    """{address: bytes} of the CPU storages under ``net``'s parameters and buffers, walked once per net (a page
+    asks on every rerun) and again only when its first parameter moved (a model sent to another device, or whose
+    weights were replaced)."""
+    first = next(net.parameters(), None)
+    mark = (None,) if first is None else (first.device, first.data_ptr())
+    with _GUARD:
+        known = _STORAGES.get(net)
+    if known is not None and known[0] == mark:
+        return known[1]
+    found = {}
+    for t in (*net.parameters(), *net.buffers()):
+        if t.device.type == "cpu":
+            storage = t.untyped_storage()
+            found[storage.data_ptr()] = storage.nbytes()
+    with _GUARD:
+        _STORAGES[net] = (mark, found)
+    return found
+
+
 def resident_bytes(model: nn.Module) -> int:
     """The host memory ``model``'s weights hold: its CPU parameters and buffers and those of its copies
     (:func:`work_twin`, :func:`on_device`), each storage counted once. Copies on a GPU take none of it."""
     with _GUARD:
         copies = [*_DEVICE_COPIES.get(model, {}).values(), *(t for _, t in _WORK_TWINS.get(model, {}).values())]
-    seen: dict[int, int] = {}
-    for net in (model, *copies):
-        for t in (*net.parameters(), *net.buffers()):
-            if t.device.type == "cpu":
-                storage = t.untyped_storage()
-                seen[storage.data_ptr()] = storage.nbytes()
-    return sum(seen.values())
+    return sum({ptr: n for net in (model, *copies) for ptr, n in _cpu_storages(net).items()}.values())
 
 
 def private(model: nn.Module) -> nn.Module:

@@ -267,3 +267,17 @@ def test_calls_and_model_loads_from_many_threads_within_a_small_budget_all_finis
         shapes = list(pool.map(one, range(24), timeout=300))
     assert shapes == [(48, 48)] * 24
     assert budget.LEDGER.used == 0 and len(cache.keys()) < len(configs)  # 3 × 2 × 45 MB pass 160 MB: one went
+
+
+def test_resident_bytes_are_counted_again_when_a_models_weights_move():
+    """The count is kept per network (a page asks on every rerun) and made again when its weights are replaced."""
+    from explorer.shared import resident_bytes
+
+    net = build("resnet18")
+
+    def weights() -> int:
+        return sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))
+
+    assert resident_bytes(net) == weights()
+    net.half()  # new storages, half the size
+    assert resident_bytes(net) == weights() < 30 << 20
